@@ -1,0 +1,41 @@
+"""Validated, normalised preset data shared by the preset loader and the chain builder.
+
+The loader (:mod:`rtq.presets`) turns YAML into these objects; the chain builder
+(:mod:`rtq.chain`) turns them into prepared stages.  Every spec remembers where it came
+from (``file:line:column``) so errors found only at prepare time (for example a shaping
+table with no entry for the stream's rate) can still point into the preset.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage of a chain.
+
+    kind
+        ``"gain"``, ``"requantize"``, ``"quantize"`` or ``"oversample"``.
+    params
+        Normalised parameters (see :mod:`rtq.presets` for the schema); for
+        ``oversample``, ``params["chain"]`` is a tuple of nested :class:`StageSpec`.
+    where
+        ``{key: "file:line:col"}`` for the stage itself (key ``""``) and each parameter.
+    """
+
+    kind: str
+    params: dict[str, Any]
+    where: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def location(self, key: str = "") -> str:
+        return self.where.get(key) or self.where.get("", "<preset>")
+
+
+@dataclass(frozen=True)
+class PresetSpec:
+    name: str
+    description: str
+    chain: tuple[StageSpec, ...]
+    seed: int | None = None
+    source: str = "<preset>"
