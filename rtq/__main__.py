@@ -1,0 +1,4 @@
+"""``python -m rtq``: the same as the ``rtq`` command."""
+from rtq.cli import main
+
+raise SystemExit(main())
