@@ -1,0 +1,78 @@
+"""The processor protocol shared by stages and chains (after JUCE's dsp module).
+
+``prepare(sample_rate, channels, max_block)`` is the only method that allocates or
+compiles; ``process(block)`` works in place and allocates nothing; ``reset()`` clears
+state and rewinds the dither generators, so a reset processor repeats its output
+exactly; ``latency`` is in samples at the stream rate.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .program import OP_SANITIZE, Program, ProgramBuilder, reset_program, run_program
+
+DEFAULT_MAX_BLOCK = 4096
+
+
+class Processor:
+    """Base of :class:`~rtq.stages.Stage` and :class:`~rtq.chain.Chain`."""
+
+    seed = 0
+
+    def __init__(self):
+        self.program: Program | None = None
+        self._init = None
+        self.sample_rate: float | None = None
+        self.channels: int | None = None
+
+    def _stages(self):
+        raise NotImplementedError
+
+    def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK):
+        """Allocate all state for this rate, channel count and largest block; returns self.
+
+        May raise :class:`~rtq.errors.PresetError` (for example a shaping table with no
+        entry for ``sample_rate``).
+        """
+        from .stages import EmitContext
+
+        builder = ProgramBuilder(int(channels), int(max_block))
+        builder.add_op(OP_SANITIZE, 0)
+        for index, stage in enumerate(self._stages()):
+            stage.emit(builder, EmitContext(float(sample_rate), 0, int(self.seed), (index,)))
+        self.program, self._init = builder.build()
+        self.sample_rate = float(sample_rate)
+        self.channels = int(channels)
+        return self
+
+    def process(self, block: np.ndarray) -> None:
+        """Process ``block`` (frames, channels), float32 or float64, C-contiguous, in place.
+
+        Any number of frames (work is done in pieces of at most ``max_block``).
+        Allocates nothing; output is identical however the stream is cut into blocks.
+        """
+        if self.program is None:
+            raise RuntimeError("prepare() must be called before process()")
+        if block.ndim != 2 or block.shape[1] != self.channels:
+            raise ValueError(f"expected a (frames, {self.channels}) block, got shape {block.shape}")
+        run_program(self.program, block, block)
+
+    def reset(self) -> None:
+        """Clear state and counters and rewind dither; the next output repeats the first."""
+        if self.program is not None:
+            reset_program(self.program, self._init)
+
+    def __call__(self, audio: np.ndarray, sample_rate: float) -> np.ndarray:
+        """Process a whole signal (frames,) or (frames, channels) from a clean state; returns
+        a new float64 array (pedalboard style)."""
+        x = np.array(audio, dtype=np.float64, order="C", ndmin=2, copy=True)
+        mono = np.ndim(audio) == 1
+        if mono:
+            x = x.reshape(-1, 1)
+        if self.program is None or self.sample_rate != sample_rate or self.channels != x.shape[1]:
+            self.prepare(sample_rate, x.shape[1])
+        else:
+            self.reset()
+        self.process(x)
+        return x[:, 0] if mono else x
+

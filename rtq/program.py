@@ -1,0 +1,223 @@
+"""The compiled chain runner: a whole chain as one flat program, run by one Numba call.
+
+A prepared chain is a tuple of preallocated arrays (a :class:`Program`)::
+
+    meta      int64[8]           channels, max_block, n_ops
+    ops       int64[n_ops, 16]   one row per operation (layout: the OP_* / COL_* names)
+    fparams   float64[...]       coefficients and constants, sliced by each row
+    fstate    float64[...]       filter state (per channel, sliced by each row)
+    istate    int64[...]         integer state such as ring positions
+    rng       uint64[...]        dither generator states
+    counters  int64[n_ops, channels, 4]   clips, non-finite samples, loop resets
+    work      float64[levels, channels, frames]   planar work buffers, one per rate level
+
+:func:`run_program` interprets it: no Python per stage, no allocation, no locks, no JIT
+after warm-up (``cache=True``).  The same compiled function serves the offline
+renderer, the Python API and the live callback (which calls it from a Numba ``cfunc``),
+so every path produces the same samples.  Stages process whole blocks one after another;
+each stage is causal with carried state, so any split of the input into blocks gives
+bit-identical output.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from numba import njit
+
+from .dsp.g711 import compand_block
+from .dsp.requantize import requantize_block
+
+OP_SANITIZE = 1
+OP_GAIN = 2
+OP_REQUANTIZE = 3
+OP_COMPAND = 4
+
+OP_WIDTH = 16
+COL_OPCODE = 0
+COL_LEVEL = 1       # index of the work buffer the op runs on
+COL_FACTOR = 2      # frames per stream frame at that level
+COL_P_OFF = 3       # fparams offset
+COL_S_OFF = 4       # fstate offset (channel c at S_OFF + c * S_STRIDE)
+COL_S_STRIDE = 5
+COL_I_OFF = 6       # istate offset (words shared by all channels)
+COL_R_OFF = 7       # rng offset (one word per channel)
+COL_ARG0 = 8        # op-specific integers from here on
+
+META_CHANNELS = 0
+META_MAX_BLOCK = 1
+META_N_OPS = 2
+COUNTER_WIDTH = 4
+COUNT_NONFINITE = 1
+
+
+class Program(NamedTuple):
+    meta: np.ndarray
+    ops: np.ndarray
+    fparams: np.ndarray
+    fstate: np.ndarray
+    istate: np.ndarray
+    rng: np.ndarray
+    counters: np.ndarray
+    work: np.ndarray
+
+
+@njit(cache=True, nogil=True)
+def _sanitize(buf, n, counters):
+    """NaN -> 0, +-Inf -> +-1 (full scale), each counted; keeps them out of filter state."""
+    for c in range(buf.shape[0]):
+        for i in range(n):
+            v = buf[c, i]
+            if not np.isfinite(v):
+                counters[c, COUNT_NONFINITE] += 1
+                if np.isnan(v):
+                    buf[c, i] = 0.0
+                else:
+                    buf[c, i] = 1.0 if v > 0 else -1.0
+
+
+@njit(cache=True, nogil=True)
+def _execute(prog, m):
+    """Run every op of ``prog`` over ``m`` stream frames held in ``work[0]`` (planar:
+    channel-major, so each channel is contiguous for the per-channel kernels)."""
+    meta, ops, fp, fs, ist, rng, cnt, work = prog
+    nch = meta[META_CHANNELS]
+    for k in range(meta[META_N_OPS]):
+        op = ops[k]
+        code = op[COL_OPCODE]
+        buf = work[op[COL_LEVEL]]
+        n = m * op[COL_FACTOR]
+        p = op[COL_P_OFF]
+        s = op[COL_S_OFF]
+        s_end = s + nch * op[COL_S_STRIDE]
+        i = op[COL_I_OFF]
+        r = op[COL_R_OFF]
+        if code == OP_SANITIZE:
+            _sanitize(buf, n, cnt[k])
+        elif code == OP_GAIN:
+            g = fp[p]
+            for c in range(nch):
+                for t in range(n):
+                    buf[c, t] *= g
+        elif code == OP_REQUANTIZE:
+            na = op[COL_ARG0]
+            nb = op[COL_ARG0 + 1]
+            pa = p + 8
+            requantize_block(buf, n, fp[p:p + 7], op[COL_ARG0 + 2], fp[p + 7],
+                             fp[pa:pa + na], fp[pa + na:pa + na + nb], fs[s:s_end],
+                             ist[i:i + 2], rng[r:r + nch], cnt[k])
+        elif code == OP_COMPAND:
+            compand_block(buf, n, op[COL_ARG0], cnt[k])
+
+
+@njit(cache=True, nogil=True)
+def run_program(prog, x, y):
+    """Process ``x`` (frames, channels) into ``y`` (same shape; may be ``x`` itself).
+
+    Any number of frames: the input is taken in pieces of at most ``max_block``.  Input
+    and output may be float32 or float64; work is done in float64.
+    """
+    work = prog[7]
+    max_block = prog[0][META_MAX_BLOCK]
+    nch = prog[0][META_CHANNELS]
+    total = x.shape[0]
+    start = 0
+    while start < total:
+        m = min(max_block, total - start)
+        level0 = work[0]
+        for c in range(nch):
+            dst = level0[c]
+            for t in range(m):
+                dst[t] = x[start + t, c]
+        _execute(prog, m)
+        for c in range(nch):
+            src = level0[c]
+            for t in range(m):
+                y[start + t, c] = src[t]
+        start += m
+
+
+class ProgramBuilder:
+    """Collects ops and sizes while stages are prepared, then allocates a :class:`Program`.
+
+    Stages call :meth:`add_op` from their ``emit`` method; nothing is allocated per op
+    until :meth:`build`, which creates each flat array once.
+    """
+
+    def __init__(self, channels: int, max_block: int):
+        self.channels = channels
+        self.max_block = max_block
+        self.rows: list[np.ndarray] = []
+        self.fparams: list[np.ndarray] = []
+        self.fstate_init: list[np.ndarray] = []
+        self.istate_init: list[int] = []
+        self.rng_init: list[int] = []
+        self.levels = [1]          # frames-per-stream-frame factor of each level
+        self._fp = 0
+        self._fs = 0
+
+    def add_level(self, factor: int) -> int:
+        """A new work buffer running at ``factor`` times the stream rate; returns its index."""
+        self.levels.append(factor)
+        return len(self.levels) - 1
+
+    def add_op(self, opcode: int, level: int, *, params=(), state_per_channel=0,
+               istate=(), rng_seeds=(), args=()) -> int:
+        """Append an op and return its index (the row of its counters)."""
+        params = np.asarray(params, dtype=np.float64)
+        row = np.zeros(OP_WIDTH, dtype=np.int64)
+        row[COL_OPCODE] = opcode
+        row[COL_LEVEL] = level
+        row[COL_FACTOR] = self.levels[level]
+        row[COL_P_OFF] = self._fp
+        row[COL_S_OFF] = self._fs
+        row[COL_S_STRIDE] = state_per_channel
+        row[COL_I_OFF] = len(self.istate_init)
+        row[COL_R_OFF] = len(self.rng_init)
+        row[COL_ARG0:COL_ARG0 + len(args)] = args
+        self.rows.append(row)
+        self.fparams.append(params)
+        self._fp += params.size
+        self._fs += state_per_channel * self.channels
+        self.istate_init.extend(istate)
+        self.rng_init.extend(rng_seeds)
+        return len(self.rows) - 1
+
+    def build(self) -> tuple[Program, "ProgramInit"]:
+        """Allocate the program; also returns its initial integer state (for ``reset``)."""
+        n_ops = len(self.rows)
+        meta = np.zeros(8, dtype=np.int64)
+        meta[META_CHANNELS] = self.channels
+        meta[META_MAX_BLOCK] = self.max_block
+        meta[META_N_OPS] = n_ops
+        ops = np.stack(self.rows) if self.rows else np.zeros((0, OP_WIDTH), np.int64)
+        frames = self.max_block * max(self.levels)
+        init = ProgramInit(np.array(self.istate_init or [0], dtype=np.int64),
+                           np.array(self.rng_init or [0], dtype=np.uint64))
+        prog = Program(
+            meta=meta,
+            ops=np.ascontiguousarray(ops),
+            fparams=np.concatenate(self.fparams) if self.fparams else np.zeros(0),
+            fstate=np.zeros(max(self._fs, 1)),
+            istate=init.istate.copy(),
+            rng=init.rng.copy(),
+            counters=np.zeros((n_ops, self.channels, COUNTER_WIDTH), dtype=np.int64),
+            work=np.zeros((len(self.levels), self.channels, frames)),
+        )
+        return prog, init
+
+
+class ProgramInit(NamedTuple):
+    """Initial integer state and dither-generator words of a program."""
+
+    istate: np.ndarray
+    rng: np.ndarray
+
+
+def reset_program(prog: Program, init: ProgramInit) -> None:
+    """Clear all state and counters and rewind the dither generators (not to be called
+    while :func:`run_program` runs on the same program)."""
+    prog.fstate[:] = 0.0
+    prog.counters[:] = 0
+    prog.istate[:] = init.istate
+    prog.rng[:] = init.rng

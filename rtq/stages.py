@@ -1,0 +1,199 @@
+"""Processing stages: gain, requantize (uniform N-bit grid) and quantize (G.711 laws).
+
+A stage describes itself to a :class:`~rtq.program.ProgramBuilder` (``emit``); the
+chain turns all stages into one flat program run by one compiled call.  Stages are also
+processors on their own (``prepare`` / ``process`` / ``reset`` / ``latency``, like
+JUCE's dsp processors), each then running a one-stage program.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .dsp import shaping
+from .dsp.g711 import LAW_A, LAW_MU
+from .dsp.requantize import (DITHER_CODES, HISTORY_SLACK, NEAR_TAPS, dither_peak_lsb,
+                             dither_power_lsb2, history_length, state_per_channel)
+from .dsp.rng import stream_seed
+from .errors import PresetError
+from .processor import Processor
+from .program import OP_COMPAND, OP_GAIN, OP_REQUANTIZE, ProgramBuilder
+
+
+@dataclass
+class EmitContext:
+    """Where a stage is being placed: its rate, work level, and dither-stream path."""
+
+    sample_rate: float
+    level: int = 0
+    seed: int = 0
+    path: tuple[int, ...] = ()
+
+
+class Stage(Processor):
+    """Base class: one element of a chain."""
+
+    kind = ""
+
+    def __init__(self, where: dict[str, str] | None = None):
+        super().__init__()
+        self.where = where or {}
+
+    def _stages(self):
+        return [self]
+
+    def emit(self, builder: ProgramBuilder, ctx: EmitContext) -> None:
+        raise NotImplementedError
+
+    @property
+    def latency(self) -> float:
+        """Delay the stage adds, in samples at the rate it runs at."""
+        return 0.0
+
+    def describe(self) -> dict[str, Any]:
+        """The stage's resolved parameters as plain data."""
+        raise NotImplementedError
+
+    def _location(self, key: str) -> str:
+        return self.where.get(key) or self.where.get("", "<chain>")
+
+
+class Gain(Stage):
+    """Multiply by ``10^(db/20)``."""
+
+    kind = "gain"
+
+    def __init__(self, db: float = 0.0, *, where=None):
+        super().__init__(where)
+        self.db = float(db)
+
+    def emit(self, builder, ctx):
+        builder.add_op(OP_GAIN, ctx.level, params=[10.0 ** (self.db / 20.0)])
+
+    def describe(self):
+        return {"db": self.db}
+
+
+@dataclass
+class QuantizerInfo:
+    """What the meter needs to know about a quantizer once it is prepared."""
+
+    bits: int
+    step: float
+    dither: str
+    dither_power: float            # in step^2
+    error_filter: shaping.ErrorFilter | None
+    sample_rate: float
+    op_index: int = field(default=-1)
+
+
+class Requantize(Stage):
+    """Requantize to ``bits`` (1...32) with dither and optional error-feedback shaping.
+
+    Parameters
+    ----------
+    bits : int
+        Output word length; 1 is the two-level +-1 sign quantizer.
+    dither : str
+        ``none``, ``rpdf`` (1 LSB p-p), ``tpdf`` (2 LSB p-p), ``tpdf-hp``, ``gaussian``
+        (sigma 0.5 LSB); scaled by ``amplitude``.
+    shaping : str or dict or None
+        A table family name (:data:`rtq.dsp.shaping.TABLE_NAMES`), ``{"coefficients":
+        [...]}`` for a custom FIR error filter, or None.
+    """
+
+    kind = "requantize"
+
+    def __init__(self, bits: int = 16, dither: str = "tpdf", amplitude: float = 1.0,
+                 shaping: str | dict | None = None, *, where=None):
+        super().__init__(where)
+        self.bits = int(bits)
+        self.dither = dither
+        self.amplitude = float(amplitude)
+        self.shaping = _normalise_shaping(shaping)
+        self.info: QuantizerInfo | None = None
+
+    def error_filter(self, sample_rate: float) -> shaping.ErrorFilter | None:
+        """The error-feedback filter used at ``sample_rate`` (None for no shaping)."""
+        kind = self.shaping["kind"]
+        if kind == "none":
+            return None
+        if kind == "fir":
+            return shaping.ErrorFilter(tuple(self.shaping["coefficients"]))
+        if kind == "table":
+            name = self.shaping["name"]
+            filt = shaping.select_table(name, sample_rate)
+            if filt is None:
+                rates = ", ".join(str(r) for r in shaping.supported_rates(name))
+                raise PresetError(
+                    f"{self._location('shaping')}: shaping '{name}' has no table for "
+                    f"{sample_rate:g} Hz; it supports {rates} Hz (+-5 %)")
+            return filt
+        raise PresetError(f"{self._location('shaping')}: shaping kind '{kind}' is not available")
+
+    def emit(self, builder, ctx):
+        filt = self.error_filter(ctx.sample_rate)
+        a = np.asarray(filt.a if filt else (), dtype=np.float64)
+        if a.size:
+            a = np.concatenate([a, np.zeros(max(NEAR_TAPS - a.size, 0))])
+        b = np.asarray(filt.b if filt else (), dtype=np.float64)
+        if self.bits == 1:
+            step, off, lo, hi = 2.0, 0.5, -0.5, 0.5
+        else:
+            step = 2.0 ** (1 - self.bits)
+            off, lo, hi = 0.0, -(2.0 ** (self.bits - 1)), 2.0 ** (self.bits - 1) - 1
+        kind = DITHER_CODES[self.dither]
+        ebound = 0.5 + dither_peak_lsb(kind, self.amplitude)
+        grid = [step, 1.0 / step, off, lo, hi, ebound, np.inf]
+        seeds = [stream_seed(ctx.seed, *ctx.path, c) for c in range(builder.channels)]
+        keep = history_length(a.size, b.size) - HISTORY_SLACK
+        index = builder.add_op(
+            OP_REQUANTIZE, ctx.level,
+            params=np.concatenate([grid, [self.amplitude], a, b]),
+            state_per_channel=state_per_channel(a.size, b.size), istate=(keep, 0),
+            rng_seeds=seeds, args=(a.size, b.size, kind))
+        self.info = QuantizerInfo(self.bits, step, self.dither,
+                                  dither_power_lsb2(kind, self.amplitude), filt,
+                                  ctx.sample_rate, index)
+
+    def describe(self):
+        return {"bits": self.bits, "dither": {"type": self.dither, "amplitude": self.amplitude},
+                "shaping": dict(self.shaping)}
+
+
+def _normalise_shaping(shaping_param) -> dict:
+    if shaping_param is None or shaping_param == "none":
+        return {"kind": "none"}
+    if isinstance(shaping_param, str):
+        if shaping_param not in shaping.TABLES:
+            raise ValueError(f"unknown shaping {shaping_param!r}; choose from {', '.join(shaping.TABLE_NAMES)}")
+        return {"kind": "table", "name": shaping_param}
+    if "kind" in shaping_param:
+        return dict(shaping_param)
+    if "coefficients" in shaping_param:
+        return {"kind": "fir", "coefficients": tuple(float(c) for c in shaping_param["coefficients"])}
+    raise ValueError(f"bad shaping {shaping_param!r}")
+
+
+class Quantize(Stage):
+    """8-bit G.711 companding (``law`` = ``mu-law`` or ``a-law``), via the 16-bit grid."""
+
+    kind = "quantize"
+    LAWS = {"mu-law": LAW_MU, "a-law": LAW_A}
+
+    def __init__(self, law: str = "mu-law", bits: int = 8, *, where=None):
+        super().__init__(where)
+        if law not in self.LAWS or bits != 8:
+            raise ValueError("quantize supports law mu-law or a-law with bits 8")
+        self.law = law
+        self.bits = bits
+        self.info: QuantizerInfo | None = None
+
+    def emit(self, builder, ctx):
+        index = builder.add_op(OP_COMPAND, ctx.level, args=(self.LAWS[self.law],))
+        self.info = QuantizerInfo(8, 2.0 ** -15, "none", 0.0, None, ctx.sample_rate, index)
+
+    def describe(self):
+        return {"law": self.law, "bits": self.bits}
