@@ -1,0 +1,285 @@
+"""Offline rendering: a file in, a file out, through the same compiled chain as live.
+
+The input is streamed through soundfile (libsndfile) in blocks, so memory stays bounded
+for any length.  The output appears atomically: it is written to a temporary file beside
+OUTPUT and renamed over it only when complete, so an interrupted render leaves no
+partial OUTPUT.  Integer output is written from the chain's exact codes (the grid value
+scaled by 2^31 as int32, which libsndfile stores without further rounding), so reading
+the file back returns exactly what the chain produced.
+
+Latency: a chain with latency L (samples at the stream rate, rounded to the nearest
+sample) has its first L output samples dropped and is flushed with L samples of silence
+at the end, so OUTPUT is time-aligned with INPUT and has the same length, unless
+``compensate_latency=False``.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+from numba import njit
+
+from .chain import Chain
+from .errors import UsageError
+from .stages import Quantize, Requantize
+
+DEFAULT_BLOCK = 8192
+_INT_PCM_BITS = {"PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+_LAW_SUBTYPES = {"mu-law": "ULAW", "a-law": "ALAW"}
+
+
+@dataclass
+class RenderResult:
+    """What a render did: frames written, subtype, and the chain's counters."""
+
+    frames: int
+    sample_rate: int
+    channels: int
+    subtype: str
+    latency: int
+    seconds: float
+    clips: list[int] = field(default_factory=list)
+    nonfinite: list[int] = field(default_factory=list)
+
+
+def output_grid_bits(chain: Chain) -> int | None:
+    """Word length of the grid the chain's output lies on (None if it is not on a grid)."""
+    last = chain.stages[-1] if chain.stages else None
+    if isinstance(last, Requantize) and last.bits >= 2:
+        return last.bits
+    if isinstance(last, Quantize):
+        return 16
+    return None
+
+
+def default_subtype(chain: Chain) -> str:
+    """The output subtype that follows the last stage: PCM_16/24/32 for a requantize to
+    that many bits, ULAW/ALAW for a G.711 quantize, FLOAT otherwise."""
+    last = chain.stages[-1] if chain.stages else None
+    if isinstance(last, Quantize):
+        return _LAW_SUBTYPES[last.law]
+    if isinstance(last, Requantize) and last.bits in (16, 24, 32):
+        return f"PCM_{last.bits}"
+    return "FLOAT"
+
+
+def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
+    """Validate ``requested`` (or the default) against the container and the chain.
+
+    Where the default is not available in the container (FLOAT in FLAC, say), the
+    smallest integer subtype that holds the chain's grid exactly is used instead.
+    """
+    available = sf.available_subtypes(fmt)
+    grid = output_grid_bits(chain)
+    if requested:
+        subtype = requested.upper()
+        if subtype not in available:
+            raise UsageError(f"subtype {requested} is not available for {fmt} files; "
+                             f"choose from {', '.join(sorted(available))}")
+    else:
+        subtype = default_subtype(chain)
+        if subtype not in available:
+            fits = [s for s, b in sorted(_INT_PCM_BITS.items(), key=lambda kv: kv[1])
+                    if s in available and grid is not None and b >= grid]
+            if not fits:
+                raise UsageError(f"{fmt} files cannot hold this chain's output ({subtype}); "
+                                 f"use --subtype with one of {', '.join(sorted(available))} "
+                                 "or another format")
+            subtype = fits[0]
+    bits = _INT_PCM_BITS.get(subtype)
+    if bits is not None and (grid is None or grid > bits):
+        have = f"{grid}-bit" if grid else "not on an integer grid"
+        raise UsageError(f"subtype {subtype} would round the chain's output ({have}) a second "
+                         f"time without dither; end the chain with a requantize to {bits} bits "
+                         "or fewer, or choose a wider subtype")
+    return subtype
+
+
+@njit(cache=True, nogil=True)
+def _to_int32(src, dst, n):
+    """Exact int32 codes of grid values: ``round(y * 2^31)``, saturated (y = +1.0 only
+    occurs for the 1-bit quantizer, which is never written as PCM)."""
+    for t in range(n):
+        for c in range(src.shape[1]):
+            v = src[t, c] * 2147483648.0
+            if v > 2147483647.0:
+                v = 2147483647.0
+            dst[t, c] = np.int32(v)
+
+
+def _audio_format(path: Path) -> str:
+    ext = path.suffix.lower().lstrip(".")
+    formats = {k.lower(): k for k in sf.available_formats()}
+    aliases = {"aif": "aiff", "oga": "ogg"}
+    fmt = formats.get(aliases.get(ext, ext))
+    if fmt is None:
+        raise UsageError(f"cannot tell the audio format of {path} from its extension; "
+                         "use .wav, .flac, .aiff, ...")
+    return fmt
+
+
+def _open_input(path: Path) -> sf.SoundFile:
+    if not path.exists():
+        raise UsageError(f"{path}: no such file")
+    try:
+        return sf.SoundFile(str(path))
+    except (sf.LibsndfileError, RuntimeError, OSError) as err:
+        raise UsageError(f"{path}: not a readable audio file ({err})") from None
+
+
+def _check_paths(inp: Path, out: Path, force: bool) -> None:
+    if out.exists() and inp.exists() and os.path.samefile(inp, out):
+        raise UsageError(f"OUTPUT {out} is the INPUT file; rtq never overwrites its input")
+    if out.exists() and not force:
+        raise UsageError(f"{out} exists; use --force to replace it")
+    if not out.parent.exists():
+        raise UsageError(f"{out.parent}: no such directory")
+
+
+class _Progress:
+    """A one-line progress bar on a terminal; silent otherwise."""
+
+    def __init__(self, total: int, stream=sys.stderr):
+        self.total = max(total, 1)
+        self.stream = stream
+        self.active = stream.isatty()
+        self.last = 0.0
+
+    def update(self, done: int, final: bool = False) -> None:
+        now = time.monotonic()
+        if not self.active or (not final and now - self.last < 0.2):
+            return
+        self.last = now
+        frac = min(done / self.total, 1.0)
+        bar = "#" * int(frac * 30)
+        self.stream.write(f"\rrendering [{bar:<30}] {frac * 100:5.1f} %")
+        if final:
+            self.stream.write("\n")
+        self.stream.flush()
+
+
+def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFAULT_BLOCK,
+                subtype: str | None = None, force: bool = False,
+                compensate_latency: bool = True, progress: bool = True,
+                observer=None) -> RenderResult:
+    """Render ``input_path`` through ``chain`` into ``output_path``.
+
+    Parameters
+    ----------
+    chain : Chain
+        Prepared here for the file's rate and channel count.
+    block_size : int
+        Frames per block (the output does not depend on it).
+    subtype : str, optional
+        libsndfile subtype; default follows the chain's last stage.
+    force : bool
+        Replace an existing OUTPUT (never the INPUT itself).
+    observer : callable, optional
+        Called as ``observer(chain, block_in, block_out)`` per block (float64
+        (frames, channels)), for measurements; ``block_in`` is the input aligned with
+        ``block_out`` when latency is compensated.
+
+    Raises
+    ------
+    UsageError, PresetError
+        One-line user errors (unreadable input, existing output, unsupported subtype,
+        shaping table missing at the file's rate).
+    """
+    inp, out = Path(input_path), Path(output_path)
+    if block_size < 1:
+        raise UsageError("--block-size must be at least 1")
+    _check_paths(inp, out, force)
+    fmt = _audio_format(out)
+    started = time.perf_counter()
+    with _open_input(inp) as src:
+        rate, channels, total = src.samplerate, src.channels, src.frames
+        chain.prepare(rate, channels, block_size)
+        subtype = choose_subtype(chain, fmt, subtype)
+        latency = int(round(chain.latency)) if compensate_latency else 0
+        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+        os.close(fd)
+        try:
+            with sf.SoundFile(tmp_name, "w", rate, channels, subtype, format=fmt) as dst:
+                written = _stream(chain, src, dst, block_size, latency, subtype,
+                                  _Progress(total) if progress else None, observer)
+            os.chmod(tmp_name, 0o666 & ~_umask())
+            os.replace(tmp_name, out)
+        except BaseException:
+            os.unlink(tmp_name)
+            raise
+    counters = chain.program.counters
+    quantizer_rows = [q.info.op_index for q in chain.quantizers()]
+    clips = [int(counters[quantizer_rows, c, 0].sum()) for c in range(channels)]
+    nonfinite = [int(counters[0, c, 1]) for c in range(channels)]
+    return RenderResult(written, rate, channels, subtype, latency,
+                        time.perf_counter() - started, clips, nonfinite)
+
+
+def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -> int:
+    """The block loop: read, process in place, drop the latency, write, flush."""
+    channels = src.channels
+    buf = np.zeros((block_size, channels))
+    codes = np.zeros((block_size, channels), dtype=np.int32) if subtype in _INT_PCM_BITS else None
+    lag = np.zeros((latency, channels)) if observer and latency else None
+    to_skip = latency
+    flush = latency
+    done = 0
+    written = 0
+    while True:
+        n = src.read(out=buf).shape[0]
+        if n == 0:
+            if flush == 0:
+                break
+            n = min(flush, block_size)
+            buf[:n] = 0.0
+            flush -= n
+        else:
+            done += n
+        block = buf[:n]
+        dry = block.copy() if observer else None
+        chain.process(block)
+        start = min(to_skip, n)
+        to_skip -= start
+        if n > start:
+            if observer:
+                dry = _delay(lag, dry)
+                observer(chain, dry[start:], block[start:])
+            written += _write(dst, block[start:], codes, subtype)
+        if progress:
+            progress.update(done)
+    if progress:
+        progress.update(done, final=True)
+    return written
+
+
+def _delay(line: np.ndarray | None, block: np.ndarray) -> np.ndarray:
+    """``block`` delayed by ``len(line)`` frames, ``line`` carrying the tail across calls."""
+    if line is None or len(line) == 0:
+        return block
+    joined = np.concatenate([line, block])
+    line[:] = joined[len(joined) - len(line):]
+    return joined[:len(block)]
+
+
+def _write(dst, block, codes, subtype) -> int:
+    n = block.shape[0]
+    if codes is not None:
+        _to_int32(block, codes, n)
+        dst.write(codes[:n])
+    elif subtype in _LAW_SUBTYPES.values():
+        dst.write(np.rint(block * 32768.0).astype(np.int16))
+    else:
+        dst.write(block)
+    return n
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
