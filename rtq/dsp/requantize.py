@@ -5,10 +5,10 @@ style of scipy.signal (state in, state out).  Per sample, with ``a``/``b`` the
 error-feedback coefficients (see :mod:`rtq.dsp.shaping`)::
 
     o = sum a[j] e[n-j] - sum b[j] o[n-j]        # filtered past errors
-    d = x / step - o                             # in steps (LSB); exact scaling
-    code = clamp(rint(d + r - off) + off, lo, hi)
+    xs = x / step                                # in steps (LSB); exact scaling
+    code = clamp(rint((xs + r - off) - o) + off, lo, hi)
     y = step * code
-    e = clamp(code - d, -ebound, +ebound)        # error fed back, dither included
+    e = clamp(code - (xs - o), -ebound, +ebound) # error fed back, dither included
 
 Grid: ``step = 2^(1 - bits)``, ``off = 0`` and codes ``-2^(bits-1) ... 2^(bits-1) - 1``;
 ``bits = 1`` is the two-level sign quantizer (+-1): ``step = 2``, ``off = 1/2``.
@@ -188,7 +188,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
         r, gen, prev = _dither(dither_kind, dither_amp, gen, prev)
-        d = xs
+        v = xs + r - off
         if shaped:
             if sub == 0:
                 if p == hl:
@@ -212,10 +212,12 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                 misc[4] = f2
                 misc[5] = f3
             hp = np.uint64(p)
-            o = misc[2 + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] \
-                + a[1] * he[hp - _U2] + a[0] * e1
+            rest = misc[2 + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
             for j in range(nb):
-                o -= b[j] * ho[p - 1 - j]
+                rest -= b[j] * ho[hp - np.uint64(j + 1)]
+            # Only this multiply-add, the rounding and the error below depend on the
+            # previous sample's error: the loop's critical path.
+            o = rest + a[0] * e1
             if abs(o) > reset_limit:
                 he[:] = 0.0
                 ho[:] = 0.0
@@ -223,8 +225,11 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                 o = 0.0
                 counters[COUNT_RESETS] += 1
             ho[p] = o
-            d = xs - o
-        code = np.rint(d + r - off) + off
+            code = np.rint(v - o)
+        else:
+            code = np.rint(v)
+        if off:
+            code += off
         if code > hi:
             code = hi
             counters[COUNT_CLIPS] += 1
@@ -233,7 +238,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
             counters[COUNT_CLIPS] += 1
         x[i] = code * step
         if shaped:
-            e = code - d
+            e = code - (xs - o)
             if e > ebound:
                 e = ebound
             elif e < -ebound:
