@@ -28,18 +28,22 @@ class Processor:
     def _stages(self):
         raise NotImplementedError
 
-    def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK):
+    def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK,
+                taps: bool = False):
         """Allocate all state for this rate, channel count and largest block; returns self.
 
-        May raise :class:`~rtq.errors.PresetError` (for example a shaping table with no
-        entry for ``sample_rate``).
+        With ``taps``, meter taps record the chain's input and output
+        (:attr:`input_tap`, :attr:`output_tap`) and every quantizer's input and output
+        (``stage.info.taps``).  May raise :class:`~rtq.errors.PresetError` (for example
+        a shaping table with no entry for ``sample_rate``).
         """
-        from .stages import EmitContext
+        from .stages import EmitContext, emit_stages
 
         builder = ProgramBuilder(int(channels), int(max_block))
         builder.add_op(OP_SANITIZE, 0)
-        for index, stage in enumerate(self._stages()):
-            stage.emit(builder, EmitContext(float(sample_rate), 0, int(self.seed), (index,)))
+        self.input_tap = builder.add_tap(0) if taps else None
+        emit_stages(self._stages(), builder, EmitContext(float(sample_rate), 0, int(self.seed), (), taps))
+        self.output_tap = builder.add_tap(0) if taps else None
         self.program, self._init = builder.build()
         self.sample_rate = float(sample_rate)
         self.channels = int(channels)

@@ -10,6 +10,7 @@ A prepared chain is a tuple of preallocated arrays (a :class:`Program`)::
     rng       uint64[...]        dither generator states
     counters  int64[n_ops, channels, 4]   clips, non-finite samples, loop resets
     work      float64[levels, channels, frames]   planar work buffers, one per rate level
+    taps      float64[slots, channels, ring]      meter taps: rings of signal copies
 
 :func:`run_program` interprets it: no Python per stage, no allocation, no locks, no JIT
 after warm-up (``cache=True``).  The same compiled function serves the offline
@@ -17,6 +18,12 @@ renderer, the Python API and the live callback (which calls it from a Numba ``cf
 so every path produces the same samples.  Stages process whole blocks one after another;
 each stage is causal with carried state, so any split of the input into blocks gives
 bit-identical output.
+
+Meter taps (``OP_TAP``) copy the signal at a point of the chain (a quantizer's input or
+output, at the rate it runs at) into a ring; the ring's write counter (frames written
+since reset, in ``istate``) is stored after the data, so a reader on another thread can
+copy the new frames without locks and detect, by re-reading the counter, whether the
+writer lapped it meanwhile (:class:`TapReader`).
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ OP_SANITIZE = 1
 OP_GAIN = 2
 OP_REQUANTIZE = 3
 OP_COMPAND = 4
+OP_TAP = 5
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -60,6 +68,7 @@ class Program(NamedTuple):
     rng: np.ndarray
     counters: np.ndarray
     work: np.ndarray
+    taps: np.ndarray
 
 
 @njit(cache=True, nogil=True)
@@ -80,7 +89,7 @@ def _sanitize(buf, n, counters):
 def _execute(prog, m):
     """Run every op of ``prog`` over ``m`` stream frames held in ``work[0]`` (planar:
     channel-major, so each channel is contiguous for the per-channel kernels)."""
-    meta, ops, fp, fs, ist, rng, cnt, work = prog
+    meta, ops, fp, fs, ist, rng, cnt, work, taps = prog
     nch = meta[META_CHANNELS]
     for k in range(meta[META_N_OPS]):
         op = ops[k]
@@ -108,6 +117,19 @@ def _execute(prog, m):
                              ist[i:i + 2], rng[r:r + nch], cnt[k])
         elif code == OP_COMPAND:
             compand_block(buf, n, op[COL_ARG0], cnt[k])
+        elif code == OP_TAP:
+            _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
+
+
+@njit(cache=True, nogil=True)
+def _tap(buf, n, ring, written):
+    """Append ``buf[:, :n]`` to ``ring`` (channels, size); ``written[0]`` counts frames."""
+    size = ring.shape[1]
+    w = written[0]
+    for c in range(buf.shape[0]):
+        for t in range(n):
+            ring[c, (w + t) % size] = buf[c, t]
+    written[0] = w + n
 
 
 @njit(cache=True, nogil=True)
@@ -153,6 +175,7 @@ class ProgramBuilder:
         self.istate_init: list[int] = []
         self.rng_init: list[int] = []
         self.levels = [1]          # frames-per-stream-frame factor of each level
+        self.tap_levels: list[int] = []
         self._fp = 0
         self._fs = 0
 
@@ -160,6 +183,13 @@ class ProgramBuilder:
         """A new work buffer running at ``factor`` times the stream rate; returns its index."""
         self.levels.append(factor)
         return len(self.levels) - 1
+
+    def add_tap(self, level: int) -> "Tap":
+        """A meter tap of the signal at this point of ``level``."""
+        tap = Tap(len(self.tap_levels), len(self.istate_init), self.levels[level])
+        self.tap_levels.append(level)
+        self.add_op(OP_TAP, level, istate=(0,), args=(tap.slot,))
+        return tap
 
     def add_op(self, opcode: int, level: int, *, params=(), state_per_channel=0,
                istate=(), rng_seeds=(), args=()) -> int:
@@ -192,6 +222,7 @@ class ProgramBuilder:
         meta[META_N_OPS] = n_ops
         ops = np.stack(self.rows) if self.rows else np.zeros((0, OP_WIDTH), np.int64)
         frames = self.max_block * max(self.levels)
+        ring = tap_ring_frames(frames) if self.tap_levels else 1
         init = ProgramInit(np.array(self.istate_init or [0], dtype=np.int64),
                            np.array(self.rng_init or [0], dtype=np.uint64))
         prog = Program(
@@ -203,8 +234,59 @@ class ProgramBuilder:
             rng=init.rng.copy(),
             counters=np.zeros((n_ops, self.channels, COUNTER_WIDTH), dtype=np.int64),
             work=np.zeros((len(self.levels), self.channels, frames)),
+            taps=np.zeros((max(len(self.tap_levels), 1), self.channels, ring)),
         )
         return prog, init
+
+
+def tap_ring_frames(block_frames: int) -> int:
+    """Ring size for taps: a power of two holding at least 1/2 s at 48 kHz and 4 blocks."""
+    return 1 << max(15, int(np.ceil(np.log2(4 * block_frames))))
+
+
+class Tap(NamedTuple):
+    """Where a tap's ring and write counter live, and its rate factor."""
+
+    slot: int
+    written_index: int
+    factor: int
+
+
+class TapReader:
+    """Reads the frames a tap has received since the last read (any thread, no locks).
+
+    If the writer lapped the reader (it fell more than a ring behind), the oldest frames
+    are lost: :meth:`read` then returns only the newest frames still intact and counts
+    the loss in :attr:`dropped`.
+    """
+
+    def __init__(self, prog: Program, tap: Tap):
+        self.ring = prog.taps[tap.slot]
+        self.written = prog.istate[tap.written_index:tap.written_index + 1]
+        self.position = int(self.written[0])
+        self.dropped = 0
+
+    def read(self, limit: int | None = None) -> np.ndarray:
+        """New frames as a (frames, channels) float64 array (at most ``limit``: the newest)."""
+        size = self.ring.shape[1]
+        end = int(self.written[0])
+        if end < self.position:     # the program was reset
+            self.position = 0
+        start = max(self.position, end - size // 2, end - (limit or end))
+        self.dropped += start - self.position
+        index = np.arange(start, end) % size
+        data = self.ring[:, index].T.copy()
+        lapped = int(self.written[0]) - size
+        if lapped > start:          # overwritten while copying: drop the torn part
+            cut = lapped - start
+            self.dropped += cut
+            data = data[cut:]
+        self.position = end
+        return data
+
+    def skip(self) -> None:
+        """Forget everything written so far."""
+        self.position = int(self.written[0])
 
 
 class ProgramInit(NamedTuple):

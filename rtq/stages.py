@@ -7,7 +7,7 @@ JUCE's dsp processors), each then running a one-stage program.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -24,18 +24,31 @@ from .program import OP_COMPAND, OP_GAIN, OP_REQUANTIZE, ProgramBuilder
 
 @dataclass
 class EmitContext:
-    """Where a stage is being placed: its rate, work level, and dither-stream path."""
+    """Where a stage is being placed: its rate, work level, dither-stream path, and
+    whether quantizers get meter taps."""
 
     sample_rate: float
     level: int = 0
     seed: int = 0
     path: tuple[int, ...] = ()
+    taps: bool = False
+
+
+def emit_stages(stages, builder: ProgramBuilder, ctx: EmitContext) -> None:
+    """Emit ``stages`` in order; with ``ctx.taps``, tap each quantizer's input and output."""
+    for index, stage in enumerate(stages):
+        here = replace(ctx, path=ctx.path + (index,))
+        tap_in = builder.add_tap(ctx.level) if ctx.taps and stage.is_quantizer else None
+        stage.emit(builder, here)
+        if tap_in is not None:
+            stage.info.taps = (tap_in, builder.add_tap(ctx.level))
 
 
 class Stage(Processor):
     """Base class: one element of a chain."""
 
     kind = ""
+    is_quantizer = False
 
     def __init__(self, where: dict[str, str] | None = None):
         super().__init__()
@@ -87,6 +100,7 @@ class QuantizerInfo:
     error_filter: shaping.ErrorFilter | None
     sample_rate: float
     op_index: int = field(default=-1)
+    taps: tuple | None = None       # (input Tap, output Tap) when prepared with taps
 
 
 class Requantize(Stage):
@@ -105,6 +119,7 @@ class Requantize(Stage):
     """
 
     kind = "requantize"
+    is_quantizer = True
 
     def __init__(self, bits: int = 16, dither: str = "tpdf", amplitude: float = 1.0,
                  shaping: str | dict | None = None, *, where=None):
@@ -181,6 +196,7 @@ class Quantize(Stage):
     """8-bit G.711 companding (``law`` = ``mu-law`` or ``a-law``), via the 16-bit grid."""
 
     kind = "quantize"
+    is_quantizer = True
     LAWS = {"mu-law": LAW_MU, "a-law": LAW_A}
 
     def __init__(self, law: str = "mu-law", bits: int = 8, *, where=None):
