@@ -30,7 +30,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import numpy as np
-from numba import njit
+from .jit import kernel
 
 from .dsp.g711 import compand_block
 from .dsp.requantize import requantize_block
@@ -71,7 +71,7 @@ class Program(NamedTuple):
     taps: np.ndarray
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _sanitize(buf, n, counters):
     """NaN -> 0, +-Inf -> +-1 (full scale), each counted; keeps them out of filter state."""
     for c in range(buf.shape[0]):
@@ -85,7 +85,7 @@ def _sanitize(buf, n, counters):
                     buf[c, i] = 1.0 if v > 0 else -1.0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _execute(prog, m):
     """Run every op of ``prog`` over ``m`` stream frames held in ``work[0]`` (planar:
     channel-major, so each channel is contiguous for the per-channel kernels)."""
@@ -121,7 +121,7 @@ def _execute(prog, m):
             _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _tap(buf, n, ring, written):
     """Append ``buf[:, :n]`` to ``ring`` (channels, size); ``written[0]`` counts frames."""
     size = ring.shape[1]
@@ -132,7 +132,7 @@ def _tap(buf, n, ring, written):
     written[0] = w + n
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def run_program(prog, x, y):
     """Process ``x`` (frames, channels) into ``y`` (same shape; may be ``x`` itself).
 

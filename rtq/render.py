@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-from numba import njit
+from .jit import kernel
 
 from .chain import Chain
 from .errors import UsageError
@@ -101,7 +101,7 @@ def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
     return subtype
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _to_int32(src, dst, n):
     """Exact int32 codes of grid values: ``round(y * 2^31)``, saturated (y = +1.0 only
     occurs for the 1-bit quantizer, which is never written as PCM)."""

@@ -8,6 +8,8 @@ as the standard's reference coder does, so codes equal Python's ``audioop`` code
 import numpy as np
 from numba import njit
 
+from ..jit import kernel
+
 _MU_BIAS = 33
 _MU_CLIP = 8159
 
@@ -23,7 +25,7 @@ def _segment(value, first_end):
     return seg
 
 
-@njit(cache=True)
+@kernel
 def ulaw_encode(sample16):
     """8-bit mu-law code of a 16-bit linear sample."""
     v = sample16 >> 2
@@ -41,7 +43,7 @@ def ulaw_encode(sample16):
     return ((seg << 4) | ((v >> (seg + 1)) & 0xF)) ^ mask
 
 
-@njit(cache=True)
+@kernel
 def ulaw_decode(code):
     """16-bit linear sample of an 8-bit mu-law code."""
     u = ~code & 0xFF
@@ -49,7 +51,7 @@ def ulaw_decode(code):
     return 0x84 - t if u & 0x80 else t - 0x84
 
 
-@njit(cache=True)
+@kernel
 def alaw_encode(sample16):
     """8-bit A-law code of a 16-bit linear sample."""
     v = sample16 >> 3
@@ -65,7 +67,7 @@ def alaw_encode(sample16):
     return ((seg << 4) | ((v >> shift) & 0x0F)) ^ mask
 
 
-@njit(cache=True)
+@kernel
 def alaw_decode(code):
     """16-bit linear sample of an 8-bit A-law code."""
     a = code ^ 0x55
@@ -82,7 +84,7 @@ LAW_MU = 0
 LAW_A = 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def compand_block(buf, n, law, counters):
     """Quantize ``buf[:, :n]`` (channels, frames) in place through G.711 and back to linear.
 

@@ -28,6 +28,7 @@ stage's ``prepare``.
 import numpy as np
 from numba import njit
 
+from ..jit import kernel
 from .rng import next_bits, next_uniform
 
 DITHER_NONE = 0
@@ -120,7 +121,7 @@ def state_per_channel(a_taps: int, b_taps: int) -> int:
     return 2 * history_length(a_taps, b_taps) + _MISC
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rng, counters):
     """Requantize ``buf[:, :n]`` (all channels) in place.
 
