@@ -1,0 +1,191 @@
+"""Chain behaviour: block-size invariance, seeds and stream independence, reset, and
+non-finite input handling."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rtq.chain import Chain
+from rtq.program import COUNT_NONFINITE, OP_SANITIZE
+from rtq.stages import Gain, Quantize, Requantize
+
+CUSTOM = {"coefficients": [1.5, -0.6, 0.2, -0.05, 0.01, 0.003]}   # > 4 taps: far-tap path
+
+CHAINS = {
+    "gain+shibata": (48000, lambda: [Gain(-3.0), Requantize(16, "tpdf", shaping="shibata")]),
+    "gesemann-iir": (44100, lambda: [Requantize(16, "tpdf", shaping="gesemann")]),
+    "none+custom": (48000, lambda: [Gain(-1.5), Requantize(12, "none", shaping=CUSTOM)]),
+    "rpdf+custom": (48000, lambda: [Gain(-1.5), Requantize(12, "rpdf", shaping=CUSTOM)]),
+    "tpdf+custom": (48000, lambda: [Gain(-1.5), Requantize(12, "tpdf", shaping=CUSTOM)]),
+    "tpdf-hp+custom": (48000, lambda: [Gain(-1.5), Requantize(12, "tpdf-hp", shaping=CUSTOM)]),
+    "gaussian+custom": (48000, lambda: [Gain(-1.5), Requantize(12, "gaussian", shaping=CUSTOM)]),
+    "rpdf-flat-8": (48000, lambda: [Requantize(8, "rpdf", 0.7)]),
+    "first-order-1bit": (48000, lambda: [Requantize(1, "tpdf", 0.5, shaping="first-order")]),
+    "gain+mu-law": (8000, lambda: [Gain(2.0), Quantize("mu-law")]),
+    "mixed": (44100, lambda: [Requantize(20, "tpdf-hp", shaping="lipshitz"), Gain(-0.5),
+                              Requantize(16, "gaussian", shaping="high-shibata"),
+                              Quantize("a-law")]),
+}
+
+N_FRAMES = 9000
+
+
+def make_signal(n=N_FRAMES, channels=2, seed=0):
+    """Noise plus a sine, with a loud burst that clips (exercises the saturating path)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    x = 0.05 * rng.standard_normal((n, channels))
+    x += 0.3 * np.sin(2.0 * np.pi * 997.0 / 48000.0 * t)[:, None]
+    x[2000:2600] *= 6.0
+    return x
+
+
+def block_sizes(kind, n, rng):
+    if kind == "random":
+        sizes = []
+        while sum(sizes) < n:
+            sizes.append(int(rng.choice([0, 1, 2, 3, 5, 63, 64, 65, 127, 500, 4096, 5000])))
+        return sizes
+    return [kind] * (n // kind + 1)
+
+
+def process_in_blocks(chain, x, sizes):
+    buf = np.ascontiguousarray(x.copy())
+    start = 0
+    for s in sizes:
+        if start >= len(buf):
+            break
+        chain.process(buf[start:start + s])
+        start += s
+    return buf
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("name", CHAINS)
+def test_block_size_invariance(name, dtype):
+    fs, make = CHAINS[name]
+    x = make_signal().astype(dtype)
+    whole = Chain(make(), seed=3)(x.astype(np.float64), fs).astype(dtype)
+    assert np.all(np.isfinite(whole))
+    rng = np.random.default_rng(1)
+    for kind, max_block in [(1, 4096), (7, 4096), (64, 4096), (4096, 4096), ("random", 4096),
+                            ("random", 100), (N_FRAMES, 333)]:
+        chain = Chain(make(), seed=3).prepare(fs, 2, max_block)
+        out = process_in_blocks(chain, x, block_sizes(kind, N_FRAMES, rng))
+        assert out.dtype == dtype
+        diff = np.flatnonzero(np.any(out != whole, axis=1))
+        assert diff.size == 0, f"blocks of {kind} (max {max_block}): first difference at frame {diff[0]}"
+
+
+def test_float32_block_matches_float64_processing():
+    fs, make = CHAINS["gain+shibata"]
+    x = make_signal().astype(np.float32)
+    y64 = Chain(make(), seed=3)(x.astype(np.float64), fs)
+    chain = Chain(make(), seed=3).prepare(fs, 2, 512)
+    buf = x.copy()
+    chain.process(buf)
+    # 16-bit codes are exact in float32
+    assert np.array_equal(buf.astype(np.float64), y64)
+
+
+def test_same_seed_same_output_different_seed_different():
+    fs, make = CHAINS["gain+shibata"]
+    x = make_signal()
+    a = Chain(make(), seed=7)(x, fs)
+    b = Chain(make(), seed=7)(x, fs)
+    c = Chain(make(), seed=8)(x, fs)
+    assert np.array_equal(a, b)
+    assert np.mean(a != c) > 0.5
+
+
+def test_channels_have_independent_dither():
+    """The same input on 4 channels: the errors differ and are uncorrelated."""
+    n = 1 << 18
+    q = 2.0 ** -15
+    x = np.repeat((0.2 * np.sin(np.arange(n) * 0.01))[:, None], 4, axis=1)
+    for stages in ([Requantize(16, "tpdf")], [Requantize(16, "rpdf", shaping="shibata")],
+                   [Requantize(16, "gaussian", shaping="gesemann")]):
+        e = (Chain(stages, seed=1)(x, 48000) - x) / q
+        r = np.corrcoef(e.T)
+        off = r[~np.eye(4, dtype=bool)]
+        # s.e. of a correlation coefficient: 1/sqrt(n) = 0.002
+        assert np.max(np.abs(off)) < 5.0 / np.sqrt(n)
+
+
+def test_stages_have_independent_dither():
+    """Two 16-bit TPDF stages in a row on silence: stage 1 outputs round(r1), stage 2 adds
+    round(r2).  With the same noise stream the two would be identical (correlation 1)."""
+    n = 1 << 18
+    x = np.zeros((n, 2))
+    y1 = Chain([Requantize(16, "tpdf")], seed=5)(x, 48000)
+    y2 = Chain([Requantize(16, "tpdf"), Requantize(16, "tpdf")], seed=5)(x, 48000)
+    e2 = y2 - y1
+    assert np.any(e2 != 0.0)
+    for c in range(2):
+        assert abs(np.corrcoef(y1[:, c], e2[:, c])[0, 1]) < 5.0 / np.sqrt(n)
+
+
+@pytest.mark.parametrize("name", ["gain+shibata", "gesemann-iir", "mixed", "tpdf-hp+custom"])
+def test_reset_repeats_output_exactly(name):
+    fs, make = CHAINS[name]
+    x = make_signal()
+    chain = Chain(make(), seed=2).prepare(fs, 2, 256)
+    first = process_in_blocks(chain, x, [256] * 40)
+    counters = chain.program.counters.copy()
+    assert counters.sum() > 0                    # the burst clipped
+    chain.reset()
+    assert chain.program.counters.sum() == 0
+    second = process_in_blocks(chain, x, [100] * 100)
+    assert np.array_equal(first, second)
+    assert np.array_equal(chain.program.counters, counters)
+    # __call__ is from a fresh state every time
+    assert np.array_equal(chain(x, fs), chain(x, fs))
+
+
+# ---------------------------------------------------------------------------------------
+# NaN / Inf input
+# ---------------------------------------------------------------------------------------
+
+def with_bad_samples():
+    x = make_signal(6000, 2, seed=3)
+    bad = x.copy()
+    bad[[10, 11, 500, 3001], 0] = np.nan
+    bad[[12, 4000], 0] = np.inf
+    bad[[0, 7], 1] = -np.inf
+    bad[[1, 2, 3, 5999], 1] = np.nan
+    bad[[4500], 1] = np.inf
+    fixed = bad.copy()
+    fixed[np.isnan(fixed)] = 0.0
+    fixed[np.isposinf(fixed)] = 1.0
+    fixed[np.isneginf(fixed)] = -1.0
+    return bad, fixed, [6, 7]
+
+
+@pytest.mark.parametrize("name", ["gain+shibata", "gesemann-iir", "mixed", "gain+mu-law"])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_non_finite_input_is_sanitised_before_the_quantizer(name, dtype):
+    fs, make = CHAINS[name]
+    bad, fixed, per_channel = with_bad_samples()
+    bad, fixed = bad.astype(dtype), fixed.astype(dtype)
+    ref_chain = Chain(make(), seed=4).prepare(fs, 2, 64)
+    ref = process_in_blocks(ref_chain, fixed, [64] * 100)
+    chain = Chain(make(), seed=4).prepare(fs, 2, 64)
+    out = process_in_blocks(chain, bad, [37] * 200)
+    assert np.all(np.isfinite(out))
+    assert np.array_equal(out, ref)               # bit-identical: nothing else leaked
+    assert np.all(np.isfinite(chain.program.fstate))
+    assert chain.program.ops[0, 0] == OP_SANITIZE
+    assert list(chain.program.counters[0, :, COUNT_NONFINITE]) == per_channel
+    assert ref_chain.program.counters[0, :, COUNT_NONFINITE].sum() == 0
+    # quantizer clip counts match too (+Inf became +1.0, which saturates the top code)
+    assert np.array_equal(chain.program.counters[1:], ref_chain.program.counters[1:])
+
+
+def test_non_finite_replacement_values():
+    x = np.array([np.nan, np.inf, -np.inf, 0.25])
+    stage = Requantize(16, "none")
+    chain = Chain([stage])
+    y = chain(x, 48000)
+    assert list(y) == [0.0, 1.0 - 2.0 ** -15, -1.0, 0.25]
+    assert chain.program.counters[0, 0, COUNT_NONFINITE] == 3
+    assert chain.program.counters[stage.info.op_index, 0, 0] == 1     # +1.0 saturates
