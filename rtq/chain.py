@@ -4,6 +4,8 @@ from __future__ import annotations
 import os
 from typing import Iterable
 
+import numpy as np
+
 from .errors import PresetError
 from .processor import Processor
 from .spec import PresetSpec, StageSpec
@@ -34,6 +36,10 @@ class Chain(Processor):
     @property
     def latency(self) -> float:
         return sum(stage.latency for stage in self.stages)
+
+    def net_gain(self) -> float:
+        """Product of the stages' linear gains."""
+        return float(np.prod([stage.net_gain() for stage in self.stages]))
 
     def quantizers(self) -> list[Stage]:
         """The requantize and quantize stages, in order."""

@@ -65,6 +65,10 @@ class Stage(Processor):
         """Delay the stage adds, in samples at the rate it runs at."""
         return 0.0
 
+    def net_gain(self) -> float:
+        """Linear gain the stage applies to the signal (quantizers: 1)."""
+        return 1.0
+
     def describe(self) -> dict[str, Any]:
         """The stage's resolved parameters as plain data."""
         raise NotImplementedError
@@ -83,7 +87,10 @@ class Gain(Stage):
         self.db = float(db)
 
     def emit(self, builder, ctx):
-        builder.add_op(OP_GAIN, ctx.level, params=[10.0 ** (self.db / 20.0)])
+        builder.add_op(OP_GAIN, ctx.level, params=[self.net_gain()])
+
+    def net_gain(self) -> float:
+        return 10.0 ** (self.db / 20.0)
 
     def describe(self):
         return {"db": self.db}
