@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-import rtq.cli
+import rtq.commands.presets
 from rtq.cli import main
 from rtq.errors import UsageError
 from rtq.presets import shipped_presets
@@ -56,7 +56,7 @@ def test_other_user_errors_are_prefixed_and_keep_their_status(monkeypatch, capsy
     def broken():
         raise UsageError("first line\nsecond line")
 
-    monkeypatch.setattr(rtq.cli, "shipped_presets", broken)
+    monkeypatch.setattr(rtq.commands.presets, "shipped_presets", broken)
     assert main(["presets"]) == 2
     assert capsys.readouterr() == ("", "rtq: first line\nrtq: second line\n")
 
