@@ -15,8 +15,10 @@ at the end, so OUTPUT is time-aligned with INPUT and has the same length, unless
 from __future__ import annotations
 
 import os
+import queue
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -221,41 +223,125 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                         time.perf_counter() - started, clips, nonfinite)
 
 
+class _Pipeline:
+    """Reading and writing on their own threads, overlapping the chain's compute.
+
+    libsndfile calls (through cffi) and the compiled chain release the GIL, so the
+    three run in parallel.  Buffers circulate through queues: ``DEPTH`` input and
+    ``DEPTH`` output blocks in all, so memory stays bounded.
+    """
+
+    DEPTH = 3
+
+    def __init__(self, src, dst, block_size: int, out_dtype):
+        self.src, self.dst = src, dst
+        self.free_in: queue.Queue = queue.Queue()
+        self.filled: queue.Queue = queue.Queue()
+        self.free_out: queue.Queue = queue.Queue()
+        self.to_write: queue.Queue = queue.Queue()
+        for _ in range(self.DEPTH):
+            self.free_in.put(np.zeros((block_size, src.channels)))
+            self.free_out.put(np.zeros((block_size, src.channels), dtype=out_dtype))
+        self.stop = threading.Event()
+        self.error: BaseException | None = None
+        self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
+                        for f in (self._read, self._write)]
+
+    def __enter__(self):
+        for t in self.threads:
+            t.start()
+        return self
+
+    def __exit__(self, *exc):
+        if exc[0] is not None:
+            self.stop.set()
+        self.to_write.put(None)
+        for t in self.threads:
+            t.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+    def _guard(self, work):
+        try:
+            work()
+        except BaseException as err:     # handed to the main thread
+            self.error = err
+            self.stop.set()
+            self.filled.put(None)
+
+    def _read(self):
+        while not self.stop.is_set():
+            buf = self.free_in.get()
+            n = self.src.read(out=buf).shape[0]
+            self.filled.put((buf, n) if n else None)
+            if not n:
+                return
+
+    def _write(self):
+        while True:
+            item = self.to_write.get()
+            if item is None:
+                return
+            out, n = item
+            if not self.stop.is_set():
+                self.dst.write(out[:n])
+            self.free_out.put(out)
+
+    def blocks(self):
+        """Yield filled input blocks until the end of the file."""
+        while True:
+            item = self.filled.get()
+            if item is None:
+                if self.error is not None:
+                    raise self.error
+                return
+            buf, n = item
+            yield buf[:n]
+            self.free_in.put(buf)
+
+    def write(self, block: np.ndarray, subtype: str) -> None:
+        out = self.free_out.get()
+        _convert(block, out, subtype)
+        self.to_write.put((out, block.shape[0]))
+
+
 def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -> int:
     """The block loop: read, process in place, drop the latency, write, flush."""
     channels = src.channels
-    buf = np.zeros((block_size, channels))
-    codes = np.zeros((block_size, channels), dtype=np.int32) if subtype in _INT_PCM_BITS else None
     lag = np.zeros((latency, channels)) if observer and latency else None
+    tail = np.zeros((min(latency, block_size) if latency else 1, channels))
     to_skip = latency
-    flush = latency
     done = 0
     written = 0
-    while True:
-        n = src.read(out=buf).shape[0]
-        if n == 0:
-            if flush == 0:
-                break
-            n = min(flush, block_size)
-            buf[:n] = 0.0
-            flush -= n
-        else:
+    with _Pipeline(src, dst, block_size, _OUT_DTYPES.get(subtype, np.float64)) as pipe:
+        for block in _with_flush(pipe.blocks(), tail, latency):
+            n = block.shape[0]
             done += n
-        block = buf[:n]
-        dry = block.copy() if observer else None
-        chain.process(block)
-        start = min(to_skip, n)
-        to_skip -= start
-        if n > start:
-            if observer:
-                dry = _delay(lag, dry)
-                observer(chain, dry[start:], block[start:])
-            written += _write(dst, block[start:], codes, subtype)
-        if progress:
-            progress.update(done)
+            dry = block.copy() if observer else None
+            chain.process(block)
+            start = min(to_skip, n)
+            to_skip -= start
+            if n > start:
+                if observer:
+                    dry = _delay(lag, dry)
+                    observer(chain, dry[start:], block[start:])
+                pipe.write(block[start:], subtype)
+                written += n - start
+            if progress:
+                progress.update(min(done, src.frames))
     if progress:
-        progress.update(done, final=True)
+        progress.update(src.frames, final=True)
     return written
+
+
+def _with_flush(blocks, tail, latency):
+    """The file's blocks, then ``latency`` frames of silence to flush the chain."""
+    yield from blocks
+    while latency > 0:
+        n = min(latency, tail.shape[0])
+        tail[:n] = 0.0
+        yield tail[:n]
+        latency -= n
 
 
 def _delay(line: np.ndarray | None, block: np.ndarray) -> np.ndarray:
@@ -267,16 +353,20 @@ def _delay(line: np.ndarray | None, block: np.ndarray) -> np.ndarray:
     return joined[:len(block)]
 
 
-def _write(dst, block, codes, subtype) -> int:
+_OUT_DTYPES = {**{s: np.int32 for s in _INT_PCM_BITS}, "ULAW": np.int16, "ALAW": np.int16}
+
+
+def _convert(block: np.ndarray, out: np.ndarray, subtype: str) -> None:
+    """Into ``out``: exact int32 codes for PCM, 16-bit linear for G.711 (which libsndfile
+    encodes back to the same law codes), the float values otherwise."""
     n = block.shape[0]
-    if codes is not None:
-        _to_int32(block, codes, n)
-        dst.write(codes[:n])
-    elif subtype in _LAW_SUBTYPES.values():
-        dst.write(np.rint(block * 32768.0).astype(np.int16))
+    if out.dtype == np.int32:
+        _to_int32(block, out, n)
+    elif out.dtype == np.int16:
+        np.rint(block * 32768.0, out=block)
+        out[:n] = block
     else:
-        dst.write(block)
-    return n
+        out[:n] = block
 
 
 def _umask() -> int:
