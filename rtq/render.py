@@ -4,8 +4,10 @@ The input is streamed through soundfile (libsndfile) in blocks, so memory stays 
 for any length.  The output appears atomically: it is written to a temporary file beside
 OUTPUT and renamed over it only when complete, so an interrupted render leaves no
 partial OUTPUT.  Integer output is written from the chain's exact codes (the grid value
-scaled by 2^31 as int32, which libsndfile stores without further rounding), so reading
-the file back returns exactly what the chain produced.
+scaled to int16 or int32, which libsndfile stores without further rounding), so reading
+the file back returns exactly what the chain produced.  Where float32 holds the input's
+and the output grid's samples exactly, blocks are read as float32 (less memory traffic;
+the chain computes in float64 either way, so the output is the same).
 
 Latency: a chain with latency L (samples at the stream rate, rounded to the nearest
 sample) has its first L output samples dropped and is flushed with L samples of silence
@@ -104,15 +106,12 @@ def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
 
 
 @kernel
-def _to_int32(src, dst, n):
-    """Exact int32 codes of grid values: ``round(y * 2^31)``, saturated (y = +1.0 only
-    occurs for the 1-bit quantizer, which is never written as PCM)."""
+def _to_codes(src, dst, n, scale, top):
+    """Exact integer codes of grid values: ``y * scale``, saturated at ``top`` (only
+    y = +1.0 reaches it, from the 1-bit quantizer, which is never written as PCM)."""
     for t in range(n):
         for c in range(src.shape[1]):
-            v = src[t, c] * 2147483648.0
-            if v > 2147483647.0:
-                v = 2147483647.0
-            dst[t, c] = np.int32(v)
+            dst[t, c] = min(src[t, c] * scale, top)
 
 
 def _audio_format(path: Path) -> str:
@@ -233,14 +232,14 @@ class _Pipeline:
 
     DEPTH = 3
 
-    def __init__(self, src, dst, block_size: int, out_dtype):
+    def __init__(self, src, dst, block_size: int, work_dtype, out_dtype):
         self.src, self.dst = src, dst
         self.free_in: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
         self.free_out: queue.Queue = queue.Queue()
         self.to_write: queue.Queue = queue.Queue()
         for _ in range(self.DEPTH):
-            self.free_in.put(np.zeros((block_size, src.channels)))
+            self.free_in.put(np.zeros((block_size, src.channels), dtype=work_dtype))
             self.free_out.put(np.zeros((block_size, src.channels), dtype=out_dtype))
         self.stop = threading.Event()
         self.error: BaseException | None = None
@@ -308,12 +307,13 @@ class _Pipeline:
 def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -> int:
     """The block loop: read, process in place, drop the latency, write, flush."""
     channels = src.channels
+    work_dtype = _work_dtype(src.subtype, subtype)
     lag = np.zeros((latency, channels)) if observer and latency else None
-    tail = np.zeros((min(latency, block_size) if latency else 1, channels))
+    tail = np.zeros((min(latency, block_size) if latency else 1, channels), dtype=work_dtype)
     to_skip = latency
     done = 0
     written = 0
-    with _Pipeline(src, dst, block_size, _OUT_DTYPES.get(subtype, np.float64)) as pipe:
+    with _Pipeline(src, dst, block_size, work_dtype, _OUT_DTYPES.get(subtype, np.float64)) as pipe:
         for block in _with_flush(pipe.blocks(), tail, latency):
             n = block.shape[0]
             done += n
@@ -353,20 +353,29 @@ def _delay(line: np.ndarray | None, block: np.ndarray) -> np.ndarray:
     return joined[:len(block)]
 
 
-_OUT_DTYPES = {**{s: np.int32 for s in _INT_PCM_BITS}, "ULAW": np.int16, "ALAW": np.int16}
+# Integer subtypes take exact codes: int16 (y * 2^15) for 16-bit and G.711 files (libsndfile
+# encodes the law's own linear values back to the same codes), int32 (y * 2^31) otherwise.
+_OUT_DTYPES = {**{s: np.int32 for s in _INT_PCM_BITS}, "PCM_16": np.int16, "ULAW": np.int16,
+               "ALAW": np.int16}
+# Input subtypes whose samples float32 holds exactly (reading float32 halves the traffic).
+_FLOAT32_EXACT = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT", "ULAW", "ALAW"}
 
 
 def _convert(block: np.ndarray, out: np.ndarray, subtype: str) -> None:
-    """Into ``out``: exact int32 codes for PCM, 16-bit linear for G.711 (which libsndfile
-    encodes back to the same law codes), the float values otherwise."""
+    """Write ``block`` into ``out`` as the subtype's exact codes (or float values)."""
     n = block.shape[0]
-    if out.dtype == np.int32:
-        _to_int32(block, out, n)
-    elif out.dtype == np.int16:
-        np.rint(block * 32768.0, out=block)
-        out[:n] = block
+    if out.dtype == np.int16:
+        _to_codes(block, out, n, 32768.0, 32767.0)
+    elif out.dtype == np.int32:
+        _to_codes(block, out, n, 2147483648.0, 2147483647.0)
     else:
         out[:n] = block
+
+
+def _work_dtype(src_subtype: str, out_subtype: str):
+    """float32 where it is exact for both the input and the output grid, else float64."""
+    exact_out = out_subtype in ("PCM_S8", "PCM_16", "PCM_24", "ULAW", "ALAW", "FLOAT")
+    return np.float32 if src_subtype in _FLOAT32_EXACT and exact_out else np.float64
 
 
 def _umask() -> int:
