@@ -60,13 +60,13 @@ Thiran allpass, so the (DC) latency becomes a whole number of stream samples.
 
 Kernels, layouts and real-time rules
 ------------------------------------
-All kernels are ``@njit(cache=True, nogil=True)``, take only float64 arrays and ints,
-allocate nothing, never raise, and are bit-identical however the stream is cut into
-blocks (the state carries everything; the float operations for every output sample
-are the same whatever the block boundaries).  Audio buffers are float64
-``(frames, channels)`` (any strides).  Input is processed in passes of
-``P = PASS_TOP / L`` stream frames (any block length works); between stages the data
-flows through per-channel line buffers kept in the state.
+All kernels are compiled with :data:`rtq.jit.kernel` (``njit(cache=True, nogil=True,
+error_model="numpy")``), take only float64 arrays and ints, allocate nothing, never
+raise, and are bit-identical however the stream is cut into blocks (the state carries
+everything; the float operations for every output sample are the same whatever the
+block boundaries).  Audio buffers are float64 ``(frames, channels)`` (any strides).
+Input is processed in passes of ``P = PASS_TOP / L`` stream frames (any block length
+works); between stages the data flows through per-channel line buffers in the state.
 
 Performance (4x up + down, stereo 48 kHz, one 2-core Zen 5 VM): linear ``high``
 about 14 ms per 10 s of audio (soxr HQ: 17 ms, scipy ``resample_poly``: 62 ms),
@@ -113,8 +113,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from numba import njit
 from scipy import signal, special
+
+from ..jit import kernel
 
 __all__ = [
     "FACTORS",
@@ -523,13 +524,13 @@ def group_delay(design: OversamplerDesign, f: float | np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _pass_frames(coeffs: np.ndarray) -> int:
     """Stream frames per pass through the cascade (``PASS_TOP / L``)."""
     return PASS_TOP >> int(coeffs[0])
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _stage_size(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     pa = int(coeffs[_HDR + s])
     cap = _pass_frames(coeffs) << s
@@ -544,7 +545,7 @@ def _stage_size(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     return chans * (1 + cap) + common
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _stage_offset(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     """Offset of up/down stage ``s``; ``_stage_offset(c, S, C, True)`` is the pad."""
     n_st = int(coeffs[0])
@@ -557,7 +558,7 @@ def _stage_offset(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     return off
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _state_size(coeffs: np.ndarray, chans: int) -> int:
     n_st = int(coeffs[0])
     off = _stage_offset(coeffs, n_st, chans, True)
@@ -574,13 +575,13 @@ def make_state(design: OversamplerDesign, channels: int) -> np.ndarray:
     return np.zeros(state_size(design, channels))
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def reset(state: np.ndarray) -> None:
     """Reset: zero-fill the state (real-time safe)."""
     state[:] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _in_line(coeffs, state, s, chans, ch, down, odd):
     """Input line of stage ``s`` for channel ``ch`` and the index where new data starts.
 
@@ -609,7 +610,7 @@ def _in_line(coeffs, state, s, chans, ch, down, odd):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _sym_fir(buf, base, p, m, c, acc):
     """``acc[k] = sum_j g_j (buf[base + k + j - 1] + buf[base + k - j])``, k < c.
 
@@ -675,14 +676,14 @@ def _sym_fir(buf, base, p, m, c, acc):
         j += r
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _shift(buf, c, keep):
     """Move the last ``keep`` samples of ``buf[:c + keep]`` to the front."""
     for i in range(keep):
         buf[i] = buf[c + i]
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _iir_section(coeffs, state, off, chans, cap, n, kb0, c, srcs_down):
     """Run the allpass sections of one IIR stage for all channels over ``c`` samples.
 
@@ -811,7 +812,7 @@ def _iir_section(coeffs, state, off, chans, cap, n, kb0, c, srcs_down):
         k += 2 if pair else 1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _up_stage(coeffs, state, s, chans, c, last, out, o0):
     """Stage ``s`` up: ``c`` inputs (already in its input lines) -> ``2c`` outputs into
     the next stage's input lines, or into ``out[o0:o0 + 2c]`` if ``last``."""
@@ -858,7 +859,7 @@ def _up_stage(coeffs, state, s, chans, c, last, out, o0):
         _shift(line, c, h)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _down_stage(coeffs, state, s, chans, c, out, o0):
     """Stage ``s`` down: ``2c`` inputs (in its even/odd lines) -> ``c`` outputs into the
     lower stage's even/odd lines, or into ``out[o0:o0 + c]`` if ``s == 0``."""
@@ -907,7 +908,7 @@ def _down_stage(coeffs, state, s, chans, c, out, o0):
 # --------------------------------------------------------------------------------------
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def _pad(coeffs, state, off, y, n):
     """Pad delay (ring buffer) + optional Thiran allpass, in place on ``y[:n]``."""
     d = int(coeffs[1])
@@ -941,7 +942,7 @@ def _pad(coeffs, state, off, y, n):
             state[so + 2 + d] = y1
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def oversample_up(coeffs, x, n, state, out):
     """Up-sample ``n`` stream frames by the design's factor ``L`` (all stages + pad).
 
@@ -984,7 +985,7 @@ def oversample_up(coeffs, x, n, state, out):
         _pad(coeffs, state, _stage_offset(coeffs, n_st, chans, True), out, n * factor)
 
 
-@njit(cache=True, nogil=True)
+@kernel
 def oversample_down(coeffs, x, n, state, out):
     """Down-sample ``L n`` top-rate frames to ``n`` stream frames (all stages).
 
