@@ -106,6 +106,17 @@ def test_design_metadata():
         ov.design_oversampler(4, quality="ultra")
 
 
+@pytest.mark.parametrize("phase", ov.PHASES)
+def test_halfband_response(phase):
+    d = ov.design_oversampler(4, phase, "high")
+    for st in d.stages:
+        f = np.linspace(0, 0.5, 20001)
+        h = np.abs(ov.halfband_response(st, f))
+        assert h[0] == pytest.approx(1.0, abs=1e-6)
+        assert np.max(np.abs(20 * np.log10(h[f <= st.fp]))) < 1e-4
+        assert 20 * np.log10(np.max(h[f >= 0.5 - st.fp])) <= -ov.DESIGN_REJECTION_DB[(phase, "high")]
+
+
 def test_later_stages_are_shorter():
     d = ov.design_oversampler(64, "linear", "high")
     m = [len(s.taps) for s in d.stages]
@@ -136,6 +147,9 @@ def test_declared_figures(phase, quality, factor):
     dn = _mag_db(_decim_ir(d), nfft)
     assert np.max(np.abs(dn[ft <= P])) <= spec.ripple_db
     assert -np.max(dn[band]) >= spec.rejection_db
+    # and the cascade reaches what its stages were designed for (140 dB: linear high)
+    target = ov.DESIGN_REJECTION_DB[(phase, quality)] - 0.5
+    assert min(-np.max(up[band]), -np.max(dn[band])) >= target
 
 
 def _coherent_db(y, k):
