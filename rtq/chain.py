@@ -9,7 +9,7 @@ import numpy as np
 from .errors import PresetError
 from .processor import Processor
 from .spec import PresetSpec, StageSpec
-from .stages import Gain, Quantize, Requantize, Stage
+from .stages import Gain, Oversample, Quantize, Requantize, Stage
 
 
 class Chain(Processor):
@@ -42,8 +42,14 @@ class Chain(Processor):
         return float(np.prod([stage.net_gain() for stage in self.stages]))
 
     def quantizers(self) -> list[Stage]:
-        """The requantize and quantize stages, in order."""
-        return [s for s in self.stages if isinstance(s, (Requantize, Quantize))]
+        """The requantize and quantize stages, in order, nested ones included."""
+        found = []
+        for stage in self.stages:
+            if isinstance(stage, Oversample):
+                found += stage.quantizers()
+            elif stage.is_quantizer:
+                found.append(stage)
+        return found
 
     @classmethod
     def from_spec(cls, spec: PresetSpec, seed: int | None = None) -> "Chain":
@@ -69,4 +75,7 @@ def stage_from_spec(spec: StageSpec) -> Stage:
                           p["shaping"], where=spec.where)
     if spec.kind == "quantize":
         return Quantize(p["law"], p["bits"], where=spec.where)
+    if spec.kind == "oversample":
+        return Oversample(p["factor"], [stage_from_spec(s) for s in p["chain"]], p["phase"],
+                          p["quality"], p["integer_latency"], where=spec.where)
     raise PresetError(f"{spec.location()}: stage '{spec.kind}' is not supported yet")

@@ -42,7 +42,8 @@ class Processor:
         builder = ProgramBuilder(int(channels), int(max_block))
         builder.add_op(OP_SANITIZE, 0)
         self.input_tap = builder.add_tap(0) if taps else None
-        emit_stages(self._stages(), builder, EmitContext(float(sample_rate), 0, int(self.seed), (), taps))
+        emit_stages(self._stages(), builder, EmitContext(float(sample_rate), 0, int(self.seed), (), taps,
+                                                      float(sample_rate)))
         self.output_tap = builder.add_tap(0) if taps else None
         self.program, self._init = builder.build()
         self.sample_rate = float(sample_rate)

@@ -33,6 +33,7 @@ import numpy as np
 from .jit import kernel
 
 from .dsp.g711 import compand_block
+from .dsp.oversample import oversample_down, oversample_up
 from .dsp.requantize import requantize_block
 
 OP_SANITIZE = 1
@@ -40,6 +41,8 @@ OP_GAIN = 2
 OP_REQUANTIZE = 3
 OP_COMPAND = 4
 OP_TAP = 5
+OP_OVERSAMPLE_UP = 6      # args: child level, coefficient count, state words
+OP_OVERSAMPLE_DOWN = 7    # args: parent level, row of the matching OP_OVERSAMPLE_UP
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -119,6 +122,15 @@ def _execute(prog, m):
             compand_block(buf, n, op[COL_ARG0], cnt[k])
         elif code == OP_TAP:
             _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
+        elif code == OP_OVERSAMPLE_UP:
+            coeffs = fp[p:p + op[COL_ARG0 + 1]]
+            state = fs[s:s + op[COL_ARG0 + 2]]
+            oversample_up(coeffs, buf.T, n, state, work[op[COL_ARG0]].T)
+        elif code == OP_OVERSAMPLE_DOWN:
+            up = ops[op[COL_ARG0 + 1]]
+            coeffs = fp[up[COL_P_OFF]:up[COL_P_OFF] + up[COL_ARG0 + 1]]
+            state = fs[up[COL_S_OFF]:up[COL_S_OFF] + up[COL_ARG0 + 2]]
+            oversample_down(coeffs, buf.T, m * up[COL_FACTOR], state, work[op[COL_ARG0]].T)
 
 
 @kernel
@@ -192,8 +204,12 @@ class ProgramBuilder:
         return tap
 
     def add_op(self, opcode: int, level: int, *, params=(), state_per_channel=0,
-               istate=(), rng_seeds=(), args=()) -> int:
-        """Append an op and return its index (the row of its counters)."""
+               state_words=0, istate=(), rng_seeds=(), args=()) -> int:
+        """Append an op and return its index (the row of its counters).
+
+        State is ``state_per_channel`` words per channel (channel c at ``S_OFF + c *
+        S_STRIDE``) plus ``state_words`` laid out by the op itself.
+        """
         params = np.asarray(params, dtype=np.float64)
         row = np.zeros(OP_WIDTH, dtype=np.int64)
         row[COL_OPCODE] = opcode
@@ -208,7 +224,7 @@ class ProgramBuilder:
         self.rows.append(row)
         self.fparams.append(params)
         self._fp += params.size
-        self._fs += state_per_channel * self.channels
+        self._fs += state_per_channel * self.channels + state_words
         self.istate_init.extend(istate)
         self.rng_init.extend(rng_seeds)
         return len(self.rows) - 1

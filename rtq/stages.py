@@ -14,12 +14,15 @@ import numpy as np
 
 from .dsp import shaping
 from .dsp.g711 import LAW_A, LAW_MU
-from .dsp.requantize import (DITHER_CODES, HISTORY_SLACK, NEAR_TAPS, dither_peak_lsb,
+from .dsp.ntf import design_ntf
+from .dsp.oversample import design_oversampler
+from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK, NEAR_TAPS, dither_peak_lsb,
                              dither_power_lsb2, history_length, state_per_channel)
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
-from .program import OP_COMPAND, OP_GAIN, OP_REQUANTIZE, ProgramBuilder
+from .program import (OP_COMPAND, OP_GAIN, OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP, OP_REQUANTIZE,
+                      ProgramBuilder)
 
 
 @dataclass
@@ -32,6 +35,7 @@ class EmitContext:
     seed: int = 0
     path: tuple[int, ...] = ()
     taps: bool = False
+    stream_rate: float = 0.0        # the rate outside every oversample stage
 
 
 def emit_stages(stages, builder: ProgramBuilder, ctx: EmitContext) -> None:
@@ -137,13 +141,24 @@ class Requantize(Stage):
         self.shaping = _normalise_shaping(shaping)
         self.info: QuantizerInfo | None = None
 
-    def error_filter(self, sample_rate: float) -> shaping.ErrorFilter | None:
-        """The error-feedback filter used at ``sample_rate`` (None for no shaping)."""
+    def error_filter(self, sample_rate: float, stream_rate: float = 0.0) -> shaping.ErrorFilter | None:
+        """The error-feedback filter used at ``sample_rate`` (None for no shaping).
+
+        ``stream_rate`` (default: ``sample_rate``) sets the default band of a designed
+        NTF (``{"kind": "design"}``) when the stage runs oversampled."""
         kind = self.shaping["kind"]
         if kind == "none":
             return None
         if kind == "fir":
             return shaping.ErrorFilter(tuple(self.shaping["coefficients"]))
+        if kind == "design":
+            try:
+                design = design_ntf(self.shaping["order"], sample_rate, self.shaping.get("band_hz"),
+                                    stream_rate=stream_rate or sample_rate)
+            except ValueError as err:
+                raise PresetError(f"{self._location('shaping')}: {err}") from None
+            A, B = design.error_feedback()
+            return shaping.ErrorFilter(tuple(A), tuple(B))
         if kind == "table":
             name = self.shaping["name"]
             filt = shaping.select_table(name, sample_rate)
@@ -156,7 +171,7 @@ class Requantize(Stage):
         raise PresetError(f"{self._location('shaping')}: shaping kind '{kind}' is not available")
 
     def emit(self, builder, ctx):
-        filt = self.error_filter(ctx.sample_rate)
+        filt = self.error_filter(ctx.sample_rate, ctx.stream_rate)
         a = np.asarray(filt.a if filt else (), dtype=np.float64)
         if a.size:
             a = np.concatenate([a, np.zeros(max(NEAR_TAPS - a.size, 0))])
@@ -168,7 +183,10 @@ class Requantize(Stage):
             off, lo, hi = 0.0, -(2.0 ** (self.bits - 1)), 2.0 ** (self.bits - 1) - 1
         kind = DITHER_CODES[self.dither]
         ebound = 0.5 + dither_peak_lsb(kind, self.amplitude)
-        grid = [step, 1.0 / step, off, lo, hi, ebound, np.inf]
+        # A designed NTF drives sigma-delta loops: a run of overloads means the loop has
+        # gone unstable, and it is reset (PCM tables only clip with the input: no reset).
+        reset_after = RESET_AFTER_OVERLOADS if self.shaping["kind"] == "design" else 0
+        grid = [step, 1.0 / step, off, lo, hi, ebound, reset_after]
         seeds = [stream_seed(ctx.seed, *ctx.path, c) for c in range(builder.channels)]
         keep = history_length(a.size, b.size) - HISTORY_SLACK
         index = builder.add_op(
@@ -220,3 +238,60 @@ class Quantize(Stage):
 
     def describe(self):
         return {"law": self.law, "bits": self.bits}
+
+
+class Oversample(Stage):
+    """Run ``stages`` at ``factor`` times the rate: cascaded half-band up-sampling, the
+    inner chain, then down-sampling (:mod:`rtq.dsp.oversample`).
+
+    Parameters
+    ----------
+    factor : int
+        2, 4, 8, 16, 32 or 64.
+    phase : str
+        ``linear`` (FIR, exact latency) or ``minimum`` (IIR, lowest latency).
+    quality : str
+        ``draft``, ``normal`` or ``high`` (declared ripple and rejection).
+    integer_latency : bool
+        Pad the latency to a whole number of stream samples.
+    """
+
+    kind = "oversample"
+
+    def __init__(self, factor: int, stages, phase: str = "linear", quality: str = "high",
+                 integer_latency: bool = False, *, where=None):
+        super().__init__(where)
+        self.factor = int(factor)
+        self.stages = list(stages)
+        self.phase = phase
+        self.quality = quality
+        self.integer_latency = bool(integer_latency)
+        self.design = design_oversampler(self.factor, phase, quality, self.integer_latency)
+
+    @property
+    def latency(self) -> float:
+        return self.design.latency + sum(s.latency for s in self.stages) / self.factor
+
+    def net_gain(self) -> float:
+        return float(np.prod([s.net_gain() for s in self.stages]))
+
+    def quantizers(self) -> list[Stage]:
+        """The quantizers of the inner chain, nested ones included."""
+        from .chain import Chain
+
+        return Chain(self.stages).quantizers()
+
+    def emit(self, builder, ctx):
+        inner = builder.add_level(builder.levels[ctx.level] * self.factor)
+        coeffs = self.design.coeffs
+        words = self.design.state_size(builder.channels)
+        up = builder.add_op(OP_OVERSAMPLE_UP, ctx.level, params=coeffs, state_words=words,
+                            args=(inner, coeffs.size, words))
+        emit_stages(self.stages, builder, replace(ctx, level=inner,
+                                                  sample_rate=ctx.sample_rate * self.factor))
+        builder.add_op(OP_OVERSAMPLE_DOWN, inner, args=(ctx.level, up))
+
+    def describe(self):
+        return {"factor": self.factor, "phase": self.phase, "quality": self.quality,
+                "integer_latency": self.integer_latency, "latency": self.latency,
+                "chain": [{s.kind: s.describe()} for s in self.stages]}

@@ -249,6 +249,12 @@ def _poles(x: np.ndarray, wb: float, scale: float) -> np.ndarray:
     return z[pick, np.arange(len(u))]
 
 
+def default_band_hz(stream_rate: float) -> float:
+    """The audio band a designed NTF protects by default: 20 kHz, or 0.4535 x the stream
+    rate when that is lower."""
+    return min(DEFAULT_BAND_HZ, BAND_FRACTION * float(stream_rate))
+
+
 def design_ntf(
     order: int,
     rate: float,
@@ -288,7 +294,7 @@ def design_ntf(
         raise ValueError(f"noise-shaping order must be 1 .. {MAX_ORDER}, got {order!r}")
     rate = float(rate)
     if band_hz is None:
-        band_hz = min(DEFAULT_BAND_HZ, BAND_FRACTION * float(stream_rate or rate))
+        band_hz = default_band_hz(stream_rate or rate)
     band_hz = float(band_hz)
     if not 0.0 < band_hz < rate / 2:
         raise ValueError(f"noise-shaping band {band_hz} Hz must lie inside 0 .. {rate / 2} Hz")

@@ -18,9 +18,9 @@ Why the error is clamped: when the output saturates, ``y - d`` is no longer a
 quantization error but the clipped excess, and feeding it back makes a high-gain
 shaping loop run away.  The bound is the largest error the quantizer makes when it does
 not clip (half a step plus the dither's peak), so unclipped audio is never touched and a
-clipped passage leaves the loop with bounded state.  If the feedback still exceeds
-``reset_limit`` (an unstable high-order modulator), the filter state is cleared and the
-event counted.
+clipped passage leaves the loop with bounded state.  A sigma-delta loop (designed NTF)
+that overloads on ``reset_after`` consecutive samples has gone unstable: its filter
+state is cleared and the event counted (``reset_after = 0``: never).
 
 Real-time rules: allocates nothing, takes no locks; every array is preallocated by the
 stage's ``prepare``.
@@ -45,6 +45,10 @@ DITHER_CODES = {"none": DITHER_NONE, "rpdf": DITHER_RPDF, "tpdf": DITHER_TPDF,
 GAUSSIAN_SIGMA_LSB = 0.5
 # Gaussian dither is cut at this many sigma, which bounds the error fed back.
 GAUSSIAN_PEAK_SIGMAS = 6.0
+
+# A designed-NTF loop that overloads on this many consecutive samples is unstable and
+# gets its state cleared (a stable two-level loop never overloads).
+RESET_AFTER_OVERLOADS = 16
 
 # Counter slots of a quantizer (per channel).
 COUNT_CLIPS = 0
@@ -108,7 +112,9 @@ def _dither(kind, amp, state, prev):
 NEAR_TAPS = 4
 # Extra history slots: the linear history is compacted once per HISTORY_SLACK samples.
 HISTORY_SLACK = 64
-_MISC = 2 + NEAR_TAPS   # tpdf-hp draw, newest error, far sums of the current sub-block
+# tpdf-hp draw, newest error, overload run length, far sums of the current sub-block
+_MISC = 3 + NEAR_TAPS
+_FAR = 3
 
 
 def history_length(a_taps: int, b_taps: int) -> int:
@@ -137,15 +143,14 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
     ----------
     buf : float64 array (channels, frames)
     grid : float64[7]
-        ``step, 1/step, off, lo, hi, ebound, reset_limit`` (lo, hi, ebound and
-        reset_limit in steps).
+        ``step, 1/step, off, lo, hi, ebound, reset_after`` (lo, hi, ebound in steps).
     a, b : float64 arrays
         Error-feedback coefficients (``a`` zero-padded to at least NEAR_TAPS; ``b``
         may be empty).
     state : float64 array, channels * :func:`state_per_channel` words
         Per channel: linear error history, linear feedback history (each
         :func:`history_length` long, newest at ``pos - 1``), then the tpdf-hp draw, the
-        newest error, and the current sub-block's far sums.
+        newest error, the overload run length and the current sub-block's far sums.
     pos : int64[2]
         ``pos[0]``: next history slot (the same for every channel); ``pos[1]``: position
         in the current far sub-block.
@@ -177,7 +182,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     lo = grid[3]
     hi = grid[4]
     ebound = grid[5]
-    reset_limit = grid[6]
+    reset_after = grid[6]
     na = a.shape[0]
     nb = b.shape[0]
     hl = he.shape[0]
@@ -186,6 +191,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     gen = rng[0]
     prev = misc[0]
     e1 = misc[1]
+    run = misc[2]
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
         r, gen, prev = _dither(dither_kind, dither_amp, gen, prev)
@@ -208,23 +214,17 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                     f1 += aj * he[h + _U1]
                     f2 += aj * he[h + _U2]
                     f3 += aj * he[h + _U3]
-                misc[2] = f0
-                misc[3] = f1
-                misc[4] = f2
-                misc[5] = f3
+                misc[_FAR] = f0
+                misc[_FAR + 1] = f1
+                misc[_FAR + 2] = f2
+                misc[_FAR + 3] = f3
             hp = np.uint64(p)
-            rest = misc[2 + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
+            rest = misc[_FAR + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
             for j in range(nb):
                 rest -= b[j] * ho[hp - np.uint64(j + 1)]
             # Only this multiply-add, the rounding and the error below depend on the
             # previous sample's error: the loop's critical path.
             o = rest + a[0] * e1
-            if abs(o) > reset_limit:
-                he[:] = 0.0
-                ho[:] = 0.0
-                misc[2:] = 0.0
-                o = 0.0
-                counters[COUNT_RESETS] += 1
             ho[p] = o
             code = np.rint(v - o)
         else:
@@ -240,10 +240,18 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
         x[i] = code * step
         if shaped:
             e = code - (xs - o)
-            if e > ebound:
-                e = ebound
-            elif e < -ebound:
-                e = -ebound
+            if e > ebound or e < -ebound:
+                e = ebound if e > 0 else -ebound
+                run += 1
+                if run == reset_after:
+                    he[:] = 0.0
+                    ho[:] = 0.0
+                    misc[_FAR:] = 0.0
+                    e = 0.0
+                    run = 0
+                    counters[COUNT_RESETS] += 1
+            else:
+                run = 0
             he[p] = e
             e1 = e
             p += 1
@@ -251,4 +259,5 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     rng[0] = gen
     misc[0] = prev
     misc[1] = e1
+    misc[2] = run
     return p * NEAR_TAPS + sub

@@ -110,11 +110,17 @@ def supported_rates(name: str) -> list[int]:
 def select_table(name: str, sample_rate: float) -> ErrorFilter | None:
     """The table of family ``name`` that serves ``sample_rate`` (nearest nominal rate
     within +-5 %), or None when no table fits."""
-    best = None
+    return table_for_rate(name, sample_rate)[1]
+
+
+def table_for_rate(name: str, sample_rate: float) -> tuple[int | None, ErrorFilter | None]:
+    """``(nominal rate, filter)`` of the table serving ``sample_rate``; ``(None, None)``
+    when none fits, ``(None, filter)`` for a rate-independent filter."""
+    best = (None, None, None)
     for nominal, filt in TABLES[name].items():
         if nominal is None:
-            return filt
+            return None, filt
         off = abs(sample_rate - nominal) / nominal
-        if off <= RATE_TOLERANCE and (best is None or off < best[0]):
-            best = (off, filt)
-    return best[1] if best else None
+        if off <= RATE_TOLERANCE and (best[0] is None or off < best[0]):
+            best = (off, nominal, filt)
+    return best[1], best[2]
