@@ -48,7 +48,7 @@ def describe_lines(stages, rate: float, stream_rate: float, depth: int = 1) -> l
                     f"latency {stage.design.latency:.4g} samples")
         else:
             text = stage.kind
-        lines.append(f"{pad}{number}. {text}  [{rate:g} Hz]")
+        lines.append(f"{pad}{number}. {text}  [{rate:.0f} Hz]")
         if isinstance(stage, Oversample):
             lines += describe_lines(stage.stages, rate * stage.factor, stream_rate, depth + 1)
     return lines
