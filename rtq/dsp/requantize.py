@@ -30,6 +30,7 @@ from numba import njit
 
 from ..jit import kernel
 from .rng import next_bits, next_uniform
+from .simd import lane_sums4
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -69,7 +70,6 @@ def dither_power_lsb2(kind: int, amplitude: float) -> float:
     return unit * amplitude * amplitude
 
 
-_U1 = np.uint64(1)
 _U2 = np.uint64(2)
 _U3 = np.uint64(3)
 _U4 = np.uint64(4)
@@ -134,7 +134,8 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
     Work is in units of the step (LSB): ``xs = x / step`` is exact.  The error filter
     ``o[n] = sum_{j>=1} a[j-1] e[n-j] - sum_{j>=1} b[j-1] o[n-j]`` is split into *far*
     taps (j > NEAR_TAPS), summed for NEAR_TAPS samples at once from errors that are
-    already known (four independent sums the CPU runs side by side), and *near* taps
+    already known (four lanes of one vector register, :func:`~rtq.dsp.simd.lane_sums4`),
+    and *near* taps
     summed per sample, newest last, so the loop-carried path is one multiply, two adds
     and a rounding.  The summation order is fixed, so the result does not depend on
     block size or sub-block alignment.
@@ -202,18 +203,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                     he[:keep] = he[hl - keep:]
                     ho[:keep] = ho[hl - keep:]
                     p = keep
-                f0 = 0.0
-                f1 = 0.0
-                f2 = 0.0
-                f3 = 0.0
-                for j in range(na - 1, NEAR_TAPS - 1, -1):
-                    aj = a[j]
-                    # Unsigned indices spare Numba's negative-index wrap-around checks.
-                    h = np.uint64(p - j - 1)
-                    f0 += aj * he[h]
-                    f1 += aj * he[h + _U1]
-                    f2 += aj * he[h + _U2]
-                    f3 += aj * he[h + _U3]
+                f0, f1, f2, f3 = lane_sums4(a, he, p, NEAR_TAPS)
                 misc[_FAR] = f0
                 misc[_FAR + 1] = f1
                 misc[_FAR + 2] = f2
