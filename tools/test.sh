@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Run the test suite against a private JACK dummy server.
+#
+#   bash tools/test.sh [pytest arguments]
+#
+# Installs what is missing (tools/setup.sh), starts `jackd -d dummy` under a
+# unique name (real-time if allowed), exports JACK_DEFAULT_SERVER and
+# RTQ_REQUIRE_AUDIO=1 (audio tests fail instead of skipping), runs pytest and
+# exits with pytest's status.  On exit it ends leftover clients of the server
+# (processes carrying its JACK_DEFAULT_SERVER), then the server itself.
+set -euo pipefail
+
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+python=$(bash tools/setup.sh --python)
+
+name="rtq-test-$$"
+coproc server { "$python" tools/jack_server.py serve "$name"; }
+read -r server_pid server_log _ <&"${server[0]}" || { wait "$server_PID" || true; exit 1; }
+
+cleanup() {
+  "$python" tools/jack_server.py stop "$name" "$server_pid" || true
+  wait || true
+  rm -f "$server_log"
+}
+trap cleanup EXIT
+
+export JACK_DEFAULT_SERVER="$name" JACK_NO_START_SERVER=1 RTQ_REQUIRE_AUDIO=1
+status=0
+"$python" -m pytest "$@" || status=$?
+exit "$status"
