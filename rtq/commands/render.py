@@ -18,6 +18,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
     parser.add_argument("--no-latency-compensation", action="store_true",
                         help="keep the chain's delay instead of time-aligning OUTPUT with INPUT")
+    parser.add_argument("--report", metavar="FILE", help="write the error measurements of the whole file as JSON")
+    parser.add_argument("--plot", metavar="FILE",
+                        help="draw error spectrum, histogram and level per stage as PNG (needs rtq[plot])")
     parser.set_defaults(run=run)
 
 
@@ -26,10 +29,24 @@ def run(args: argparse.Namespace) -> int:
     from rtq.presets import load_preset
     from rtq.render import render_file
 
-    chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
+    metering = bool(args.report or args.plot)
+    chain_class, observer = Chain, None
+    if metering:   # checked before rendering; taps only copy the signal: same output
+        from rtq.meter.chain_meter import RenderMeter, TappedChain
+        from rtq.report import check_outputs
+
+        check_outputs(args.report, args.plot)
+        chain_class, observer = TappedChain, RenderMeter()
+    chain = chain_class.from_spec(load_preset(args.preset), seed=args.seed)
     result = render_file(chain, args.input, args.output, block_size=args.block_size,
                          subtype=args.subtype, force=args.force,
-                         compensate_latency=not args.no_latency_compensation)
+                         compensate_latency=not args.no_latency_compensation, observer=observer)
+    if metering:
+        from rtq.report import save
+
+        save(observer.finish(chain).report(), "render", args.report, args.plot,
+             title=f"rtq render {args.preset}: {args.input}", preset=args.preset,
+             input=args.input, output=args.output)
     for label, counts in (("clipped", result.clips), ("non-finite input", result.nonfinite)):
         if any(counts):
             per_channel = ", ".join(f"ch{c + 1} {n}" for c, n in enumerate(counts))

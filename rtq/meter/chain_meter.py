@@ -1,0 +1,471 @@
+"""Metering a running chain from its taps: one error meter per quantizer, plus end to end.
+
+A chain prepared with ``taps=True`` copies each quantizer's input and output, and the
+chain's own input and output, into lock-free rings (:mod:`rtq.program`).
+:class:`ChainMeter` reads those rings and feeds :class:`rtq.meter.measure.ErrorMeter`:
+
+* one meter per quantizer stage, at the stage's own rate (``info.sample_rate``, which
+  is the oversampled rate inside an oversampling stage), with the stage's word length,
+  dither and noise transfer function (for the theoretical floor and target);
+* one end-to-end meter at the stream rate: chain output ``y[n]`` against the chain input
+  delayed by the chain's latency and scaled by the chain's net gain,
+  ``x[n] = net_gain() * input[n - round(latency)]``.  This is the error the whole chain
+  adds only for chains whose signal path is (up to that gain and delay) the identity --
+  gains and quantizers, oversampling with a flat passband; a chain that filters the
+  signal shows its filtering as error.  Its floor and target are those of the last
+  stage when that stage is a quantizer running at the stream rate.
+
+The audio side is never slowed: the meter only reads the rings and the program's
+counters, from whatever thread calls :meth:`ChainMeter.poll` (offline: after every
+processed block; live: a display thread at 10 Hz or more -- at most half a ring is read
+back, older frames count as dropped).  Input and output frames are matched by their
+stream position, so a poll that lands between a quantizer's input tap and its output
+tap keeps the unmatched frames for the next poll.
+
+Memory is bounded: the meters are, pending frames are at most one ring, and the level
+history (:class:`LevelHistory`) keeps at most ``history_points`` values, merging
+neighbours (doubling its interval) when full.
+"""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+
+from ..chain import Chain
+from ..processor import DEFAULT_MAX_BLOCK
+from ..program import COUNT_NONFINITE, TapReader
+from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
+
+HISTORY_INTERVAL_S = 0.1
+HISTORY_POINTS = 2048
+MAX_NFFT = 8 * NFFT
+COUNT_CLIPS = 0
+
+
+class LevelHistory:
+    """Error RMS over time, one value per interval, in bounded memory.
+
+    Starts with ``interval_s`` per value; once ``max_points`` values are stored,
+    neighbouring pairs merge and the interval doubles, so any length fits.
+    """
+
+    def __init__(self, sample_rate: float, channels: int, interval_s: float = HISTORY_INTERVAL_S,
+                 max_points: int = HISTORY_POINTS):
+        if max_points < 2 or max_points % 2:
+            raise ValueError("max_points must be even and >= 2")
+        self.sample_rate = float(sample_rate)
+        self.channels = int(channels)
+        self._first_interval = max(1, int(round(interval_s * sample_rate)))
+        self._max = max_points
+        self.reset()
+
+    def reset(self) -> None:
+        self.interval = self._first_interval
+        self._sum = np.zeros((self._max, self.channels))
+        self._n = 0
+        self._acc = np.zeros(self.channels)
+        self._acc_n = 0
+
+    def update(self, e: np.ndarray) -> None:
+        """Add error frames ``e`` (frames, channels)."""
+        start = 0
+        while start < len(e):
+            take = min(len(e) - start, self.interval - self._acc_n)
+            chunk = e[start:start + take]
+            self._acc += np.einsum("nc,nc->c", chunk, chunk)
+            self._acc_n += take
+            start += take
+            if self._acc_n == self.interval:
+                self._push()
+
+    def _push(self) -> None:
+        if self._n == self._max:
+            # Full: merge pairs; the pending value keeps accumulating to the new interval.
+            half = self._max // 2
+            self._sum[:half] = self._sum[0::2] + self._sum[1::2]
+            self._sum[half:] = 0.0
+            self._n = half
+            self.interval *= 2
+            return
+        self._sum[self._n] = self._acc
+        self._n += 1
+        self._acc = np.zeros(self.channels)
+        self._acc_n = 0
+
+    def result(self) -> dict:
+        """``interval_s``, ``time_s`` (start of each value) and ``rms_dbfs`` per channel
+        (the last value may cover a partial interval); None for zero error."""
+        sums = [self._sum[i] / self.interval for i in range(self._n)]
+        counts = [self.interval] * self._n
+        if self._acc_n:
+            sums.append(self._acc / self._acc_n)
+            counts.append(self._acc_n)
+        power = np.array(sums).reshape(-1, self.channels).T
+        with np.errstate(divide="ignore"):
+            db = 10.0 * np.log10(power)
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) / self.sample_rate if counts else []
+        return {"interval_s": self.interval / self.sample_rate,
+                "time_s": [float(t) for t in starts],
+                "rms_dbfs": [[float(v) if np.isfinite(v) else None for v in row] for row in db]}
+
+
+class _Pending:
+    """Frames read from one tap and not yet matched: ``data`` starts at stream ``start``."""
+
+    def __init__(self, channels: int):
+        self.channels = channels
+        self.clear()
+
+    def clear(self) -> None:
+        self.start: int | None = None
+        self.data = np.zeros((0, self.channels))
+
+    @property
+    def end(self) -> int | None:
+        return None if self.start is None else self.start + len(self.data)
+
+    def put(self, data: np.ndarray, start: int) -> str:
+        """Append ``data`` starting at ``start``; returns "ok", "gap" or "rewound"."""
+        end = self.end
+        if end == start:
+            self.data = np.concatenate([self.data, data]) if len(self.data) else data
+            return "ok"
+        self.start, self.data = start, data
+        if end is None or start > end:
+            return "gap"
+        return "rewound"
+
+    def drop_before(self, position: int) -> None:
+        if self.start is not None and position > self.start:
+            self.data = self.data[position - self.start:]
+            self.start = position
+
+    def take(self, lo: int, hi: int) -> np.ndarray:
+        return self.data[lo - self.start:hi - self.start]
+
+
+class TapPair:
+    """Matches an ``x`` tap and a ``y`` tap frame by frame.
+
+    ``y`` frame ``p`` (position since the program's start or reset) pairs with ``x``
+    frame ``p - delay``; ``x`` before the stream's start counts as zeros.  Works with
+    any readers having :meth:`~rtq.program.TapReader.read`, ``position`` and
+    ``dropped`` (:class:`rtq.program.TapReader`).
+    """
+
+    def __init__(self, reader_x, reader_y, channels: int, delay: int = 0, limit: int | None = None):
+        if delay < 0:
+            raise ValueError("delay must be >= 0")
+        self.rx, self.ry = reader_x, reader_y
+        self.delay = int(delay)
+        self.limit = limit
+        self._x = _Pending(channels)
+        self._y = _Pending(channels)
+        self._emitted = int(reader_y.position)
+        self.unmatched = 0
+
+    @property
+    def dropped(self) -> int:
+        """``y`` positions skipped (not metered) so far: lapped by the writer before they
+        were read, or without an ``x`` partner."""
+        return self.unmatched
+
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """The newly matched frames ``(x, y)``, each (frames, channels)."""
+        dx = self.rx.read()
+        if len(dx):
+            start = self.rx.position - len(dx)
+            if start == 0 and self.delay:
+                dx = np.concatenate([np.zeros((self.delay, dx.shape[1])), dx])
+            else:
+                start += self.delay
+            if self._x.put(dx, start) == "rewound":
+                self._restart(self._y)
+        dy = self.ry.read()
+        if len(dy):
+            if self._y.put(dy, self.ry.position - len(dy)) == "rewound":
+                self._restart(self._x)
+        x, y = self._match()
+        if self.limit:     # one side far ahead (never in practice): stay bounded
+            for side in (self._x, self._y):
+                if len(side.data) > self.limit:
+                    side.drop_before(side.end - self.limit)
+        return x, y
+
+    def _match(self) -> tuple[np.ndarray, np.ndarray]:
+        if self._x.start is None or self._y.start is None:
+            return self._empty()
+        lo = max(self._x.start, self._y.start)
+        hi = min(self._x.end, self._y.end)
+        self._x.drop_before(lo)
+        self._y.drop_before(lo)
+        if hi <= lo:
+            return self._empty()
+        if lo > self._emitted:
+            self.unmatched += lo - self._emitted
+        x, y = self._x.take(lo, hi), self._y.take(lo, hi)
+        self._x.drop_before(hi)
+        self._y.drop_before(hi)
+        self._emitted = hi
+        return x, y
+
+    def _restart(self, other: _Pending) -> None:
+        """The program was reset: positions start over; forget the other side's frames."""
+        other.clear()
+        self._emitted = 0
+
+    def _empty(self):
+        empty = np.zeros((0, self._x.channels))
+        return empty, empty
+
+
+def quantizer_stages(stages, path=()):
+    """``(path, stage)`` of every quantizer in ``stages``, depth first (stages holding an
+    inner chain expose it as ``.stages``)."""
+    found = []
+    for index, stage in enumerate(stages):
+        here = path + (index,)
+        if getattr(stage, "is_quantizer", False):
+            found.append((here, stage))
+        inner = getattr(stage, "stages", None)
+        if inner:
+            found.extend(quantizer_stages(inner, here))
+    return found
+
+
+def stage_label(stage) -> str:
+    """A short description such as ``requantize 16-bit tpdf shibata``."""
+    if stage.kind == "requantize":
+        label = f"requantize {stage.bits}-bit {stage.dither}"
+        if stage.amplitude != 1.0:
+            label += f" x{stage.amplitude:g}"
+        shaping = stage.shaping
+        if shaping.get("kind") == "table":
+            label += f" {shaping['name']}"
+        elif shaping.get("kind") == "fir":
+            label += f" fir({len(shaping['coefficients'])})"
+        elif shaping.get("kind") == "design":
+            label += f" ntf order {shaping.get('order')}"
+        return label
+    if stage.kind == "quantize":
+        return f"quantize {stage.law} {stage.bits}-bit"
+    return stage.kind
+
+
+def _is_uniform(info) -> bool:
+    """A uniform N-bit grid (requantize), rather than G.711 companding."""
+    return info.step == grid_step(info.bits)
+
+
+def _meter_for(info, stage, channels, nfft, momentary_s, index, label, factor=1) -> ErrorMeter:
+    uniform = _is_uniform(info)
+    ntf = info.error_filter.ntf if info.error_filter is not None else None
+    return ErrorMeter(info.sample_rate, channels, info.bits if uniform else None,
+                      info.dither if uniform else "none", ntf if uniform else None,
+                      dither_amplitude=float(getattr(stage, "amplitude", 1.0)),
+                      nfft=min(nfft * factor, max(MAX_NFFT, nfft)), momentary_s=momentary_s,
+                      index=index, stage=label)
+
+
+class _Entry:
+    """One metered point: its meter, tap pair, level history and counter rows."""
+
+    def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
+                 clip_rows, gain=1.0):
+        self.meter, self.pair, self.history = meter, pair, history
+        self.path, self.extra, self.clip_rows, self.gain = path, extra, clip_rows, gain
+
+    def consume(self) -> int:
+        x, y = self.pair.read()
+        if not len(x):
+            return 0
+        if self.gain != 1.0:
+            x = x * self.gain
+        self.meter.update(x, y)
+        e = y - x
+        self.history.update(np.where(np.isfinite(e), e, 0.0))
+        return len(x)
+
+    def report(self, window: str) -> dict:
+        result = self.meter.result(window)
+        result.update(self.extra)
+        result["path"] = list(self.path)
+        result["dropped_frames"] = self.pair.dropped
+        result["level_history"] = self.history.result()
+        return result
+
+
+class ChainMeter:
+    """Error meters for every quantizer of a chain prepared with ``taps=True``, and end
+    to end (see the module docstring).
+
+    Parameters
+    ----------
+    chain : Chain
+        Prepared with ``taps=True`` (re-create the meter after preparing again).
+    nfft, momentary_s : optional
+        Passed to each :class:`~rtq.meter.measure.ErrorMeter`; stages running at ``L``
+        times the stream rate use ``nfft * L`` (up to ``8 * NFFT``) so their spectra
+        keep the frequency resolution.
+    history_s, history_points : optional
+        Level history: one value per ``history_s`` at first, at most ``history_points``.
+    from_start : bool
+        Read the taps from the oldest frame still in the rings (all of a chain that has
+        not yet run half a ring since it was prepared: offline, create the meter any time
+        before that); otherwise only frames written after construction.
+
+    Examples
+    --------
+    >>> chain.prepare(48000, 2, 512, taps=True)
+    >>> meter = ChainMeter(chain)
+    >>> for block in blocks:
+    ...     chain.process(block)
+    ...     meter.poll()
+    >>> meter.report()["stages"][0]["rms_dbfs"]
+    """
+
+    def __init__(self, chain: Chain, *, nfft: int = NFFT, momentary_s: float = MOMENTARY_S,
+                 history_s: float = HISTORY_INTERVAL_S, history_points: int = HISTORY_POINTS,
+                 from_start: bool = True):
+        prog = chain.program
+        if prog is None or getattr(chain, "input_tap", None) is None:
+            raise ValueError("ChainMeter needs a chain prepared with taps=True")
+        self.chain = chain
+        self.program = prog
+        self.sample_rate = float(chain.sample_rate)
+        self.channels = int(chain.channels)
+        self.latency = int(round(chain.latency))
+        self.net_gain = float(chain.net_gain())
+        self._lock = threading.Lock()
+        ring = prog.taps.shape[2]
+
+        def reader(tap):
+            r = TapReader(prog, tap)
+            if from_start:
+                r.position = max(0, int(r.written[0]) - ring // 2)
+            return r
+
+        self._entries: list[_Entry] = []
+        quantizers = quantizer_stages(chain.stages)
+        for path, stage in quantizers:
+            info = stage.info
+            if info is None or info.taps is None:
+                raise ValueError(f"stage {path} was not prepared with taps")
+            tap_in, tap_out = info.taps
+            label = stage_label(stage)
+            meter = _meter_for(info, stage, self.channels, nfft, momentary_s, path[0], label,
+                               tap_in.factor)
+            extra = {"bits": info.bits}
+            if not _is_uniform(info):
+                extra["law"] = getattr(stage, "law", None)
+            pair = TapPair(reader(tap_in), reader(tap_out), self.channels, limit=ring)
+            history = LevelHistory(info.sample_rate, self.channels, history_s, history_points)
+            self._entries.append(_Entry(meter, pair, history, path, extra, [info.op_index]))
+
+        last = chain.stages[-1] if chain.stages else None
+        if last is not None and getattr(last, "is_quantizer", False) and last.info.taps[0].factor == 1:
+            e2e = _meter_for(last.info, last, self.channels, nfft, momentary_s, None, "end to end")
+            extra = {"bits": last.info.bits}
+        else:
+            e2e = ErrorMeter(self.sample_rate, self.channels, None, "none", nfft=nfft,
+                             momentary_s=momentary_s, stage="end to end")
+            extra = {}
+        extra.update({"latency_samples": self.latency,
+                      "net_gain_db": 20.0 * np.log10(self.net_gain) if self.net_gain > 0 else None})
+        pair = TapPair(reader(chain.input_tap), reader(chain.output_tap), self.channels,
+                       delay=self.latency, limit=ring + self.latency)
+        history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
+        self._end_to_end = _Entry(e2e, pair, history, (), extra,
+                                  [s.info.op_index for _, s in quantizers], gain=self.net_gain)
+        self._counts = self._read_counts()
+
+    # -- reading --------------------------------------------------------------------------
+
+    def _read_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        counters = self.program.counters
+        clips = counters[:, :, COUNT_CLIPS].copy()
+        nonfinite = counters[0, :, COUNT_NONFINITE].copy()
+        return clips, nonfinite
+
+    def poll(self) -> int:
+        """Consume what the taps hold now; returns the stream frames metered end to end.
+
+        Call after every processed block offline, or from a non-audio thread at 10 Hz or
+        more live.  Thread-safe against :meth:`report` and :meth:`reset`.
+        """
+        with self._lock:
+            for entry in self._entries:
+                entry.consume()
+            frames = self._end_to_end.consume()
+            clips, nonfinite = self._read_counts()
+            old_clips, old_nonfinite = self._counts
+            d_clips = np.where(clips >= old_clips, clips - old_clips, clips)   # reset: restart
+            d_nonfinite = np.where(nonfinite >= old_nonfinite, nonfinite - old_nonfinite, nonfinite)
+            self._counts = clips, nonfinite
+            for entry in (*self._entries, self._end_to_end):
+                entry.meter.add_counts(d_clips[entry.clip_rows].sum(axis=0), d_nonfinite)
+            return frames
+
+    def report(self, window: str = "integrated") -> dict:
+        """The measurements over ``window`` ("integrated" or "momentary") as a JSON-ready
+        dict: ``sample_rate``, ``channels``, ``window``, ``latency_samples``,
+        ``net_gain_db``, ``stages`` (one :meth:`ErrorMeter.result` per quantizer, plus
+        ``path``, ``dropped_frames`` and ``level_history``) and ``end_to_end``.
+
+        ``clips`` of a stage are its own saturations (program counters), ``nonfinite``
+        the non-finite input samples the chain's input sanitizer replaced (counted at the
+        stream rate, for every stage); ``clips`` end to end sum all quantizers.
+        """
+        with self._lock:
+            return {
+                "sample_rate": self.sample_rate,
+                "channels": self.channels,
+                "window": window,
+                "latency_samples": self.latency,
+                "net_gain_db": self._end_to_end.extra["net_gain_db"],
+                "stages": [entry.report(window) for entry in self._entries],
+                "end_to_end": self._end_to_end.report(window),
+            }
+
+    def reset(self) -> None:
+        """Forget everything measured; keep reading from where the taps are."""
+        with self._lock:
+            for entry in (*self._entries, self._end_to_end):
+                entry.meter.reset()
+                entry.history.reset()
+
+
+class TappedChain(Chain):
+    """A :class:`Chain` that always prepares with meter taps.
+
+    For callers that prepare the chain themselves, such as
+    :func:`rtq.render.render_file` (taps only copy the signal: the output is the same).
+    """
+
+    def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK,
+                taps: bool = True):
+        return super().prepare(sample_rate, channels, max_block, taps=True)
+
+
+class RenderMeter:
+    """A :func:`rtq.render.render_file` observer that meters the chain through its taps.
+
+    The chain must prepare with taps (a :class:`TappedChain`).  The :class:`ChainMeter`
+    is created at the first block (reading the taps from the start) and re-created if
+    the chain is prepared again.
+    """
+
+    def __init__(self, **options):
+        self.options = options
+        self.meter: ChainMeter | None = None
+
+    def __call__(self, chain, block_in=None, block_out=None) -> None:
+        if self.meter is None or self.meter.program is not chain.program:
+            self.meter = ChainMeter(chain, from_start=True, **self.options)
+        self.meter.poll()
+
+    def finish(self, chain) -> ChainMeter:
+        """Read what is left after the render (the flush) and return the meter."""
+        self(chain)
+        return self.meter

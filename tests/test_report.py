@@ -1,0 +1,117 @@
+"""``rtq render --report/--plot`` and the report writer."""
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import rtq.render  # noqa: F401  (imported outside capsys: _Progress binds sys.stderr at import)
+from rtq.cli import main
+from rtq.plot import MISSING
+from rtq.report import clean, dumps, write_report
+
+FS = 44100
+STAGE_KEYS = {"index", "stage", "bits", "rms_dbfs", "peak_dbfs", "mse", "psnr_db", "snr_db",
+              "a_weighted_dbfs", "itu468_dbfs", "dc_lsb", "clips", "nonfinite", "bits_in_use",
+              "histogram", "spectrum", "noise_modulation", "sinad_db", "enob"}
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+
+
+def strict_json(text: str):
+    def reject(token):
+        raise ValueError(f"{token} is not JSON")
+
+    return json.loads(text, parse_constant=reject)
+
+
+@pytest.fixture
+def wav(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2 * FS, 2)) * 0.05
+    path = tmp_path / "in.wav"
+    sf.write(path, x, FS, subtype="FLOAT")
+    return path, x
+
+
+def test_report_has_every_contract_key_and_the_right_numbers(wav, tmp_path, capsys):
+    path, x = wav
+    out, report_path = tmp_path / "out.wav", tmp_path / "report.json"
+    assert main(["render", "tpdf-16", str(path), str(out), "--report", str(report_path)]) == 0
+    report = strict_json(report_path.read_text())
+    assert {"sample_rate", "channels", "stages", "end_to_end"} <= set(report)
+    assert report["sample_rate"] == FS and report["channels"] == 2 and report["command"] == "render"
+    assert len(report["stages"]) == 1
+    for entry in (*report["stages"], report["end_to_end"]):
+        assert STAGE_KEYS <= set(entry), STAGE_KEYS - set(entry)
+        assert {"lsb", "count"} <= set(entry["histogram"])
+        assert {"freq_hz", "psd_dbfs", "floor_dbfs", "target_dbfs"} <= set(entry["spectrum"])
+        assert entry["frames"] == len(x)
+    # The integrated figures are those of the file that was written.
+    y = sf.read(out)[0]
+    e = y - x * 10 ** (report["net_gain_db"] / 20)
+    np.testing.assert_allclose(report["end_to_end"]["rms_dbfs"], 10 * np.log10(np.mean(e ** 2, axis=0)),
+                               atol=1e-6)
+    np.testing.assert_allclose(report["stages"][0]["rms_dbfs"], -96.33, atol=0.15)
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_shaped_preset_report_and_plot(wav, tmp_path):
+    pytest.importorskip("matplotlib")
+    path, _ = wav
+    out, report_path, plot_path = tmp_path / "out.flac", tmp_path / "r.json", tmp_path / "r.png"
+    assert main(["render", "cd-16-shibata", str(path), str(out), "--report", str(report_path),
+                 "--plot", str(plot_path), "--block-size", "1000"]) == 0
+    stage = strict_json(report_path.read_text())["stages"][0]
+    assert stage["stage"] == "requantize 16-bit tpdf shibata"
+    # Shibata puts the error power up (about +24 dB over plain TPDF at 44.1 kHz).
+    assert -74 < stage["rms_dbfs"][0] < -70
+    data = plot_path.read_bytes()
+    assert data.startswith(PNG_MAGIC) and len(data) > 20_000
+
+
+def test_missing_matplotlib_is_one_line_before_rendering(wav, tmp_path, monkeypatch, capsys):
+    path, _ = wav
+    monkeypatch.setitem(sys.modules, "matplotlib", None)       # import matplotlib fails
+    monkeypatch.setitem(sys.modules, "matplotlib.figure", None)
+    out = tmp_path / "out.wav"
+    status = main(["render", "tpdf-16", str(path), str(out), "--plot", str(tmp_path / "p.png"),
+                   "--report", str(tmp_path / "r.json")])
+    assert status == 2
+    assert capsys.readouterr().err == f"rtq: {MISSING}\n"
+    assert MISSING == "--plot needs matplotlib: pip install 'rtq[plot]'"
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+
+
+def test_report_into_a_missing_folder_fails_before_rendering(wav, tmp_path, capsys):
+    path, _ = wav
+    out = tmp_path / "out.wav"
+    status = main(["render", "tpdf-16", str(path), str(out), "--report", str(tmp_path / "no" / "r.json")])
+    assert status == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert err.startswith("rtq: --report") and err.count("\n") == 1
+
+
+def test_report_of_a_companding_preset_is_strict_json(wav, tmp_path):
+    path, _ = wav
+    report_path = tmp_path / "r.json"
+    assert main(["render", "telephone-mulaw", str(path), str(tmp_path / "t.wav"),
+                 "--report", str(report_path)]) == 0
+    report = strict_json(report_path.read_text())
+    stage = report["stages"][0]
+    assert stage["law"] == "mu-law" and stage["histogram"] is None
+    assert report["net_gain_db"] == pytest.approx(-1.0)
+    assert 30 < stage["snr_db"][0] < 40          # 8-bit mu-law on noise: ~37 dB
+
+
+def test_clean_and_dumps_never_write_nan(tmp_path):
+    data = {"a": float("nan"), "b": np.float32(1.5), "c": np.arange(3), "d": (np.inf, True, None)}
+    assert clean(data) == {"a": None, "b": 1.5, "c": [0, 1, 2], "d": [None, True, None]}
+    text = dumps(data)
+    assert strict_json(text)["a"] is None
+    path = tmp_path / "x.json"
+    write_report(path, data)
+    assert strict_json(path.read_text()) == clean(data)
+    assert list(tmp_path.iterdir()) == [path]          # no temporary file left
