@@ -34,7 +34,7 @@ from .errors import UsageError
 from .stages import Quantize, Requantize
 
 DEFAULT_BLOCK = 8192
-_INT_PCM_BITS = {"PCM_S8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
+_INT_PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 _LAW_SUBTYPES = {"mu-law": "ULAW", "a-law": "ALAW"}
 
 
@@ -64,45 +64,68 @@ def output_grid_bits(chain: Chain) -> int | None:
 
 def default_subtype(chain: Chain) -> str:
     """The output subtype that follows the last stage: PCM_16/24/32 for a requantize to
-    that many bits, ULAW/ALAW for a G.711 quantize, FLOAT otherwise."""
+    that many bits (and PCM_32 for 25 to 31 bits, which FLOAT cannot hold), ULAW/ALAW
+    for a G.711 quantize, FLOAT otherwise."""
     last = chain.stages[-1] if chain.stages else None
     if isinstance(last, Quantize):
         return _LAW_SUBTYPES[last.law]
-    if isinstance(last, Requantize) and last.bits in (16, 24, 32):
-        return f"PCM_{last.bits}"
-    return "FLOAT"
+    grid = output_grid_bits(chain)
+    if grid in (16, 24, 32):
+        return f"PCM_{grid}"
+    return "PCM_32" if grid is not None and grid > 24 else "FLOAT"
+
+
+def holds_exactly(chain: Chain, subtype: str) -> bool:
+    """Whether a file of ``subtype`` stores the chain's output without changing it."""
+    grid = output_grid_bits(chain)
+    last = chain.stages[-1] if chain.stages else None
+    if subtype in _INT_PCM_BITS:
+        return grid is not None and grid <= _INT_PCM_BITS[subtype]
+    if subtype in _LAW_SUBTYPES.values():
+        return isinstance(last, Quantize) and _LAW_SUBTYPES[last.law] == subtype
+    if subtype == "FLOAT":
+        return grid is None or grid <= 24
+    return subtype == "DOUBLE"
+
+
+# Candidates when the default is not available in the container, smallest first.
+_FALLBACKS = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
 
 
 def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
     """Validate ``requested`` (or the default) against the container and the chain.
 
-    Where the default is not available in the container (FLOAT in FLAC, say), the
-    smallest integer subtype that holds the chain's grid exactly is used instead.
+    Only subtypes that hold the chain's output exactly are accepted: anything else would
+    round it a second time, without dither.  Where the default is not available in the
+    container (FLOAT in FLAC, say), the smallest available exact subtype is used.
     """
     available = sf.available_subtypes(fmt)
-    grid = output_grid_bits(chain)
     if requested:
         subtype = requested.upper()
         if subtype not in available:
             raise UsageError(f"subtype {requested} is not available for {fmt} files; "
                              f"choose from {', '.join(sorted(available))}")
-    else:
-        subtype = default_subtype(chain)
-        if subtype not in available:
-            fits = [s for s, b in sorted(_INT_PCM_BITS.items(), key=lambda kv: kv[1])
-                    if s in available and grid is not None and b >= grid]
-            if not fits:
-                raise UsageError(f"{fmt} files cannot hold this chain's output ({subtype}); "
-                                 f"use --subtype with one of {', '.join(sorted(available))} "
-                                 "or another format")
-            subtype = fits[0]
-    bits = _INT_PCM_BITS.get(subtype)
-    if bits is not None and (grid is None or grid > bits):
-        have = f"{grid}-bit" if grid else "not on an integer grid"
-        raise UsageError(f"subtype {subtype} would round the chain's output ({have}) a second "
-                         f"time without dither; end the chain with a requantize to {bits} bits "
-                         "or fewer, or choose a wider subtype")
-    return subtype
+        if not holds_exactly(chain, subtype):
+            raise UsageError(f"subtype {subtype} cannot hold this chain's output ({_describe_output(chain)}) "
+                             "exactly: it would be rounded a second time, without dither; end the "
+                             "chain with a matching requantize or quantize stage, or choose another subtype")
+        return subtype
+    subtype = default_subtype(chain)
+    if subtype in available:
+        return subtype
+    for candidate in _FALLBACKS:
+        if candidate in available and holds_exactly(chain, candidate):
+            return candidate
+    raise UsageError(f"{fmt} files cannot hold this chain's output ({_describe_output(chain)}) exactly; "
+                     "choose another format")
+
+
+def _describe_output(chain: Chain) -> str:
+    last = chain.stages[-1] if chain.stages else None
+    if isinstance(last, Quantize):
+        return f"{last.law} codes"
+    grid = output_grid_bits(chain)
+    return f"{grid}-bit grid" if grid else "not on an integer grid"
 
 
 @kernel
@@ -134,6 +157,14 @@ def _open_input(path: Path) -> sf.SoundFile:
         raise UsageError(f"{path}: not a readable audio file ({err})") from None
 
 
+def _open_output(path: str, rate: int, channels: int, subtype: str, fmt: str) -> sf.SoundFile:
+    try:
+        return sf.SoundFile(path, "w", rate, channels, subtype, format=fmt)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise UsageError(f"cannot write a {fmt} {subtype} file with {channels} channels at "
+                         f"{rate} Hz ({err})") from None
+
+
 def _check_paths(inp: Path, out: Path, force: bool) -> None:
     if out.exists() and inp.exists() and os.path.samefile(inp, out):
         raise UsageError(f"OUTPUT {out} is the INPUT file; rtq never overwrites its input")
@@ -146,10 +177,10 @@ def _check_paths(inp: Path, out: Path, force: bool) -> None:
 class _Progress:
     """A one-line progress bar on a terminal; silent otherwise."""
 
-    def __init__(self, total: int, stream=sys.stderr):
+    def __init__(self, total: int, stream=None):
         self.total = max(total, 1)
-        self.stream = stream
-        self.active = stream.isatty()
+        self.stream = sys.stderr if stream is None else stream
+        self.active = self.stream.isatty()
         self.last = 0.0
 
     def update(self, done: int, final: bool = False) -> None:
@@ -206,7 +237,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
         os.close(fd)
         try:
-            with sf.SoundFile(tmp_name, "w", rate, channels, subtype, format=fmt) as dst:
+            with _open_output(tmp_name, rate, channels, subtype, fmt) as dst:
                 written = _stream(chain, src, dst, block_size, latency, subtype,
                                   _Progress(total) if progress else None, observer)
             os.chmod(tmp_name, 0o666 & ~_umask())
@@ -254,6 +285,7 @@ class _Pipeline:
     def __exit__(self, *exc):
         if exc[0] is not None:
             self.stop.set()
+            self.free_in.put(None)      # wakes a reader waiting for a buffer
         self.to_write.put(None)
         for t in self.threads:
             t.join()
@@ -269,8 +301,10 @@ class _Pipeline:
             self.filled.put(None)
 
     def _read(self):
-        while not self.stop.is_set():
+        while True:
             buf = self.free_in.get()
+            if self.stop.is_set():
+                return
             n = self.src.read(out=buf).shape[0]
             self.filled.put((buf, n) if n else None)
             if not n:

@@ -178,25 +178,14 @@ GAIN_ONLY = "name: gain-only\nchain:\n  - gain: {db: -3}\n"
 BITS_32 = "name: r32\nseed: 2\nchain:\n  - requantize: {bits: 32, dither: tpdf}\n"
 
 
-def coarse(reason):
-    return pytest.mark.xfail(strict=True, reason=reason)
-
 
 @pytest.mark.parametrize("preset,requested", [
     ("tpdf-24", "PCM_16"),
     ("gain-only.yaml", "PCM_24"),         # not on any grid
-    pytest.param("tpdf-16", "PCM_U8", marks=coarse(
-        "BUG: PCM_U8 is missing from render._INT_PCM_BITS, so a 16-bit chain is written as "
-        "float and libsndfile rounds it to 8 bits (max error 0.0078) with exit 0")),
-    pytest.param("tpdf-16", "ULAW", marks=coarse(
-        "BUG: choose_subtype only checks PCM_* subtypes; a 16-bit (non-G.711) chain is "
-        "accepted for ULAW and re-quantized by libsndfile's mu-law encoder (max error 0.0197)")),
-    pytest.param("telephone-mulaw", "ALAW", marks=coarse(
-        "BUG: a mu-law chain written as ALAW is accepted; libsndfile re-encodes it with the "
-        "other law (max error 0.0040), a second rounding without dither")),
-    pytest.param("r32.yaml", "FLOAT", marks=coarse(
-        "BUG: FLOAT (24-bit mantissa) is accepted for a 32-bit chain; float32 rounds the "
-        "32-bit grid a second time (max error 4.7e-10)")),
+    ("tpdf-16", "PCM_U8"),
+    ("tpdf-16", "ULAW"),
+    ("telephone-mulaw", "ALAW"),
+    ("r32.yaml", "FLOAT"),
 ])
 def test_subtype_coarser_than_the_chain_is_refused(work, capsys, preset, requested):
     (work / "gain-only.yaml").write_text(GAIN_ONLY)
@@ -207,10 +196,6 @@ def test_subtype_coarser_than_the_chain_is_refused(work, capsys, preset, request
     assert listing(work) == before
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a container that cannot take the file's channel count or rate (9 channels or "
-    "882 kHz in FLAC) makes sf.SoundFile(tmp, 'w') raise LibsndfileError, which escapes "
-    "as a Traceback with exit 1 instead of a one-line error with exit 2"))
 def test_container_that_cannot_hold_the_stream_is_a_one_line_error(work, capsys):
     write_input(work / "nine.wav", np.zeros((100, 9)), 44100)
     status, lines = rtq(["render", "tpdf-16", "nine.wav", "nine.flac"], capsys)
@@ -371,10 +356,6 @@ def test_no_latency_compensation_is_accepted_and_neutral_without_latency(work, c
 
 # --- Ctrl-C ----------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG (rtq/render.py _Pipeline): KeyboardInterrupt mid-stream deadlocks in "
-    "_Pipeline.__exit__ (reader thread blocked in free_in.get()), so `rtq render` does "
-    "not exit on Ctrl-C and leaves the .partial file"))
 def test_ctrl_c_exits_130_and_leaves_no_files(work, capsys, monkeypatch):
     calls = []
     original = Chain.process

@@ -132,10 +132,6 @@ def test_flac_of_lofi_6_falls_back_to_the_smallest_exact_integer_subtype(tmp_pat
     assert np.array_equal(sf.read(str(tmp_path / "out.flac"))[0], y)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: a requantize to 25..31 bits gets the default subtype FLOAT; float32 has a "
-    "24-bit mantissa, so libsndfile rounds the 28-bit grid a second time (error ~7e-9) "
-    "instead of choosing PCM_32 or refusing"))
 def test_a_28_bit_chain_reads_back_exactly(tmp_path):
     x = make_signal(4000, 2, seed=5)
     inp = write_input(tmp_path / "in.wav", x, 44100)
@@ -147,12 +143,6 @@ def test_a_28_bit_chain_reads_back_exactly(tmp_path):
 # --- atomic output ---------------------------------------------------------------------
 
 HANG_SECONDS = 2.0   # a 3000-frame render takes milliseconds; longer means a deadlock
-
-HANGS_ON_INTERRUPT = pytest.mark.xfail(strict=True, reason=(
-    "BUG (rtq/render.py _Pipeline, since df832e6): when the main thread raises mid-stream "
-    "(observer error, KeyboardInterrupt), __exit__ joins the reader thread, which is blocked "
-    "forever in free_in.get() because the main thread no longer returns input buffers; "
-    "render_file never returns (Ctrl-C hangs `rtq render`) and the .partial temp file stays"))
 
 
 def call_with_timeout(fn, timeout=HANG_SECONDS):
@@ -194,7 +184,6 @@ class Interrupt:
             raise self.exc
 
 
-@HANGS_ON_INTERRUPT
 @pytest.mark.parametrize("exc", [KeyboardInterrupt(), RuntimeError("disk on fire")],
                          ids=["KeyboardInterrupt", "RuntimeError"])
 def test_interrupted_render_leaves_no_output_and_no_temp_file(tmp_path, exc):
@@ -224,7 +213,6 @@ def test_interrupt_on_the_last_block_leaves_no_output_and_no_temp_file(tmp_path)
     assert listing(tmp_path) == {"in.wav"}
 
 
-@HANGS_ON_INTERRUPT
 def test_interrupted_forced_render_keeps_the_old_output(tmp_path):
     inp = write_input(tmp_path / "in.wav", make_signal(3000, 2), 44100)
     out = tmp_path / "out.wav"
@@ -378,11 +366,6 @@ def test_progress_bar_draws_on_a_terminal_only():
     assert tty.getvalue().endswith("100.0 %\n")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: _Progress.__init__(stream=sys.stderr) binds the sys.stderr of import time, so "
-    "contextlib.redirect_stderr (or any later replacement of sys.stderr) is ignored, and "
-    "once that import-time stream is closed render_file(progress=True) raises "
-    "ValueError: I/O operation on closed file (seen under pytest's capsys)"))
 def test_progress_follows_the_current_stderr(tmp_path):
     inp = write_input(tmp_path / "in.wav", make_signal(1000, 2), 44100)
     terminal = FakeStream(True)

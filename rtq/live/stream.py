@@ -43,6 +43,7 @@ from __future__ import annotations
 import atexit
 import functools
 import math
+import threading
 import time
 import weakref
 from dataclasses import dataclass
@@ -326,7 +327,111 @@ class StreamLost(RtqError):
 _abandoned: list = []
 
 
-class DuplexStream:
+class _CompiledCallbackStream:
+    """What every rtq stream shares: the control block, bound arrays, the compiled
+    callback (warmed up before use) and the statistics it keeps."""
+
+    _started_ns: int | None = None  # set while the stream should be running
+
+    def _setup_control(self, block_fn, in_channels: int, out_channels: int, samplerate: float,
+                       user_words: int) -> None:
+        self._ctl = np.zeros(USER + user_words, np.int64)
+        self._hist = np.zeros(HIST_BINS, np.int64)
+        self._ctl[WORDS] = self._ctl.size
+        self._ctl[IN_CHANNELS] = in_channels
+        self._ctl[OUT_CHANNELS] = out_channels
+        self._ctl[SAMPLERATE] = round(samplerate)
+        self._ctl[HIST_ADDR] = self._hist.ctypes.data
+        self._ctl[HIST_LEN] = self._hist.size
+        self._bound: dict[int, np.ndarray] = {}
+        self._callback = make_callback(block_fn)
+        self._warm_up()
+
+    def _warm_up(self):
+        """Run the compiled callback once, off the audio thread, with n == 0 on a copy of ctl."""
+        ctl = self._ctl.copy()
+        buf = np.zeros(1, np.float32)
+        self._callback.ctypes(buf.ctypes.data, buf.ctypes.data, 0, 0, 0, ctl.ctypes.data)
+
+    # -- control block ------------------------------------------------------
+    @property
+    def ctl(self) -> np.ndarray:
+        """The int64 control block the callback reads and writes (see module docs)."""
+        return self._ctl
+
+    def bind(self, word: int, array: np.ndarray) -> int:
+        """Make ``array`` reachable from ``block_fn`` through the control block.
+
+        Stores the array's address at ``ctl[USER + word]`` and its shape in the
+        following ``array.ndim`` words, and keeps the array alive as long as
+        the stream.  Only allowed while the stream is stopped.
+
+        Returns
+        -------
+        int
+            The next free user word (``word + 1 + array.ndim``).
+        """
+        if not array.flags.c_contiguous:
+            raise ValueError("bound arrays must be C-contiguous")
+        end = USER + word + 1 + array.ndim
+        if word < 0 or end > self._ctl.size:
+            raise ValueError(f"user words {word}..{end - USER - 1} exceed user_words={self._ctl.size - USER}")
+        if self._started_ns is not None:
+            raise RuntimeError("cannot bind arrays while the stream is running")
+        self._bound[word] = array
+        self._ctl[USER + word] = array.ctypes.data
+        self._ctl[USER + word + 1 : end] = array.shape
+        return word + 1 + array.ndim
+
+    def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
+        """Sleep while the stream runs, calling :meth:`check` every ``poll`` seconds.
+
+        Returns
+        -------
+        bool
+            False when the stream finished, True when ``timeout`` expired first.
+
+        Raises
+        ------
+        StreamLost
+            See :meth:`check`.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.check():
+            if deadline is not None and time.monotonic() >= deadline:
+                return True
+            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
+        return False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- statistics ---------------------------------------------------------
+    def stats(self) -> StreamStats:
+        """Read the counters the callback maintains (lock-free snapshot)."""
+        c = self._ctl.copy()
+        hist = self._hist.copy()
+        ran = c[CALLBACKS] > 0
+        return StreamStats(
+            callbacks=int(c[CALLBACKS]),
+            frames=int(c[FRAMES]),
+            input_underflows=int(c[INPUT_UNDERFLOWS]),
+            input_overflows=int(c[INPUT_OVERFLOWS]),
+            output_underflows=int(c[OUTPUT_UNDERFLOWS]),
+            output_overflows=int(c[OUTPUT_OVERFLOWS]),
+            priming=int(c[PRIMING]),
+            load_p50=_percentile(hist, 0.5),
+            load_p99=_percentile(hist, 0.99),
+            load_max=float(c[MAX_LOAD_PPM]) / 1e6 if ran else None,
+            max_duration=float(c[MAX_DURATION_NS]) / 1e9,
+            seconds_since_callback=(time.monotonic_ns() - int(c[LAST_START_NS])) / 1e9 if ran else None,
+        )
+
+
+class DuplexStream(_CompiledCallbackStream):
     """Full-duplex float32 stream whose callback is compiled code.
 
     Parameters
@@ -401,19 +506,8 @@ class DuplexStream:
             raise RtqError(f"blocksize must be a whole number of frames >= 0, not {blocksize!r}")
         self._check_format(iparams, oparams, float(samplerate), in_device, out_device)
 
-        self._ctl = np.zeros(USER + user_words, np.int64)
-        self._hist = np.zeros(HIST_BINS, np.int64)
-        self._ctl[WORDS] = self._ctl.size
-        self._ctl[IN_CHANNELS] = ich
-        self._ctl[OUT_CHANNELS] = och
-        self._ctl[SAMPLERATE] = round(samplerate)
-        self._ctl[HIST_ADDR] = self._hist.ctypes.data
-        self._ctl[HIST_LEN] = self._hist.size
-        self._bound: dict[int, np.ndarray] = {}
-        self._callback = make_callback(block_fn)
-        self._warm_up()
+        self._setup_control(block_fn, ich, och, samplerate, user_words)
         self._stall_ns = int(stall_timeout * 1e9)
-        self._started_ns: int | None = None  # set while the stream should be running
 
         pp = sd._ffi.new("PaStream**")
         _check(
@@ -459,42 +553,6 @@ class DuplexStream:
             raise RtqError(f"sample rate {samplerate:g} Hz is not supported by {where}; supported: {supported}")
         raise RtqError(f"cannot use {where}: {_pa_error_text(err)}")
 
-    def _warm_up(self):
-        """Run the compiled callback once, off the audio thread, with n == 0 on a copy of ctl."""
-        ctl = self._ctl.copy()
-        buf = np.zeros(1, np.float32)
-        self._callback.ctypes(buf.ctypes.data, buf.ctypes.data, 0, 0, 0, ctl.ctypes.data)
-
-    # -- control block ------------------------------------------------------
-    @property
-    def ctl(self) -> np.ndarray:
-        """The int64 control block the callback reads and writes (see module docs)."""
-        return self._ctl
-
-    def bind(self, word: int, array: np.ndarray) -> int:
-        """Make ``array`` reachable from ``block_fn`` through the control block.
-
-        Stores the array's address at ``ctl[USER + word]`` and its shape in the
-        following ``array.ndim`` words, and keeps the array alive as long as
-        the stream.  Only allowed while the stream is stopped.
-
-        Returns
-        -------
-        int
-            The next free user word (``word + 1 + array.ndim``).
-        """
-        if not array.flags.c_contiguous:
-            raise ValueError("bound arrays must be C-contiguous")
-        end = USER + word + 1 + array.ndim
-        if word < 0 or end > self._ctl.size:
-            raise ValueError(f"user words {word}..{end - USER - 1} exceed user_words={self._ctl.size - USER}")
-        if self._started_ns is not None:
-            raise RuntimeError("cannot bind arrays while the stream is running")
-        self._bound[word] = array
-        self._ctl[USER + word] = array.ctypes.data
-        self._ctl[USER + word + 1 : end] = array.shape
-        return word + 1 + array.ndim
-
     # -- life cycle ---------------------------------------------------------
     @property
     def closed(self) -> bool:
@@ -538,26 +596,6 @@ class DuplexStream:
             self._abandon(f"no audio callback for {silent / 1e9:.1f} s (audio server stalled or gone?)")
         return True
 
-    def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
-        """Sleep while the stream runs, calling :meth:`check` every ``poll`` seconds.
-
-        Returns
-        -------
-        bool
-            False when the stream finished, True when ``timeout`` expired first.
-
-        Raises
-        ------
-        StreamLost
-            See :meth:`check`.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
-        while self.check():
-            if deadline is not None and time.monotonic() >= deadline:
-                return True
-            time.sleep(poll if deadline is None else max(0.0, min(poll, deadline - time.monotonic())))
-        return False
-
     def _abandon(self, reason: str):
         """Forget the stream without calling PortAudio again, then raise StreamLost."""
         self._started_ns = None
@@ -593,29 +631,74 @@ class DuplexStream:
             self.stop()
             self._closer()
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *exc):
-        self.close()
+class NullStream(_CompiledCallbackStream):
+    """A stream with no sound card: the same compiled callback, called in real time.
 
-    # -- statistics ---------------------------------------------------------
-    def stats(self) -> StreamStats:
-        """Read the counters the callback maintains (lock-free snapshot)."""
-        c = self._ctl.copy()
-        hist = self._hist.copy()
-        ran = c[CALLBACKS] > 0
-        return StreamStats(
-            callbacks=int(c[CALLBACKS]),
-            frames=int(c[FRAMES]),
-            input_underflows=int(c[INPUT_UNDERFLOWS]),
-            input_overflows=int(c[INPUT_OVERFLOWS]),
-            output_underflows=int(c[OUTPUT_UNDERFLOWS]),
-            output_overflows=int(c[OUTPUT_OVERFLOWS]),
-            priming=int(c[PRIMING]),
-            load_p50=_percentile(hist, 0.5),
-            load_p99=_percentile(hist, 0.99),
-            load_max=float(c[MAX_LOAD_PPM]) / 1e6 if ran else None,
-            max_duration=float(c[MAX_DURATION_NS]) / 1e9,
-            seconds_since_callback=(time.monotonic_ns() - int(c[LAST_START_NS])) / 1e9 if ran else None,
-        )
+    A thread calls the callback every ``blocksize / samplerate`` seconds against absolute
+    deadlines, with silent input; the output is discarded.  The call goes through ctypes,
+    which releases the GIL, so the chain runs exactly as on a device.  A block that
+    starts more than one period late counts as an output underflow.  Same interface as
+    :class:`DuplexStream` (``start``, ``check``, ``wait``, ``stop``, ``close``, ``bind``,
+    ``stats``).
+    """
+
+    def __init__(self, block_fn, *, samplerate: float = 48000.0, blocksize: int = 256,
+                 channels: int = 2, user_words: int = 0):
+        blocksize = int(blocksize) or 256
+        self._setup_control(block_fn, channels, channels, samplerate, user_words)
+        self._buffers = (np.zeros((blocksize, channels), np.float32),
+                         np.zeros((blocksize, channels), np.float32))
+        self.samplerate = float(samplerate)
+        self.blocksize = blocksize
+        self.channels = (int(channels), int(channels))
+        self.latency = (0.0, 0.0)
+        self.devices = None
+        self._halt = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def start(self) -> None:
+        if self._closed:
+            raise RuntimeError("stream is closed")
+        self._ctl[COMMAND] = CONTINUE
+        self._halt.clear()
+        self._thread = threading.Thread(target=self._clock, name="rtq-null-stream", daemon=True)
+        self._started_ns = time.monotonic_ns()
+        self._thread.start()
+
+    def _clock(self) -> None:
+        call = self._callback.ctypes
+        inp, out = (b.ctypes.data for b in self._buffers)
+        ctl = self._ctl.ctypes.data
+        period = self.blocksize / self.samplerate
+        deadline = time.monotonic()
+        while not self._halt.is_set():
+            if call(inp, out, self.blocksize, 0, 0, ctl) != CONTINUE:
+                return
+            deadline += period
+            late = time.monotonic() - deadline
+            if late > period:
+                self._ctl[OUTPUT_UNDERFLOWS] += 1
+                deadline = time.monotonic()
+            elif late < 0:
+                time.sleep(-late)
+
+    def check(self) -> bool:
+        """True while the clock thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._halt.set()
+            self._thread.join()
+            self._thread = None
+        self._started_ns = None
+
+    def close(self) -> None:
+        self.stop()
+        self._closed = True
