@@ -178,7 +178,6 @@ GAIN_ONLY = "name: gain-only\nchain:\n  - gain: {db: -3}\n"
 BITS_32 = "name: r32\nseed: 2\nchain:\n  - requantize: {bits: 32, dither: tpdf}\n"
 
 
-
 @pytest.mark.parametrize("preset,requested", [
     ("tpdf-24", "PCM_16"),
     ("gain-only.yaml", "PCM_24"),         # not on any grid
