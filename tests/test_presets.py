@@ -38,6 +38,9 @@ SHIPPED = {
     "telephone-mulaw",
     "telephone-alaw",
     "lofi-6",
+    "dsd64-1bit",
+    "converter-8bit-8x",
+    "bitcrush-4bit-oversampled",
 }
 TPDF = {"type": "tpdf", "amplitude": 1.0}
 NO_DITHER = {"type": "none", "amplitude": 1.0}
