@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from rtq.commands import report_error
 from rtq.errors import RtqError
 
-COMMANDS = ("presets", "validate", "render", "info", "analyze")
+COMMANDS = ("presets", "validate", "render", "info", "analyze", "live", "devices")
 """Subcommand names, each a module of :mod:`rtq.commands`, in help order."""
 
 

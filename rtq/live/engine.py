@@ -36,7 +36,7 @@ import numpy as np
 from ..jit import kernel
 from ..program import Program, run_program
 from ..dsp.rng import next_uniform
-from .stream import USER, address_as_void_pointer
+from .stream import CALLBACK_SIGNATURE, USER, address_as_void_pointer, begin_callback, end_callback
 
 # Integer control words (engine array ``eng``).
 ACTIVE = 0          # slot whose chain is playing
@@ -233,8 +233,19 @@ def engine_block(ctl, inp, out, n):
         start += m
 
 
+@numba.cfunc(CALLBACK_SIGNATURE, cache=True, error_model="numpy")
+def engine_callback(input_addr, output_addr, frames, time_info, status, user_data):
+    """The engine's PortAudio callback, compiled once and cached (module level)."""
+    ctl, inp, out, n, start = begin_callback(input_addr, output_addr, frames, user_data)
+    engine_block(ctl, inp, out, n)
+    return end_callback(ctl, status, n, start)
+
+
 # ---------------------------------------------------------------------------
 # Python side
+
+
+MAX_ALIGN = 8192   # samples of latency the delay rings can align (170 ms at 48 kHz)
 
 
 def _ring_length(frames: int) -> int:
@@ -247,7 +258,7 @@ class LiveEngine:
     Parameters
     ----------
     stream_factory : callable
-        ``stream_factory(block_fn, user_words)`` returns an opened, stopped stream
+        ``stream_factory(callback, user_words)`` returns an opened, stopped stream
         (:class:`~rtq.live.stream.DuplexStream` or :class:`~rtq.live.nullstream.NullStream`)
         whose callback calls ``block_fn``.
     chain : Chain
@@ -257,8 +268,10 @@ class LiveEngine:
         ``("device",)``, ``("buffer", array)`` (looped), ``("tone", hz, dbfs)`` or
         ``("noise", dbfs)`` (uniform white noise of that RMS).
     align_latency : int, optional
-        Samples by which the dry path is delayed (default: the chain's latency,
-        rounded); switching to a chain with more latency raises it.
+        Samples by which the dry path is delayed and every chain's output is aligned
+        (default: the chain's latency, rounded).  Give the largest latency of the chains
+        you will switch between (a listening test) to keep every switch aligned; switching
+        to a chain with more latency raises it (at most :data:`MAX_ALIGN`).
     fade_ms : float
         Length of every crossfade (chain switch, bypass, solo).
 
@@ -285,7 +298,9 @@ class LiveEngine:
         self.fctl = np.zeros(FLOAT_WORDS)
         self.src = np.zeros((self.max_block, self.channels))
         self.wet = np.zeros((2, self.max_block, self.channels))
-        ring = _ring_length(self.align + self.max_block + 1)
+        if not 0 <= self.align <= MAX_ALIGN:
+            raise ValueError(f"alignment latency must be 0 to {MAX_ALIGN} samples")
+        ring = _ring_length(MAX_ALIGN + self.max_block + 1)
         self.dry = np.zeros((self.channels, ring))
         self.rings = np.zeros((2, self.channels, ring))
         self.source = np.zeros((1, self.channels))
@@ -296,7 +311,7 @@ class LiveEngine:
         self.eng[DRY_DELAY] = self.align
         self._install(0, chain)
         self.fctl[GAIN_WET] = self.fctl[TARGET_WET] = 1.0
-        self.stream = stream_factory(engine_block, USER_WORDS)
+        self.stream = stream_factory(engine_callback, USER_WORDS)
         for word, array in ((BIND_ENG, self.eng), (BIND_FCTL, self.fctl), (BIND_SRC, self.src),
                             (BIND_WET, self.wet), (BIND_DRY, self.dry), (BIND_RINGS, self.rings),
                             (BIND_SOURCE, self.source), (BIND_NOISE, self.noise)):
@@ -358,11 +373,16 @@ class LiveEngine:
         """
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
         latency = int(round(chain.latency))
-        if latency > self.align:
-            raise ValueError(f"chain latency {latency} exceeds the alignment latency {self.align}; "
-                             "create the engine with a larger align_latency")
+        if latency > MAX_ALIGN:
+            raise ValueError(f"chain latency {latency} exceeds the {MAX_ALIGN} samples the engine can align")
         self._wait_idle(timeout)
         idle = 1 - int(self.eng[ACTIVE])
+        if latency > self.align:
+            # The alignment only grows.  The outgoing chain keeps its delay until it is
+            # retired, so this one crossfade is misaligned by the difference (a brief
+            # comb, no click); from then on every chain and the dry path line up again.
+            self.align = latency
+            self.eng[DRY_DELAY] = latency
         self._slots[idle] = chain
         self._install(idle, chain)
         self.eng[REQUEST] = 1

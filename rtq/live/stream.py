@@ -53,6 +53,7 @@ import numpy as np
 import sounddevice as sd
 from llvmlite import ir
 from numba import types
+from numba.core.ccallback import CFunc
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -176,46 +177,70 @@ def _record(ctl, status, n, start):
     ctl[CALLBACKS] += 1
 
 
+@kernel
+def begin_callback(input_addr, output_addr, frames, user_data):
+    """First half of every rtq stream callback: note the start time and view the
+    control block and PortAudio's buffers as arrays; returns ``(ctl, inp, out, n, start)``."""
+    start = monotonic_ns()
+    ctl = _control_block(user_data)
+    ctl[LAST_START_NS] = start
+    n = np.int64(frames)
+    inp = numba.carray(address_as_void_pointer(input_addr), (n, ctl[IN_CHANNELS]), np.float32)
+    out = numba.carray(address_as_void_pointer(output_addr), (n, ctl[OUT_CHANNELS]), np.float32)
+    return ctl, inp, out, n, start
+
+
+@kernel
+def end_callback(ctl, status, n, start):
+    """Second half: record statistics and return the command word to PortAudio."""
+    _record(ctl, status, n, start)
+    return np.int32(ctl[COMMAND])
+
+
+CALLBACK_SIGNATURE = _CALLBACK_SIG
+"""PortAudio's ``PaStreamCallback``, for ``numba.cfunc``."""
+
+
 @functools.cache
 def make_callback(block_fn):
-    """Compile the PortAudio callback that runs ``block_fn`` on every block.
+    """The PortAudio callback that runs ``block_fn`` on every block.
 
     Parameters
     ----------
-    block_fn : numba dispatcher
+    block_fn : numba dispatcher or CFunc
         ``@njit`` function ``block_fn(ctl, inp, out, n)`` with ``ctl`` an
         int64[::1] array, ``inp``/``out`` float32[:, ::1] arrays of shape
-        ``(n, channels)`` and ``n`` an int64 frame count.  See the module
-        docstring for the real-time rules it must follow.
+        ``(n, channels)`` and ``n`` an int64 frame count (see the module docstring
+        for the real-time rules), or an already compiled callback, returned as is.
 
     Returns
     -------
     numba.core.ccallback.CFunc
         Compiled C callback with PortAudio's ``PaStreamCallback`` signature;
-        pass ``cfunc.address`` to ``Pa_OpenStream``.  Results are memoised per
-        ``block_fn``.
+        pass ``cfunc.address`` to ``Pa_OpenStream``.  Memoised per ``block_fn``.
 
     Notes
     -----
-    The wrapper is compiled on every process start (about 0.4 s on a 2-core
-    machine when ``block_fn`` itself is cached): Numba's cache key for a
-    closure includes the pickled closure cells, and a pickled dispatcher
-    carries a per-process UUID, so ``cache=True`` here would never hit and
-    would add a new cache file on every run.  ``block_fn`` itself can and
-    should be ``cache=True``.
+    A callback made here is compiled on every process start (about 0.4 s when
+    ``block_fn`` is cached): Numba's cache key for a closure includes the pickled
+    closure cells, and a pickled dispatcher carries a per-process UUID, so
+    ``cache=True`` would never hit.  Where start-up time matters, define the callback
+    at module level instead, so that it caches::
+
+        @numba.cfunc(CALLBACK_SIGNATURE, cache=True, error_model="numpy")
+        def my_callback(input_addr, output_addr, frames, time_info, status, user_data):
+            ctl, inp, out, n, start = begin_callback(input_addr, output_addr, frames, user_data)
+            my_block_fn(ctl, inp, out, n)
+            return end_callback(ctl, status, n, start)
     """
+    if isinstance(block_fn, CFunc):
+        return block_fn
 
     @numba.cfunc(_CALLBACK_SIG, error_model="numpy")
     def callback(input_addr, output_addr, frames, time_info, status, user_data):
-        start = monotonic_ns()
-        ctl = _control_block(user_data)
-        ctl[LAST_START_NS] = start
-        n = np.int64(frames)
-        inp = numba.carray(address_as_void_pointer(input_addr), (n, ctl[IN_CHANNELS]), np.float32)
-        out = numba.carray(address_as_void_pointer(output_addr), (n, ctl[OUT_CHANNELS]), np.float32)
+        ctl, inp, out, n, start = begin_callback(input_addr, output_addr, frames, user_data)
         block_fn(ctl, inp, out, n)
-        _record(ctl, status, n, start)
-        return ctl[COMMAND]
+        return end_callback(ctl, status, n, start)
 
     return callback
 

@@ -1,0 +1,48 @@
+"""``rtq live [PRESET]``: the sound card through a preset's chain, with the meter."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("live", help="play through a preset live (sound card in and out)")
+    parser.add_argument("preset", nargs="?", metavar="PRESET",
+                        help="preset file or shipped name (default cd-16-shibata)")
+    parser.add_argument("--device", metavar="NAME|INDEX", help="device for input and output")
+    parser.add_argument("--input-device", metavar="NAME|INDEX")
+    parser.add_argument("--output-device", metavar="NAME|INDEX")
+    parser.add_argument("--samplerate", type=float, metavar="HZ")
+    parser.add_argument("--blocksize", type=int, default=0, metavar="N",
+                        help="frames per block (default 0: the host's choice)")
+    parser.add_argument("--latency", default="low", metavar="low|high|SECONDS")
+    parser.add_argument("--channels", type=int, default=2, metavar="N")
+    parser.add_argument("--input", metavar="SOURCE",
+                        help="tone:HZ:DBFS, noise:DBFS or an audio file (looped) instead of the device input")
+    parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
+    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--stats-json", metavar="FILE", help="write the exit summary as JSON")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtq.live.session import LiveSession, format_summary
+    from rtq.live.stream import StreamLost
+
+    session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
+                          output_device=args.output_device, samplerate=args.samplerate,
+                          blocksize=args.blocksize, latency=args.latency, channels=args.channels,
+                          source=args.input, seed=args.seed)
+    status = 0
+    try:
+        session.run(args.duration)
+    except KeyboardInterrupt:
+        pass
+    except StreamLost as err:
+        session.lost = str(err)
+        print(f"rtq: {err}", file=sys.stderr)
+        status = err.exit_status
+    print(format_summary(session.summary()))
+    if args.stats_json:
+        session.write_stats(args.stats_json)
+    return status

@@ -1,0 +1,378 @@
+"""A live session: what ``rtq live`` runs, and the control API its screen and listening
+tests use.
+
+The session picks the stream (a sound card through PortAudio, or, when there is none,
+a :class:`~rtq.live.stream.NullStream` clocked in real time), builds the
+:class:`~rtq.live.engine.LiveEngine`, and offers the controls: switch preset, change a
+requantize stage's bits, dither or shaping, bypass, error solo.  Every control prepares
+the new chain on the calling thread and hands it to the audio thread, which crossfades
+at a block boundary.  A control that cannot be honoured (a shaping table missing at
+the stream's rate, say) raises :class:`~rtq.errors.RtqError` and leaves the sound as it
+was.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..chain import Chain
+from ..errors import PresetError, RtqError, UsageError
+from ..presets import load_preset, shipped_presets
+from ..stages import Requantize
+
+DEFAULT_PRESET = "cd-16-shibata"
+FALLBACK_SOURCE = "tone:1000:-20"
+DITHERS = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
+SHAPINGS = ("none", "first-order", "lipshitz", "f-weighted", "modified-e-weighted",
+            "improved-e-weighted", "gesemann", "shibata", "low-shibata", "high-shibata")
+
+
+def import_portaudio_quietly():
+    """Import sounddevice (which initialises PortAudio) with stderr silenced.
+
+    PortAudio probes every host API on start-up; with no JACK server or no sound card,
+    libjack and ALSA print several lines of noise to stderr, which would bury rtq's own
+    one-line notice.  Returns the module.
+    """
+    if "sounddevice" in sys.modules:
+        return sys.modules["sounddevice"]
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        import sounddevice
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+    return sounddevice
+
+
+@dataclass
+class Source:
+    """Where the audio comes from: the device input, a looped file, a tone or noise."""
+
+    kind: str                      # "device" | "buffer" | "tone" | "noise"
+    data: np.ndarray | None = None
+    samplerate: float | None = None
+    hz: float = 0.0
+    dbfs: float = 0.0
+
+    def engine_source(self):
+        return {"device": ("device",), "buffer": ("buffer", self.data),
+                "tone": ("tone", self.hz, self.dbfs), "noise": ("noise", self.dbfs)}[self.kind]
+
+    def describe(self) -> str:
+        if self.kind == "tone":
+            return f"tone:{self.hz:g}:{self.dbfs:g}"
+        if self.kind == "noise":
+            return f"noise:{self.dbfs:g}"
+        return "file" if self.kind == "buffer" else "device input"
+
+
+def parse_source(text: str | None, channels: int) -> Source:
+    """``tone:HZ:DBFS``, ``noise:DBFS``, a path to an audio file (looped), or None."""
+    if text is None:
+        return Source("device")
+    parts = text.split(":")
+    try:
+        if parts[0] == "tone" and len(parts) == 3:
+            return Source("tone", hz=float(parts[1]), dbfs=float(parts[2]))
+        if parts[0] == "noise" and len(parts) == 2:
+            return Source("noise", dbfs=float(parts[1]))
+    except ValueError:
+        pass
+    if parts[0] in ("tone", "noise"):
+        raise UsageError(f"bad --input {text!r}; use tone:HZ:DBFS (e.g. tone:1000:-20) or noise:DBFS")
+    return _file_source(text, channels)
+
+
+def _file_source(path: str, channels: int) -> Source:
+    import soundfile as sf
+
+    if not os.path.exists(path):
+        raise UsageError(f"--input {path}: no such file (or use tone:HZ:DBFS / noise:DBFS)")
+    try:
+        data, rate = sf.read(path, dtype="float64", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as err:
+        raise UsageError(f"--input {path}: not a readable audio file ({err})") from None
+    if not len(data):
+        raise UsageError(f"--input {path}: the file holds no audio")
+    if data.shape[1] == 1 and channels > 1:
+        data = np.repeat(data, channels, axis=1)
+    elif data.shape[1] != channels:
+        raise UsageError(f"--input {path} has {data.shape[1]} channels; the stream has {channels} "
+                         "(use --channels)")
+    return Source("buffer", data=np.ascontiguousarray(data), samplerate=float(rate))
+
+
+def _device_query(value: str | None):
+    """A device given on the command line: an index or a name substring."""
+    if value is None:
+        return None
+    return int(value) if value.strip().isdigit() else value
+
+
+def _latency(value: str):
+    if value in ("low", "high"):
+        return value
+    try:
+        return float(value)
+    except ValueError:
+        raise UsageError(f"--latency must be low, high or seconds, not {value!r}") from None
+
+
+class LiveSession:
+    """One run of the live engine.
+
+    Parameters
+    ----------
+    preset : str
+        Path or shipped name.
+    device, input_device, output_device : str or None
+        Index or name substring; None for the default device.
+    samplerate : float or None
+        Stream rate; default: the device's (or the input file's, or 48000 Hz).
+    blocksize : int
+        Frames per block; 0 lets the host choose.
+    latency : str
+        ``low``, ``high`` or seconds.
+    channels : int
+    source : str or None
+        ``--input``: ``tone:HZ:DBFS``, ``noise:DBFS`` or a file.
+    seed : int or None
+        Overrides the preset's seed.
+    notice : callable
+        Receives one-line notices (default: print to stderr).
+    """
+
+    def __init__(self, preset: str | None = None, *, device=None, input_device=None,
+                 output_device=None, samplerate=None, blocksize: int = 0, latency: str = "low",
+                 channels: int = 2, source: str | None = None, seed: int | None = None,
+                 notice=None):
+        self.notice = notice or (lambda line: print(f"rtq: {line}", file=sys.stderr))
+        self.seed = seed
+        self.channels = int(channels)
+        if self.channels < 1:
+            raise UsageError("--channels must be at least 1")
+        if blocksize < 0:
+            raise UsageError("--blocksize must be 0 (host's choice) or more")
+        self.spec = load_preset(preset or DEFAULT_PRESET)
+        self.source = parse_source(source, self.channels)
+        explicit = any(d is not None for d in (device, input_device, output_device))
+        import_portaudio_quietly()
+        from .engine import LiveEngine
+        from .stream import DuplexStream, NullStream
+        from .devices import devices
+
+        usable = [d for d in devices() if d.max_output_channels > 0]
+        if usable or explicit:
+            rate = samplerate or self.source.samplerate
+            in_dev = _device_query(input_device if input_device is not None else device)
+            out_dev = _device_query(output_device if output_device is not None else device)
+
+            def factory(callback, words):
+                return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
+                                    blocksize=blocksize, latency=_latency(latency),
+                                    channels=self.channels, user_words=words)
+            self.device_name = None
+        else:
+            if self.source.kind == "device":
+                self.source = parse_source(FALLBACK_SOURCE, self.channels)
+            rate = samplerate or self.source.samplerate or 48000.0
+            self.notice(f"no audio device found; playing {self.source.describe()} through the "
+                        "chain into a silent real-time output")
+
+            def factory(callback, words):
+                return NullStream(callback, samplerate=rate, blocksize=blocksize or 256,
+                                  channels=self.channels, user_words=words)
+        self._factory = factory
+        rate = rate or _default_output_rate()
+        if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
+            raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
+                             f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")
+        chain = self._chain(self.spec)
+        self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
+                                 blocksize=blocksize or 1024, source=self.source.engine_source())
+        self.stream = self.engine.stream
+        self.samplerate = self.stream.samplerate
+        self.blocksize = blocksize
+        self.started = None
+        self.lost: str | None = None
+
+    # -- set-up helpers -----------------------------------------------------------
+    def _chain(self, spec) -> Chain:
+        return Chain.from_spec(spec, seed=self.seed)
+
+    # -- running ------------------------------------------------------------------
+    def run(self, duration: float | None = None, tick=None, interval: float = 0.1) -> None:
+        """Play until ``duration`` seconds have passed, Ctrl-C, or the stream is lost.
+
+        ``tick(session)`` is called every ``interval`` seconds on this thread (the
+        screen).  Raises :class:`~rtq.live.stream.StreamLost` when the audio server or
+        device goes away (within 2 s).
+        """
+        self.engine.start()
+        self.started = time.monotonic()
+        try:
+            while True:
+                left = None if duration is None else self.started + duration - time.monotonic()
+                if left is not None and left <= 0:
+                    break
+                if not self.stream.wait(min(interval, left) if left is not None else interval):
+                    break
+                if tick is not None:
+                    tick(self)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Stop the stream (after its clients are done) and release it; idempotent."""
+        self.engine.close()
+
+    # -- controls -------------------------------------------------------------------
+    @property
+    def chain(self) -> Chain:
+        return self.engine.chain
+
+    def switch_preset(self, name: str) -> None:
+        """Crossfade to another preset (path or shipped name)."""
+        spec = load_preset(name)
+        self.engine.switch(self._chain(spec))
+        self.spec = spec
+
+    def next_preset(self, step: int = 1) -> str:
+        """Crossfade to the next shipped preset that works at this rate; returns its name."""
+        names = [p.name for p in shipped_presets()]
+        start = names.index(self.spec.name) if self.spec.name in names else -1
+        for k in range(1, len(names) + 1):
+            name = names[(start + step * k) % len(names)]
+            try:
+                self.switch_preset(name)
+                return name
+            except (PresetError, ValueError):
+                continue
+        raise RtqError("no shipped preset works at this rate")
+
+    def _edit(self, **changes) -> Requantize:
+        """Crossfade to a copy of the chain whose last requantize stage has ``changes``."""
+        chain = copy.deepcopy(self.chain)
+        targets = [q for q in chain.quantizers() if isinstance(q, Requantize)]
+        if not targets:
+            raise RtqError("this chain has no requantize stage to change")
+        stage = targets[-1]
+        for key, value in changes.items():
+            setattr(stage, key, value)
+        self.engine.switch(chain)
+        return stage
+
+    def quantizer(self) -> Requantize | None:
+        targets = [q for q in self.chain.quantizers() if isinstance(q, Requantize)]
+        return targets[-1] if targets else None
+
+    def change_bits(self, delta: int) -> int:
+        stage = self.quantizer()
+        if stage is None:
+            raise RtqError("this chain has no requantize stage to change")
+        bits = min(max(stage.bits + delta, 1), 32)
+        return self._edit(bits=bits).bits
+
+    def cycle_dither(self) -> str:
+        stage = self.quantizer()
+        if stage is None:
+            raise RtqError("this chain has no requantize stage to change")
+        dither = DITHERS[(DITHERS.index(stage.dither) + 1) % len(DITHERS)]
+        return self._edit(dither=dither).dither
+
+    def cycle_shaping(self) -> str:
+        """Next shaping table that exists at this rate (none included)."""
+        stage = self.quantizer()
+        if stage is None:
+            raise RtqError("this chain has no requantize stage to change")
+        current = stage.shaping.get("name", "none")
+        start = SHAPINGS.index(current) if current in SHAPINGS else 0
+        for k in range(1, len(SHAPINGS) + 1):
+            name = SHAPINGS[(start + k) % len(SHAPINGS)]
+            shaping = {"kind": "none"} if name == "none" else {"kind": "table", "name": name}
+            try:
+                self._edit(shaping=shaping)
+                return name
+            except PresetError:
+                continue
+        return current
+
+    def toggle_bypass(self) -> bool:
+        on = self.engine.mode != "bypass"
+        self.engine.bypass(on)
+        return on
+
+    def toggle_solo(self, gain_db: float = 40.0) -> bool:
+        on = self.engine.mode != "solo"
+        self.engine.solo(on, gain_db)
+        return on
+
+    # -- status ---------------------------------------------------------------------
+    def summary(self) -> dict:
+        """Counters and callback load, for the exit summary and ``--stats-json``."""
+        st = self.stream.stats()
+        period = (self.blocksize or self.stream.blocksize or 0) / self.samplerate
+        chain = self.chain
+        counters = chain.program.counters
+        clips = [int(sum(counters[q.info.op_index, c, 0] for q in chain.quantizers()))
+                 for c in range(self.channels)]
+        return {
+            "preset": self.spec.name,
+            "samplerate": self.samplerate,
+            "blocksize": self.blocksize,
+            "seconds": round(time.monotonic() - self.started, 3) if self.started else 0.0,
+            "callbacks": st.callbacks,
+            "frames": st.frames,
+            "input_overflows": st.input_overflows,
+            "output_underflows": st.output_underflows,
+            "xruns": st.xruns,
+            "callback_load": {"p50": st.load_p50, "p99": st.load_p99, "max": st.load_max},
+            "period_ms": round(period * 1e3, 3) if period else None,
+            "clips": clips,
+            "nonfinite": self.engine.nonfinite,
+            "switches": self.engine.switches,
+            "lost": self.lost,
+        }
+
+    def write_stats(self, path: str) -> None:
+        tmp = f"{path}.partial"
+        with open(tmp, "w") as f:
+            json.dump(self.summary(), f, indent=2)
+        os.replace(tmp, path)
+
+
+def _default_output_rate() -> float:
+    from .devices import devices
+
+    outs = [d for d in devices() if d.is_default_output] or [d for d in devices() if d.max_output_channels]
+    return outs[0].default_samplerate if outs else 48000.0
+
+
+def format_summary(summary: dict) -> str:
+    """The exit summary, a few lines."""
+    load = summary["callback_load"]
+
+    def pct(v):
+        return "-" if v is None else f"{v * 100:.1f} %"
+
+    return "\n".join([
+        f"rtq live: {summary['preset']} at {summary['samplerate']:g} Hz for {summary['seconds']:.1f} s, "
+        f"{summary['callbacks']} callbacks, {summary['frames']} frames",
+        f"  xruns: {summary['xruns']} (input overflows {summary['input_overflows']}, "
+        f"output underflows {summary['output_underflows']})",
+        f"  callback load (of the block period): p50 {pct(load['p50'])}, p99 {pct(load['p99'])}, "
+        f"max {pct(load['max'])}",
+        f"  clips per channel: {summary['clips']}; non-finite input samples: {summary['nonfinite']}; "
+        f"chain switches: {summary['switches']}",
+    ])
