@@ -213,9 +213,9 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     force : bool
         Replace an existing OUTPUT (never the INPUT itself).
     observer : callable, optional
-        Called as ``observer(chain, block_in, block_out)`` per block (float64
-        (frames, channels)), for measurements; ``block_in`` is the input aligned with
-        ``block_out`` when latency is compensated.
+        Called as ``observer(chain)`` after every block; the chain is then prepared
+        with meter taps (:class:`~rtq.program.TapReader` reads them), which is how
+        :class:`~rtq.meter.chain_meter.RenderMeter` measures a render.
 
     Raises
     ------
@@ -231,7 +231,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     started = time.perf_counter()
     with _open_input(inp) as src:
         rate, channels, total = src.samplerate, src.channels, src.frames
-        chain.prepare(rate, channels, block_size)
+        chain.prepare(rate, channels, block_size, taps=observer is not None)
         subtype = choose_subtype(chain, fmt, subtype)
         latency = int(round(chain.latency)) if compensate_latency else 0
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
@@ -340,10 +340,8 @@ class _Pipeline:
 
 def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -> int:
     """The block loop: read, process in place, drop the latency, write, flush."""
-    channels = src.channels
     work_dtype = _work_dtype(src.subtype, subtype)
-    lag = np.zeros((latency, channels)) if observer and latency else None
-    tail = np.zeros((min(latency, block_size) if latency else 1, channels), dtype=work_dtype)
+    tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
     to_skip = latency
     done = 0
     written = 0
@@ -351,14 +349,12 @@ def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -
         for block in _with_flush(pipe.blocks(), tail, latency):
             n = block.shape[0]
             done += n
-            dry = block.copy() if observer else None
             chain.process(block)
+            if observer:
+                observer(chain)
             start = min(to_skip, n)
             to_skip -= start
             if n > start:
-                if observer:
-                    dry = _delay(lag, dry)
-                    observer(chain, dry[start:], block[start:])
                 pipe.write(block[start:], subtype)
                 written += n - start
             if progress:
@@ -376,15 +372,6 @@ def _with_flush(blocks, tail, latency):
         tail[:n] = 0.0
         yield tail[:n]
         latency -= n
-
-
-def _delay(line: np.ndarray | None, block: np.ndarray) -> np.ndarray:
-    """``block`` delayed by ``len(line)`` frames, ``line`` carrying the tail across calls."""
-    if line is None or len(line) == 0:
-        return block
-    joined = np.concatenate([line, block])
-    line[:] = joined[len(joined) - len(line):]
-    return joined[:len(block)]
 
 
 # Integer subtypes take exact codes: int16 (y * 2^15) for 16-bit and G.711 files (libsndfile

@@ -17,6 +17,7 @@ import soundfile as sf
 
 from rtq.chain import Chain
 from rtq.errors import PresetError, UsageError
+from rtq.program import TapReader
 from rtq.render import _Progress, render_file
 from rtq.stages import Requantize
 
@@ -176,7 +177,7 @@ class Interrupt:
         self.calls = 0
         self.seen: set[str] = set()
 
-    def __call__(self, chain, block_in, block_out):
+    def __call__(self, chain):
         self.calls += 1
         if self.calls == self.at:
             time.sleep(0.2)
@@ -225,12 +226,22 @@ def test_interrupted_forced_render_keeps_the_old_output(tmp_path):
     assert listing(tmp_path) == {"in.wav", "out.wav"}
 
 
-def test_observer_sees_aligned_blocks_and_every_frame(tmp_path):
+def test_observer_is_called_per_block_and_the_taps_hold_every_frame(tmp_path):
     x = make_signal(3000, 2)
     inp = write_input(tmp_path / "in.wav", x, 44100)
     seen_in, seen_out = [], []
+    readers = {}
+
+    def observer(chain):
+        if not readers:
+            readers["in"] = TapReader(chain.program, chain.input_tap)
+            readers["out"] = TapReader(chain.program, chain.output_tap)
+            readers["in"].position = readers["out"].position = 0
+        seen_in.append(readers["in"].read())
+        seen_out.append(readers["out"].read())
+
     render_file(Chain.from_preset("tpdf-16"), inp, tmp_path / "out.wav", block_size=700,
-                progress=False, observer=lambda c, a, b: (seen_in.append(a.copy()), seen_out.append(b.copy())))
+                progress=False, observer=observer)
     assert [len(b) for b in seen_out] == [700, 700, 700, 700, 200]
     assert np.array_equal(np.concatenate(seen_in), x)
     assert np.array_equal(np.concatenate(seen_out), sf.read(str(tmp_path / "out.wav"))[0])

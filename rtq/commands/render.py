@@ -30,14 +30,14 @@ def run(args: argparse.Namespace) -> int:
     from rtq.render import render_file
 
     metering = bool(args.report or args.plot)
-    chain_class, observer = Chain, None
+    observer = None
     if metering:   # checked before rendering; taps only copy the signal: same output
-        from rtq.meter.chain_meter import RenderMeter, TappedChain
+        from rtq.meter.chain_meter import RenderMeter
         from rtq.report import check_outputs
 
         check_outputs(args.report, args.plot)
-        chain_class, observer = TappedChain, RenderMeter()
-    chain = chain_class.from_spec(load_preset(args.preset), seed=args.seed)
+        observer = RenderMeter()
+    chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
     result = render_file(chain, args.input, args.output, block_size=args.block_size,
                          subtype=args.subtype, force=args.force,
                          compensate_latency=not args.no_latency_compensation, observer=observer)

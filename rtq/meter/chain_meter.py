@@ -436,31 +436,19 @@ class ChainMeter:
                 entry.history.reset()
 
 
-class TappedChain(Chain):
-    """A :class:`Chain` that always prepares with meter taps.
-
-    For callers that prepare the chain themselves, such as
-    :func:`rtq.render.render_file` (taps only copy the signal: the output is the same).
-    """
-
-    def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK,
-                taps: bool = True):
-        return super().prepare(sample_rate, channels, max_block, taps=True)
-
-
 class RenderMeter:
     """A :func:`rtq.render.render_file` observer that meters the chain through its taps.
 
-    The chain must prepare with taps (a :class:`TappedChain`).  The :class:`ChainMeter`
-    is created at the first block (reading the taps from the start) and re-created if
-    the chain is prepared again.
+    ``render_file`` prepares the chain with taps when it has an observer.  The
+    :class:`ChainMeter` is created at the first block (reading the taps from the start)
+    and re-created if the chain is prepared again.
     """
 
     def __init__(self, **options):
         self.options = options
         self.meter: ChainMeter | None = None
 
-    def __call__(self, chain, block_in=None, block_out=None) -> None:
+    def __call__(self, chain) -> None:
         if self.meter is None or self.meter.program is not chain.program:
             self.meter = ChainMeter(chain, from_start=True, **self.options)
         self.meter.poll()

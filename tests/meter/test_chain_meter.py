@@ -8,7 +8,7 @@ import pytest
 
 from rtq.chain import Chain
 from rtq.dsp.shaping import select_table
-from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair, TappedChain
+from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair
 from rtq.stages import Gain, Quantize, Requantize
 
 FS = 48000
@@ -296,17 +296,16 @@ def test_level_history_is_bounded_and_keeps_the_energy():
     np.testing.assert_allclose(result["rms_dbfs"][0][:complete], expected, atol=1e-9)
 
 
-def test_render_meter_and_tapped_chain():
-    chain = TappedChain([Requantize(16, "tpdf")], seed=1)
-    chain.prepare(FS, 1, 256)                     # taps without asking
-    assert chain.input_tap is not None
+def test_render_meter():
+    chain = Chain([Requantize(16, "tpdf")], seed=1)
+    chain.prepare(FS, 1, 256, taps=True)
     x = noise(4096, 1)
     observer = RenderMeter()
     y = x.copy()
     for i in range(0, len(y), 256):
         chain.process(y[i:i + 256])
         if i >= 1024:                              # created late: still reads from the start
-            observer(chain, None, None)
+            observer(chain)
     report = observer.finish(chain).report()
     assert report["stages"][0]["frames"] == 4096
     np.testing.assert_allclose(report["stages"][0]["rms_dbfs"], db(np.mean((y - x) ** 2)), atol=1e-9)
