@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import rtq.render  # noqa: F401  (imported outside capsys: _Progress binds sys.stderr at import)
 from rtq.cli import main
 from rtq.commands.analyze import analyze_files
 from rtq.dsp.shaping import select_table

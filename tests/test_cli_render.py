@@ -14,7 +14,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import rtq.render as _render  # noqa: F401  (import at collection: see test_progress_follows_the_current_stderr)
 from rtq.chain import Chain
 from rtq.cli import main
 from rtq.presets import PRESET_DIR

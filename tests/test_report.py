@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import rtq.render  # noqa: F401  (imported outside capsys: _Progress binds sys.stderr at import)
 from rtq.cli import main
 from rtq.plot import MISSING
 from rtq.report import clean, dumps, write_report

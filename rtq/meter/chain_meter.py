@@ -33,7 +33,6 @@ import threading
 import numpy as np
 
 from ..chain import Chain
-from ..processor import DEFAULT_MAX_BLOCK
 from ..program import COUNT_NONFINITE, TapReader
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
 
