@@ -60,7 +60,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 from ..jit import kernel
 
@@ -218,6 +217,7 @@ def _response_zp(zeros: np.ndarray, poles: np.ndarray, w: np.ndarray | float) ->
 
 def _max_gain(zeros: np.ndarray, poles: np.ndarray) -> float:
     """``max |NTF|`` over the unit circle (dense grid, then a bounded refinement)."""
+    from scipy import optimize  # design time only: keeps start-up light
     w = np.linspace(0.0, np.pi, _GRID)
     h = np.abs(_response_zp(zeros, poles, w))
     i = int(np.argmax(h))
@@ -290,6 +290,7 @@ def design_ntf(
     ValueError
         On an order out of range, a band not inside ``0 .. rate / 2`` or ``h_inf <= 1``.
     """
+    from scipy import optimize
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= MAX_ORDER:
         raise ValueError(f"noise-shaping order must be 1 .. {MAX_ORDER}, got {order!r}")
     rate = float(rate)

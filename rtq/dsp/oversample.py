@@ -119,7 +119,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from scipy import signal, special
 
 from ..jit import kernel
 
@@ -223,6 +222,7 @@ def _fir_stopband_db(g: np.ndarray, fp: float) -> float:
 
 @lru_cache(maxsize=None)
 def _fir_design_cached(fp: float, atten_db: float) -> tuple[float, ...]:
+    from scipy import signal  # design time only: keeps start-up light
     fp_d = max(fp, _FIR_MIN_STAGE_FP)
     for m in range(1, 200):
         t = signal.remez(2 * m, [0.0, 2.0 * fp_d], [1.0], fs=1.0, grid_density=32)
@@ -254,6 +254,7 @@ def design_halfband_fir(fp: float, atten_db: float) -> np.ndarray:
 
 def _cd_complex(x: float | np.ndarray, y: float, m: float) -> np.ndarray:
     """Jacobi ``cd(x + i y | m)`` for real x, y (Abramowitz & Stegun 16.21)."""
+    from scipy import special
     s, c, d, _ = special.ellipj(x, m)
     s1, c1, d1, _ = special.ellipj(y, 1.0 - m)
     den = c1 ** 2 + m * s ** 2 * s1 ** 2
@@ -270,6 +271,7 @@ def _elliptic_halfband(order: int, fp: float) -> tuple[np.ndarray, np.ndarray, f
     (``epsilon^2 = 1 / L``) its poles are ``j sqrt(k) cd((2i-1) K / N - j K' / 2, k)``,
     on the unit circle, and map to ``z = +- j sqrt(beta)``.
     """
+    from scipy import special
     k = math.tan(math.pi * fp) ** 2
     m = k * k
     kk = special.ellipk(m)
@@ -332,6 +334,7 @@ def halfband_response(stage: "HalfbandStage", f: np.ndarray) -> np.ndarray:
 
     Includes the unit DC gain normalisation (the up-sampler multiplies by 2).
     """
+    from scipy import signal
     f = np.asarray(f, dtype=float)
     if stage.kind == "fir":
         h = _fir_from_g(stage.taps)
