@@ -248,6 +248,13 @@ def engine_callback(input_addr, output_addr, frames, time_info, status, user_dat
 MAX_ALIGN = 8192   # samples of latency the delay rings can align (170 ms at 48 kHz)
 
 
+def prefault(array: np.ndarray) -> None:
+    """Touch every memory page of ``array`` (rewriting what is there), so the audio
+    thread never takes a page fault on memory that was allocated lazily by the OS."""
+    flat = array.reshape(-1).view(np.uint8)
+    flat[::4096] = flat[::4096]
+
+
 def _ring_length(frames: int) -> int:
     return 1 << int(np.ceil(np.log2(max(frames, 2))))
 
@@ -315,6 +322,7 @@ class LiveEngine:
         for word, array in ((BIND_ENG, self.eng), (BIND_FCTL, self.fctl), (BIND_SRC, self.src),
                             (BIND_WET, self.wet), (BIND_DRY, self.dry), (BIND_RINGS, self.rings),
                             (BIND_SOURCE, self.source), (BIND_NOISE, self.noise)):
+            prefault(array)
             self.stream.bind(word, array)
 
     def _set_source(self, source) -> None:
@@ -338,6 +346,8 @@ class LiveEngine:
             raise ValueError(f"unknown source {source!r}")
 
     def _install(self, slot: int, chain) -> None:
+        for array in chain.program:
+            prefault(array)
         base = SLOTS + slot * PROGRAM_WORDS
         self.eng[base:base + PROGRAM_WORDS] = program_words(chain.program)
         self.eng[SLOT_DELAY + slot] = self.align - int(round(chain.latency))
