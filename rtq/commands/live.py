@@ -22,6 +22,16 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--stats-json", metavar="FILE", help="write the exit summary as JSON")
+    parser.add_argument("--json", action="store_true",
+                        help="instead of the screen, write one JSON line every 0.1 s to stdout: the "
+                             "metered stage's momentary figures (spectrum in 1/3-octave bands), xruns "
+                             "and callback load; the exit summary then goes to stderr.  Without "
+                             "--json, when stdout is not a terminal (or with --no-display), nothing "
+                             "is printed during the run, only the exit summary")
+    parser.add_argument("--no-display", action="store_true", help="no screen, even on a terminal")
+    parser.add_argument("--meter-stage", type=int, metavar="N",
+                        help="stage to meter first: N-th quantizer of the chain (1 = first), 0 = end "
+                             "to end; default the last quantizer (keys m/tab cycle on the screen)")
     parser.set_defaults(run=run)
 
 
@@ -33,16 +43,33 @@ def run(args: argparse.Namespace) -> int:
                           output_device=args.output_device, samplerate=args.samplerate,
                           blocksize=args.blocksize, latency=args.latency, channels=args.channels,
                           source=args.input, seed=args.seed)
+    from rtq.ui.display import resolve_stage, run_json, run_screen
+
+    try:
+        stage = resolve_stage(session, args.meter_stage)
+    except Exception:
+        session.close()
+        raise
+    display = None
     status = 0
     try:
-        session.run(args.duration)
+        if args.json:
+            run_json(session, args.duration, stage=stage)
+        elif sys.stdout.isatty() and not args.no_display:
+            display = run_screen(session, args.duration, stage=stage)
+        else:
+            session.run(args.duration)
     except KeyboardInterrupt:
         pass
     except StreamLost as err:
         session.lost = str(err)
         print(f"rtq: {err}", file=sys.stderr)
         status = err.exit_status
-    print(format_summary(session.summary()))
+    out = sys.stderr if args.json else sys.stdout
+    print(format_summary(session.summary()), file=out)
+    if display is not None and display.cost_ms is not None:
+        print(f"  display: {display.cost_ms:.1f} ms CPU per frame (median), "
+              f"{display.rate_hz:.1f} frames/s", file=out)
     if args.stats_json:
         session.write_stats(args.stats_json)
     return status
