@@ -403,7 +403,7 @@ class LiveEngine:
     def _wait_idle(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while self.eng[REQUEST] == 1:
-            if not self.stream.active:
+            if not self.stream.running:
                 # No callbacks are coming: complete the switch here.
                 self.eng[ACTIVE] = 1 - self.eng[ACTIVE]
                 self.eng[REQUEST] = 0

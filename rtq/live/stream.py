@@ -380,6 +380,11 @@ class _CompiledCallbackStream:
 
     # -- control block ------------------------------------------------------
     @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop` (or the stream's loss)."""
+        return self._started_ns is not None
+
+    @property
     def ctl(self) -> np.ndarray:
         """The int64 control block the callback reads and writes (see module docs)."""
         return self._ctl

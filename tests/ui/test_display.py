@@ -7,7 +7,6 @@ end-to-end tests drive ``python -m rtq live`` in a tmux pane.
 """
 from __future__ import annotations
 
-import inspect
 import io
 import json
 import os
@@ -48,27 +47,6 @@ ROOT = Path(__file__).resolve().parents[2]
 TONE = "tone:1000:-20"
 TPDF_16_DBFS = -6.02 * 16          # -96.33 dBFS: TPDF dither at 16 bits (theory.md)
 TPDF_15_DBFS = -6.02 * 15
-
-
-def _engine_switch_bug() -> bool:
-    """LiveEngine._wait_idle reads ``stream.active``, which no stream class has: every
-    chain switch on a running stream then raises AttributeError after handing the new
-    chain over (so the sound changes, but the caller sees an error and
-    ``switch_preset`` does not record the new preset)."""
-    from rtq.live.engine import LiveEngine
-    from rtq.live.stream import DuplexStream, NullStream
-
-    source = inspect.getsource(LiveEngine._wait_idle)
-    streams_have_it = hasattr(NullStream, "active") or hasattr(DuplexStream, "active")
-    return "stream.active" in source and not streams_have_it
-
-
-ENGINE_SWITCH_BUG = _engine_switch_bug()
-needs_switch_fix = pytest.mark.xfail(
-    ENGINE_SWITCH_BUG, strict=False,
-    reason="rtq bug (rtq/live/engine.py): LiveEngine._wait_idle reads self.stream.active, which "
-           "neither DuplexStream nor NullStream has, so every control that switches the chain "
-           "raises AttributeError while the stream runs")
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,7 +362,6 @@ def test_bypass_and_solo_show_on_screen():
         session.close()
 
 
-@needs_switch_fix
 def test_control_changes_report_success():
     """After '-' the status line says what happened (not an error)."""
     session = make_session("tpdf-16")
@@ -400,7 +377,6 @@ def test_control_changes_report_success():
         session.close()
 
 
-@needs_switch_fix
 def test_next_and_previous_preset():
     session = make_session("tpdf-16")
     display = LiveDisplay(session, console=recording_console())
