@@ -427,6 +427,13 @@ class ChainMeter:
                 "end_to_end": self._end_to_end.report(window),
             }
 
+    def stage_report(self, stage: int | None, window: str = "integrated") -> dict:
+        """One entry of :meth:`report`: quantizer number ``stage`` (0-based, chain order),
+        or end to end for None; computes only that entry (cheaper for a live screen)."""
+        with self._lock:
+            entry = self._end_to_end if stage is None else self._entries[stage]
+            return entry.report(window)
+
     def reset(self) -> None:
         """Forget everything measured; keep reading from where the taps are."""
         with self._lock:

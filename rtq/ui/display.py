@@ -94,25 +94,6 @@ class Quit(Exception):
 # Meter side: which stage, when to ask the meter for figures
 
 
-def stage_report(meter: ChainMeter, stage: int | None, window: str) -> dict:
-    """``meter``'s figures over ``window`` for quantizer number ``stage`` (0-based, in
-    chain order) or end to end (None), like one entry of :meth:`ChainMeter.report`.
-
-    Computes only that entry (the full report formats every stage's spectra, which
-    costs several milliseconds each); falls back to the full report if the meter does
-    not expose its entries.
-    """
-    entries = getattr(meter, "_entries", None)
-    e2e = getattr(meter, "_end_to_end", None)
-    lock = getattr(meter, "_lock", None)
-    if entries is not None and e2e is not None and lock is not None:
-        entry = e2e if stage is None else entries[stage]
-        with lock:
-            return entry.report(window)
-    report = meter.report(window)
-    return report["end_to_end"] if stage is None else report["stages"][stage]
-
-
 class MeterView:
     """The meter of the session's current chain and the stage being looked at.
 
@@ -167,7 +148,7 @@ class MeterView:
 
     @property
     def stage(self) -> int | None:
-        """Quantizer number for :func:`stage_report` (None: end to end)."""
+        """Quantizer number for :meth:`ChainMeter.stage_report` (None: end to end)."""
         p = self.position
         return None if p == self.count else p
 
@@ -209,7 +190,7 @@ class MeterView:
             if not force and getattr(self, window) is not None and now < self._due[window]:
                 continue
             t = time.perf_counter()
-            report = stage_report(self.meter, self.stage, window)
+            report = self.meter.stage_report(self.stage, window)
             setattr(self, window, report)
             cost = time.perf_counter() - t
             self.report_ms[window] = cost * 1e3

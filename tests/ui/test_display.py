@@ -38,7 +38,6 @@ from rtq.ui.display import (
     log_bin_powers,
     resolve_stage,
     run_json,
-    stage_report,
     third_octave_bands,
 )
 from rtq.ui.keys import KeyReader, decode_keys
@@ -230,7 +229,7 @@ def test_third_octave_bands_keep_the_power():
 # the meter side
 
 
-def test_stage_report_matches_the_full_report():
+def test_chain_meter_stage_report_matches_the_full_report():
     from rtq.chain import Chain
     from rtq.meter.chain_meter import ChainMeter
     from rtq.presets import load_preset
@@ -244,9 +243,9 @@ def test_stage_report_matches_the_full_report():
         chain.process(x[k:k + 1024])
         meter.poll()
     full = meter.report("integrated")
-    mine = stage_report(meter, 0, "integrated")
+    mine = meter.stage_report(0, "integrated")
     assert json.dumps(mine, sort_keys=True) == json.dumps(full["stages"][0], sort_keys=True)
-    e2e = stage_report(meter, None, "momentary")
+    e2e = meter.stage_report(None, "momentary")
     assert json.dumps(e2e, sort_keys=True) == json.dumps(meter.report("momentary")["end_to_end"],
                                                          sort_keys=True)
 
