@@ -13,27 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from signals import make_signal, write_input
 
 from rtq.chain import Chain
 from rtq.cli import main
 from rtq.presets import PRESET_DIR
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def make_signal(n: int, channels: int = 2, seed: int = 0, rate: int = 44100) -> np.ndarray:
-    """float32-exact test signal: noise plus a sine, with a burst past full scale."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    x = 0.05 * rng.standard_normal((n, channels))
-    x += 0.4 * np.sin(2.0 * np.pi * 1001.0 / rate * t)[:, None]
-    x[n // 3:n // 3 + 100] *= 3.0
-    return x.astype(np.float32).astype(np.float64)
-
-
-def write_input(path: Path, x: np.ndarray, rate: int) -> Path:
-    sf.write(str(path), x, rate, subtype="FLOAT")
-    return path
 
 
 def listing(directory: Path) -> set[str]:

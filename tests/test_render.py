@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from signals import make_signal, write_input
 
 from rtq.chain import Chain
 from rtq.errors import PresetError, UsageError
@@ -22,25 +23,9 @@ from rtq.render import _Progress, render_file
 from rtq.stages import Requantize
 
 
-def make_signal(n: int, channels: int = 2, seed: int = 0, rate: int = 44100) -> np.ndarray:
-    """float32-exact test signal: noise plus a sine, with a burst past full scale."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(n)
-    x = 0.05 * rng.standard_normal((n, channels))
-    x += 0.4 * np.sin(2.0 * np.pi * 1001.0 / rate * t)[:, None]
-    x[n // 3:n // 3 + 200] *= 3.0
-    return x.astype(np.float32).astype(np.float64)
-
-
 def exact32(x: np.ndarray) -> np.ndarray:
     """``x`` rounded to float32 values (what a FLOAT WAV stores), as float64."""
     return np.asarray(x, dtype=np.float32).astype(np.float64)
-
-
-def write_input(path: Path, x: np.ndarray, rate: int) -> Path:
-    sf.write(str(path), x, rate, subtype="FLOAT")
-    assert np.array_equal(sf.read(str(path), always_2d=x.ndim == 2)[0], x)
-    return path
 
 
 def listing(directory: Path) -> set[str]:
