@@ -1,0 +1,332 @@
+"""The live engine on the real JACK dummy server: switching, bypass and error solo,
+heard through a capture client.
+
+The session runs in this process (as ``rtq live`` does); its output ports are
+captured by a JACK-Client in a helper process (:class:`Capture`), so that this
+process's Python work (preparing chains, the GIL) cannot make the capture late.
+
+No timing assertions: only sample values.  A capture during which JACK reported
+an xrun is repeated (a noisy VM can drop a block anywhere in the graph).
+"""
+from __future__ import annotations
+
+import json
+import math
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+
+# The capture client, run in its own process:
+#   python -c CAPTURE_SCRIPT SERVER SECONDS OUT.npy [PORT ...]
+# Registers two input ports, prints "ready", then waits for the output ports to
+# capture: the PORTs given, or else the first two output ports of a PortAudio
+# client that appear after "ready".  It connects them (in channel order),
+# prints "connected", and records every frame from its activation on until
+# SECONDS are full or the captured ports disappear.  It then saves the frames
+# (float32, (frames, 2)) and prints one JSON line: xruns (the capture frame at
+# which each xrun was notified), connected_at (frame at which the ports were
+# connected), ports.
+#
+# Its process callback is compiled (a Numba cfunc that libjack calls directly), so
+# the capture never waits for a Python interpreter: it cannot be the cause of the
+# xruns it watches for.  It does not import rtq (PortAudio would open a JACK client).
+CAPTURE_SCRIPT = r"""
+import ctypes, ctypes.util, json, sys, threading, time
+import jack
+import numba
+import numpy as np
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+
+@intrinsic
+def address_as_void_pointer(typingctx, address):
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen
+
+server, seconds, path = sys.argv[1], float(sys.argv[2]), sys.argv[3]
+wanted = sys.argv[4:]
+client = jack.Client("rtq-capture", no_start_server=True, servername=server)
+frames = int(seconds * client.samplerate)
+buf = np.zeros((frames, 2), np.float32)
+buf.fill(1.0)  # touch every page now: a page fault on the audio thread (a fresh 2 MiB
+buf.fill(0.0)  # transparent huge page) costs more than a period
+sinks = [client.inports.register(f"in_{c}") for c in range(2)]
+# ctl: frames written, capacity, the two ports, the buffer's address
+ctl = np.array([0, frames, *(int(jack._ffi.cast("intptr_t", p._ptr)) for p in sinks), buf.ctypes.data], np.int64)
+libjack = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
+port_buffer = libjack.jack_port_get_buffer
+port_buffer.argtypes, port_buffer.restype = [ctypes.c_void_p, ctypes.c_uint32], ctypes.c_void_p
+
+
+@numba.cfunc(types.int32(types.uint32, types.intp), error_model="numpy")
+def process(n, arg):
+    state = numba.carray(address_as_void_pointer(arg), (5,), np.int64)
+    pos, capacity = state[0], state[1]
+    out = numba.carray(address_as_void_pointer(state[4]), (capacity, 2), np.float32)
+    for c in range(2):
+        data = numba.carray(address_as_void_pointer(port_buffer(address_as_void_pointer(state[2 + c]), n)), (n,), np.float32)
+        for i in range(min(n, capacity - pos)):
+            out[pos + i, c] = data[i]
+    state[0] = pos + n
+    return 0
+
+
+assert jack._lib.jack_set_process_callback(
+    client._ptr, jack._ffi.cast("JackProcessCallback", process.address), jack._ffi.cast("void *", ctl.ctypes.data)) == 0
+xruns = []
+changed = threading.Event()
+client.set_xrun_callback(lambda delay: xruns.append(int(ctl[0])))
+client.set_port_registration_callback(lambda port, register: changed.set(), only_available=False)
+
+
+def outputs():
+    while True:
+        try:
+            return [p.name for p in client.get_ports(is_output=True, is_audio=True)]
+        except jack.JackError:  # a port went away while being listed
+            continue
+
+
+def number(name):
+    return int(name.rsplit("_", 1)[1])
+
+
+before = set(outputs())
+client.activate()
+print("ready", flush=True)
+deadline = time.monotonic() + 120
+ports = None
+while ports is None and time.monotonic() < deadline:
+    changed.wait(0.01)
+    changed.clear()
+    names = outputs()
+    if wanted:
+        found = [n for n in wanted if n in names]
+    else:
+        found = sorted((n for n in names if n not in before and "PortAudio" in n.split(":")[0]), key=number)[:2]
+    if len(found) == 2:
+        for source, sink in zip(found, sinks):
+            client.connect(source, sink)
+        ports = found
+connected_at = int(ctl[0])
+print("connected" if ports else "timeout", flush=True)
+while ports and ctl[0] < frames:
+    changed.wait(0.1)
+    changed.clear()
+    if not set(ports) <= set(outputs()):
+        break
+client.deactivate()
+np.save(path, buf[: min(int(ctl[0]), frames)])
+print(json.dumps({"xruns": xruns, "connected_at": connected_at, "ports": ports}), flush=True)
+client.close()
+"""
+
+
+class Capture:
+    """A capture client in its own process (see :data:`CAPTURE_SCRIPT`)."""
+
+    def __init__(self, server: str, seconds: float, path, ports=(), env=None):
+        self.path = str(path)
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", CAPTURE_SCRIPT, server, str(seconds), self.path, *ports],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+        )
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+        self._expect("ready")
+
+    def _read(self):
+        for line in self.process.stdout:
+            self._lines.put(line.rstrip("\n"))
+        self._lines.put(None)
+
+    def _expect(self, word: str, timeout: float = 60.0) -> str:
+        try:
+            line = self._lines.get(timeout=timeout)
+        except queue.Empty:
+            line = "(nothing)"
+        if line is None or not line.startswith(word):
+            self.close()
+            pytest.fail(f"capture client: expected {word!r}, got {line!r}; stderr: {self.process.stderr.read()}")
+        return line
+
+    def wait_connected(self, timeout: float = 60.0) -> None:
+        self._expect("connected", timeout)
+
+    def finish(self, timeout: float = 60.0) -> tuple[np.ndarray, dict]:
+        """Wait until the captured ports are gone (or the capture is full); (frames, info)."""
+        info = json.loads(self._expect("{", timeout))
+        self.process.wait(timeout)
+        return np.load(self.path), info
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def live_span(captured: np.ndarray) -> tuple[int, int]:
+    """First and one-past-last frame where the capture is not silent."""
+    loud = np.flatnonzero(np.any(captured != 0, axis=1))
+    assert loud.size, "the capture is silent"
+    return int(loud[0]), int(loud[-1]) + 1
+
+
+def longest_zero_run(x: np.ndarray) -> int:
+    """Longest run of frames that are exactly zero on every channel."""
+    zero = np.all(x == 0, axis=1).astype(np.int8)
+    edges = np.diff(np.concatenate(([0], zero, [0])))
+    starts, ends = np.flatnonzero(edges == 1), np.flatnonzero(edges == -1)
+    return int((ends - starts).max()) if starts.size else 0
+
+
+# --------------------------------------------------------------------------
+# The tone the sessions play, and the bounds it implies.
+RATE = 48000
+TONE_HZ, TONE_DBFS = 997.0, -12.0
+TONE_AMP = math.sqrt(2.0) * 10.0 ** (TONE_DBFS / 20.0)
+TONE_SLOPE = TONE_AMP * 2.0 * math.pi * TONE_HZ / RATE  # largest sample-to-sample step of the tone
+LSB8 = 2.0 / 2 ** 8
+LSB16 = 2.0 / 2 ** 16
+SHAPED_16 = 64 * LSB16  # bound of Shibata-shaped 16-bit error (measured peak: about 25 LSB)
+
+
+def fit_tone(x: np.ndarray, start: int, length: int = 4800) -> tuple[float, float]:
+    """Least-squares (a, b) with x[start + k] ~ a sin(wk) + b cos(wk)."""
+    k = np.arange(length)
+    w = 2.0 * np.pi * TONE_HZ / RATE
+    basis = np.stack([np.sin(w * k), np.cos(w * k)], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, x[start:start + length], rcond=None)
+    return float(coef[0]), float(coef[1])
+
+
+def tone_deviation(x: np.ndarray, start: int, end: int) -> float:
+    """Largest distance of x[start:end] (both channels) from the tone fitted at its start.
+
+    A dropped, repeated or silenced block shifts or breaks the tone's phase, which
+    shows as a deviation of the order of the tone's amplitude."""
+    a, b = fit_tone(x[:, 0].astype(np.float64), start)
+    k = np.arange(end - start)
+    w = 2.0 * np.pi * TONE_HZ / RATE
+    ideal = a * np.sin(w * k) + b * np.cos(w * k)
+    return float(np.abs(x[start:end].astype(np.float64) - ideal[:, None]).max())
+
+
+def run_captured(server, tmp_path, preset, schedule, seconds, check, attempts=4):
+    """Play ``tone:997:-12`` through ``preset`` in a LiveSession (blocksize 64), run
+    ``schedule`` [(seconds after start, action(session)), ...] from the session's tick,
+    capture its output and call ``check(captured, summary, session)``.
+
+    When ``check`` fails and JACK reported an xrun during the capture (to the capture
+    client or to the session's stream), the run is repeated: the xrun, not rtq, may
+    have broken the sound.  A failure without an xrun is final."""
+    from rtq.live.session import LiveSession
+
+    for attempt in range(attempts):
+        with Capture(server, seconds + 30, tmp_path / f"capture-{attempt}.npy") as capture:
+            session = LiveSession(preset, samplerate=RATE, blocksize=64,
+                                  source=f"tone:{TONE_HZ:g}:{TONE_DBFS:g}")
+            try:
+                capture.wait_connected()
+                pending = sorted(schedule, key=lambda item: item[0])
+
+                def tick(s):
+                    while pending and time.monotonic() - s.started >= pending[0][0]:
+                        pending.pop(0)[1](s)
+
+                session.run(seconds, tick=tick, interval=0.02)
+            finally:
+                session.close()
+            captured, info = capture.finish()
+        summary = session.summary()
+        assert not pending, "the session ended before the schedule"
+        try:
+            check(captured, summary, session)
+            return
+        except AssertionError:
+            if not (info["xruns"] or summary["xruns"]) or attempt == attempts - 1:
+                raise
+
+
+# --------------------------------------------------------------------------
+@pytest.mark.audio
+def test_bypass_toggles_without_gaps_or_clicks(jack_server, tmp_path):
+    """Bypass on and off every 250 ms: the captured tone never breaks."""
+    toggles = [(0.25 * k, lambda s: s.toggle_bypass()) for k in range(1, 12)]
+
+    def check(captured, summary, session):
+        assert session.engine.mode == "bypass"  # 11 toggles
+        assert summary["switches"] == 0
+        start, end = live_span(captured)
+        assert end - start > 2.5 * RATE
+        span = captured[start:end]
+        assert longest_zero_run(span) <= 4
+        # Wet (gain -0.1 dB, shaped 16-bit) and dry only ramp into each other.
+        gain = 10 ** (-0.1 / 20)
+        assert np.abs(np.diff(span, axis=0)).max() <= TONE_SLOPE + 2 * SHAPED_16
+        assert tone_deviation(captured, start, end) <= TONE_AMP * (1 - gain) + SHAPED_16
+
+    run_captured(jack_server, tmp_path, "cd-16-shibata", toggles, 3.2, check)
+
+
+@pytest.mark.audio
+def test_preset_switches_and_bypass_without_gaps(jack_server, tmp_path):
+    """Switch presets and toggle bypass every 250 ms: no silence, no click, every switch counted."""
+    presets = ["tpdf-16", "undithered-8", "cd-16-shibata", "undithered-8", "tpdf-16", "cd-16-shibata"]
+    schedule = []
+    for k, name in enumerate(presets):
+        schedule.append((0.25 + 0.5 * k, lambda s, name=name: s.switch_preset(name)))
+        schedule.append((0.5 + 0.5 * k, lambda s: s.toggle_bypass()))
+
+    def check(captured, summary, session):
+        assert summary["switches"] == session.engine.switches == len(presets)
+        assert session.spec.name == "cd-16-shibata" and session.engine.mode == "normal"
+        start, end = live_span(captured)
+        assert end - start > 3.0 * RATE
+        span = captured[start:end]
+        assert longest_zero_run(span) <= 4
+        # Every output sample is the tone plus the error of one chain, or a linear mix
+        # of two (crossfade, bypass ramp), so neighbours differ by at most the tone's
+        # slope plus one 8-bit step (the coarsest grid here) plus shaped 16-bit noise.
+        assert np.abs(np.diff(span, axis=0)).max() <= TONE_SLOPE + LSB8 + 2 * SHAPED_16
+        # The tone is fitted on the first (cd-16-shibata, -0.1 dB) stretch; unity-gain
+        # presets and bypass lie 0.1 dB above it, undithered 8-bit adds half a step.
+        gain = 10 ** (-0.1 / 20)
+        assert tone_deviation(captured, start, end) <= TONE_AMP * (1 - gain) + LSB8 / 2 + SHAPED_16
+
+    run_captured(jack_server, tmp_path, "cd-16-shibata", schedule, 3.6, check)
+
+
+@pytest.mark.audio
+def test_error_solo_level_is_the_chains_error(jack_server, tmp_path):
+    """Error solo of TPDF 16-bit at +40 dB: the error's RMS, about -96.3 + 40 dBFS."""
+
+    def check(captured, summary, session):
+        assert session.engine.mode == "solo"
+        start, end = live_span(captured)
+        assert end - start > 1.5 * RATE
+        tone = captured[start + 2400:start + 12000].astype(np.float64)  # before the solo
+        assert abs(20 * np.log10(np.sqrt(np.mean(tone ** 2))) - TONE_DBFS) < 0.1
+        solo = captured[end - RATE:end - 480].astype(np.float64)  # the last second: solo only
+        assert np.abs(solo).max() < 0.01  # no tone left
+        expected = 20 * np.log10(LSB16 / 2) + 40.0  # TPDF-dithered error: RMS of half a step
+        for c in range(2):
+            level = 20 * np.log10(np.sqrt(np.mean(solo[:, c] ** 2)))
+            assert abs(level - expected) < 1.0, (c, level, expected)
+
+    run_captured(jack_server, tmp_path, "tpdf-16", [(0.3, lambda s: s.toggle_solo(40.0))], 2.0, check)

@@ -1,0 +1,411 @@
+"""``rtq live`` and ``rtq devices`` as a user runs them: real subprocesses on the real
+JACK dummy server (or on none), output captured by a JACK client.
+
+* live output equals ``rtq render`` of the same file, bit for bit;
+* a dying JACK server ends ``rtq live`` with one line, promptly, without a hang or abort;
+* without any audio server ``rtq live`` plays into the silent real-time stream;
+* one-line errors for bad sources, devices and rates;
+* Ctrl-C ends a session cleanly with its summary.
+
+No timing assertions beyond the "within 2 s of the server's death" the program promises.
+"""
+from __future__ import annotations
+
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from test_engine import Capture, live_span
+
+REPO = Path(__file__).resolve().parents[2]
+RATE = 48000
+
+
+def rtq_command(*args) -> list[str]:
+    return [sys.executable, "-m", "rtq", *map(str, args)]
+
+
+def env_for(server: str | None, **extra) -> dict[str, str]:
+    """Environment for an rtq child: this repository first on the path, JACK server ``server``."""
+    env = dict(os.environ, JACK_NO_START_SERVER="1", **extra)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    if server is not None:
+        env["JACK_DEFAULT_SERVER"] = server
+    return env
+
+
+def run_rtq(*args, env, timeout=120) -> subprocess.CompletedProcess:
+    return subprocess.run(rtq_command(*args), env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def assert_one_line(stderr: str, prefix: str) -> None:
+    assert "Traceback" not in stderr, stderr
+    assert stderr.count("\n") == 1 and stderr.startswith(prefix), stderr
+
+
+def assert_summary(stdout: str, preset: str) -> list[str]:
+    lines = stdout.splitlines()
+    assert lines and lines[0].startswith(f"rtq live: {preset} at "), stdout
+    assert any(line.strip().startswith("xruns: ") for line in lines), stdout
+    return lines
+
+
+def make_signal(rate: int = RATE, seconds: float = 2.5, seed: int = 3) -> np.ndarray:
+    """Stereo float32: a sine (different frequency per channel) plus white noise."""
+    n = int(rate * seconds)
+    t = np.arange(n)
+    rng = np.random.default_rng(seed)
+    x = np.stack([0.4 * np.sin(2 * np.pi * 1001.0 / rate * t), 0.3 * np.sin(2 * np.pi * 441.0 / rate * t)], axis=1)
+    x += 0.05 * rng.standard_normal((n, 2))
+    return x.astype(np.float32)
+
+
+@pytest.fixture
+def signal_file(tmp_path) -> tuple[Path, np.ndarray]:
+    path = tmp_path / "in.wav"
+    x = make_signal()
+    sf.write(path, x, RATE, subtype="FLOAT")
+    return path, x
+
+
+def locate(captured: np.ndarray, start: int, reference: np.ndarray, key: int = 256) -> int | None:
+    """Index ``q`` with reference[q:q + key] == captured[start:start + key] exactly (unique), or None."""
+    want = captured[start:start + key]
+    candidates = np.flatnonzero(np.all(reference == want[0], axis=1))
+    found = [int(q) for q in candidates
+             if q + key <= len(reference) and np.array_equal(reference[q:q + key], want)]
+    return found[0] if len(found) == 1 else None
+
+
+def approximate_lag(captured: np.ndarray, start: int, reference: np.ndarray, n: int = 16384) -> int:
+    """Best lag of reference against captured[start:start + n] by cross-correlation (diagnostics)."""
+    a = captured[start:start + n, 0].astype(np.float64)
+    b = reference[:, 0].astype(np.float64)
+    size = 1 << int(np.ceil(np.log2(len(a) + len(b))))
+    corr = np.fft.irfft(np.fft.rfft(b, size) * np.conj(np.fft.rfft(a, size)), size)
+    return int(np.argmax(corr[:len(b)]))
+
+
+def exact_segments(captured, reference, start, end, key=256, period=64):
+    """Cut captured[start:end] into stretches that equal stretches of the reference exactly.
+
+    Returns ``(segments, skipped)``: ``segments`` lists ``(lo, hi, offset)`` with
+    ``captured[lo:hi] == reference[lo - offset:hi - offset]``, in order; after a
+    segment ends (the first differing frame), the next one is searched for from
+    there on, a JACK period at a time; ``skipped`` counts the frames no segment
+    covers.  An uninterrupted stream gives one segment; a JACK xrun that drops
+    periods between rtq and the capture shows as a new segment with another offset.
+    """
+    segments, skipped, pos = [], 0, start
+    while end - pos >= key:
+        q = locate(captured, pos, reference, key)
+        if q is None:
+            step = period - pos % period
+            skipped += step
+            pos += step
+            continue
+        offset = pos - q
+        stop = min(end, offset + len(reference))
+        differ = np.flatnonzero(np.any(captured[pos:stop] != reference[pos - offset:stop - offset], axis=1))
+        hi = pos + int(differ[0]) if differ.size else stop
+        segments.append((pos, hi, offset))
+        pos = hi
+        if hi == stop:
+            break
+    return segments, skipped + end - pos
+
+
+# --------------------------------------------------------------------------
+# 1. Live output equals offline rendering.
+@pytest.mark.audio
+@pytest.mark.parametrize("preset, latency", [("cd-16-shibata", 0), ("converter-8bit-8x", 105)])
+def test_live_output_equals_render_bit_for_bit(jack_server, tmp_path, signal_file, preset, latency):
+    """``rtq live PRESET --input FILE`` captured from its JACK ports equals ``rtq render``.
+
+    The file loops in ``rtq live``, so the reference is the render of the file repeated
+    (its first pass is checked to be the render of the file itself).  The chain's latency
+    is not compensated live (the output is the raw stream, delayed by the chain), so the
+    reference is rendered with ``--no-latency-compensation``; the compensated render is
+    the same stream, ``latency`` samples earlier.  The loopback delay is found by exact
+    matching, then every captured sample of the overlap must equal the reference
+    (float32 equality: only the sign of a zero could escape it).
+    """
+    path, x = signal_file
+    seed, seconds = 5, 4.0
+    looped = tmp_path / "looped.wav"
+    sf.write(looped, np.concatenate([x, x, x]), RATE, subtype="FLOAT")
+    env = env_for(jack_server)
+    renders = {}
+    for name, source, extra in (("single", path, ["--no-latency-compensation"]),
+                                ("looped", looped, ["--no-latency-compensation"]),
+                                ("compensated", path, [])):
+        out = tmp_path / f"render-{name}.wav"
+        done = run_rtq("render", preset, source, out, "--seed", seed, *extra, env=env)
+        assert done.returncode == 0, done.stderr
+        renders[name] = sf.read(out, dtype="float32", always_2d=True)[0]
+    reference, n = renders["looped"], len(x)
+    assert np.array_equal(renders["single"], reference[:n])
+    assert np.array_equal(renders["compensated"][:n - latency], reference[latency:n])
+
+    for attempt in range(3):
+        stats = tmp_path / f"stats-{attempt}.json"
+        with Capture(jack_server, seconds + 30, tmp_path / f"capture-{attempt}.npy") as capture:
+            child = subprocess.Popen(
+                rtq_command("live", preset, "--input", path, "--blocksize", 64, "--duration", seconds,
+                            "--seed", seed, "--stats-json", stats),
+                env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            try:
+                capture.wait_connected()
+                out, err = child.communicate(timeout=120)
+            finally:
+                if child.poll() is None:
+                    child.kill()
+                    child.wait()
+            captured, info = capture.finish()
+        assert child.returncode == 0, err
+        assert err == "", err
+        assert_summary(out, preset)
+        summary = json.loads(stats.read_text())
+        xruns = len(info["xruns"]) + summary["xruns"]
+        try:
+            check_identity(captured, reference, n, xruns)
+            return
+        except AssertionError:
+            if not xruns or attempt == 2:
+                raise
+
+
+def check_identity(captured, reference, n, xruns):
+    """The capture is the reference, bit for bit, but for periods dropped at JACK xruns."""
+    start, end = live_span(captured)
+    q = locate(captured, start, reference)
+    assert q is not None, (
+        f"live output is not the render: no exact match for the first captured frames "
+        f"(cross-correlation lag {approximate_lag(captured, start, reference)})")
+    segments, skipped = exact_segments(captured, reference, start, end)
+    lo, hi, offset = segments[0]
+    assert lo == start and offset == start - q
+    # Silence captured before the first sound is the reference's own leading silence.
+    first = max(offset, 0)
+    assert np.array_equal(captured[first:start], reference[first - offset:q])
+    breaks = len(segments) - 1 + (segments[-1][1] < end)
+    detail = [(a - o, b - o) for a, b, o in segments]
+    if not xruns:
+        assert breaks == 0 and skipped == 0, (
+            f"live output differs from the render without any xrun: exact stretches (session frames) "
+            f"{detail}, {skipped} frames match nothing")
+    else:
+        assert breaks <= xruns and skipped <= 4 * 64 * breaks, (detail, skipped, xruns)
+    assert sum(b - a for a, b, _ in segments) >= n + RATE // 2  # a whole pass of the file and the seam
+
+
+# --------------------------------------------------------------------------
+# 3. The JACK server dies under a running session.
+def wait_for_ports(env, pattern: str = "PortAudio", timeout: float = 60.0, child=None) -> None:
+    """Poll ``jack_lsp`` (a separate process: the server may be killed) until a port matches."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None and child.poll() is not None:
+            pytest.fail(f"rtq exited early: {child.stderr.read()}")
+        ports = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=30).stdout
+        if pattern in ports:
+            return
+        time.sleep(0.05)
+    pytest.fail(f"no port matching {pattern!r} appeared")
+
+
+@pytest.mark.audio
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP], ids=lambda s: s.name)
+def test_dying_server_ends_rtq_live_with_one_line(throwaway_jack_server, tmp_path, sig):
+    server = throwaway_jack_server
+    env = env_for(server.name)
+    stats = tmp_path / "stats.json"
+    child = subprocess.Popen(
+        rtq_command("live", "cd-16-shibata", "--input", "tone:1000:-20", "--blocksize", 64,
+                    "--stats-json", stats),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for_ports(env, "PortAudio:out_", child=child)
+        time.sleep(0.5)  # the stream is running
+        killed = time.monotonic()
+        server.kill(sig)
+        try:
+            child.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            pytest.fail("rtq live hung after its JACK server went away")
+        elapsed = time.monotonic() - killed
+        out, err = child.communicate()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        if sig == signal.SIGSTOP:
+            server.kill(signal.SIGCONT)
+    assert child.returncode == 1, (child.returncode, err)  # not a signal (no abort, no core dump)
+    assert_one_line(err, "rtq: audio stream lost: ")
+    assert elapsed < 2.0
+    assert_summary(out, "cd-16-shibata")
+    summary = json.loads(stats.read_text())
+    assert summary["lost"] and summary["lost"].startswith("audio stream lost: ")
+    assert summary["callbacks"] > 0
+
+
+# --------------------------------------------------------------------------
+# 4. No audio device at all: the silent real-time stream.
+@pytest.fixture(scope="module")
+def no_server_env():
+    """Environment naming a JACK server that does not run (and may not be started)."""
+    env = env_for(f"rtq-no-server-{os.getpid()}")
+    listing = run_rtq("devices", env=env)
+    assert listing.returncode == 0, listing.stderr
+    if "No audio devices found" not in listing.stdout:
+        pytest.skip("this machine has audio devices besides JACK")
+    return env
+
+
+@pytest.mark.parametrize("source, described", [
+    (None, "tone:1000:-20"),
+    ("tone:440:-20", "tone:440:-20"),
+    ("noise:-30", "noise:-30"),
+    ("FILE", "file"),
+])
+def test_without_audio_device_plays_into_the_null_stream(no_server_env, tmp_path, signal_file, source, described):
+    stats = tmp_path / "stats.json"
+    args = ["live", "--duration", 2, "--stats-json", stats]
+    if source is not None:
+        args += ["--input", signal_file[0] if source == "FILE" else source]
+    done = run_rtq(*args, env=no_server_env)
+    assert done.returncode == 0, done.stderr
+    assert_one_line(done.stderr, f"rtq: no audio device found; playing {described} through the chain")
+    assert_summary(done.stdout, "cd-16-shibata")
+    summary = json.loads(stats.read_text())
+    assert summary["preset"] == "cd-16-shibata" and summary["samplerate"] == RATE
+    assert summary["callbacks"] > 0 and summary["frames"] == 256 * summary["callbacks"]
+    for key in ("xruns", "input_overflows", "output_underflows", "nonfinite", "switches"):
+        assert isinstance(summary[key], int) and summary[key] >= 0, key
+    assert summary["lost"] is None
+    assert len(summary["clips"]) == 2
+
+
+def test_without_audio_device_a_named_device_is_an_error(no_server_env):
+    done = run_rtq("live", "--device", "no such card", "--duration", 1, env=no_server_env)
+    assert done.returncode == 1, done.stderr
+    assert_one_line(done.stderr, "rtq: no input device matches 'no such card'; no input devices are available")
+
+
+@pytest.mark.audio
+@pytest.mark.parametrize("args, status, prefix, contains", [
+    (["--input", "tone:loud:-20"], 2, "rtq: bad --input 'tone:loud:-20'; use tone:HZ:DBFS", None),
+    (["--input", "noise"], 2, "rtq: bad --input 'noise'; use tone:HZ:DBFS", None),
+    (["--input", "/no/such/file.wav"], 2, "rtq: --input /no/such/file.wav: no such file", None),
+    (["--device", "no such card"], 1, "rtq: no input device matches 'no such card'; available: ",
+     "system (JACK Audio Connection Kit, 2 in, 2 out)"),
+    (["--samplerate", 44100], 1, "rtq: sample rate 44100 Hz is not supported by ", "supported: 48000"),
+    (["--blocksize", -1], 2, "rtq: --blocksize must be 0", None),
+    (["no-such-preset"], 2, "", "no-such-preset"),
+], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset"])
+def test_live_usage_errors_are_one_line(jack_server, args, status, prefix, contains):
+    done = run_rtq("live", *args, "--duration", 1, env=env_for(jack_server))
+    assert done.returncode == status, done.stderr
+    assert_one_line(done.stderr, prefix)
+    if contains:
+        assert contains in done.stderr
+    assert done.stdout == ""
+
+
+@pytest.mark.audio
+def test_input_file_at_another_rate_is_one_line(jack_server, tmp_path):
+    """The stream runs at the file's rate unless --samplerate says otherwise."""
+    path = tmp_path / "44k.wav"
+    sf.write(path, make_signal(44100, 0.5), 44100, subtype="FLOAT")
+    env = env_for(jack_server)
+    done = run_rtq("live", "--input", path, "--duration", 1, env=env)
+    assert done.returncode == 1, done.stderr
+    assert_one_line(done.stderr, "rtq: sample rate 44100 Hz is not supported by ")
+    assert "supported: 48000" in done.stderr
+    done = run_rtq("live", "--input", path, "--samplerate", RATE, "--duration", 1, env=env)
+    assert done.returncode == 2, done.stderr
+    assert_one_line(done.stderr, "rtq: --input file runs at 44100 Hz but the stream at 48000 Hz; "
+                                 "use --samplerate 44100")
+
+
+# --------------------------------------------------------------------------
+# 5. rtq devices
+@pytest.mark.audio
+def test_devices_lists_jack(jack_server):
+    done = run_rtq("devices", env=env_for(jack_server))
+    assert done.returncode == 0 and done.stderr == "", done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("Host APIs: ") and "JACK Audio Connection Kit (" in lines[0]
+    system = [line for line in lines if " system " in line]
+    assert len(system) == 1
+    assert system[0].split()[-4:] == ["JACK", "Audio", "Connection", "Kit"]
+    assert system[0].startswith(" * ") and " 2  " in system[0] and "48000" in system[0]
+
+
+# --------------------------------------------------------------------------
+# 6. Ctrl-C
+def read_line(stream, timeout: float = 60.0) -> str:
+    ready, _, _ = select.select([stream], [], [], timeout)
+    return stream.readline() if ready else ""
+
+
+@pytest.mark.audio
+def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
+    env = env_for(jack_server)
+    stats = tmp_path / "stats.json"
+    child = subprocess.Popen(
+        rtq_command("live", "tpdf-16", "--input", "noise:-30", "--blocksize", 64, "--stats-json", stats),
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    import jack
+
+    client = jack.Client("rtq-ctrl-c-probe", no_start_server=True, servername=jack_server)
+    try:
+        deadline = time.monotonic() + 60
+        # Running once PortAudio has connected the stream's outputs (Pa_StartStream).
+        while not any(p.name.startswith("PortAudio") for p in client.get_all_connections("system:playback_1")):
+            assert child.poll() is None, child.stderr.read()
+            assert time.monotonic() < deadline, "rtq live never connected its outputs"
+            time.sleep(0.02)
+        time.sleep(0.3)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        client.close()
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert err == ""
+    assert_summary(out, "tpdf-16")
+    summary = json.loads(stats.read_text())
+    assert summary["callbacks"] > 0 and summary["lost"] is None
+
+
+def test_ctrl_c_ends_a_null_session_cleanly(no_server_env, tmp_path):
+    stats = tmp_path / "stats.json"
+    child = subprocess.Popen(rtq_command("live", "--stats-json", stats), env=no_server_env,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        notice = read_line(child.stderr)
+        assert notice.startswith("rtq: no audio device found; "), notice
+        time.sleep(1.5)  # the notice comes just before the stream starts
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=30)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    assert child.returncode == 0, err
+    assert "Traceback" not in err and err == ""
+    assert_summary(out, "cd-16-shibata")
+    assert json.loads(stats.read_text())["callbacks"] > 0
