@@ -14,7 +14,9 @@ and makes one compiled call that
    normal ``(1, 0)``, bypass ``(0, 1)``, error solo ``(G, -G * chain gain)`` (the error
    the chain adds beyond its gain, amplified by ``G``); a chain switch crossfades the
    wet signal from the old chain to the new one with equal gains (the two are
-   correlated).
+   correlated).  The incoming chain starts from a fresh state at the request, and what
+   the mix reads from it is its response to the input only ``D`` samples later (its own
+   latency, then its alignment delay): the fade starts then.
 
 With the gains at ``(1, 0)`` and no switch in progress, the output is exactly the
 chain's output (``1 * w + 0 * d == w``), so live output equals offline rendering bit for
@@ -184,7 +186,7 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
         gd = _ramp(fctl, GAIN_DRY, TARGET_DRY, STEP_DRY)
         mix = 0.0
         if fading:
-            mix = min((eng[XF_POS] + t + 1) / xf_len, 1.0)
+            mix = min(max((eng[XF_POS] + t + 1 - d_dry) / xf_len, 0.0), 1.0)
         for c in range(nch):
             dry[c, w] = src[t, c]
             rings[active, c, w] = wet[active, t, c]
@@ -197,7 +199,7 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
     eng[FRAMES] += n
     if fading:
         eng[XF_POS] += n
-        if eng[XF_POS] >= xf_len:
+        if eng[XF_POS] >= xf_len + d_dry:
             eng[XF_POS] = -1
             eng[ACTIVE] = other
             eng[REQUEST] = 0
