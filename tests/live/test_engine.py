@@ -5,8 +5,9 @@ The session runs in this process (as ``rtq live`` does); its output ports are
 captured by a JACK-Client in a helper process (:class:`Capture`), so that this
 process's Python work (preparing chains, the GIL) cannot make the capture late.
 
-No timing assertions: only sample values.  A capture during which JACK reported
-an xrun is repeated (a noisy VM can drop a block anywhere in the graph).
+No timing assertions: only sample values.  A check that fails while JACK reported
+an xrun is repeated (a noisy VM can drop a block anywhere in the graph); a failure
+without an xrun is final.
 """
 from __future__ import annotations
 
@@ -198,19 +199,43 @@ def longest_zero_run(x: np.ndarray) -> int:
 # --------------------------------------------------------------------------
 # The tone the sessions play, and the bounds it implies.
 RATE = 48000
+FADE = 480  # the engine's crossfades (chain switch, bypass, solo): 10 ms
 TONE_HZ, TONE_DBFS = 997.0, -12.0
 TONE_AMP = math.sqrt(2.0) * 10.0 ** (TONE_DBFS / 20.0)
-TONE_SLOPE = TONE_AMP * 2.0 * math.pi * TONE_HZ / RATE  # largest sample-to-sample step of the tone
+TONE_W = 2.0 * math.pi * TONE_HZ / RATE
+TONE_SLOPE = TONE_AMP * TONE_W  # largest sample-to-sample step of the tone
 LSB8 = 2.0 / 2 ** 8
 LSB16 = 2.0 / 2 ** 16
-SHAPED_16 = 64 * LSB16  # bound of Shibata-shaped 16-bit error (measured peak: about 25 LSB)
+# Largest distance of each chain's output from a pure tone (its gain times the input,
+# delayed by its latency), with margin over what was measured on this tone:
+SHAPED_16 = 64 * LSB16     # cd-16-shibata: Shibata-shaped TPDF 16-bit, measured 25 LSB
+UNDITHERED_8 = LSB8 / 2    # undithered-8: rounding, exactly half a step
+CONVERTER = LSB8 / 4       # converter-8bit-8x: measured 0.12 of its 8-bit step in band
+#                            (its shaped noise lies above what the decimator passes)
+
+
+def residual(x: np.ndarray) -> np.ndarray:
+    """x[k+1] - 2 cos(w) x[k] + x[k-1] on every channel: zero for any sinusoid of the
+    tone's frequency, whatever its amplitude and phase.
+
+    So it ignores level changes, delays and slow crossfades between such tones, and
+    shows what breaks the waveform: a step of size s (a click, a dropped or repeated
+    block, a gap) gives about s; an error e of the chain at most 4 e."""
+    x = x.astype(np.float64)
+    return x[2:] - 2.0 * math.cos(TONE_W) * x[1:-1] + x[:-2]
+
+
+def residual_bound(error: float) -> float:
+    """Largest residual of chains whose outputs lie within ``error`` of a pure tone,
+    while crossfading between them: 4 errors, plus the kinks where a linear fade of
+    two tones (at most twice the amplitude apart) starts and stops."""
+    return 4.0 * error + 2.0 * TONE_AMP / FADE
 
 
 def fit_tone(x: np.ndarray, start: int, length: int = 4800) -> tuple[float, float]:
     """Least-squares (a, b) with x[start + k] ~ a sin(wk) + b cos(wk)."""
     k = np.arange(length)
-    w = 2.0 * np.pi * TONE_HZ / RATE
-    basis = np.stack([np.sin(w * k), np.cos(w * k)], axis=1)
+    basis = np.stack([np.sin(TONE_W * k), np.cos(TONE_W * k)], axis=1)
     coef, *_ = np.linalg.lstsq(basis, x[start:start + length], rcond=None)
     return float(coef[0]), float(coef[1])
 
@@ -222,9 +247,20 @@ def tone_deviation(x: np.ndarray, start: int, end: int) -> float:
     shows as a deviation of the order of the tone's amplitude."""
     a, b = fit_tone(x[:, 0].astype(np.float64), start)
     k = np.arange(end - start)
-    w = 2.0 * np.pi * TONE_HZ / RATE
-    ideal = a * np.sin(w * k) + b * np.cos(w * k)
+    ideal = a * np.sin(TONE_W * k) + b * np.cos(TONE_W * k)
     return float(np.abs(x[start:end].astype(np.float64) - ideal[:, None]).max())
+
+
+def tone_phase(x: np.ndarray, start: int, end: int, window: int = 241) -> np.ndarray:
+    """Phase (radians, in (-pi, pi]) of the tone in x[start:end] relative to its first
+    4800 frames, one value per frame from ``start + window // 2`` on: the tone
+    demodulated to 0 Hz and averaged over ``window`` frames (about ten periods of twice
+    its frequency, which the averaging removes).  A delay of d frames shows as a
+    phase of -2 pi f d / rate."""
+    k = np.arange(end - start)
+    z = x[start:end].astype(np.float64) * np.exp(-1j * TONE_W * k)
+    smooth = np.convolve(z, np.ones(window) / window, mode="valid")
+    return np.angle(smooth / smooth[:4800].mean())
 
 
 def run_captured(server, tmp_path, preset, schedule, seconds, check, attempts=4):
@@ -263,6 +299,18 @@ def run_captured(server, tmp_path, preset, schedule, seconds, check, attempts=4)
                 raise
 
 
+def assert_unbroken(span: np.ndarray, error: float) -> None:
+    """No gap (run of exact zeros) and no click in a captured tone whose chains lie within
+    ``error`` of a pure tone: the sample-to-sample step stays within the tone's slope
+    plus twice the error, and the residual (see :func:`residual`) within its bound."""
+    assert longest_zero_run(span) <= 4
+    step = np.abs(np.diff(span.astype(np.float64), axis=0)).max()
+    assert step <= TONE_SLOPE + 2 * TONE_AMP / FADE + 2 * error, f"step {step:.5f}"
+    worst = np.abs(residual(span)).max(axis=1)
+    at = int(np.argmax(worst))
+    assert worst[at] <= residual_bound(error), f"click of about {worst[at]:.4f} at frame {at + 1}"
+
+
 # --------------------------------------------------------------------------
 @pytest.mark.audio
 def test_bypass_toggles_without_gaps_or_clicks(jack_server, tmp_path):
@@ -274,11 +322,9 @@ def test_bypass_toggles_without_gaps_or_clicks(jack_server, tmp_path):
         assert summary["switches"] == 0
         start, end = live_span(captured)
         assert end - start > 2.5 * RATE
-        span = captured[start:end]
-        assert longest_zero_run(span) <= 4
         # Wet (gain -0.1 dB, shaped 16-bit) and dry only ramp into each other.
+        assert_unbroken(captured[start:end], SHAPED_16)
         gain = 10 ** (-0.1 / 20)
-        assert np.abs(np.diff(span, axis=0)).max() <= TONE_SLOPE + 2 * SHAPED_16
         assert tone_deviation(captured, start, end) <= TONE_AMP * (1 - gain) + SHAPED_16
 
     run_captured(jack_server, tmp_path, "cd-16-shibata", toggles, 3.2, check)
@@ -298,18 +344,97 @@ def test_preset_switches_and_bypass_without_gaps(jack_server, tmp_path):
         assert session.spec.name == "cd-16-shibata" and session.engine.mode == "normal"
         start, end = live_span(captured)
         assert end - start > 3.0 * RATE
-        span = captured[start:end]
-        assert longest_zero_run(span) <= 4
-        # Every output sample is the tone plus the error of one chain, or a linear mix
-        # of two (crossfade, bypass ramp), so neighbours differ by at most the tone's
-        # slope plus one 8-bit step (the coarsest grid here) plus shaped 16-bit noise.
-        assert np.abs(np.diff(span, axis=0)).max() <= TONE_SLOPE + LSB8 + 2 * SHAPED_16
+        # Every output sample is the tone plus one chain's error, or a linear mix of two
+        # (crossfade, bypass ramp); undithered 8-bit has the largest error.
+        assert_unbroken(captured[start:end], UNDITHERED_8)
         # The tone is fitted on the first (cd-16-shibata, -0.1 dB) stretch; unity-gain
-        # presets and bypass lie 0.1 dB above it, undithered 8-bit adds half a step.
+        # presets and bypass lie 0.1 dB above it.
         gain = 10 ** (-0.1 / 20)
-        assert tone_deviation(captured, start, end) <= TONE_AMP * (1 - gain) + LSB8 / 2 + SHAPED_16
+        assert tone_deviation(captured, start, end) <= TONE_AMP * (1 - gain) + UNDITHERED_8 + SHAPED_16
 
     run_captured(jack_server, tmp_path, "cd-16-shibata", schedule, 3.6, check)
+
+
+@pytest.mark.audio
+def test_switch_to_more_latency_keeps_dry_and_wet_aligned(jack_server, tmp_path):
+    """cd-16-shibata (no latency) to converter-8bit-8x (105 samples): the alignment grows
+    once, in that one crossfade (the tone moves 105 samples later); from then on bypass
+    keeps the tone's phase: the dry path is delayed like the chain.  No gaps.  (That
+    crossfade's click is test_crossfade_with_alignment_does_not_click: here its size
+    depends on the tone's phase at the switch, which the session's timing decides.)"""
+    latency = 105
+    schedule = [(0.3, lambda s: s.switch_preset("converter-8bit-8x")),
+                (0.8, lambda s: s.toggle_bypass()), (1.3, lambda s: s.toggle_bypass()),
+                (1.8, lambda s: s.toggle_bypass()), (2.3, lambda s: s.toggle_bypass())]
+
+    def check(captured, summary, session):
+        assert summary["switches"] == session.engine.switches == 1
+        assert session.engine.align == latency and session.engine.mode == "normal"
+        start, end = live_span(captured)
+        assert end - start > 2.5 * RATE
+        assert longest_zero_run(captured[start:end]) <= 4
+        shift = np.angle(np.exp(-1j * TONE_W * latency))
+        phase = tone_phase(captured[:, 0], start, end - 480)
+        before = np.abs(phase) < 0.05            # one sample of delay would be 0.13 rad
+        after = np.abs(np.angle(np.exp(1j * (phase - shift)))) < 0.05
+        moving = np.flatnonzero(~(before | after))
+        assert moving.size, "the switch to the converter did not delay the tone"
+        first, last = moving[0], moving[-1]
+        assert last - first < FADE + 241 + 64, "the phase moved more than once (a misaligned path)"
+        assert before[:first].all() and after[last + 1:].all()
+        assert first > 0.2 * RATE and len(phase) - last > 1.5 * RATE
+
+    run_captured(jack_server, tmp_path, "cd-16-shibata", schedule, 2.8, check)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="rtq bug: once the alignment latency D > 0, chain crossfades click. The incoming chain "
+           "starts (fresh state) at the fade's first sample, but what the mix reads from it is "
+           "valid only D samples later: first its own latency L (start-up silence through its "
+           "filter), then D - L samples from its slot's delay ring, which is written only while "
+           "the slot plays or fades (zeros, or that slot's output from its previous turn: "
+           "engine_process reads rings[other, c, (w - d_b) & mask] before ever writing those "
+           "samples). So for D samples the output fades towards silence or stale audio, then "
+           "steps to the real signal: a click of up to D / fade of the level (22 % with "
+           "D = 105 and 10 ms fades). Any switch to, from or between oversampled presets.",
+)
+@pytest.mark.parametrize("first, then", [("cd-16-shibata", "converter-8bit-8x"),
+                                         ("converter-8bit-8x", "tpdf-16")],
+                         ids=["alignment-grows", "less-latency"])
+def test_crossfade_with_alignment_does_not_click(first, then):
+    """The engine driven block by block (deterministic, no device): a chain switch where
+    the alignment is 105 samples, timed so that the incoming tone peaks where its delay
+    ends.  The output must stay an unbroken tone (levels and delays may change)."""
+    from rtq.chain import Chain
+    from rtq.live.engine import LiveEngine, engine_callback
+    from rtq.live.stream import NullStream
+
+    block = 64
+    engine = LiveEngine(
+        lambda callback, words: NullStream(callback, samplerate=RATE, blocksize=block, user_words=words),
+        Chain.from_preset(first), samplerate=RATE, channels=2, blocksize=block,
+        source=("tone", TONE_HZ, TONE_DBFS))
+    inp, out = np.zeros((block, 2), np.float32), np.zeros((block, 2), np.float32)
+    ctl = engine.stream.ctl
+
+    def play(blocks):
+        result = []
+        for _ in range(blocks):
+            engine_callback.ctypes(inp.ctypes.data, out.ctypes.data, block, 0, 0, ctl.ctypes.data)
+            result.append(out.copy())
+        return result
+
+    # The incoming side's first valid sample (D = 105 samples into the fade) is its
+    # response to the tone at the fade's start: start where the tone peaks.
+    cycles = np.arange(40, 200) * block * TONE_HZ / RATE
+    blocks = 40 + int(np.argmin(np.abs(cycles % 1.0 - 0.25)))
+    before = play(blocks)
+    engine.switch(Chain.from_preset(then), wait=False)
+    after = play(2 * FADE // block + 4)
+    assert engine.switches == 1 and engine.chain.name == then and engine.align == 105
+    output = np.concatenate(before + after)[(blocks - 20) * block:]  # past every start-up
+    assert_unbroken(output, max(CONVERTER, SHAPED_16))
 
 
 @pytest.mark.audio

@@ -24,7 +24,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from test_engine import Capture, live_span
+try:  # tests/live as a package, or (as now) as rootdir-relative modules
+    from .test_engine import Capture, live_span
+except ImportError:
+    from test_engine import Capture, live_span
 
 REPO = Path(__file__).resolve().parents[2]
 RATE = 48000
