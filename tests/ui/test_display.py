@@ -148,7 +148,6 @@ def test_key_reader_cbreak_and_restore():
                 assert not mode[3] & termios.ICANON and not mode[3] & termios.ECHO
                 assert mode[3] & termios.ISIG                 # Ctrl-C still interrupts
                 assert reader.read() == []                    # nothing typed: no wait
-                t = time.perf_counter()
                 os.write(master, b"-\x1b[Aq")
                 deadline = time.monotonic() + 2
                 keys = []
@@ -156,7 +155,6 @@ def test_key_reader_cbreak_and_restore():
                     keys += reader.read()
                     time.sleep(0.01)
                 assert keys == ["-", "up", "q"]
-                assert time.perf_counter() - t < 2
             assert termios.tcgetattr(slave) == before
             # Restored on an exception too.
             with pytest.raises(KeyboardInterrupt):
