@@ -183,7 +183,6 @@ class ProgramBuilder:
         self.max_block = max_block
         self.rows: list[np.ndarray] = []
         self.fparams: list[np.ndarray] = []
-        self.fstate_init: list[np.ndarray] = []
         self.istate_init: list[int] = []
         self.rng_init: list[int] = []
         self.levels = [1]          # frames-per-stream-frame factor of each level
@@ -300,9 +299,6 @@ class TapReader:
         self.position = end
         return data
 
-    def skip(self) -> None:
-        """Forget everything written so far."""
-        self.position = int(self.written[0])
 
 
 class ProgramInit(NamedTuple):

@@ -17,7 +17,7 @@ from .dsp.g711 import LAW_A, LAW_MU
 from .dsp.ntf import design_ntf
 from .dsp.oversample import design_oversampler
 from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK, NEAR_TAPS, dither_peak_lsb,
-                             dither_power_lsb2, history_length, state_per_channel)
+                             history_length, state_per_channel)
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
@@ -107,7 +107,6 @@ class QuantizerInfo:
     bits: int
     step: float
     dither: str
-    dither_power: float            # in step^2
     error_filter: shaping.ErrorFilter | None
     sample_rate: float
     op_index: int = field(default=-1)
@@ -194,9 +193,7 @@ class Requantize(Stage):
             params=np.concatenate([grid, [self.amplitude], a, b]),
             state_per_channel=state_per_channel(a.size, b.size), istate=(keep, 0),
             rng_seeds=seeds, args=(a.size, b.size, kind))
-        self.info = QuantizerInfo(self.bits, step, self.dither,
-                                  dither_power_lsb2(kind, self.amplitude), filt,
-                                  ctx.sample_rate, index)
+        self.info = QuantizerInfo(self.bits, step, self.dither, filt, ctx.sample_rate, index)
 
     def describe(self):
         return {"bits": self.bits, "dither": {"type": self.dither, "amplitude": self.amplitude},
@@ -234,7 +231,7 @@ class Quantize(Stage):
 
     def emit(self, builder, ctx):
         index = builder.add_op(OP_COMPAND, ctx.level, args=(self.LAWS[self.law],))
-        self.info = QuantizerInfo(8, 2.0 ** -15, "none", 0.0, None, ctx.sample_rate, index)
+        self.info = QuantizerInfo(8, 2.0 ** -15, "none", None, ctx.sample_rate, index)
 
     def describe(self):
         return {"law": self.law, "bits": self.bits}

@@ -63,13 +63,6 @@ def dither_peak_lsb(kind: int, amplitude: float) -> float:
     return peak * amplitude
 
 
-def dither_power_lsb2(kind: int, amplitude: float) -> float:
-    """Mean power of the dither in LSB^2 (used for the theoretical error floor)."""
-    unit = {DITHER_NONE: 0.0, DITHER_RPDF: 1.0 / 12.0, DITHER_TPDF: 1.0 / 6.0,
-            DITHER_TPDF_HP: 1.0 / 6.0, DITHER_GAUSSIAN: GAUSSIAN_SIGMA_LSB ** 2}[kind]
-    return unit * amplitude * amplitude
-
-
 _U2 = np.uint64(2)
 _U3 = np.uint64(3)
 _U4 = np.uint64(4)

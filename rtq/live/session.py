@@ -182,7 +182,6 @@ class LiveSession:
                 return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
                                     blocksize=blocksize, latency=_latency(latency),
                                     channels=self.channels, user_words=words)
-            self.device_name = None
         else:
             if self.source.kind == "device":
                 self.source = parse_source(FALLBACK_SOURCE, self.channels)
@@ -193,7 +192,6 @@ class LiveSession:
             def factory(callback, words):
                 return NullStream(callback, samplerate=rate, blocksize=blocksize or 256,
                                   channels=self.channels, user_words=words)
-        self._factory = factory
         rate = rate or _default_output_rate()
         if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
             raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
@@ -261,41 +259,36 @@ class LiveSession:
                 continue
         raise RtqError("no shipped preset works at this rate")
 
-    def _edit(self, **changes) -> Requantize:
-        """Crossfade to a copy of the chain whose last requantize stage has ``changes``."""
-        chain = copy.deepcopy(self.chain)
-        targets = [q for q in chain.quantizers() if isinstance(q, Requantize)]
-        if not targets:
+    def quantizer(self) -> Requantize | None:
+        """The requantize stage the controls change: the chain's last one (None if none)."""
+        return _last_requantize(self.chain)
+
+    def _controlled(self) -> Requantize:
+        stage = self.quantizer()
+        if stage is None:
             raise RtqError("this chain has no requantize stage to change")
-        stage = targets[-1]
+        return stage
+
+    def _edit(self, **changes) -> Requantize:
+        """Crossfade to a copy of the chain whose controlled stage has ``changes``."""
+        chain = copy.deepcopy(self.chain)
+        stage = _last_requantize(chain)
         for key, value in changes.items():
             setattr(stage, key, value)
         self.engine.switch(chain)
         return stage
 
-    def quantizer(self) -> Requantize | None:
-        targets = [q for q in self.chain.quantizers() if isinstance(q, Requantize)]
-        return targets[-1] if targets else None
-
     def change_bits(self, delta: int) -> int:
-        stage = self.quantizer()
-        if stage is None:
-            raise RtqError("this chain has no requantize stage to change")
-        bits = min(max(stage.bits + delta, 1), 32)
+        bits = min(max(self._controlled().bits + delta, 1), 32)
         return self._edit(bits=bits).bits
 
     def cycle_dither(self) -> str:
-        stage = self.quantizer()
-        if stage is None:
-            raise RtqError("this chain has no requantize stage to change")
-        dither = DITHERS[(DITHERS.index(stage.dither) + 1) % len(DITHERS)]
-        return self._edit(dither=dither).dither
+        dither = self._controlled().dither
+        return self._edit(dither=DITHERS[(DITHERS.index(dither) + 1) % len(DITHERS)]).dither
 
     def cycle_shaping(self) -> str:
         """Next shaping table that exists at this rate (none included)."""
-        stage = self.quantizer()
-        if stage is None:
-            raise RtqError("this chain has no requantize stage to change")
+        stage = self._controlled()
         current = stage.shaping.get("name", "none")
         start = SHAPINGS.index(current) if current in SHAPINGS else 0
         for k in range(1, len(SHAPINGS) + 1):
@@ -350,6 +343,11 @@ class LiveSession:
         with open(tmp, "w") as f:
             json.dump(self.summary(), f, indent=2)
         os.replace(tmp, path)
+
+
+def _last_requantize(chain: Chain) -> Requantize | None:
+    stages = [q for q in chain.quantizers() if isinstance(q, Requantize)]
+    return stages[-1] if stages else None
 
 
 def _default_output_rate() -> float:

@@ -112,7 +112,6 @@ class MeterView:
         self.integrated: dict | None = None
         self._due = {"momentary": 0.0, "integrated": 0.0}
         self.report_ms = {"momentary": 0.0, "integrated": 0.0}
-        self.poll_ms = 0.0
         self.meters_created = 0
         self._static: dict = {}
         self.sync()
@@ -182,9 +181,7 @@ class MeterView:
         """Poll the taps, then refresh the windows' figures that are due (all with
         ``force``)."""
         self.sync()
-        t = time.perf_counter()
         self.meter.poll()
-        self.poll_ms = (time.perf_counter() - t) * 1e3
         now = time.monotonic() if now is None else now
         for window in windows:
             if not force and getattr(self, window) is not None and now < self._due[window]:
