@@ -25,6 +25,7 @@ from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
 from ..stages import Requantize
+from .quiet import silenced_stderr
 
 DEFAULT_PRESET = "cd-16-shibata"
 FALLBACK_SOURCE = "tone:1000:-20"
@@ -42,16 +43,8 @@ def import_portaudio_quietly():
     """
     if "sounddevice" in sys.modules:
         return sys.modules["sounddevice"]
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    try:
-        os.dup2(devnull, 2)
+    with silenced_stderr():
         import sounddevice
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
     return sounddevice
 
 

@@ -60,6 +60,7 @@ from numba.extending import intrinsic
 from rtq.errors import RtqError
 from rtq.jit import kernel
 from rtq.live.devices import Device, resolve
+from rtq.live.quiet import silenced_stderr
 
 # ---------------------------------------------------------------------------
 # Control block layout (int64 word indices)
@@ -590,13 +591,25 @@ class DuplexStream(_CompiledCallbackStream):
         return not self._closer.alive
 
     def start(self) -> None:
-        """Start calling ``block_fn``."""
+        """Start calling ``block_fn``.
+
+        Raises
+        ------
+        StreamLost
+            If PortAudio cannot start the stream (typically: the audio server died
+            after the stream was opened).  The stream is then abandoned, not closed.
+        """
         if self.closed:
             raise RuntimeError("stream is closed")
         self._ctl[COMMAND] = CONTINUE
         self._ctl[FINISHED] = 0
         self._ctl[LAST_START_NS] = 0
-        _check(sd._lib.Pa_StartStream(self._ptr), "cannot start stream")
+        with silenced_stderr():
+            err = sd._lib.Pa_StartStream(self._ptr)
+        if err < 0:
+            # The server may have died since the stream was opened; closing it would
+            # then abort the process inside PortAudio, so it is abandoned instead.
+            self._abandon(f"cannot start it (audio server gone?): {_pa_error_text(err)}")
         self._started_ns = time.monotonic_ns()
 
     def check(self) -> bool:

@@ -220,32 +220,41 @@ def check_identity(captured, reference, n, xruns):
 
 # --------------------------------------------------------------------------
 # 3. The JACK server dies under a running session.
-def wait_for_ports(env, pattern: str = "PortAudio", timeout: float = 60.0, child=None) -> None:
-    """Poll ``jack_lsp`` (a separate process: the server may be killed) until a port matches."""
+def wait_for_ports(env, pattern: str = "PortAudio", timeout: float = 60.0, child=None,
+                   connected: bool = False) -> None:
+    """Poll ``jack_lsp`` (a separate process: the server may be killed) until a port matches.
+
+    With ``connected``, wait until such a port is also connected: PortAudio registers
+    its ports when the stream is opened but connects them only once it has started.
+    """
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if child is not None and child.poll() is not None:
             pytest.fail(f"rtq exited early: {child.stderr.read()}")
-        ports = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True, timeout=30).stdout
-        if pattern in ports:
-            return
+        lines = subprocess.run(["jack_lsp", "-c"], env=env, capture_output=True, text=True,
+                               timeout=30).stdout.splitlines()
+        for line, after in zip(lines, lines[1:] + [""]):
+            if pattern in line and not line.startswith(" ") and (not connected or after.startswith(" ")):
+                return
         time.sleep(0.05)
-    pytest.fail(f"no port matching {pattern!r} appeared")
+    pytest.fail(f"no {'connected ' if connected else ''}port matching {pattern!r} appeared")
 
 
-@pytest.mark.audio
-@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP], ids=lambda s: s.name)
-def test_dying_server_ends_rtq_live_with_one_line(throwaway_jack_server, tmp_path, sig):
-    server = throwaway_jack_server
+def kill_server_under_rtq_live(server, stats, sig, *, running: bool):
+    """Start ``rtq live`` on ``server``, send ``sig`` to the server; return (child, out, err).
+
+    ``running``: wait until the stream runs (its ports are connected) and half a second
+    more; otherwise strike as soon as the stream's ports exist, while it is starting.
+    """
     env = env_for(server.name)
-    stats = tmp_path / "stats.json"
     child = subprocess.Popen(
         rtq_command("live", "cd-16-shibata", "--input", "tone:1000:-20", "--blocksize", 64,
                     "--stats-json", stats),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_ports(env, "PortAudio:out_", child=child)
-        time.sleep(0.5)  # the stream is running
+        wait_for_ports(env, "PortAudio:out_", child=child, connected=running)
+        if running:
+            time.sleep(0.5)
         server.kill(sig)
         try:
             child.wait(timeout=15)
@@ -263,7 +272,21 @@ def test_dying_server_ends_rtq_live_with_one_line(throwaway_jack_server, tmp_pat
     assert_summary(out, "cd-16-shibata")
     summary = json.loads(stats.read_text())
     assert summary["lost"] and summary["lost"].startswith("audio stream lost: ")
+    return summary
+
+
+@pytest.mark.audio
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM, signal.SIGSTOP], ids=lambda s: s.name)
+def test_dying_server_ends_rtq_live_with_one_line(throwaway_jack_server, tmp_path, sig):
+    summary = kill_server_under_rtq_live(throwaway_jack_server, tmp_path / "stats.json", sig, running=True)
     assert summary["callbacks"] > 0
+
+
+@pytest.mark.audio
+def test_server_dying_while_the_stream_starts_ends_rtq_live_with_one_line(throwaway_jack_server, tmp_path):
+    """The server is killed between opening and starting the stream (or just after):
+    closing such a stream aborts inside PortAudio, so rtq must abandon it."""
+    kill_server_under_rtq_live(throwaway_jack_server, tmp_path / "stats.json", signal.SIGKILL, running=False)
 
 
 # --------------------------------------------------------------------------
