@@ -160,7 +160,10 @@ def _show(node: yaml.Node) -> str:
         return f"a list of {count} item{'s' * (count != 1)}" if count else "an empty list"
     if node.tag == _YAML_TAG + "null":
         return "null"
-    return f"'{node.value}'" if node.tag == _YAML_TAG + "str" else node.value
+    # One line, however the scalar was written: control characters escaped, long text cut.
+    text = "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in node.value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"'{text}'" if node.tag == _YAML_TAG + "str" else text
 
 
 def _join(path: str, key: str) -> str:

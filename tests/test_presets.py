@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rtq.errors import PresetError
@@ -595,6 +595,7 @@ def test_any_plain_document_either_loads_or_raises_preset_error(value):
 
 @settings(max_examples=300, deadline=None)
 @given(st.text(max_size=80))
+@example("0\n\n0")  # a multi-line scalar: its value must not break the one-line message
 def test_any_text_either_loads_or_raises_preset_error(text):
     try:
         parse_preset(text, "fuzz.yaml")
