@@ -193,8 +193,11 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
         if shaped:
             if sub == 0:
                 if p == hl:
-                    he[:keep] = he[hl - keep:]
-                    ho[:keep] = ho[hl - keep:]
+                    # An element loop, not a slice copy: the ranges overlap for filters
+                    # longer than HISTORY_SLACK, where Numba would allocate a temporary.
+                    for k in range(keep):
+                        he[k] = he[hl - keep + k]
+                        ho[k] = ho[hl - keep + k]
                     p = keep
                 f0, f1, f2, f3 = lane_sums4(a, he, p, NEAR_TAPS)
                 misc[_FAR] = f0
