@@ -5,7 +5,24 @@ needs: ``cache=True`` (no compiling at start-up once the cache is warm), ``nogil
 (offline threads and the live callback run without the GIL) and
 ``error_model="numpy"`` (no Python exception paths: a division by zero gives inf/nan
 instead of taking the GIL to raise).
+
+``address_as_void_pointer`` lets compiled code view memory it was given as an address
+(C entry points, PortAudio's buffers) with ``numba.carray``.
 """
-from numba import njit
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 kernel = njit(cache=True, nogil=True, error_model="numpy")
+
+
+@intrinsic
+def address_as_void_pointer(typingctx, address):
+    """Turn an integer address into a ``void *`` usable with ``numba.carray``."""
+    if not isinstance(address, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], cgutils.voidptr_t)
+
+    return types.voidptr(address), codegen

@@ -1,7 +1,8 @@
 """The processor protocol shared by stages and chains (after JUCE's dsp module).
 
 ``prepare(sample_rate, channels, max_block)`` is the only method that allocates or
-compiles; ``process(block)`` works in place and allocates nothing; ``reset()`` clears
+compiles (or loads compiled code); ``process(block)`` works in place and allocates
+nothing, in one call of the compiled program runner; ``reset()`` clears
 state and rewinds the dither generators, so a reset processor repeats its output
 exactly; ``latency`` is in samples at the stream rate.
 """
@@ -9,9 +10,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from .program import OP_SANITIZE, Program, ProgramBuilder, reset_program, run_program
+from .program import OP_SANITIZE, Program, ProgramBuilder, process_in_place, program_words, reset_program
 
 DEFAULT_MAX_BLOCK = 4096
+_BLOCK_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 class Processor:
@@ -27,6 +29,17 @@ class Processor:
 
     def _stages(self):
         raise NotImplementedError
+
+    def __getstate__(self):
+        # The program's addresses belong to this object's arrays, not to a copy's.
+        state = self.__dict__.copy()
+        state.pop("_words", None)
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.program is not None:
+            self._words = program_words(self.program)
 
     def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK,
                 taps: bool = False):
@@ -46,6 +59,8 @@ class Processor:
                                                       float(sample_rate)))
         self.output_tap = builder.add_tap(0) if taps else None
         self.program, self._init = builder.build()
+        self._words = program_words(self.program)
+        process_in_place.ctypes  # resolved (loaded or compiled) here, not in process()
         self.sample_rate = float(sample_rate)
         self.channels = int(channels)
         return self
@@ -60,7 +75,11 @@ class Processor:
             raise RuntimeError("prepare() must be called before process()")
         if block.ndim != 2 or block.shape[1] != self.channels:
             raise ValueError(f"expected a (frames, {self.channels}) block, got shape {block.shape}")
-        run_program(self.program, block, block)
+        if block.dtype not in _BLOCK_DTYPES or not block.flags.c_contiguous or not block.flags.writeable:
+            raise ValueError(f"expected a writeable C-contiguous float32 or float64 block, got "
+                             f"{block.dtype} ({'' if block.flags.c_contiguous else 'not '}C-contiguous)")
+        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], self.channels,
+                                block.dtype == np.float64)
 
     def reset(self) -> None:
         """Clear state and counters and rewind dither; the next output repeats the first."""

@@ -29,8 +29,12 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
+import numba
 import numpy as np
-from .jit import kernel
+from numba import types
+
+from .jit import address_as_void_pointer, kernel
+from .native import Entry
 
 from .dsp.g711 import compand_block
 from .dsp.oversample import oversample_down, oversample_up
@@ -169,6 +173,54 @@ def run_program(prog, x, y):
             for t in range(m):
                 y[start + t, c] = src[t]
         start += m
+
+
+PROGRAM_WORDS = 9 * 4
+"""Words that locate a program in memory: per array, its address and up to three dimensions."""
+
+
+def program_words(prog: Program) -> np.ndarray:
+    """The :data:`PROGRAM_WORDS` words that locate ``prog`` (see :func:`program_at`).
+
+    Valid while ``prog``'s arrays live; compiled code rebuilds the program from them.
+    """
+    words = np.zeros(PROGRAM_WORDS, np.int64)
+    for k, array in enumerate(prog):
+        if not array.flags.c_contiguous:
+            raise ValueError("program arrays must be C-contiguous")
+        words[4 * k] = array.ctypes.data
+        words[4 * k + 1:4 * k + 1 + array.ndim] = array.shape
+    return words
+
+
+@kernel
+def program_at(words, base):
+    """The program located by ``words[base:base + PROGRAM_WORDS]`` (see :func:`program_words`)."""
+    w = words[base:base + PROGRAM_WORDS]
+    return Program(
+        numba.carray(address_as_void_pointer(w[0]), (w[1],), np.int64),
+        numba.carray(address_as_void_pointer(w[4]), (w[5], w[6]), np.int64),
+        numba.carray(address_as_void_pointer(w[8]), (w[9],), np.float64),
+        numba.carray(address_as_void_pointer(w[12]), (w[13],), np.float64),
+        numba.carray(address_as_void_pointer(w[16]), (w[17],), np.int64),
+        numba.carray(address_as_void_pointer(w[20]), (w[21],), np.uint64),
+        numba.carray(address_as_void_pointer(w[24]), (w[25], w[26], w[27]), np.int64),
+        numba.carray(address_as_void_pointer(w[28]), (w[29], w[30], w[31]), np.float64),
+        numba.carray(address_as_void_pointer(w[32]), (w[33], w[34], w[35]), np.float64),
+    )
+
+
+@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64))
+def process_in_place(words_address, block_address, frames, channels, double):
+    """C entry point: run the program located at ``words_address`` over a C-contiguous
+    (frames, channels) block in place, float64 if ``double`` else float32."""
+    prog = program_at(numba.carray(address_as_void_pointer(words_address), (PROGRAM_WORDS,), np.int64), 0)
+    if double:
+        block = numba.carray(address_as_void_pointer(block_address), (frames, channels), np.float64)
+        run_program(prog, block, block)
+    else:
+        block32 = numba.carray(address_as_void_pointer(block_address), (frames, channels), np.float32)
+        run_program(prog, block32, block32)
 
 
 class ProgramBuilder:

@@ -25,9 +25,13 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numba
 import numpy as np
 import soundfile as sf
-from .jit import kernel
+from numba import types
+
+from .jit import address_as_void_pointer, kernel
+from .native import Entry
 
 from .chain import Chain
 from .errors import UsageError
@@ -135,6 +139,29 @@ def _to_codes(src, dst, n, scale, top):
     for t in range(n):
         for c in range(src.shape[1]):
             dst[t, c] = min(src[t, c] * scale, top)
+
+
+@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64))
+def _codes_entry(src_address, dst_address, frames, channels, double, wide):
+    """C entry point of :func:`_to_codes`: float32/float64 (``double``) grid values to
+    int16 or int32 (``wide``) codes, both C-contiguous (frames, channels)."""
+    shape = (frames, channels)
+    if wide:
+        dst32 = numba.carray(address_as_void_pointer(dst_address), shape, np.int32)
+        if double:
+            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float64), dst32, frames,
+                      2147483648.0, 2147483647.0)
+        else:
+            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float32), dst32, frames,
+                      2147483648.0, 2147483647.0)
+    else:
+        dst16 = numba.carray(address_as_void_pointer(dst_address), shape, np.int16)
+        if double:
+            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float64), dst16, frames,
+                      32768.0, 32767.0)
+        else:
+            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float32), dst16, frames,
+                      32768.0, 32767.0)
 
 
 def _audio_format(path: Path) -> str:
@@ -385,10 +412,9 @@ _FLOAT32_EXACT = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT", "ULAW", "ALAW
 def _convert(block: np.ndarray, out: np.ndarray, subtype: str) -> None:
     """Write ``block`` into ``out`` as the subtype's exact codes (or float values)."""
     n = block.shape[0]
-    if out.dtype == np.int16:
-        _to_codes(block, out, n, 32768.0, 32767.0)
-    elif out.dtype == np.int32:
-        _to_codes(block, out, n, 2147483648.0, 2147483647.0)
+    if out.dtype in (np.int16, np.int32):
+        _codes_entry.ctypes(block.ctypes.data, out.ctypes.data, n, block.shape[1], block.dtype == np.float64,
+                            out.dtype == np.int32)
     else:
         out[:n] = block
 

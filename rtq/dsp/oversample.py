@@ -120,6 +120,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from numba.extending import register_jitable
+
 from ..jit import kernel
 
 __all__ = [
@@ -541,13 +543,13 @@ def group_delay(design: OversamplerDesign, f: float | np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------
 
 
-@kernel
+@register_jitable
 def _pass_frames(coeffs: np.ndarray) -> int:
     """Stream frames per pass through the cascade (``PASS_TOP / L``)."""
     return PASS_TOP >> int(coeffs[0])
 
 
-@kernel
+@register_jitable
 def _stage_size(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     pa = int(coeffs[_HDR + s])
     cap = _pass_frames(coeffs) << s
@@ -562,7 +564,7 @@ def _stage_size(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     return chans * (1 + cap) + common
 
 
-@kernel
+@register_jitable
 def _stage_offset(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     """Offset of up/down stage ``s``; ``_stage_offset(c, S, C, True)`` is the pad."""
     n_st = int(coeffs[0])
@@ -575,7 +577,7 @@ def _stage_offset(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     return off
 
 
-@kernel
+@register_jitable
 def _state_size(coeffs: np.ndarray, chans: int) -> int:
     n_st = int(coeffs[0])
     off = _stage_offset(coeffs, n_st, chans, True)

@@ -36,9 +36,11 @@ import numba
 import numpy as np
 
 from ..jit import kernel
-from ..program import Program, run_program
+from ..program import PROGRAM_WORDS, program_at, program_words, run_program
 from ..dsp.rng import next_uniform
-from .stream import CALLBACK_SIGNATURE, USER, address_as_void_pointer, begin_callback, end_callback
+from ..jit import address_as_void_pointer
+from ..native import Entry
+from .stream import CALLBACK_SIGNATURE, USER, begin_callback, end_callback
 
 # Integer control words (engine array ``eng``).
 ACTIVE = 0          # slot whose chain is playing
@@ -54,7 +56,6 @@ RING_POS = 10       # write position of the delay rings
 NONFINITE = 11      # NaN/Inf samples replaced in the source
 FRAMES = 12         # frames processed
 SLOTS = 16          # program addresses, PROGRAM_WORDS per slot
-PROGRAM_WORDS = 9 * 4
 ENGINE_WORDS = SLOTS + 2 * PROGRAM_WORDS
 
 SOURCE_DEVICE = 0
@@ -85,34 +86,6 @@ BIND_RINGS = 14     # float64[2, channels, ring]       1 + 3
 BIND_SOURCE = 18    # float64[frames, channels]        1 + 2
 BIND_NOISE = 21     # uint64[channels]                 1 + 1
 USER_WORDS = 23
-
-
-def program_words(prog: Program) -> np.ndarray:
-    """The 36 words (address and up to three dimensions per array) that locate ``prog``."""
-    words = np.zeros(PROGRAM_WORDS, np.int64)
-    for k, array in enumerate(prog):
-        if not array.flags.c_contiguous:
-            raise ValueError("program arrays must be C-contiguous")
-        words[4 * k] = array.ctypes.data
-        words[4 * k + 1:4 * k + 1 + array.ndim] = array.shape
-    return words
-
-
-@kernel
-def _program_at(eng, base):
-    """The program whose addresses start at ``eng[base]`` (see :func:`program_words`)."""
-    w = eng[base:base + PROGRAM_WORDS]
-    return Program(
-        numba.carray(address_as_void_pointer(w[0]), (w[1],), np.int64),
-        numba.carray(address_as_void_pointer(w[4]), (w[5], w[6]), np.int64),
-        numba.carray(address_as_void_pointer(w[8]), (w[9],), np.float64),
-        numba.carray(address_as_void_pointer(w[12]), (w[13],), np.float64),
-        numba.carray(address_as_void_pointer(w[16]), (w[17],), np.int64),
-        numba.carray(address_as_void_pointer(w[20]), (w[21],), np.uint64),
-        numba.carray(address_as_void_pointer(w[24]), (w[25], w[26], w[27]), np.int64),
-        numba.carray(address_as_void_pointer(w[28]), (w[29], w[30], w[31]), np.float64),
-        numba.carray(address_as_void_pointer(w[32]), (w[33], w[34], w[35]), np.float64),
-    )
 
 
 @kernel
@@ -171,9 +144,9 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
     if eng[REQUEST] == 1 and eng[XF_POS] < 0:
         eng[XF_POS] = 0
     fading = eng[XF_POS] >= 0
-    run_program(_program_at(eng, SLOTS + active * PROGRAM_WORDS), src[:n], wet[active, :n])
+    run_program(program_at(eng, SLOTS + active * PROGRAM_WORDS), src[:n], wet[active, :n])
     if fading:
-        run_program(_program_at(eng, SLOTS + other * PROGRAM_WORDS), src[:n], wet[other, :n])
+        run_program(program_at(eng, SLOTS + other * PROGRAM_WORDS), src[:n], wet[other, :n])
     mask = dry.shape[1] - 1
     pos = eng[RING_POS]
     d_dry = eng[DRY_DELAY]
@@ -235,9 +208,9 @@ def engine_block(ctl, inp, out, n):
         start += m
 
 
-@numba.cfunc(CALLBACK_SIGNATURE, cache=True, error_model="numpy")
+@Entry(CALLBACK_SIGNATURE)
 def engine_callback(input_addr, output_addr, frames, time_info, status, user_data):
-    """The engine's PortAudio callback, compiled once and cached (module level)."""
+    """The engine's PortAudio callback (a C entry point: see :mod:`rtq.native`)."""
     ctl, inp, out, n, start = begin_callback(input_addr, output_addr, frames, user_data)
     engine_block(ctl, inp, out, n)
     return end_callback(ctl, status, n, start)

@@ -58,7 +58,8 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rtq.errors import RtqError
-from rtq.jit import kernel
+from rtq.jit import address_as_void_pointer, kernel
+from rtq.native import Entry
 from rtq.live.devices import Device, resolve
 from rtq.live.quiet import silenced_stderr
 
@@ -103,18 +104,6 @@ _STANDARD_RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000,
 
 # ---------------------------------------------------------------------------
 # Compiled helpers
-@intrinsic
-def address_as_void_pointer(typingctx, address):
-    """Turn an integer address into a ``void *`` usable with ``numba.carray``."""
-    if not isinstance(address, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], cgutils.voidptr_t)
-
-    return types.voidptr(address), codegen
-
-
 @intrinsic
 def monotonic_ns(typingctx):
     """``clock_gettime(CLOCK_MONOTONIC)`` in nanoseconds, callable from nopython code.
@@ -208,7 +197,7 @@ def make_callback(block_fn):
 
     Parameters
     ----------
-    block_fn : numba dispatcher or CFunc
+    block_fn : numba dispatcher, CFunc or rtq.native.Entry
         ``@njit`` function ``block_fn(ctl, inp, out, n)`` with ``ctl`` an
         int64[::1] array, ``inp``/``out`` float32[:, ::1] arrays of shape
         ``(n, channels)`` and ``n`` an int64 frame count (see the module docstring
@@ -216,9 +205,9 @@ def make_callback(block_fn):
 
     Returns
     -------
-    numba.core.ccallback.CFunc
+    numba.core.ccallback.CFunc or rtq.native.Entry
         Compiled C callback with PortAudio's ``PaStreamCallback`` signature;
-        pass ``cfunc.address`` to ``Pa_OpenStream``.  Memoised per ``block_fn``.
+        pass its ``address`` to ``Pa_OpenStream``.  Memoised per ``block_fn``.
 
     Notes
     -----
@@ -226,15 +215,16 @@ def make_callback(block_fn):
     ``block_fn`` is cached): Numba's cache key for a closure includes the pickled
     closure cells, and a pickled dispatcher carries a per-process UUID, so
     ``cache=True`` would never hit.  Where start-up time matters, define the callback
-    at module level instead, so that it caches::
+    at module level as a C entry point instead (:mod:`rtq.native`), so that it loads
+    in milliseconds::
 
-        @numba.cfunc(CALLBACK_SIGNATURE, cache=True, error_model="numpy")
+        @Entry(CALLBACK_SIGNATURE)
         def my_callback(input_addr, output_addr, frames, time_info, status, user_data):
             ctl, inp, out, n, start = begin_callback(input_addr, output_addr, frames, user_data)
             my_block_fn(ctl, inp, out, n)
             return end_callback(ctl, status, n, start)
     """
-    if isinstance(block_fn, CFunc):
+    if isinstance(block_fn, (CFunc, Entry)):
         return block_fn
 
     @numba.cfunc(_CALLBACK_SIG, error_model="numpy")
@@ -254,7 +244,7 @@ def passthrough(ctl, inp, out, n):
     out[:n, shared:] = 0.0
 
 
-@numba.cfunc(types.void(types.intp), cache=True, error_model="numpy")
+@Entry(types.void(types.int64))
 def _finished_callback(user_data):
     """PaStreamFinishedCallback: mark the control block when the stream becomes inactive."""
     _control_block(user_data)[FINISHED] = 1

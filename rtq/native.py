@@ -1,0 +1,226 @@
+"""C entry points into the compiled audio path that load without Numba's start-up cost.
+
+Numba's on-disk cache (``cache=True``) saves compiling, not starting: the first cached
+function a process calls makes Numba import its whole typing and lowering registry,
+about 0.3 s on these machines (half of it importing scipy.linalg, which
+``numba.np.arraymath`` wants for ``np.dot``).  That was half of the wall time of
+``rtq render`` on a short file and a third of ``rtq live``'s time to first audio.
+
+An :class:`Entry` is a function with a C signature (a ``numba.cfunc``: no Python objects
+cross it) at the boundary between Python and the compiled audio path: one call per
+block, from the render loop, :meth:`rtq.processor.Processor.process` or PortAudio.
+The first process that needs it compiles it with Numba and stores the machine code
+Numba's JIT produced (an ELF object holding the entry and everything it calls) in
+rtq's cache directory.  Later processes link that object with llvmlite's MCJIT, which
+takes milliseconds, and call it at its address.  It is the same machine code either
+way, so the results are bit-identical (``tests/test_native.py`` checks both routes).
+
+A stored object is used only when its key matches: rtq's source (every file under
+``rtq/``), the Python, NumPy, Numba and llvmlite versions, ``NUMBA_*`` settings and
+the host CPU's name and features.  Objects are written atomically; one that cannot be
+read or linked is compiled again.  The directory is ``$RTQ_CACHE_DIR``, else
+``$XDG_CACHE_HOME/rtq``, else ``~/.cache/rtq``; ``RTQ_NATIVE_CACHE=0`` always compiles
+with Numba, from Numba's own cache.
+
+Real-time rules: an entry is resolved (loaded or compiled) on first use, under a lock,
+so stream and render set-up resolve every entry they need before audio starts; calling
+a resolved entry's address takes no lock and allocates nothing.
+"""
+from __future__ import annotations
+
+import builtins
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import numba
+import numpy as np
+from numba import types
+
+_MAGIC = b"rtq-native-object 2\n"
+_lock = threading.Lock()
+
+_CTYPES = {
+    types.int32: ctypes.c_int32,
+    types.int64: ctypes.c_int64,
+    types.uint64: ctypes.c_uint64,
+    types.float64: ctypes.c_double,
+    types.voidptr: ctypes.c_void_p,
+    types.none: None,
+}
+
+
+class Entry:
+    """A C-ABI function compiled by Numba, loaded from rtq's object cache when possible.
+
+    Use as a decorator, like ``numba.cfunc``::
+
+        @Entry(types.void(types.int64, types.int64))
+        def fill(address, n): ...
+
+    The function must be defined at module level (so Numba can cache it) and may only
+    take and return the scalar types in ``signature`` (addresses as integers).
+
+    Attributes
+    ----------
+    address : int
+        The function's address (resolving it on first access).
+    ctypes : ctypes function
+        A ctypes wrapper for calling it from Python.
+    """
+
+    def __init__(self, signature):
+        self.signature = signature
+        self.pyfunc = None
+        self._address = None
+        self._ctypes = None
+        self._keepalive = None
+
+    def __call__(self, pyfunc):
+        self.pyfunc = pyfunc
+        functools.update_wrapper(self, pyfunc)
+        return self
+
+    @property
+    def address(self) -> int:
+        if self._address is None:
+            self._resolve()
+        return self._address
+
+    @property
+    def ctypes(self):
+        if self._ctypes is None:
+            restype = _CTYPES[self.signature.return_type]
+            argtypes = [_CTYPES[t] for t in self.signature.args]
+            self._ctypes = ctypes.CFUNCTYPE(restype, *argtypes)(self.address)
+        return self._ctypes
+
+    @property
+    def qualified_name(self) -> str:
+        return f"{self.pyfunc.__module__}.{self.pyfunc.__qualname__}"
+
+    def _resolve(self) -> None:
+        with _lock:
+            if self._address is not None:
+                return
+            path = _cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
+            if _enabled():
+                try:
+                    self._address, self._keepalive = _link(path.read_bytes())
+                    return
+                except (OSError, ValueError, RuntimeError):
+                    pass  # missing, unreadable or stale: compile it
+            if not _enabled():
+                compiled = numba.cfunc(self.signature, cache=True, error_model="numpy")(self.pyfunc)
+            else:
+                # Not from Numba's cache: a library loaded from there no longer holds its object.
+                compiled = numba.cfunc(self.signature, error_model="numpy")(self.pyfunc)
+                _store(path, compiled)
+            self._address, self._keepalive = compiled.address, compiled
+
+
+def _enabled() -> bool:
+    return os.environ.get("RTQ_NATIVE_CACHE", "1") != "0"
+
+
+def _cache_dir() -> Path:
+    if os.environ.get("RTQ_CACHE_DIR"):
+        return Path(os.environ["RTQ_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "rtq"
+
+
+@functools.cache
+def _source_digest() -> str:
+    """Digest of rtq's own source: any change to any module invalidates every object."""
+    root = Path(__file__).parent
+    digest = hashlib.sha256()
+    for path in sorted(root.rglob("*.py")):
+        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+@functools.cache
+def _host_description() -> str:
+    import llvmlite
+    import llvmlite.binding as llvm
+
+    settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_") and k != "NUMBA_CACHE_DIR")
+    return repr((sys.version, platform.machine(), np.__version__, numba.__version__, llvmlite.__version__,
+                 llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), settings))
+
+
+def _cache_key(signature) -> str:
+    key = f"{_source_digest()}|{_host_description()}|{signature}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def _store(path: Path, compiled) -> None:
+    """Write the machine code of a freshly compiled cfunc (its library's final module, which
+    holds everything it calls) after its symbol name and SHA-256, atomically; a failure
+    only costs speed."""
+    try:
+        library = compiled._library
+        obj = library._codegen._tm.emit_object(library._final_module)
+        data = _MAGIC + compiled.native_name.encode() + b"\n" + hashlib.sha256(obj).hexdigest().encode() + b"\n" + obj
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except (OSError, ValueError, RuntimeError, AttributeError):
+        pass
+
+
+def _link(data: bytes):
+    """Link a stored object into this process; returns (address, what must stay alive)."""
+    import llvmlite.binding as llvm
+
+    if not data.startswith(_MAGIC):
+        raise ValueError("not an rtq native object")
+    name, _, rest = data[len(_MAGIC):].partition(b"\n")
+    digest, _, obj = rest.partition(b"\n")
+    # LLVM aborts the process on a malformed object, so a damaged file must not reach it.
+    if hashlib.sha256(obj).hexdigest().encode() != digest:
+        raise ValueError("damaged rtq native object")
+    engine = _engine()
+    engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+    engine.finalize_object()
+    address = engine.get_function_address(name.decode())
+    if not address:
+        raise ValueError(f"symbol {name!r} not in the stored object")
+    return address, engine
+
+
+@functools.cache
+def _engine():
+    """One MCJIT engine for every stored object, with the symbols Numba's code imports.
+
+    Numba's compiled code calls its C helpers and the runtime's allocator (only on paths
+    that raise, which the audio path never takes) and refers to Python's exception
+    classes by their ``PyExc_*`` names; Numba registers all of these when it starts,
+    and so does this, the same way.
+    """
+    import llvmlite.binding as llvm
+    from numba import _dynfunc, _helperlib
+    from numba.core.runtime import _nrt_python
+
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    llvm.add_symbol("_Py_NoneStruct", id(None))
+    for helpers in (_helperlib.c_helpers, _dynfunc.c_helpers):
+        for name, address in helpers.items():
+            llvm.add_symbol("numba_" + name, address)
+    for name, address in _nrt_python.c_helpers.items():
+        llvm.add_symbol(name if name.startswith("_") else "NRT_" + name, address)
+    for obj in builtins.__dict__.values():
+        if isinstance(obj, type) and issubclass(obj, BaseException):
+            llvm.add_symbol(f"PyExc_{obj.__name__}", id(obj))
+    machine = llvm.Target.from_default_triple().create_target_machine()
+    return llvm.create_mcjit_compiler(llvm.parse_assembly(""), machine)

@@ -1,0 +1,126 @@
+"""C entry points: the stored machine code gives the same samples as Numba's, without
+Numba's start-up (rtq.native)."""
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rtq.chain import Chain
+from rtq.presets import load_preset
+
+REPO = Path(__file__).resolve().parent.parent
+
+# Runs a chain with shaping, oversampling and the 1-bit modulator over noise and reports
+# the output's digest, how the entry point was obtained and whether Numba's compiler
+# registry (numba.np.arraymath, imported by its first compile or cache load) was loaded.
+PROBE = """
+import hashlib, json, sys
+import numpy as np
+from rtq.chain import Chain
+from rtq.presets import load_preset
+from rtq.program import process_in_place
+digest = hashlib.sha256()
+for name in ("cd-16-shibata", "converter-8bit-8x", "dsd64-1bit"):
+    chain = Chain.from_spec(load_preset(name)).prepare(44100, 2, 1000)
+    x = np.random.default_rng(5).uniform(-0.6, 0.6, (4410, 2))
+    for start in range(0, x.shape[0], 1000):
+        chain.process(x[start:start + 1000])
+    digest.update(x.tobytes())
+print(json.dumps({"digest": digest.hexdigest(),
+                  "numba_compiled": type(process_in_place._keepalive).__name__ == "CFunc",
+                  "numba_registry_loaded": "numba.np.arraymath" in sys.modules}))
+"""
+
+
+def probe(cache: Path, **env) -> dict:
+    environment = dict(os.environ, RTQ_CACHE_DIR=str(cache), **env)
+    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    done = subprocess.run([sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("rtq-cache")
+
+
+@pytest.fixture(scope="module")
+def first(cache):
+    """The first process with an empty cache compiles with Numba and stores the object."""
+    return probe(cache)
+
+
+def stored_object(cache: Path) -> Path:
+    (path,) = cache.glob("rtq.program.process_in_place-*.o")
+    return path
+
+
+def test_the_first_process_compiles_and_stores_the_entry(cache, first):
+    assert first["numba_compiled"]
+    assert stored_object(cache).read_bytes().startswith(b"rtq-native-object 2\n")
+
+
+def test_later_processes_link_the_stored_object_without_numbas_compiler(cache, first):
+    later = probe(cache)
+    assert not later["numba_compiled"]
+    assert not later["numba_registry_loaded"]
+    assert later["digest"] == first["digest"]
+
+
+def test_the_stored_machine_code_matches_numbas_own_compilation(cache, first):
+    numba_only = probe(cache, RTQ_NATIVE_CACHE="0")
+    assert numba_only["numba_compiled"]
+    assert numba_only["digest"] == first["digest"]
+
+
+def test_a_damaged_object_is_compiled_again(cache, first):
+    path = stored_object(cache)
+    data = path.read_bytes()
+    path.write_bytes(data[:-4096] + bytes(4096))  # the end of the machine code zeroed
+    again = probe(cache)
+    assert again["numba_compiled"] and again["digest"] == first["digest"]
+    assert probe(cache)["numba_compiled"] is False  # and stored anew
+
+
+def test_this_process_runs_the_same_samples(first):
+    import hashlib
+
+    digest = hashlib.sha256()
+    for name in ("cd-16-shibata", "converter-8bit-8x", "dsd64-1bit"):
+        chain = Chain.from_spec(load_preset(name)).prepare(44100, 2, 1000)
+        x = np.random.default_rng(5).uniform(-0.6, 0.6, (4410, 2))
+        chain.process(x)  # one call: the entry splits it into blocks of 1000 itself
+        digest.update(x.tobytes())
+    assert digest.hexdigest() == first["digest"]
+
+
+@pytest.mark.parametrize("block, problem", [
+    (np.zeros((64, 2), np.float64)[::2], "C-contiguous"),
+    (np.zeros((64, 2), np.int32), "int32"),
+    (np.zeros((2, 64), np.float64).T, "C-contiguous"),
+])
+def test_process_refuses_blocks_it_cannot_work_on_in_place(block, problem):
+    chain = Chain.from_spec(load_preset("cd-16-shibata")).prepare(44100, 2, 64)
+    with pytest.raises(ValueError, match=problem):
+        chain.process(block)
+
+
+def test_a_copy_of_a_prepared_chain_runs_on_its_own_state():
+    """The compiled runner finds a program by its arrays' addresses: a copy must use its own."""
+    chain = Chain.from_spec(load_preset("cd-16-shibata")).prepare(44100, 2, 256)
+    x = np.random.default_rng(2).uniform(-0.5, 0.5, (1024, 2))
+    chain.process(x[:512].copy())
+    twin = copy.deepcopy(chain)
+    ours, theirs = x[512:].copy(), x[512:].copy()
+    chain.process(ours)
+    twin.process(theirs)
+    assert np.array_equal(ours, theirs)
