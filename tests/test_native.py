@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import os
 import subprocess
 import sys
@@ -13,7 +14,9 @@ import numpy as np
 import pytest
 
 from rtq.chain import Chain
+from rtq.live.engine import engine_callback
 from rtq.presets import load_preset
+from rtq.program import process_in_place
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -24,7 +27,9 @@ PROBE = """
 import hashlib, json, sys
 import numpy as np
 from rtq.chain import Chain
+from rtq.live.engine import engine_callback
 from rtq.presets import load_preset
+from rtq.program import process_in_place
 from rtq.program import process_in_place
 digest = hashlib.sha256()
 for name in ("cd-16-shibata", "converter-8bit-8x", "dsd64-1bit"):
@@ -124,3 +129,17 @@ def test_a_copy_of_a_prepared_chain_runs_on_its_own_state():
     chain.process(ours)
     twin.process(theirs)
     assert np.array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("entry", [process_in_place, engine_callback], ids=lambda e: e.__name__)
+def test_the_compiled_audio_path_never_calls_an_allocator(entry):
+    """Read from the generated code, so no input can find an allocating path at run time
+    (Numba allocates a temporary for a slice copy whose ranges may overlap, for example)."""
+    import numba
+
+    compiled = numba.cfunc(entry.signature, error_model="numpy")(entry.pyfunc)
+    code = compiled._library.get_llvm_str()
+    called = set(re.findall(r"call [^\n]*?@(\w+)\(", code))
+    assert "run_program" in code and called
+    allocators = {f for f in called if re.fullmatch(r"NRT_(Allocate|MemInfo_alloc|MemInfo_new)\w*|[cm]alloc|realloc", f)}
+    assert not allocators
