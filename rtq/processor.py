@@ -42,17 +42,21 @@ class Processor:
             self._words = program_words(self.program)
 
     def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK,
-                taps: bool = False):
+                taps: bool = False, first_channel: int = 0):
         """Allocate all state for this rate, channel count and largest block; returns self.
 
         With ``taps``, meter taps record the chain's input and output
         (:attr:`input_tap`, :attr:`output_tap`) and every quantizer's input and output
-        (``stage.info.taps``).  May raise :class:`~rtq.errors.PresetError` (for example
-        a shaping table with no entry for ``sample_rate``).
+        (``stage.info.taps``).  ``first_channel`` makes this processor stand for channels
+        ``first_channel ..`` of a wider stream: it takes their dither streams, so
+        processors for the parts of a stream (see :meth:`process_columns`) together give
+        exactly the output of one processor for all of it.  May raise
+        :class:`~rtq.errors.PresetError` (for example a shaping table with no entry for
+        ``sample_rate``).
         """
         from .stages import EmitContext, emit_stages
 
-        builder = ProgramBuilder(int(channels), int(max_block))
+        builder = ProgramBuilder(int(channels), int(max_block), int(first_channel))
         builder.add_op(OP_SANITIZE, 0)
         self.input_tap = builder.add_tap(0) if taps else None
         emit_stages(self._stages(), builder, EmitContext(float(sample_rate), 0, int(self.seed), (), taps,
@@ -71,15 +75,31 @@ class Processor:
         Any number of frames (work is done in pieces of at most ``max_block``).
         Allocates nothing; output is identical however the stream is cut into blocks.
         """
+        self._check(block, block.ndim == 2 and block.shape[1] == self.channels,
+                    f"a (frames, {self.channels}) block")
+        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], self.channels, 0,
+                                block.dtype == np.float64)
+
+    def process_columns(self, block: np.ndarray, first: int) -> None:
+        """Process columns ``first .. first + channels - 1`` of a wider ``block`` in place.
+
+        As :meth:`process`; the other columns are neither read nor written, so
+        processors for disjoint columns may run on the same block in parallel threads
+        (the compiled call releases the GIL).
+        """
+        self._check(block, block.ndim == 2 and 0 <= first and first + (self.channels or 0) <= block.shape[1],
+                    f"a block with columns {first} .. {first + (self.channels or 0) - 1}")
+        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], block.shape[1],
+                                first, block.dtype == np.float64)
+
+    def _check(self, block: np.ndarray, shape_ok: bool, expected: str) -> None:
         if self.program is None:
             raise RuntimeError("prepare() must be called before process()")
-        if block.ndim != 2 or block.shape[1] != self.channels:
-            raise ValueError(f"expected a (frames, {self.channels}) block, got shape {block.shape}")
+        if not shape_ok:
+            raise ValueError(f"expected {expected}, got shape {block.shape}")
         if block.dtype not in _BLOCK_DTYPES or not block.flags.c_contiguous or not block.flags.writeable:
             raise ValueError(f"expected a writeable C-contiguous float32 or float64 block, got "
                              f"{block.dtype} ({'' if block.flags.c_contiguous else 'not '}C-contiguous)")
-        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], self.channels,
-                                block.dtype == np.float64)
 
     def reset(self) -> None:
         """Clear state and counters and rewind dither; the next output repeats the first."""

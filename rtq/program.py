@@ -210,16 +210,18 @@ def program_at(words, base):
     )
 
 
-@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64))
-def process_in_place(words_address, block_address, frames, channels, double):
-    """C entry point: run the program located at ``words_address`` over a C-contiguous
-    (frames, channels) block in place, float64 if ``double`` else float32."""
+@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64))
+def process_in_place(words_address, block_address, frames, width, first, double):
+    """C entry point: run the program located at ``words_address`` in place over columns
+    ``first ..`` (as many as it has channels) of a C-contiguous (frames, width) block,
+    float64 if ``double`` else float32."""
     prog = program_at(numba.carray(address_as_void_pointer(words_address), (PROGRAM_WORDS,), np.int64), 0)
+    last = first + prog[0][META_CHANNELS]
     if double:
-        block = numba.carray(address_as_void_pointer(block_address), (frames, channels), np.float64)
+        block = numba.carray(address_as_void_pointer(block_address), (frames, width), np.float64)[:, first:last]
         run_program(prog, block, block)
     else:
-        block32 = numba.carray(address_as_void_pointer(block_address), (frames, channels), np.float32)
+        block32 = numba.carray(address_as_void_pointer(block_address), (frames, width), np.float32)[:, first:last]
         run_program(prog, block32, block32)
 
 
@@ -230,9 +232,10 @@ class ProgramBuilder:
     until :meth:`build`, which creates each flat array once.
     """
 
-    def __init__(self, channels: int, max_block: int):
+    def __init__(self, channels: int, max_block: int, first_channel: int = 0):
         self.channels = channels
         self.max_block = max_block
+        self.first_channel = first_channel   # stream index of channel 0 (dither streams)
         self.rows: list[np.ndarray] = []
         self.fparams: list[np.ndarray] = []
         self.istate_init: list[int] = []

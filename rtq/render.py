@@ -16,6 +16,7 @@ at the end, so OUTPUT is time-aligned with INPUT and has the same length, unless
 """
 from __future__ import annotations
 
+import copy
 import os
 import queue
 import sys
@@ -34,10 +35,14 @@ from .jit import address_as_void_pointer, kernel
 from .native import Entry
 
 from .chain import Chain
+from .program import META_MAX_BLOCK
 from .errors import UsageError
 from .stages import Quantize, Requantize
 
-DEFAULT_BLOCK = 8192
+DEFAULT_BLOCK = 32768
+# Largest piece the chain's program works on at once (its work buffers, at every rate
+# level, are sized for it); longer blocks are taken in pieces, with the same output.
+PROGRAM_BLOCK = 8192
 _INT_PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 _LAW_SUBTYPES = {"mu-law": "ULAW", "a-law": "ALAW"}
 
@@ -258,26 +263,98 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     started = time.perf_counter()
     with _open_input(inp) as src:
         rate, channels, total = src.samplerate, src.channels, src.frames
-        chain.prepare(rate, channels, block_size, taps=observer is not None)
+        chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
         subtype = choose_subtype(chain, fmt, subtype)
         latency = int(round(chain.latency)) if compensate_latency else 0
         fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
         os.close(fd)
         try:
             with _open_output(tmp_name, rate, channels, subtype, fmt) as dst:
-                written = _stream(chain, src, dst, block_size, latency, subtype,
-                                  _Progress(total) if progress else None, observer)
+                with _ChannelGroups(chain, 1 if observer else _cores()) as groups:
+                    written = _stream(groups, src, dst, block_size, latency, subtype,
+                                      _Progress(total) if progress else None, observer)
             os.chmod(tmp_name, 0o666 & ~_umask())
             os.replace(tmp_name, out)
         except BaseException:
             os.unlink(tmp_name)
             raise
-    counters = chain.program.counters
-    quantizer_rows = [q.info.op_index for q in chain.quantizers()]
-    clips = [int(counters[quantizer_rows, c, 0].sum()) for c in range(channels)]
-    nonfinite = [int(counters[0, c, 1]) for c in range(channels)]
+    clips, nonfinite = groups.counts()
     return RenderResult(written, rate, channels, subtype, latency,
                         time.perf_counter() - started, clips, nonfinite)
+
+
+def _cores() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+class _ChannelGroups:
+    """The prepared chain split into groups of channels, one core each.
+
+    Each group is a copy of the chain prepared for its channels (with their dither
+    streams: ``first_channel``), so together they give exactly the output of the whole
+    chain.  The first group runs on the calling thread, the others on their own threads;
+    the compiled call releases the GIL, so they run in parallel on the same block.
+    With one group, it is the chain itself.
+    """
+
+    def __init__(self, chain: Chain, cores: int):
+        channels = chain.channels
+        count = max(1, min(cores, channels))
+        self.chain = chain
+        if count == 1:
+            self.parts = [(chain, 0)]
+        else:
+            bounds = [round(k * channels / count) for k in range(count + 1)]
+            max_block = chain.program.meta[META_MAX_BLOCK]
+            self.parts = [(copy.deepcopy(chain).prepare(chain.sample_rate, hi - lo, max_block, first_channel=lo), lo)
+                          for lo, hi in zip(bounds, bounds[1:])]
+        self._jobs = [queue.SimpleQueue() for _ in self.parts[1:]]
+        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._threads = [threading.Thread(target=self._work, args=(part, jobs), daemon=True)
+                         for part, jobs in zip(self.parts[1:], self._jobs)]
+        for thread in self._threads:
+            thread.start()
+
+    def _work(self, part, jobs) -> None:
+        group, first = part
+        while (block := jobs.get()) is not None:
+            try:
+                group.process_columns(block, first)
+                self._done.put(None)
+            except BaseException as err:  # handed to the calling thread
+                self._done.put(err)
+
+    def process(self, block: np.ndarray) -> None:
+        """Process ``block`` (frames, channels) in place, every group in parallel."""
+        for jobs in self._jobs:
+            jobs.put(block)
+        group, first = self.parts[0]
+        try:
+            group.process_columns(block, first)
+        finally:
+            errors = [self._done.get() for _ in self._jobs]
+        for err in errors:
+            if err is not None:
+                raise err
+
+    def counts(self) -> tuple[list[int], list[int]]:
+        """Per channel: samples clipped by the quantizers, non-finite input samples."""
+        clips, nonfinite = [], []
+        for group, _ in self.parts:
+            counters = group.program.counters
+            rows = [q.info.op_index for q in group.quantizers()]
+            clips += [int(counters[rows, c, 0].sum()) for c in range(group.channels)]
+            nonfinite += [int(counters[0, c, 1]) for c in range(group.channels)]
+        return clips, nonfinite
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for jobs in self._jobs:
+            jobs.put(None)
+        for thread in self._threads:
+            thread.join()
 
 
 class _Pipeline:
@@ -365,7 +442,7 @@ class _Pipeline:
         self.to_write.put((out, block.shape[0]))
 
 
-def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -> int:
+def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) -> int:
     """The block loop: read, process in place, drop the latency, write, flush."""
     work_dtype = _work_dtype(src.subtype, subtype)
     tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
@@ -376,9 +453,9 @@ def _stream(chain, src, dst, block_size, latency, subtype, progress, observer) -
         for block in _with_flush(pipe.blocks(), tail, latency):
             n = block.shape[0]
             done += n
-            chain.process(block)
+            groups.process(block)
             if observer:
-                observer(chain)
+                observer(groups.chain)
             start = min(to_skip, n)
             to_skip -= start
             if n > start:

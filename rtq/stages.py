@@ -186,7 +186,7 @@ class Requantize(Stage):
         # gone unstable, and it is reset (PCM tables only clip with the input: no reset).
         reset_after = RESET_AFTER_OVERLOADS if self.shaping["kind"] == "design" else 0
         grid = [step, 1.0 / step, off, lo, hi, ebound, reset_after]
-        seeds = [stream_seed(ctx.seed, *ctx.path, c) for c in range(builder.channels)]
+        seeds = [stream_seed(ctx.seed, *ctx.path, builder.first_channel + c) for c in range(builder.channels)]
         keep = history_length(a.size, b.size) - HISTORY_SLACK
         index = builder.add_op(
             OP_REQUANTIZE, ctx.level,

@@ -342,16 +342,16 @@ def test_no_latency_compensation_is_accepted_and_neutral_without_latency(work, c
 
 def test_ctrl_c_exits_130_and_leaves_no_files(work, capsys, monkeypatch):
     calls = []
-    original = Chain.process
+    original = Chain.process_columns
 
-    def interrupted(self, block):
+    def interrupted(self, block, first):
         calls.append(len(block))
         if len(calls) == 4:
             time.sleep(0.2)            # the I/O threads are idle when Ctrl-C comes
             raise KeyboardInterrupt
-        original(self, block)
+        original(self, block, first)
 
-    monkeypatch.setattr(Chain, "process", interrupted)
+    monkeypatch.setattr(Chain, "process_columns", interrupted)
     outcome = {}
     worker = threading.Thread(daemon=True, target=lambda: outcome.setdefault(
         "status", main(["render", "tpdf-16", "in.wav", "out.wav", "--block-size", "100"])))

@@ -11,8 +11,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("input", metavar="INPUT", help="audio file to read")
     parser.add_argument("output", metavar="OUTPUT", help="audio file to write (format from its extension)")
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
-    parser.add_argument("--block-size", type=int, default=8192, metavar="N",
-                        help="frames per block (does not change the output; default 8192)")
+    parser.add_argument("--block-size", type=int, metavar="N",
+                        help="frames read, processed and written at a time (does not change the output; "
+                             "default 32768)")
     parser.add_argument("--subtype", metavar="S",
                         help="output subtype (PCM_16, PCM_24, FLOAT, ULAW, ...); default follows the last stage")
     parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
@@ -27,7 +28,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
     from rtq.presets import load_preset
-    from rtq.render import render_file
+    from rtq.render import DEFAULT_BLOCK, render_file
 
     metering = bool(args.report or args.plot)
     observer = None
@@ -38,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         check_outputs(args.report, args.plot)
         observer = RenderMeter()
     chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
-    result = render_file(chain, args.input, args.output, block_size=args.block_size,
+    result = render_file(chain, args.input, args.output, block_size=DEFAULT_BLOCK if args.block_size is None else args.block_size,
                          subtype=args.subtype, force=args.force,
                          compensate_latency=not args.no_latency_compensation, observer=observer)
     if metering:
