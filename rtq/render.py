@@ -453,9 +453,13 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
         for block in _with_flush(pipe.blocks(), tail, latency):
             n = block.shape[0]
             done += n
-            groups.process(block)
-            if observer:
-                observer(groups.chain)
+            if observer:   # it reads the meter taps, which hold one program piece
+                piece = int(groups.chain.program.meta[META_MAX_BLOCK])
+                for first in range(0, n, piece):
+                    groups.process(block[first:first + piece])
+                    observer(groups.chain)
+            else:
+                groups.process(block)
             start = min(to_skip, n)
             to_skip -= start
             if n > start:
