@@ -6,9 +6,9 @@ error-feedback coefficients (see :mod:`rtq.dsp.shaping`)::
 
     o = sum a[j] e[n-j] - sum b[j] o[n-j]        # filtered past errors
     xs = x / step                                # in steps (LSB); exact scaling
-    code = clamp(rint((xs + r - off) - o) + off, lo, hi)
-    y = step * code
-    e = clamp(code - (xs - o), -ebound, +ebound) # error fed back, dither included
+    q = clamp(rint((xs + r - off) - o), lo - off, hi - off)
+    y = step * (q + off)                         # the code is q + off
+    e = clamp(q - ((xs - off) - o), -ebound, +ebound)  # error fed back, dither included
 
 Grid: ``step = 2^(1 - bits)``, ``off = 0`` and codes ``-2^(bits-1) ... 2^(bits-1) - 1``;
 ``bits = 1`` is the two-level sign quantizer (+-1): ``step = 2``, ``off = 1/2``.
@@ -30,7 +30,7 @@ from numba import njit
 
 from ..jit import kernel
 from .rng import next_bits, next_uniform
-from .simd import lane_sums4
+from .simd import fused_multiply_add, lane_sums4
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -173,8 +173,9 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     step = grid[0]
     inv_step = grid[1]
     off = grid[2]
-    lo = grid[3]
-    hi = grid[4]
+    # Bounds of the rounded value q; the code is q + off, formed off the feedback path.
+    lo = grid[3] - off
+    hi = grid[4] - off
     ebound = grid[5]
     reset_after = grid[6]
     na = a.shape[0]
@@ -188,6 +189,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     run = misc[2]
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
+        xo = xs - off
         r, gen, prev = _dither(dither_kind, dither_amp, gen, prev)
         v = xs + r - off
         if shaped:
@@ -208,24 +210,23 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
             rest = misc[_FAR + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
             for j in range(nb):
                 rest -= b[j] * ho[hp - np.uint64(j + 1)]
-            # Only this multiply-add, the rounding and the error below depend on the
-            # previous sample's error: the loop's critical path.
-            o = rest + a[0] * e1
+            # Only this multiply-add (fused: one rounding, one instruction), the rounding
+            # and the error below depend on the previous sample's error: the loop's
+            # critical path.
+            o = fused_multiply_add(a[0], e1, rest)
             ho[p] = o
-            code = np.rint(v - o)
+            q = np.rint(v - o)
         else:
-            code = np.rint(v)
-        if off:
-            code += off
-        if code > hi:
-            code = hi
+            q = np.rint(v)
+        if q > hi:
+            q = hi
             counters[COUNT_CLIPS] += 1
-        elif code < lo:
-            code = lo
+        elif q < lo:
+            q = lo
             counters[COUNT_CLIPS] += 1
-        x[i] = code * step
+        x[i] = (q + off) * step
         if shaped:
-            e = code - (xs - o)
+            e = q - (xo - o)
             if e > ebound or e < -ebound:
                 e = ebound if e > 0 else -ebound
                 run += 1

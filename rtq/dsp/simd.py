@@ -43,3 +43,17 @@ def lane_sums4(typingctx, coeffs, hist, pos, first):
         return context.make_tuple(builder, signature.return_type, lanes)
 
     return sig, codegen
+
+
+@intrinsic
+def fused_multiply_add(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (LLVM's ``llvm.fma``: the FMA instruction where the
+    CPU has one), the same on every path, unlike letting the compiler contract."""
+    sig = types.float64(types.float64, types.float64, types.float64)
+
+    def codegen(context, builder, signature, args):
+        double = ir.DoubleType()
+        fma = builder.module.declare_intrinsic("llvm.fma", [double], ir.FunctionType(double, [double] * 3))
+        return builder.call(fma, args)
+
+    return sig, codegen
