@@ -17,10 +17,9 @@ way, so the results are bit-identical (``tests/test_native.py`` checks both rout
 
 A stored object is used only when its key matches: rtq's source (every file under
 ``rtq/``), the Python, NumPy, Numba and llvmlite versions, ``NUMBA_*`` settings and
-the host CPU's name and features.  Objects are written atomically; one that cannot be
-read or linked is compiled again.  The directory is ``$RTQ_CACHE_DIR``, else
-``$XDG_CACHE_HOME/rtq``, else ``~/.cache/rtq``; ``RTQ_NATIVE_CACHE=0`` always compiles
-with Numba, from Numba's own cache.
+the host CPU's name and features.  Objects are written atomically (in
+:func:`rtq.cache.cache_dir`); one that cannot be read or linked is compiled again.
+``RTQ_NATIVE_CACHE=0`` always compiles with Numba, from Numba's own cache.
 
 Real-time rules: an entry is resolved (loaded or compiled) on first use, under a lock,
 so stream and render set-up resolve every entry they need before audio starts; calling
@@ -35,13 +34,14 @@ import hashlib
 import os
 import platform
 import sys
-import tempfile
 import threading
 from pathlib import Path
 
 import numba
 import numpy as np
 from numba import types
+
+from .cache import cache_dir, source_digest, write_atomically
 
 _MAGIC = b"rtq-native-object 2\n"
 _lock = threading.Lock()
@@ -109,7 +109,7 @@ class Entry:
         with _lock:
             if self._address is not None:
                 return
-            path = _cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
+            path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
             if _enabled():
                 try:
                     self._address, self._keepalive = _link(path.read_bytes())
@@ -129,23 +129,6 @@ def _enabled() -> bool:
     return os.environ.get("RTQ_NATIVE_CACHE", "1") != "0"
 
 
-def _cache_dir() -> Path:
-    if os.environ.get("RTQ_CACHE_DIR"):
-        return Path(os.environ["RTQ_CACHE_DIR"])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "rtq"
-
-
-@functools.cache
-def _source_digest() -> str:
-    """Digest of rtq's own source: any change to any module invalidates every object."""
-    root = Path(__file__).parent
-    digest = hashlib.sha256()
-    for path in sorted(root.rglob("*.py")):
-        digest.update(path.relative_to(root).as_posix().encode() + b"\0" + path.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 @functools.cache
 def _host_description() -> str:
     import llvmlite
@@ -157,25 +140,17 @@ def _host_description() -> str:
 
 
 def _cache_key(signature) -> str:
-    key = f"{_source_digest()}|{_host_description()}|{signature}"
+    key = f"{source_digest()}|{_host_description()}|{signature}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
 def _store(path: Path, compiled) -> None:
-    """Write the machine code of a freshly compiled cfunc (its library's final module, which
-    holds everything it calls) after its symbol name and SHA-256, atomically; a failure
-    only costs speed."""
-    try:
-        library = compiled._library
-        obj = library._codegen._tm.emit_object(library._final_module)
-        data = _MAGIC + compiled.native_name.encode() + b"\n" + hashlib.sha256(obj).hexdigest().encode() + b"\n" + obj
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except (OSError, ValueError, RuntimeError, AttributeError):
-        pass
+    """Store the machine code of a freshly compiled cfunc (its library's final module,
+    which holds everything it calls) after its symbol name and SHA-256."""
+    library = compiled._library
+    obj = library._codegen._tm.emit_object(library._final_module)
+    write_atomically(path, _MAGIC + compiled.native_name.encode() + b"\n" + hashlib.sha256(obj).hexdigest().encode()
+                     + b"\n" + obj)
 
 
 def _link(data: bytes):

@@ -61,6 +61,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..cache import stored_design
 from ..jit import kernel
 
 __all__ = [
@@ -255,6 +256,35 @@ def default_band_hz(stream_rate: float) -> float:
     return min(DEFAULT_BAND_HZ, BAND_FRACTION * float(stream_rate))
 
 
+@stored_design
+def _pole_scale(order: int, wb: float, h_inf: float, optimize_zeros: bool) -> tuple[float | None, float]:
+    """Log of the pole scale that brings ``max |NTF|`` to ``h_inf`` (None: the zeros alone
+    stay below it, an FIR NTF), and the ``max |NTF|`` reached."""
+    from scipy import optimize  # design time only; stored, so a warm start skips it
+    x = optimal_zero_positions(order) if optimize_zeros else np.zeros(order)
+    zeros = np.exp(1j * wb * x)
+    fir_gain = _max_gain(zeros, np.zeros(0, dtype=complex))
+    if fir_gain <= h_inf:
+        return None, fir_gain
+
+    # max |NTF| grows monotonically with the scale (poles move in from the zeros)
+    def excess(log_scale: float) -> float:
+        return _max_gain(zeros, _poles(x, wb, math.exp(log_scale))) - h_inf
+
+    hi = math.log(4.0)  # |N|^2 <= 4^K on the circle: scale^K >= max |N|^2
+    lo = hi
+    while excess(lo) > 0.0:
+        lo -= 2.0
+        if lo < -60.0:
+            raise ValueError("NTF design failed: cannot reach the target gain")
+    while excess(hi) < 0.0:
+        hi += 2.0
+        if hi > 60.0:
+            raise ValueError("NTF design failed: cannot reach the target gain")
+    log_scale = optimize.brentq(excess, lo, hi, xtol=1e-13, rtol=1e-13)
+    return log_scale, _max_gain(zeros, _poles(x, wb, math.exp(log_scale)))
+
+
 def design_ntf(
     order: int,
     rate: float,
@@ -290,7 +320,6 @@ def design_ntf(
     ValueError
         On an order out of range, a band not inside ``0 .. rate / 2`` or ``h_inf <= 1``.
     """
-    from scipy import optimize
     if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 1 <= order <= MAX_ORDER:
         raise ValueError(f"noise-shaping order must be 1 .. {MAX_ORDER}, got {order!r}")
     rate = float(rate)
@@ -305,31 +334,13 @@ def design_ntf(
     wb = 2 * np.pi * band_hz / rate
     x = optimal_zero_positions(order) if optimize_zeros else np.zeros(order)
     zeros = np.exp(1j * wb * x)
-    none = np.zeros(0, dtype=complex)
-    if _max_gain(zeros, none) <= h_inf:  # the zeros alone stay below the target: FIR NTF
-        poles = none
-    else:
-        # max |NTF| grows monotonically with the scale (poles move in from the zeros)
-        def excess(log_scale: float) -> float:
-            return _max_gain(zeros, _poles(x, wb, math.exp(log_scale))) - h_inf
-
-        hi = math.log(4.0)  # |N|^2 <= 4^K on the circle: scale^K >= max |N|^2
-        lo = hi
-        while excess(lo) > 0.0:
-            lo -= 2.0
-            if lo < -60.0:
-                raise ValueError("NTF design failed: cannot reach the target gain")
-        while excess(hi) < 0.0:
-            hi += 2.0
-            if hi > 60.0:
-                raise ValueError("NTF design failed: cannot reach the target gain")
-        log_scale = optimize.brentq(excess, lo, hi, xtol=1e-13, rtol=1e-13)
-        poles = _poles(x, wb, math.exp(log_scale))
+    log_scale, reached = _pole_scale(order, wb, float(h_inf), bool(optimize_zeros))
+    poles = np.zeros(0, dtype=complex) if log_scale is None else _poles(x, wb, math.exp(log_scale))
     b = np.real(np.poly(zeros))
     a = np.real(np.poly(poles)) if len(poles) else np.array([1.0])
     a = np.pad(a, (0, len(b) - len(a)))
     return NtfDesign(
-        order=order, rate=rate, band_hz=band_hz, h_inf=_max_gain(zeros, poles),
+        order=order, rate=rate, band_hz=band_hz, h_inf=reached,
         zeros=zeros, poles=poles, b=b, a=a,
     )
 

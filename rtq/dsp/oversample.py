@@ -116,12 +116,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import numpy as np
 
 from numba.extending import register_jitable
 
+from ..cache import stored_design
 from ..jit import kernel
 
 __all__ = [
@@ -222,7 +222,7 @@ def _fir_stopband_db(g: np.ndarray, fp: float) -> float:
     return float(-20 * np.log10(max(dev, 1e-300)))
 
 
-@lru_cache(maxsize=None)
+@stored_design
 def _fir_design_cached(fp: float, atten_db: float) -> tuple[float, ...]:
     from scipy import signal  # design time only: keeps start-up light
     fp_d = max(fp, _FIR_MIN_STAGE_FP)
@@ -292,7 +292,7 @@ def _elliptic_halfband(order: int, fp: float) -> tuple[np.ndarray, np.ndarray, f
     return beta[0::2].copy(), beta[1::2].copy(), atten
 
 
-@lru_cache(maxsize=None)
+@stored_design
 def _iir_design_cached(fp: float, atten_db: float) -> tuple[tuple[float, ...], tuple[float, ...]]:
     for order in range(5, 101, 4):  # N = 1 (mod 4): both branches get (N-1)/4 sections
         a0, a1, att = _elliptic_halfband(order, fp)
