@@ -187,6 +187,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     prev = misc[0]
     e1 = misc[1]
     run = misc[2]
+    o1 = ho[p - 1] if p > 0 else 0.0   # the newest filter output, kept in a register
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
         xo = xs - off
@@ -208,13 +209,16 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                 misc[_FAR + 3] = f3
             hp = np.uint64(p)
             rest = misc[_FAR + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
-            for j in range(nb):
-                rest -= b[j] * ho[hp - np.uint64(j + 1)]
-            # Only this multiply-add (fused: one rounding, one instruction), the rounding
-            # and the error below depend on the previous sample's error: the loop's
-            # critical path.
+            if nb:
+                for j in range(nb - 1, 0, -1):
+                    rest -= b[j] * ho[hp - np.uint64(j + 1)]
+                rest = fused_multiply_add(-b[0], o1, rest)
+            # Only these multiply-adds (fused: one rounding, one instruction each), the
+            # rounding and the error below depend on the previous sample: the loop's
+            # critical path, so the newest terms come last.
             o = fused_multiply_add(a[0], e1, rest)
             ho[p] = o
+            o1 = o
             q = np.rint(v - o)
         else:
             q = np.rint(v)
@@ -235,6 +239,7 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                     ho[:] = 0.0
                     misc[_FAR:] = 0.0
                     e = 0.0
+                    o1 = 0.0
                     run = 0
                     counters[COUNT_RESETS] += 1
             else:
