@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -52,3 +53,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The reader went away (``rtq presets | head``): stop quietly, as Unix tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    finally:
+        # What is alive now (mostly Numba's and NumPy's module objects) lives until the
+        # process ends: keeping it out of the collections at interpreter shutdown saves
+        # 0.04 s of every command.
+        gc.freeze()
