@@ -203,6 +203,12 @@ class LiveSession:
         return Chain.from_spec(spec, seed=self.seed)
 
     # -- running ------------------------------------------------------------------
+    def start(self) -> None:
+        """Start playing (a no-op once started); :meth:`run` starts too, if needed."""
+        if self.started is None:
+            self.engine.start()
+            self.started = time.monotonic()
+
     def run(self, duration: float | None = None, tick=None, interval: float = 0.1) -> None:
         """Play until ``duration`` seconds have passed, Ctrl-C, or the stream is lost.
 
@@ -210,8 +216,7 @@ class LiveSession:
         screen).  Raises :class:`~rtq.live.stream.StreamLost` when the audio server or
         device goes away (within 2 s).
         """
-        self.engine.start()
-        self.started = time.monotonic()
+        self.start()
         try:
             while True:
                 left = None if duration is None else self.started + duration - time.monotonic()

@@ -7,7 +7,6 @@ change).
 from __future__ import annotations
 
 import numpy as np
-from scipy import signal
 
 from ..errors import UsageError
 
@@ -83,6 +82,8 @@ def _cross_correlation(ref: np.ndarray, proc: np.ndarray, max_lag: int, block: i
     -------
     corr, lags : numpy.ndarray
     """
+    from scipy import signal  # imported where used: the live screen imports this package
+
     total = np.zeros(2 * max_lag + 1)
     for start in range(0, len(ref), block):
         part = ref[start:start + block]

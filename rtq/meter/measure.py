@@ -84,7 +84,6 @@ from collections import deque
 from collections.abc import Callable, Sequence
 
 import numpy as np
-from scipy import signal
 
 from .weighting import power_weighting
 
@@ -183,6 +182,8 @@ def _ntf_power(ntf: Ntf | None, w: np.ndarray) -> np.ndarray:
     if callable(ntf):
         response = ntf(w)
     else:
+        from scipy import signal  # imported where used: 0.5 s at start-up otherwise
+
         b, a = ntf
         _, response = signal.freqz(b, a, worN=w)
     return np.abs(np.asarray(response)) ** 2
@@ -237,6 +238,8 @@ class ErrorMeter:
         self.stage = stage
         self._nfft = nfft
         self._hop = nfft // 2
+        from scipy import signal  # imported where used: 0.5 s at start-up otherwise
+
         self._window = signal.get_window("hann", nfft)
         self._freq = np.fft.rfftfreq(nfft, 1.0 / self.sample_rate)
         w = 2.0 * np.pi * self._freq / self.sample_rate
