@@ -109,19 +109,19 @@ class Entry:
         with _lock:
             if self._address is not None:
                 return
-            path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
-            if _enabled():
-                try:
-                    self._address, self._keepalive = _link(path.read_bytes())
-                    return
-                except (OSError, ValueError, RuntimeError):
-                    pass  # missing, unreadable or stale: compile it
             if not _enabled():
                 compiled = numba.cfunc(self.signature, cache=True, error_model="numpy")(self.pyfunc)
-            else:
-                # Not from Numba's cache: a library loaded from there no longer holds its object.
-                compiled = numba.cfunc(self.signature, error_model="numpy")(self.pyfunc)
-                _store(path, compiled)
+                self._address, self._keepalive = compiled.address, compiled
+                return
+            path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
+            try:
+                self._address, self._keepalive = _link(path.read_bytes())
+                return
+            except (OSError, ValueError, RuntimeError):
+                pass  # missing, unreadable or stale: compile it
+            # Not from Numba's cache: a library loaded from there no longer holds its object.
+            compiled = numba.cfunc(self.signature, error_model="numpy")(self.pyfunc)
+            _store(path, compiled)
             self._address, self._keepalive = compiled.address, compiled
 
 
