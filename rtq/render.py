@@ -146,27 +146,28 @@ def _to_codes(src, dst, n, scale, top):
             dst[t, c] = min(src[t, c] * scale, top)
 
 
+@kernel
+def _codes_from(src_address, double, dst, scale, top):
+    """:func:`_to_codes` from float32 or float64 (``double``) values at ``src_address``."""
+    if double:
+        _to_codes(numba.carray(address_as_void_pointer(src_address), dst.shape, np.float64), dst, dst.shape[0],
+                  scale, top)
+    else:
+        _to_codes(numba.carray(address_as_void_pointer(src_address), dst.shape, np.float32), dst, dst.shape[0],
+                  scale, top)
+
+
 @Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64))
 def _codes_entry(src_address, dst_address, frames, channels, double, wide):
     """C entry point of :func:`_to_codes`: float32/float64 (``double``) grid values to
     int16 or int32 (``wide``) codes, both C-contiguous (frames, channels)."""
     shape = (frames, channels)
     if wide:
-        dst32 = numba.carray(address_as_void_pointer(dst_address), shape, np.int32)
-        if double:
-            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float64), dst32, frames,
-                      2147483648.0, 2147483647.0)
-        else:
-            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float32), dst32, frames,
-                      2147483648.0, 2147483647.0)
+        _codes_from(src_address, double, numba.carray(address_as_void_pointer(dst_address), shape, np.int32),
+                    2147483648.0, 2147483647.0)
     else:
-        dst16 = numba.carray(address_as_void_pointer(dst_address), shape, np.int16)
-        if double:
-            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float64), dst16, frames,
-                      32768.0, 32767.0)
-        else:
-            _to_codes(numba.carray(address_as_void_pointer(src_address), shape, np.float32), dst16, frames,
-                      32768.0, 32767.0)
+        _codes_from(src_address, double, numba.carray(address_as_void_pointer(dst_address), shape, np.int16),
+                    32768.0, 32767.0)
 
 
 def _audio_format(path: Path) -> str:

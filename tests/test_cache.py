@@ -1,15 +1,9 @@
 """Stored filter designs: a warm start designs nothing and imports no SciPy (rtq.cache)."""
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
+from probes import run_probe
 
-REPO = Path(__file__).resolve().parent.parent
 # What the designs need (importing numba itself imports the top-level scipy package).
 DESIGN_PACKAGES = {"scipy.signal", "scipy.optimize", "scipy.special"}
 
@@ -31,14 +25,6 @@ print(json.dumps({"ntf": [list(ntf.b), list(ntf.a), ntf.h_inf], "iir": minimum.c
 """
 
 
-def probe(cache: Path) -> dict:
-    env = dict(os.environ, RTQ_CACHE_DIR=str(cache))
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("rtq-cache")
@@ -46,7 +32,7 @@ def cache(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def cold(cache):
-    return probe(cache)
+    return run_probe(PROBE, cache)
 
 
 def test_a_cold_start_designs_with_scipy_and_stores_the_designs(cache, cold):
@@ -55,7 +41,7 @@ def test_a_cold_start_designs_with_scipy_and_stores_the_designs(cache, cold):
 
 
 def test_a_warm_start_reads_the_same_designs_without_importing_scipy(cache, cold):
-    warm = probe(cache)
+    warm = run_probe(PROBE, cache)
     assert not DESIGN_PACKAGES & set(warm["scipy"])
     assert warm["ntf"] == cold["ntf"] and warm["iir"] == cold["iir"]
 
@@ -63,6 +49,6 @@ def test_a_warm_start_reads_the_same_designs_without_importing_scipy(cache, cold
 def test_a_damaged_design_is_designed_again(cache, cold):
     for path in (cache / "designs").glob("*.json"):
         path.write_text(path.read_text()[:-3])
-    again = probe(cache)
+    again = run_probe(PROBE, cache)
     assert again["ntf"] == cold["ntf"] and again["iir"] == cold["iir"]
-    assert not DESIGN_PACKAGES & set(probe(cache)["scipy"])
+    assert not DESIGN_PACKAGES & set(run_probe(PROBE, cache)["scipy"])

@@ -3,22 +3,17 @@ Numba's start-up (rtq.native)."""
 from __future__ import annotations
 
 import copy
-import json
 import re
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from probes import run_probe
 
 from rtq.chain import Chain
 from rtq.live.engine import engine_callback
 from rtq.presets import load_preset
 from rtq.program import process_in_place
-
-REPO = Path(__file__).resolve().parent.parent
 
 # Runs a chain with shaping, oversampling and the 1-bit modulator over noise and reports
 # the output's digest, how the entry point was obtained and whether Numba's compiler
@@ -27,9 +22,7 @@ PROBE = """
 import hashlib, json, sys
 import numpy as np
 from rtq.chain import Chain
-from rtq.live.engine import engine_callback
 from rtq.presets import load_preset
-from rtq.program import process_in_place
 from rtq.program import process_in_place
 digest = hashlib.sha256()
 for name in ("cd-16-shibata", "converter-8bit-8x", "dsd64-1bit"):
@@ -44,15 +37,6 @@ print(json.dumps({"digest": digest.hexdigest(),
 """
 
 
-def probe(cache: Path, **env) -> dict:
-    environment = dict(os.environ, RTQ_CACHE_DIR=str(cache), **env)
-    environment["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
-    done = subprocess.run([sys.executable, "-c", PROBE], env=environment, capture_output=True, text=True,
-                          timeout=600)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
-
-
 @pytest.fixture(scope="module")
 def cache(tmp_path_factory):
     return tmp_path_factory.mktemp("rtq-cache")
@@ -61,7 +45,7 @@ def cache(tmp_path_factory):
 @pytest.fixture(scope="module")
 def first(cache):
     """The first process with an empty cache compiles with Numba and stores the object."""
-    return probe(cache)
+    return run_probe(PROBE, cache)
 
 
 def stored_object(cache: Path) -> Path:
@@ -75,14 +59,14 @@ def test_the_first_process_compiles_and_stores_the_entry(cache, first):
 
 
 def test_later_processes_link_the_stored_object_without_numbas_compiler(cache, first):
-    later = probe(cache)
+    later = run_probe(PROBE, cache)
     assert not later["numba_compiled"]
     assert not later["numba_registry_loaded"]
     assert later["digest"] == first["digest"]
 
 
 def test_the_stored_machine_code_matches_numbas_own_compilation(cache, first):
-    numba_only = probe(cache, RTQ_NATIVE_CACHE="0")
+    numba_only = run_probe(PROBE, cache, RTQ_NATIVE_CACHE="0")
     assert numba_only["numba_compiled"]
     assert numba_only["digest"] == first["digest"]
 
@@ -91,9 +75,9 @@ def test_a_damaged_object_is_compiled_again(cache, first):
     path = stored_object(cache)
     data = path.read_bytes()
     path.write_bytes(data[:-4096] + bytes(4096))  # the end of the machine code zeroed
-    again = probe(cache)
+    again = run_probe(PROBE, cache)
     assert again["numba_compiled"] and again["digest"] == first["digest"]
-    assert probe(cache)["numba_compiled"] is False  # and stored anew
+    assert run_probe(PROBE, cache)["numba_compiled"] is False  # and stored anew
 
 
 def test_this_process_runs_the_same_samples(first):
