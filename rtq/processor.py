@@ -75,10 +75,7 @@ class Processor:
         Any number of frames (work is done in pieces of at most ``max_block``).
         Allocates nothing; output is identical however the stream is cut into blocks.
         """
-        self._check(block, block.ndim == 2 and block.shape[1] == self.channels,
-                    f"a (frames, {self.channels}) block")
-        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], self.channels, 0,
-                                block.dtype == np.float64)
+        self._run(block, 0, whole=True)
 
     def process_columns(self, block: np.ndarray, first: int) -> None:
         """Process columns ``first .. first + channels - 1`` of a wider ``block`` in place.
@@ -87,19 +84,21 @@ class Processor:
         processors for disjoint columns may run on the same block in parallel threads
         (the compiled call releases the GIL).
         """
-        self._check(block, block.ndim == 2 and 0 <= first and first + (self.channels or 0) <= block.shape[1],
-                    f"a block with columns {first} .. {first + (self.channels or 0) - 1}")
-        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], block.shape[1],
-                                first, block.dtype == np.float64)
+        self._run(block, first, whole=False)
 
-    def _check(self, block: np.ndarray, shape_ok: bool, expected: str) -> None:
+    def _run(self, block: np.ndarray, first: int, whole: bool) -> None:
         if self.program is None:
             raise RuntimeError("prepare() must be called before process()")
-        if not shape_ok:
+        width = block.shape[1] if block.ndim == 2 else -1
+        if (whole and width != self.channels) or not 0 <= first <= width - self.channels:
+            expected = (f"a (frames, {self.channels}) block" if whole else
+                        f"a block with columns {first} .. {first + self.channels - 1}")
             raise ValueError(f"expected {expected}, got shape {block.shape}")
         if block.dtype not in _BLOCK_DTYPES or not block.flags.c_contiguous or not block.flags.writeable:
             raise ValueError(f"expected a writeable C-contiguous float32 or float64 block, got "
                              f"{block.dtype} ({'' if block.flags.c_contiguous else 'not '}C-contiguous)")
+        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], width, first,
+                                block.dtype == np.float64)
 
     def reset(self) -> None:
         """Clear state and counters and rewind dither; the next output repeats the first."""

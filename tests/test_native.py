@@ -127,3 +127,12 @@ def test_the_compiled_audio_path_never_calls_an_allocator(entry):
     assert "run_program" in code and called
     allocators = {f for f in called if re.fullmatch(r"NRT_(Allocate|MemInfo_alloc|MemInfo_new)\w*|[cm]alloc|realloc", f)}
     assert not allocators
+
+
+def test_process_columns_refuses_columns_the_block_does_not_have():
+    chain = Chain.from_spec(load_preset("cd-16-shibata")).prepare(44100, 2, 64)
+    block = np.zeros((64, 3))
+    chain.process_columns(block, 1)
+    for first in (2, -1):
+        with pytest.raises(ValueError, match="columns"):
+            chain.process_columns(block, first)

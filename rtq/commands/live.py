@@ -43,17 +43,17 @@ def run(args: argparse.Namespace) -> int:
                           output_device=args.output_device, samplerate=args.samplerate,
                           blocksize=args.blocksize, latency=args.latency, channels=args.channels,
                           source=args.input, seed=args.seed)
+    from rtq.ui.display import resolve_stage, run_json, run_screen
+
+    try:
+        stage = resolve_stage(session, args.meter_stage)
+    except Exception:
+        session.close()
+        raise
     display = None
     status = 0
     try:
-        session.start()   # audio first; the screen and the meter load while it plays
-        from rtq.ui.display import resolve_stage, run_json, run_screen
-
-        try:
-            stage = resolve_stage(session, args.meter_stage)
-        except Exception:
-            session.close()
-            raise
+        session.start()   # audio first; the meter (SciPy, 0.5 s) loads while it plays
         if args.json:
             run_json(session, args.duration, stage=stage)
         elif sys.stdout.isatty() and not args.no_display:
