@@ -142,9 +142,18 @@ def _tap(buf, n, ring, written):
     """Append ``buf[:, :n]`` to ``ring`` (channels, size); ``written[0]`` counts frames."""
     size = ring.shape[1]
     w = written[0]
+    start = w % size
+    # Two contiguous runs (up to the ring's end, then from its start): vectorised
+    # copies, not an integer division per sample (taps run at oversampled rates).
+    # Element loops: a slice copy may allocate a temporary for overlap.
+    first = min(n, size - start)
     for c in range(buf.shape[0]):
-        for t in range(n):
-            ring[c, (w + t) % size] = buf[c, t]
+        src = buf[c]
+        dst = ring[c]
+        for t in range(first):
+            dst[start + t] = src[t]
+        for t in range(first, n):
+            dst[t - first] = src[t]
     written[0] = w + n
 
 
