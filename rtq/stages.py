@@ -16,8 +16,8 @@ from .dsp import shaping
 from .dsp.g711 import LAW_A, LAW_MU
 from .dsp.ntf import design_ntf
 from .dsp.oversample import design_oversampler
-from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK, NEAR_TAPS, dither_peak_lsb,
-                             history_length, state_per_channel)
+from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK, dither_peak_lsb, history_length,
+                             kernel_coefficients, state_per_channel)
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
@@ -171,10 +171,7 @@ class Requantize(Stage):
 
     def emit(self, builder, ctx):
         filt = self.error_filter(ctx.sample_rate, ctx.stream_rate)
-        a = np.asarray(filt.a if filt else (), dtype=np.float64)
-        if a.size:
-            a = np.concatenate([a, np.zeros(max(NEAR_TAPS - a.size, 0))])
-        b = np.asarray(filt.b if filt else (), dtype=np.float64)
+        a, b = kernel_coefficients(filt.a if filt else (), filt.b if filt else ())
         if self.bits == 1:
             step, off, lo, hi = 2.0, 0.5, -0.5, 0.5
         else:
@@ -187,7 +184,7 @@ class Requantize(Stage):
         reset_after = RESET_AFTER_OVERLOADS if self.shaping["kind"] == "design" else 0
         grid = [step, 1.0 / step, off, lo, hi, ebound, reset_after]
         seeds = [stream_seed(ctx.seed, *ctx.path, builder.first_channel + c) for c in range(builder.channels)]
-        keep = history_length(a.size, b.size) - HISTORY_SLACK
+        keep = history_length(a.size) - HISTORY_SLACK
         index = builder.add_op(
             OP_REQUANTIZE, ctx.level,
             params=np.concatenate([grid, [self.amplitude], a, b]),

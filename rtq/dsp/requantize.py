@@ -14,6 +14,14 @@ Grid: ``step = 2^(1 - bits)``, ``off = 0`` and codes ``-2^(bits-1) ... 2^(bits-1
 ``bits = 1`` is the two-level sign quantizer (+-1): ``step = 2``, ``off = 1/2``.
 ``rint`` rounds half to even, so rounding is symmetric and unbiased.
 
+Two kernels run that loop.  FIR error filters (the published tables, custom
+coefficients) keep a linear history of past errors and sum their older taps a few
+samples at a time in a vector register.  Recursive filters (designed NTFs, Gesemann's
+tables) are short, high-gain loops that often run oversampled: they run in transposed
+direct form II, whose state (one word per order) stays in registers for the whole
+block, and two channels go through one loop side by side, so the CPU overlaps their
+loop-carried chains.
+
 Why the error is clamped: when the output saturates, ``y - d`` is no longer a
 quantization error but the clipped excess, and feeding it back makes a high-gain
 shaping loop run away.  The bound is the largest error the quantizer makes when it does
@@ -30,7 +38,8 @@ from numba import njit
 
 from ..jit import kernel
 from .rng import next_bits, next_uniform
-from .simd import fused_multiply_add, lane_sums4
+from .simd import (first_lane, fused_multiply_add, lane_sums4, load_vector, store_vector, transposed_update8,
+                   zero_vector)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -110,28 +119,42 @@ _MISC = 3 + NEAR_TAPS
 _FAR = 3
 
 
-def history_length(a_taps: int, b_taps: int) -> int:
-    """Samples of error (and feedback) history kept per channel."""
-    return max(a_taps, b_taps, NEAR_TAPS) + HISTORY_SLACK
+# Highest order of a recursive error filter (its state fills two 4-lane vectors).
+RECURSIVE_ORDER = 8
+
+
+def kernel_coefficients(a, b) -> tuple[np.ndarray, np.ndarray]:
+    """An error filter's ``a``, ``b`` laid out for :func:`requantize_block`: FIR ``a``
+    zero-padded to at least NEAR_TAPS; recursive ``a`` and ``b`` zero-padded to
+    RECURSIVE_ORDER taps each (a higher order is a ValueError)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if not b.size:
+        return (np.concatenate([a, np.zeros(max(NEAR_TAPS - a.size, 0))]) if a.size else a), b
+    if max(a.size, b.size) > RECURSIVE_ORDER:
+        raise ValueError(f"recursive error filters go up to order {RECURSIVE_ORDER}, got {max(a.size, b.size)}")
+    return np.pad(a, (0, RECURSIVE_ORDER - a.size)), np.pad(b, (0, RECURSIVE_ORDER - b.size))
+
+
+def history_length(a_taps: int) -> int:
+    """Samples of error history kept per channel by the FIR kernel."""
+    return max(a_taps, NEAR_TAPS) + HISTORY_SLACK
 
 
 def state_per_channel(a_taps: int, b_taps: int) -> int:
     """fstate words per channel for an error filter with these tap counts."""
-    return 2 * history_length(a_taps, b_taps) + _MISC
+    if b_taps:
+        return RECURSIVE_ORDER + _MISC
+    return history_length(a_taps) + _MISC
 
 
 @kernel
 def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rng, counters):
     """Requantize ``buf[:, :n]`` (all channels) in place.
 
-    Work is in units of the step (LSB): ``xs = x / step`` is exact.  The error filter
-    ``o[n] = sum_{j>=1} a[j-1] e[n-j] - sum_{j>=1} b[j-1] o[n-j]`` is split into *far*
-    taps (j > NEAR_TAPS), summed for NEAR_TAPS samples at once from errors that are
-    already known (four lanes of one vector register, :func:`~rtq.dsp.simd.lane_sums4`),
-    and *near* taps
-    summed per sample, newest last, so the loop-carried path is one multiply, two adds
-    and a rounding.  The summation order is fixed, so the result does not depend on
-    block size or sub-block alignment.
+    Work is in units of the step (LSB): ``xs = x / step`` is exact.  The error filter is
+    ``o[n] = sum_{j>=1} a[j-1] e[n-j] - sum_{j>=1} b[j-1] o[n-j]``.  Every sum runs in a
+    fixed order, so the result does not depend on block size or sub-block alignment.
 
     Parameters
     ----------
@@ -139,37 +162,68 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
     grid : float64[7]
         ``step, 1/step, off, lo, hi, ebound, reset_after`` (lo, hi, ebound in steps).
     a, b : float64 arrays
-        Error-feedback coefficients (``a`` zero-padded to at least NEAR_TAPS; ``b``
-        may be empty).
+        Error-feedback coefficients, as :func:`kernel_coefficients` lays them out.  FIR
+        (``b`` empty): see :func:`_requantize_fir`; recursive: see
+        :func:`_requantize_recursive`.
     state : float64 array, channels * :func:`state_per_channel` words
-        Per channel: linear error history, linear feedback history (each
-        :func:`history_length` long, newest at ``pos - 1``), then the tpdf-hp draw, the
-        newest error, the overload run length and the current sub-block's far sums.
+        Per channel: the filter's memory (FIR: the linear error history,
+        :func:`history_length` long, newest at ``pos - 1``; recursive: the transposed
+        form's state), then the tpdf-hp draw, the newest error, the overload run length
+        and (FIR) the current sub-block's far sums.
     pos : int64[2]
-        ``pos[0]``: next history slot (the same for every channel); ``pos[1]``: position
-        in the current far sub-block.
+        FIR: ``pos[0]``: next history slot (the same for every channel); ``pos[1]``:
+        position in the current far sub-block.
     rng : uint64 array, one generator per channel
     counters : int64 array (channels, 4)
         ``[c, COUNT_CLIPS]`` saturated samples, ``[c, COUNT_RESETS]`` loop resets.
     """
     nch = buf.shape[0]
     stride = state.shape[0] // nch
-    hl = (stride - _MISC) >> 1
+    memory = stride - _MISC
+    if b.shape[0]:
+        _requantize_recursive(buf, n, grid, dither_kind, dither_amp, a, b, state, stride, rng, counters)
+        return
+    end = 0
     for c in range(nch):
         base = c * stride
-        end = _requantize_channel(buf[c, :n], grid, dither_kind, dither_amp, a, b,
-                                  state[base:base + hl], state[base + hl:base + 2 * hl],
-                                  state[base + 2 * hl:base + stride], pos[0], pos[1],
-                                  rng[c:c + 1], counters[c])
+        end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory],
+                              state[base + memory:base + stride], pos[0], pos[1], rng[c:c + 1], counters[c])
     if a.shape[0]:
         pos[0] = end // NEAR_TAPS
         pos[1] = end % NEAR_TAPS
 
 
 @njit(inline="always")
-def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p, sub,
-                        rng, counters):
-    """One channel of :func:`requantize_block`; returns ``p * NEAR_TAPS + sub`` at the end."""
+def _round_to_grid(v, lo, hi):
+    """``v`` rounded half to even and saturated to ``lo .. hi``; returns ``(q, clipped)``.
+    Scalars only: an array argument would cost reference counting per sample."""
+    q = np.rint(v)
+    if q > hi:
+        return hi, True
+    if q < lo:
+        return lo, True
+    return q, False
+
+
+@njit(inline="always")
+def _feedback_error(q, xo, o, ebound):
+    """The error ``q - (xo - o)`` fed back (dither included), clamped to ``+-ebound`` when
+    the output saturated; returns ``(e, overloaded)``."""
+    e = q - (xo - o)
+    if e > ebound or e < -ebound:
+        return (ebound if e > 0 else -ebound), True
+    return e, False
+
+
+@njit(inline="always")
+def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, counters):
+    """One channel with an FIR error filter; returns ``p * NEAR_TAPS + sub`` at the end.
+
+    The filter is split into *far* taps (j > NEAR_TAPS), summed for NEAR_TAPS samples
+    at once from errors that are already known (four lanes of one vector register,
+    :func:`~rtq.dsp.simd.lane_sums4`), and *near* taps summed per sample, newest last,
+    so the loop-carried path is one fused multiply-add, the rounding and a subtraction.
+    """
     step = grid[0]
     inv_step = grid[1]
     off = grid[2]
@@ -177,22 +231,17 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     lo = grid[3] - off
     hi = grid[4] - off
     ebound = grid[5]
-    reset_after = grid[6]
     na = a.shape[0]
-    nb = b.shape[0]
     hl = he.shape[0]
     keep = hl - HISTORY_SLACK
     shaped = na > 0
     gen = rng[0]
     prev = misc[0]
     e1 = misc[1]
-    run = misc[2]
-    o1 = ho[p - 1] if p > 0 else 0.0   # the newest filter output, kept in a register
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
-        xo = xs - off
         r, gen, prev = _dither(dither_kind, dither_amp, gen, prev)
-        v = xs + r - off
+        o = 0.0
         if shaped:
             if sub == 0:
                 if p == hl:
@@ -200,7 +249,6 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                     # longer than HISTORY_SLACK, where Numba would allocate a temporary.
                     for k in range(keep):
                         he[k] = he[hl - keep + k]
-                        ho[k] = ho[hl - keep + k]
                     p = keep
                 f0, f1, f2, f3 = lane_sums4(a, he, p, NEAR_TAPS)
                 misc[_FAR] = f0
@@ -209,41 +257,16 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
                 misc[_FAR + 3] = f3
             hp = np.uint64(p)
             rest = misc[_FAR + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
-            if nb:
-                for j in range(nb - 1, 0, -1):
-                    rest -= b[j] * ho[hp - np.uint64(j + 1)]
-                rest = fused_multiply_add(-b[0], o1, rest)
-            # Only these multiply-adds (fused: one rounding, one instruction each), the
-            # rounding and the error below depend on the previous sample: the loop's
-            # critical path, so the newest terms come last.
+            # Only this multiply-add (fused: one rounding, one instruction), the rounding
+            # and the error below depend on the previous sample: the loop's critical
+            # path, so the newest term comes last.
             o = fused_multiply_add(a[0], e1, rest)
-            ho[p] = o
-            o1 = o
-            q = np.rint(v - o)
-        else:
-            q = np.rint(v)
-        if q > hi:
-            q = hi
-            counters[COUNT_CLIPS] += 1
-        elif q < lo:
-            q = lo
+        q, clipped = _round_to_grid((xs + r - off) - o, lo, hi)
+        if clipped:
             counters[COUNT_CLIPS] += 1
         x[i] = (q + off) * step
         if shaped:
-            e = q - (xo - o)
-            if e > ebound or e < -ebound:
-                e = ebound if e > 0 else -ebound
-                run += 1
-                if run == reset_after:
-                    he[:] = 0.0
-                    ho[:] = 0.0
-                    misc[_FAR:] = 0.0
-                    e = 0.0
-                    o1 = 0.0
-                    run = 0
-                    counters[COUNT_RESETS] += 1
-            else:
-                run = 0
+            e, _ = _feedback_error(q, xs - off, o, ebound)
             he[p] = e
             e1 = e
             p += 1
@@ -251,5 +274,93 @@ def _requantize_channel(x, grid, dither_kind, dither_amp, a, b, he, ho, misc, p,
     rng[0] = gen
     misc[0] = prev
     misc[1] = e1
-    misc[2] = run
     return p * NEAR_TAPS + sub
+
+
+@njit(inline="always")
+def _recursive_sample(x, kind, amp, grid, a_lo, a_hi, b_lo, b_hi, s_lo, s_hi, gen, prev, run):
+    """One sample of a recursive error-feedback loop in transposed direct form II.
+
+    The state ``(s_lo, s_hi)`` (see :func:`~rtq.dsp.simd.transposed_update8`) holds the
+    filter's memory; its lane 0 is the filter output for this sample.  Returns
+    ``(y, s_lo, s_hi, gen, prev, run, clipped, reset)``.
+    """
+    step, inv_step, off, lo, hi, ebound, reset_after = grid
+    r, gen, prev = _dither(kind, amp, gen, prev)
+    o = first_lane(s_lo)
+    xs = x * inv_step
+    q, clipped = _round_to_grid((xs + r - off) - o, lo - off, hi - off)
+    e, overloaded = _feedback_error(q, xs - off, o, ebound)
+    reset = False
+    if overloaded:
+        run += 1
+        if run == reset_after:
+            # The loop has gone unstable: clear its memory.
+            reset = True
+            run = 0
+            e = 0.0
+            o = 0.0
+            s_lo = zero_vector()
+            s_hi = zero_vector()
+    else:
+        run = 0
+    s_lo, s_hi = transposed_update8(a_lo, a_hi, b_lo, b_hi, e, o, s_lo, s_hi)
+    return (q + off) * step, s_lo, s_hi, gen, prev, run, clipped, reset
+
+
+@kernel
+def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, counters):
+    """All channels with a recursive error filter (``a``, ``b``: RECURSIVE_ORDER taps).
+
+    Two channels go through the loop side by side (their loop-carried chains are
+    independent, so the CPU overlaps them); the last one alone when their number is odd.
+    Per channel, ``state`` holds the filter state (RECURSIVE_ORDER words), then the misc
+    words (tpdf-hp draw at ``+0``, overload run at ``+2``).
+    """
+    grid = (grid7[0], grid7[1], grid7[2], grid7[3], grid7[4], grid7[5], grid7[6])
+    a_lo = load_vector(a, 0)
+    a_hi = load_vector(a, 4)
+    b_lo = load_vector(b, 0)
+    b_hi = load_vector(b, 4)
+    nch = buf.shape[0]
+    for c in range(0, nch, 2):
+        d = c + 1 if c + 1 < nch else c     # d == c: the channel runs alone
+        sc = state[c * stride:(c + 1) * stride]
+        sd = state[d * stride:(d + 1) * stride]
+        xc = buf[c, :n]
+        xd = buf[d, :n]
+        c_lo, c_hi = load_vector(sc, 0), load_vector(sc, 4)
+        d_lo, d_hi = load_vector(sd, 0), load_vector(sd, 4)
+        gen_c, prev_c, run_c = rng[c], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2]
+        gen_d, prev_d, run_d = rng[d], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2]
+        if d == c:
+            for i in range(n):
+                y, c_lo, c_hi, gen_c, prev_c, run_c, clipped, reset = _recursive_sample(
+                    xc[i], kind, amp, grid, a_lo, a_hi, b_lo, b_hi, c_lo, c_hi, gen_c, prev_c, run_c)
+                xc[i] = y
+                if clipped:
+                    counters[c, COUNT_CLIPS] += 1
+                if reset:
+                    counters[c, COUNT_RESETS] += 1
+        else:
+            for i in range(n):
+                y, c_lo, c_hi, gen_c, prev_c, run_c, clipped, reset = _recursive_sample(
+                    xc[i], kind, amp, grid, a_lo, a_hi, b_lo, b_hi, c_lo, c_hi, gen_c, prev_c, run_c)
+                z, d_lo, d_hi, gen_d, prev_d, run_d, clipped_d, reset_d = _recursive_sample(
+                    xd[i], kind, amp, grid, a_lo, a_hi, b_lo, b_hi, d_lo, d_hi, gen_d, prev_d, run_d)
+                xc[i] = y
+                xd[i] = z
+                if clipped:
+                    counters[c, COUNT_CLIPS] += 1
+                if clipped_d:
+                    counters[d, COUNT_CLIPS] += 1
+                if reset:
+                    counters[c, COUNT_RESETS] += 1
+                if reset_d:
+                    counters[d, COUNT_RESETS] += 1
+            store_vector(sd, 0, d_lo)
+            store_vector(sd, 4, d_hi)
+            rng[d], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2] = gen_d, prev_d, run_d
+        store_vector(sc, 0, c_lo)
+        store_vector(sc, 4, c_hi)
+        rng[c], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2] = gen_c, prev_c, run_c
