@@ -940,11 +940,16 @@ def _pad(coeffs, state, off, y, n):
         if d > 0:
             pos = int(state[so])
             ring = state[so + 1:so + 1 + d]
-            for i in range(n):
-                t = y[i, ch]
-                y[i, ch] = ring[pos]
-                ring[pos] = t
-                pos += 1
+            i = 0
+            while i < n:
+                # Swap a contiguous run with the ring (vectorised), up to the ring's end.
+                run = min(n - i, d - pos)
+                for k in range(run):
+                    t = y[i + k, ch]
+                    y[i + k, ch] = ring[pos + k]
+                    ring[pos + k] = t
+                i += run
+                pos += run
                 if pos == d:
                     pos = 0
             state[so] = float(pos)
