@@ -61,7 +61,10 @@ with frequency: at 1 kHz / 44.1 kHz it is 0.007 .. 0.011 sample higher, near the
 edge (20 kHz) it is about 24 samples at ``high``; :func:`group_delay` gives the curve.
 ``integer_latency=True`` appends to the up path, at the top rate, a whole number of
 top-rate samples of delay (linear phase: exact) and, for minimum phase, a first-order
-Thiran allpass, so the (DC) latency becomes a whole number of stream samples.
+Thiran allpass, so the (DC) latency becomes a whole number of stream samples.  For
+linear phase the delay is even and costs nothing: one sample at the input of up stage
+``s`` is ``2^(S-s)`` top-rate samples after it, so each set bit of the delay is one more
+history sample in a stage's input line; minimum phase runs it in a ring.
 
 Kernels, layouts and real-time rules
 ------------------------------------
@@ -84,10 +87,11 @@ chains (two sections x two branches x two channels) per loop.
 ``coeffs`` (``OversamplerDesign.coeffs``, flat float64, read only by kernels)::
 
     [0]          S, number of 2x stages (L = 2^S)
-    [1]          pad delay D (top-rate samples, integer valued; end of the up path)
+    [1]          ring pad delay D (top-rate samples, integer valued; end of the up path)
     [2]          pad allpass coefficient a (first-order Thiran, used iff [3] == 1)
     [3]          pad allpass flag (0.0 or 1.0)
     [4 .. 4+S]   S + 1 offsets (into coeffs) of the stage blocks; [4+S] is the end
+    [5+S .. 4+2S]  input delay of up stage s (0 or 1 sample at its input rate)
     stage block, FIR:  [0.0, M, g_1 .. g_M]
     stage block, IIR:  [1.0, n, a0_1 .. a0_n, a1_1 .. a1_n]
 
@@ -98,7 +102,8 @@ chains (two sections x two branches x two channels) per loop.
 ``C`` channels; ``cap_s = P 2^s`` new samples per pass at stage ``s``; in order::
 
     up stage s, s = 0 .. S-1
-        FIR: C input lines of (2M - 1 + cap_s)       [history | new input]
+        FIR: C input lines of (2M - 1 + d_s + cap_s) [history | new input], d_s the
+             stage's input delay
         IIR: C input lines of (1 + cap_s)            [previous input | new input]
              2C work lines W of (1 + cap_s)          chains (ch, branch), ch-major
              2C work lines T of cap_s
@@ -409,7 +414,8 @@ class OversamplerDesign:
         Round-trip (up + down) delay in stream samples, including the pad; linear phase
         exact, minimum phase the group delay at DC.
     pad_delay : int
-        Whole top-rate samples of delay appended to the up path.
+        Whole top-rate samples of delay appended to the up path (linear phase: run as
+        stage input delays, see the module docstring).
     pad_allpass : float or None
         First-order Thiran allpass coefficient appended after the pad delay.
     coeffs : ndarray of float64
@@ -491,12 +497,20 @@ def design_oversampler(
         stages.append(st)
         latency += st.delay / 2 ** s  # up and down each delay/2^(s+1)
     pad_delay, pad_ap = 0, None
+    input_delays = [0] * n_st
+    ring_delay = 0
     if integer_latency:
         target = math.ceil(latency - 1e-9)
         extra = (target - latency) * factor  # top-rate samples
         if phase == "linear":
             pad_delay = int(round(extra))
             latency = float(target)
+            # A delay of 2^(S-s) top-rate samples is one sample at the input of up stage
+            # s (the stages are time-invariant): bit S-s of the pad becomes one more
+            # sample of history in that stage's input line, which costs nothing.  Bit 0
+            # (an odd pad; linear-phase latencies are even at the top rate) stays a ring.
+            input_delays = [(pad_delay >> (n_st - s)) & 1 for s in range(n_st)]
+            ring_delay = pad_delay & 1
         else:
             if extra < 0.5:
                 extra += factor
@@ -505,12 +519,14 @@ def design_oversampler(
             d = extra - pad_delay  # in [0.5, 1.5)
             pad_ap = (1.0 - d) / (1.0 + d)
             latency = float(target)
-    hdr = [float(n_st), float(pad_delay), float(pad_ap or 0.0), 1.0 if pad_ap is not None else 0.0]
+            ring_delay = pad_delay
+    hdr = [float(n_st), float(ring_delay), float(pad_ap or 0.0), 1.0 if pad_ap is not None else 0.0]
     blocks = [st.block() for st in stages]
-    offs = [_HDR + n_st + 1]
+    offs = [_HDR + 2 * n_st + 1]
     for b in blocks:
         offs.append(offs[-1] + len(b))
-    coeffs = np.concatenate([np.array(hdr + [float(o) for o in offs])] + blocks)
+    coeffs = np.concatenate([np.array(hdr + [float(o) for o in offs] + [float(d) for d in input_delays])]
+                            + blocks)
     return OversamplerDesign(
         factor, phase, quality, bool(integer_latency), tuple(stages), float(latency),
         pad_delay, pad_ap, coeffs, spec,
@@ -550,6 +566,13 @@ def _pass_frames(coeffs: np.ndarray) -> int:
 
 
 @register_jitable
+def _input_delay(coeffs: np.ndarray, s: int) -> int:
+    """Samples (0 or 1) by which up stage ``s`` delays its input (part of the pad)."""
+    n_st = int(coeffs[0])
+    return int(coeffs[_HDR + n_st + 1 + s])
+
+
+@register_jitable
 def _stage_size(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     pa = int(coeffs[_HDR + s])
     cap = _pass_frames(coeffs) << s
@@ -557,7 +580,7 @@ def _stage_size(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
     if int(coeffs[pa]) == _KIND_FIR:
         if down:
             return chans * (2 * m - 1 + cap) + chans * (m + cap)
-        return chans * (2 * m - 1 + cap)
+        return chans * (2 * m - 1 + _input_delay(coeffs, s) + cap)
     common = 2 * chans * (1 + cap) + 2 * chans * cap + 2 * chans * m  # W, T, y
     if down:
         return chans * (1 + cap) + chans * (2 + cap) + common
@@ -611,7 +634,7 @@ def _in_line(coeffs, state, s, chans, ch, down, odd):
     m = int(coeffs[pa + 1])
     off = _stage_offset(coeffs, s, chans, down)
     if int(coeffs[pa]) == _KIND_FIR:
-        he = 2 * m - 1
+        he = 2 * m - 1 if down else 2 * m - 1 + _input_delay(coeffs, s)
         if not odd:
             o = off + ch * (he + cap)
             return state[o:o + he + cap], he
@@ -862,9 +885,11 @@ def _up_stage(coeffs, state, s, chans, c, last, out, o0):
     acc = state[acc_off:acc_off + PASS_TOP // 2]
     for ch in range(chans):
         line, h = _in_line(coeffs, state, s, chans, ch, False, False)
-        # y[2k] = 2 sum_j g_j (x[k-M+j] + x[k-M+1-j]);  y[2k+1] = x[k-M+1]
-        _sym_fir(line, h - m + 1, p=coeffs[pa:], m=m, c=c, acc=acc)
-        dl = line[h - m + 1:h - m + 1 + c]
+        # y[2k] = 2 sum_j g_j (x[k-M+j] + x[k-M+1-j]);  y[2k+1] = x[k-M+1], where x is
+        # the input delayed by the stage's input delay
+        base = h - _input_delay(coeffs, s) - m + 1
+        _sym_fir(line, base, p=coeffs[pa:], m=m, c=c, acc=acc)
+        dl = line[base:base + c]
         if last:
             for i in range(c):
                 out[o0 + 2 * i, ch] = 2.0 * acc[i]
