@@ -34,12 +34,15 @@ Real-time rules: allocates nothing, takes no locks; every array is preallocated 
 stage's ``prepare``.
 """
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from ..jit import kernel
 from .rng import next_bits, next_uniform
-from .simd import (first_lane, fused_multiply_add, lane_sums4, load_vector, store_vector, transposed_update8,
-                   zero_vector)
+from .simd import (clear_channel, float64x4, fma_vector, fused_multiply_add, interleave_channels, lane_sums4,
+                   load_vector, separate_channels, shuffle, spread_pairs, store_vector)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -277,90 +280,162 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     return p * NEAR_TAPS + sub
 
 
-@njit(inline="always")
-def _recursive_sample(x, kind, amp, grid, a_lo, a_hi, b_lo, b_hi, s_lo, s_hi, gen, prev, run):
-    """One sample of a recursive error-feedback loop in transposed direct form II.
+_PAIRS = types.UniTuple(float64x4, 4)
 
-    The state ``(s_lo, s_hi)`` (see :func:`~rtq.dsp.simd.transposed_update8`) holds the
-    filter's memory; its lane 0 is the filter output for this sample.  Returns
-    ``(y, s_lo, s_hi, gen, prev, run, clipped, reset)``.
-    """
-    step, inv_step, off, lo, hi, ebound, reset_after = grid
-    r, gen, prev = _dither(kind, amp, gen, prev)
-    o = first_lane(s_lo)
-    xs = x * inv_step
-    q, clipped = _round_to_grid((xs + r - off) - o, lo - off, hi - off)
-    e, overloaded = _feedback_error(q, xs - off, o, ebound)
-    reset = False
-    if overloaded:
-        run += 1
-        if run == reset_after:
-            # The loop has gone unstable: clear its memory.
-            reset = True
-            run = 0
-            e = 0.0
-            o = 0.0
-            s_lo = zero_vector()
-            s_hi = zero_vector()
-    else:
-        run = 0
-    s_lo, s_hi = transposed_update8(a_lo, a_hi, b_lo, b_hi, e, o, s_lo, s_hi)
-    return (q + off) * step, s_lo, s_hi, gen, prev, run, clipped, reset
+
+def _paired_sample_intrinsic(saturating: bool):
+    """:func:`_paired_sample` (``saturating``) or its fast form :func:`_paired_sample_fast`."""
+
+    def paired_sample(typingctx, pairs, a, b, grid, x_c, x_d, r_c, r_d):
+        if not (pairs == a == b == _PAIRS and isinstance(grid, types.UniTuple)):
+            return None
+        sig = types.Tuple((_PAIRS, types.float64, types.float64, types.int64))(
+            pairs, a, b, grid, types.float64, types.float64, types.float64, types.float64)
+
+        def codegen(context, builder, signature, args):
+            p_tuple, a_tuple, b_tuple, g, xc, xd, rc, rd = args
+            two = ir.VectorType(ir.DoubleType(), 2)
+            undef = ir.Constant(two, ir.Undefined)
+            i32 = ir.IntType(32)
+
+            def pair(u, v):
+                return builder.insert_element(builder.insert_element(undef, u, ir.Constant(i32, 0)),
+                                              v, ir.Constant(i32, 1))
+
+            def splat(k):
+                value = builder.extract_value(g, k)
+                return pair(value, value)
+
+            def bounded(v, lo, hi):
+                """(v saturated to lo .. hi if saturating, else v; the lanes outside)"""
+                above = builder.fcmp_ordered(">", v, hi)
+                below = builder.fcmp_ordered("<", v, lo)
+                if saturating:
+                    v = builder.select(above, hi, builder.select(below, lo, v))
+                return v, builder.or_(above, below)
+
+            def lane_bits(mask):
+                return builder.zext(builder.bitcast(mask, ir.IntType(2)), ir.IntType(64))
+
+            step, inv_step, off, lo, hi, ebound = (splat(k) for k in range(6))
+            p = [builder.extract_value(p_tuple, k) for k in range(4)]
+            o = shuffle(builder, p[0], p[0], [0, 1])
+            xs = builder.fmul(pair(xc, xd), inv_step)
+            rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(two, [two]), "llvm.rint.v2f64")
+            v = builder.fsub(builder.fsub(builder.fadd(xs, pair(rc, rd)), off), o)
+            q, clipped = bounded(builder.call(rint, [v]), builder.fsub(lo, off), builder.fsub(hi, off))
+            e, overloaded = bounded(builder.fsub(q, builder.fsub(builder.fsub(xs, off), o)),
+                                    builder.fneg(ebound), ebound)
+            y = builder.fmul(builder.fadd(q, off), step)
+            events = builder.or_(lane_bits(clipped), builder.shl(lane_bits(overloaded), ir.Constant(ir.IntType(64), 2)))
+            e_all = shuffle(builder, e, e, [0, 1, 0, 1])
+            o_all = shuffle(builder, o, o, [0, 1, 0, 1])
+            zero = ir.Constant(p[0].type, [0.0] * 4)
+            new = []
+            for k in range(4):
+                shifted = shuffle(builder, p[k], p[k + 1] if k < 3 else zero, [2, 3, 4, 5])
+                minus_b = builder.fneg(builder.extract_value(b_tuple, k))
+                new.append(fma_vector(builder, builder.extract_value(a_tuple, k), e_all,
+                                      fma_vector(builder, minus_b, o_all, shifted)))
+            out = [context.make_tuple(builder, _PAIRS, new), builder.extract_element(y, ir.Constant(i32, 0)),
+                   builder.extract_element(y, ir.Constant(i32, 1)), events]
+            return context.make_tuple(builder, signature.return_type, out)
+
+        return sig, codegen
+
+    paired_sample.__name__ = "_paired_sample" if saturating else "_paired_sample_fast"
+    return intrinsic(paired_sample)
+
+
+_paired_sample = _paired_sample_intrinsic(True)
+_paired_sample.__doc__ = """One sample of two channels' recursive error-feedback loops at once.
+
+The error filter ``o[n] = sum_j a[j] e[n-1-j] - sum_j b[j] o[n-1-j]`` runs in transposed
+direct form II: its state ``s`` (RECURSIVE_ORDER words per channel; ``s[0]`` is this
+sample's filter output ``o``) steps as ``s'[k] = a[k] e + (s[k+1] - b[k] o)``, each
+fused, with ``s[8] = 0``.  A filter of lower order has zero-padded coefficients, and its
+unused state words stay exactly zero.  Per lane, as :func:`_round_to_grid` and
+:func:`_feedback_error` compute it for one channel: ``q = rint((xs + r - off) - o)``
+saturated, ``e = q - ((xs - off) - o)`` clamped, ``y = (q + off) step``.
+
+Both channels' words sit side by side in the same vectors (``pairs``, see
+:func:`~rtq.dsp.simd.interleave_channels`; ``a`` and ``b`` spread the same way), so
+their two loop-carried chains share every instruction and the registers they would
+otherwise compete for.  Returns ``(pairs, y_c, y_d, events)``: ``events`` bit 0/1 =
+channel c/d saturated, bit 2/3 = its error was clamped (an overload).  Loop resets are
+left to the caller (:func:`~rtq.dsp.simd.clear_channel`).
+"""
+_paired_sample_fast = _paired_sample_intrinsic(False)
+_paired_sample_fast.__doc__ = """:func:`_paired_sample` without the saturation of the output and
+of the error: the same result whenever ``events`` is 0 (nothing to saturate), with two
+selects fewer on the loop-carried path.  Otherwise its result is to be discarded and the
+sample run again through :func:`_paired_sample`."""
 
 
 @kernel
 def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, counters):
-    """All channels with a recursive error filter (``a``, ``b``: RECURSIVE_ORDER taps).
-
-    Two channels go through the loop side by side (their loop-carried chains are
-    independent, so the CPU overlaps them); the last one alone when their number is odd.
+    """All channels with a recursive error filter (``a``, ``b``: RECURSIVE_ORDER taps), in
+    pairs (:func:`_requantize_pair`); when their number is odd, the last one is paired with
+    a copy of itself (same input, state and dither, so the same results; counted once).
     Per channel, ``state`` holds the filter state (RECURSIVE_ORDER words), then the misc
     words (tpdf-hp draw at ``+0``, overload run at ``+2``).
     """
     grid = (grid7[0], grid7[1], grid7[2], grid7[3], grid7[4], grid7[5], grid7[6])
-    a_lo = load_vector(a, 0)
-    a_hi = load_vector(a, 4)
-    b_lo = load_vector(b, 0)
-    b_hi = load_vector(b, 4)
+    a_pairs = spread_pairs(load_vector(a, 0), load_vector(a, 4))
+    b_pairs = spread_pairs(load_vector(b, 0), load_vector(b, 4))
     nch = buf.shape[0]
     for c in range(0, nch, 2):
-        d = c + 1 if c + 1 < nch else c     # d == c: the channel runs alone
-        sc = state[c * stride:(c + 1) * stride]
-        sd = state[d * stride:(d + 1) * stride]
-        xc = buf[c, :n]
-        xd = buf[d, :n]
-        c_lo, c_hi = load_vector(sc, 0), load_vector(sc, 4)
-        d_lo, d_hi = load_vector(sd, 0), load_vector(sd, 4)
-        gen_c, prev_c, run_c = rng[c], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2]
-        gen_d, prev_d, run_d = rng[d], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2]
-        if d == c:
-            for i in range(n):
-                y, c_lo, c_hi, gen_c, prev_c, run_c, clipped, reset = _recursive_sample(
-                    xc[i], kind, amp, grid, a_lo, a_hi, b_lo, b_hi, c_lo, c_hi, gen_c, prev_c, run_c)
-                xc[i] = y
-                if clipped:
-                    counters[c, COUNT_CLIPS] += 1
-                if reset:
-                    counters[c, COUNT_RESETS] += 1
-        else:
-            for i in range(n):
-                y, c_lo, c_hi, gen_c, prev_c, run_c, clipped, reset = _recursive_sample(
-                    xc[i], kind, amp, grid, a_lo, a_hi, b_lo, b_hi, c_lo, c_hi, gen_c, prev_c, run_c)
-                z, d_lo, d_hi, gen_d, prev_d, run_d, clipped_d, reset_d = _recursive_sample(
-                    xd[i], kind, amp, grid, a_lo, a_hi, b_lo, b_hi, d_lo, d_hi, gen_d, prev_d, run_d)
-                xc[i] = y
-                xd[i] = z
-                if clipped:
-                    counters[c, COUNT_CLIPS] += 1
-                if clipped_d:
-                    counters[d, COUNT_CLIPS] += 1
-                if reset:
-                    counters[c, COUNT_RESETS] += 1
-                if reset_d:
-                    counters[d, COUNT_RESETS] += 1
-            store_vector(sd, 0, d_lo)
-            store_vector(sd, 4, d_hi)
-            rng[d], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2] = gen_d, prev_d, run_d
-        store_vector(sc, 0, c_lo)
-        store_vector(sc, 4, c_hi)
-        rng[c], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2] = gen_c, prev_c, run_c
+        d = c + 1 if c + 1 < nch else c
+        clips_c, clips_d, resets_c, resets_d = _requantize_pair(
+            buf[c, :n], buf[d, :n], state[c * stride:(c + 1) * stride], state[d * stride:(d + 1) * stride],
+            rng[c:c + 1], rng[d:d + 1], grid, kind, amp, a_pairs, b_pairs)
+        counters[c, COUNT_CLIPS] += clips_c
+        counters[c, COUNT_RESETS] += resets_c
+        if d != c:
+            counters[d, COUNT_CLIPS] += clips_d
+            counters[d, COUNT_RESETS] += resets_d
+
+
+@kernel
+def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_pairs):
+    """Channels c and d (``x``, ``state`` and ``rng`` each) through
+    :func:`_paired_sample_fast`, both chains in the lanes of the same vectors; returns
+    their saturation and loop-reset counts ``(clips_c, clips_d, resets_c, resets_d)``."""
+    reset_after = grid[6]
+    pairs = interleave_channels(load_vector(sc, 0), load_vector(sc, 4), load_vector(sd, 0), load_vector(sd, 4))
+    gen_c, prev_c, run_c = rng_c[0], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2]
+    gen_d, prev_d, run_d = rng_d[0], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2]
+    clips_c = clips_d = resets_c = resets_d = 0
+    for i in range(xc.shape[0]):
+        r_c, gen_c, prev_c = _dither(kind, amp, gen_c, prev_c)
+        r_d, gen_d, prev_d = _dither(kind, amp, gen_d, prev_d)
+        x_c, x_d = xc[i], xd[i]
+        fast, y, z, events = _paired_sample_fast(pairs, a_pairs, b_pairs, grid, x_c, x_d, r_c, r_d)
+        if events == 0:
+            pairs = fast
+            xc[i] = y
+            xd[i] = z
+            run_c = run_d = 0.0
+            continue
+        # Rare: saturation, overloads, loop resets.
+        pairs, xc[i], xd[i], events = _paired_sample(pairs, a_pairs, b_pairs, grid, x_c, x_d, r_c, r_d)
+        clips_c += events & 1
+        clips_d += (events >> 1) & 1
+        run_c = run_c + 1.0 if events & 4 else 0.0
+        run_d = run_d + 1.0 if events & 8 else 0.0
+        if events & 4 and run_c == reset_after:
+            pairs = clear_channel(pairs, 0)
+            run_c = 0.0
+            resets_c += 1
+        if events & 8 and run_d == reset_after:
+            pairs = clear_channel(pairs, 1)
+            run_d = 0.0
+            resets_d += 1
+    c_lo, c_hi, d_lo, d_hi = separate_channels(pairs)
+    store_vector(sd, 0, d_lo)
+    store_vector(sd, 4, d_hi)
+    rng_d[0], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2] = gen_d, prev_d, run_d
+    store_vector(sc, 0, c_lo)
+    store_vector(sc, 4, c_hi)
+    rng_c[0], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2] = gen_c, prev_c, run_c
+    return clips_c, clips_d, resets_c, resets_d

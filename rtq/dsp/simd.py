@@ -5,10 +5,10 @@ register.  Each lane adds its products in the same order as the scalar loop woul
 the result is bit-identical to four scalar accumulators; only the throughput changes.
 
 :data:`float64x4` is a Numba type for one ``<4 x double>`` register value, so a loop can
-carry vectors from one iteration to the next.  :func:`transposed_update8` steps the
-eight-word state of a transposed direct form II filter held in two of them: the whole
-state of a recursive error filter stays in registers (and one copy per channel fits
-twice), where eight scalars per channel would be spilled to the stack.
+carry vectors from one iteration to the next: the eight-word states of two channels'
+recursive error filters, held word by word side by side (:func:`interleave_channels`),
+fit in four of them, where sixteen scalars would be spilled to the stack, and one vector
+operation serves both channels.
 """
 from llvmlite import ir
 from numba import types
@@ -58,13 +58,13 @@ def fused_multiply_add(typingctx, a, b, c):
     sig = types.float64(types.float64, types.float64, types.float64)
 
     def codegen(context, builder, signature, args):
-        return _fma(builder, *args)
+        return fma_vector(builder, *args)
 
     return sig, codegen
 
 
-def _fma(builder, a, b, c):
-    """``llvm.fma`` on doubles or ``<4 x double>`` (one rounding per lane)."""
+def fma_vector(builder, a, b, c):
+    """Emit ``llvm.fma`` on doubles or ``<4 x double>`` (one rounding per lane)."""
     kind = "v4f64" if isinstance(a.type, ir.VectorType) else "f64"
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(a.type, [a.type] * 3), f"llvm.fma.{kind}")
     return builder.call(fma, [a, b, c])
@@ -121,56 +121,74 @@ def store_vector(typingctx, array, index, vector):
     return types.void(array, types.intp, float64x4), codegen
 
 
+def shuffle(builder, a, b, lanes):
+    """LLVM ``shufflevector`` of ``a`` and ``b`` (lanes of ``b`` numbered after ``a``'s)."""
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
+
+
+def _vectors(n):
+    return types.UniTuple(float64x4, n)
+
+
 @intrinsic
-def zero_vector(typingctx):
-    """A :data:`float64x4` of zeros."""
-
-    def codegen(context, builder, signature, args):
-        return ir.Constant(_VEC, [0.0] * 4)
-
-    return float64x4(), codegen
-
-
-@intrinsic
-def first_lane(typingctx, vector):
-    """Lane 0 of a :data:`float64x4` (free: the scalar register it already is)."""
-    if vector != float64x4:
+def interleave_channels(typingctx, c_low, c_high, d_low, d_high):
+    """Two channels' eight-word states (low and high halves each) as four vectors of
+    word pairs ``[c0 d0 c1 d1], [c2 d2 c3 d3], [c4 d4 c5 d5], [c6 d6 c7 d7]``."""
+    if not all(arg == float64x4 for arg in (c_low, c_high, d_low, d_high)):
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.extract_element(args[0], ir.Constant(_I32, 0))
+        c_lo, c_hi, d_lo, d_hi = args
+        pairs = [shuffle(builder, c, d, lanes) for c, d in ((c_lo, d_lo), (c_hi, d_hi))
+                 for lanes in ([0, 4, 1, 5], [2, 6, 3, 7])]
+        return context.make_tuple(builder, signature.return_type, pairs)
 
-    return types.float64(float64x4), codegen
-
-
-def _splat(builder, value):
-    one = builder.insert_element(ir.Constant(_VEC, ir.Undefined), value, ir.Constant(_I32, 0))
-    return builder.shuffle_vector(one, ir.Constant(_VEC, ir.Undefined), ir.Constant(ir.VectorType(_I32, 4), [0] * 4))
+    return _vectors(4)(float64x4, float64x4, float64x4, float64x4), codegen
 
 
 @intrinsic
-def transposed_update8(typingctx, a_low, a_high, b_low, b_high, e, o, s_low, s_high):
-    """One step of ``o[n] = sum_j a[j] e[n-1-j] - sum_j b[j] o[n-1-j]`` (``j < 8``) in
-    transposed direct form II: ``s'[k] = a[k] e + (s[k+1] - b[k] o)`` with ``s[8] = 0``,
-    each fused (one rounding per multiply-add).  ``a``, ``b`` and the state ``s`` come as
-    low (words 0-3) and high (4-7) :data:`float64x4` halves; ``e`` and ``o`` are this
-    sample's error and filter output.  Returns ``(s'_low, s'_high)``; lane 0 of
-    ``s'_low`` is the next filter output.  A filter of lower order has zero-padded
-    coefficients, and its unused state words stay exactly zero."""
-    vec = float64x4
-    if not all(arg == vec for arg in (a_low, a_high, b_low, b_high, s_low, s_high)):
+def separate_channels(typingctx, pairs):
+    """The inverse of :func:`interleave_channels`: ``(c_low, c_high, d_low, d_high)``."""
+    if pairs != _vectors(4):
         return None
-    sig = types.UniTuple(vec, 2)(vec, vec, vec, vec, types.float64, types.float64, vec, vec)
 
     def codegen(context, builder, signature, args):
-        a_lo, a_hi, b_lo, b_hi, err, out, s_lo, s_hi = args
-        shift = ir.Constant(ir.VectorType(_I32, 4), [1, 2, 3, 4])
-        next_lo = builder.shuffle_vector(s_lo, s_hi, shift)                          # s1 s2 s3 s4
-        next_hi = builder.shuffle_vector(s_hi, ir.Constant(_VEC, [0.0] * 4), shift)  # s5 s6 s7 0
-        e_all = _splat(builder, err)
-        o_all = _splat(builder, out)
-        low = _fma(builder, a_lo, e_all, _fma(builder, builder.fneg(b_lo), o_all, next_lo))
-        high = _fma(builder, a_hi, e_all, _fma(builder, builder.fneg(b_hi), o_all, next_hi))
-        return context.make_tuple(builder, signature.return_type, [low, high])
+        p = [builder.extract_value(args[0], k) for k in range(4)]
+        halves = [shuffle(builder, p[k], p[k + 1], lanes) for lanes in ([0, 2, 4, 6], [1, 3, 5, 7])
+                  for k in (0, 2)]
+        return context.make_tuple(builder, signature.return_type, halves)
 
-    return sig, codegen
+    return _vectors(4)(pairs), codegen
+
+
+@intrinsic
+def spread_pairs(typingctx, low, high):
+    """Eight coefficients (two halves) laid out for interleaved states: each word twice,
+    ``[k0 k0 k1 k1], [k2 k2 k3 k3], [k4 k4 k5 k5], [k6 k6 k7 k7]``."""
+    if low != float64x4 or high != float64x4:
+        return None
+
+    def codegen(context, builder, signature, args):
+        spread = [shuffle(builder, half, half, lanes) for half in args for lanes in ([0, 0, 1, 1], [2, 2, 3, 3])]
+        return context.make_tuple(builder, signature.return_type, spread)
+
+    return _vectors(4)(float64x4, float64x4), codegen
+
+
+@intrinsic
+def clear_channel(typingctx, pairs, channel):
+    """Interleaved states with every word of ``channel`` (0 or 1) set to zero."""
+    if pairs != _vectors(4) or not isinstance(channel, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        zero = ir.Constant(_VEC, [0.0] * 4)
+        first = builder.icmp_signed("==", args[1], ir.Constant(args[1].type, 0))
+        cleared = []
+        for k in range(4):
+            p = builder.extract_value(args[0], k)
+            cleared.append(builder.select(first, shuffle(builder, p, zero, [4, 1, 6, 3]),
+                                          shuffle(builder, p, zero, [0, 5, 2, 7])))
+        return context.make_tuple(builder, signature.return_type, cleared)
+
+    return _vectors(4)(pairs, channel), codegen
