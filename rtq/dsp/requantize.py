@@ -17,10 +17,12 @@ Grid: ``step = 2^(1 - bits)``, ``off = 0`` and codes ``-2^(bits-1) ... 2^(bits-1
 Two kernels run that loop.  FIR error filters (the published tables, custom
 coefficients) keep a linear history of past errors and sum their older taps a few
 samples at a time in a vector register.  Recursive filters (designed NTFs, Gesemann's
-tables) are short, high-gain loops that often run oversampled: they run in transposed
-direct form II, whose state (one word per order) stays in registers for the whole
-block, and two channels go through one loop side by side, so the CPU overlaps their
-loop-carried chains.
+tables) are short, high-gain loops that often run oversampled (a 1-bit modulator at
+64x): they run in transposed direct form II, whose state (eight words, the order
+zero-padded) stays in vector registers for the whole block, two channels in the lanes
+of the same vectors, so the two loop-carried chains share every instruction.  The sums
+are those of the direct form in another order; a test holds the kernel to the textbook
+loop code for code.
 
 Why the error is clamped: when the output saturates, ``y - d`` is no longer a
 quantization error but the clipped excess, and feeding it back makes a high-gain
@@ -117,7 +119,8 @@ def _dither(kind, amp, state, prev):
 NEAR_TAPS = 4
 # Extra history slots: the linear history is compacted once per HISTORY_SLACK samples.
 HISTORY_SLACK = 64
-# tpdf-hp draw, newest error, overload run length, far sums of the current sub-block
+# tpdf-hp draw, newest error (FIR), overload run length (recursive), far sums of the
+# current sub-block (FIR)
 _MISC = 3 + NEAR_TAPS
 _FAR = 3
 
