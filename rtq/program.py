@@ -24,6 +24,14 @@ output, at the rate it runs at) into a ring; the ring's write counter (frames wr
 since reset, in ``istate``) is stored after the data, so a reader on another thread can
 copy the new frames without locks and detect, by re-reading the counter, whether the
 writer lapped it meanwhile (:class:`TapReader`).
+
+Taps at the stream rate always record.  Taps at oversampled rates (64 times the data, a
+large share of a light chain's work and of the memory it touches) record while
+``meta[META_CAPTURE]`` is not 0: -1 (the default) always; a positive value counts down
+the stream frames of a capture window, which a meter sets again when it has read the
+last one (:meth:`rtq.meter.chain_meter.ChainMeter.poll`); the live engine starts its
+chains at 0, recording nothing until a meter asks.  The value is read once per piece, so
+a quantizer's input and output taps always record the same frames.
 """
 from __future__ import annotations
 
@@ -62,6 +70,8 @@ COL_ARG0 = 8        # op-specific integers from here on
 META_CHANNELS = 0
 META_MAX_BLOCK = 1
 META_N_OPS = 2
+META_CAPTURE = 3    # stream frames oversampled taps still record; -1: always (see above)
+CAPTURE_ALWAYS = -1
 COUNTER_WIDTH = 4
 COUNT_NONFINITE = 1
 
@@ -98,6 +108,7 @@ def _execute(prog, m):
     channel-major, so each channel is contiguous for the per-channel kernels)."""
     meta, ops, fp, fs, ist, rng, cnt, work, taps = prog
     nch = meta[META_CHANNELS]
+    capture = meta[META_CAPTURE]        # once: every tap of this piece sees the same value
     for k in range(meta[META_N_OPS]):
         op = ops[k]
         code = op[COL_OPCODE]
@@ -125,7 +136,8 @@ def _execute(prog, m):
         elif code == OP_COMPAND:
             compand_block(buf, n, op[COL_ARG0], cnt[k])
         elif code == OP_TAP:
-            _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
+            if capture != 0 or op[COL_FACTOR] == 1:
+                _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
         elif code == OP_OVERSAMPLE_UP:
             coeffs = fp[p:p + op[COL_ARG0 + 1]]
             state = fs[s:s + op[COL_ARG0 + 2]]
@@ -135,6 +147,8 @@ def _execute(prog, m):
             coeffs = fp[up[COL_P_OFF]:up[COL_P_OFF] + up[COL_ARG0 + 1]]
             state = fs[up[COL_S_OFF]:up[COL_S_OFF] + up[COL_ARG0 + 2]]
             oversample_down(coeffs, buf.T, m * up[COL_FACTOR], state, work[op[COL_ARG0]].T)
+    if capture > 0:     # a meter writes only while it is 0: no update is lost
+        meta[META_CAPTURE] = max(capture - m, 0)
 
 
 @kernel
@@ -299,6 +313,7 @@ class ProgramBuilder:
         meta[META_CHANNELS] = self.channels
         meta[META_MAX_BLOCK] = self.max_block
         meta[META_N_OPS] = n_ops
+        meta[META_CAPTURE] = CAPTURE_ALWAYS
         ops = np.stack(self.rows) if self.rows else np.zeros((0, OP_WIDTH), np.int64)
         frames = self.max_block * max(self.levels)
         ring = tap_ring_frames(frames) if self.tap_levels else 1

@@ -36,7 +36,7 @@ import numba
 import numpy as np
 
 from ..jit import kernel
-from ..program import PROGRAM_WORDS, program_at, program_words, run_program
+from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
 from ..native import Entry
@@ -321,6 +321,8 @@ class LiveEngine:
             raise ValueError(f"unknown source {source!r}")
 
     def _install(self, slot: int, chain) -> None:
+        # Oversampled taps record only while a meter asks (see rtq.program).
+        chain.program.meta[META_CAPTURE] = 0
         for array in chain.program:
             prefault(array)
         base = SLOTS + slot * PROGRAM_WORDS

@@ -122,7 +122,7 @@ class MeterView:
         chain = self.session.chain
         if self.meter is not None and self.meter.chain is chain:
             return False
-        self.meter = ChainMeter(chain, from_start=True)
+        self.meter = ChainMeter(chain, from_start=True, windowed=True)
         self.meters_created += 1
         found = quantizer_stages(chain.stages)
         self.labels = [stage_label(s) for _, s in found]

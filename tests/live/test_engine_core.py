@@ -9,6 +9,7 @@ import pytest
 from rtq.chain import Chain
 from rtq.live.engine import LiveEngine
 from rtq.live.stream import NullStream
+from rtq.program import META_CAPTURE
 from rtq.stages import Gain, Oversample, Requantize
 
 RATE = 48000
@@ -66,7 +67,14 @@ def test_oversampled_chain_is_bit_identical_to_offline():
                                                  "minimum", "high")], seed=4)
     x = signal(12000)
     expected = chain()(x.astype(np.float64), RATE).astype(np.float32)
-    assert np.array_equal(pump(make_engine(chain()), x, [64, 17]), expected)
+    engine = make_engine(chain())
+    assert np.array_equal(pump(engine, x, [64, 17]), expected)
+    # With no meter attached, its oversampled taps recorded nothing (the stream-rate ones did).
+    prog = engine.chain.program
+    stage_taps = engine.chain.stages[1].stages[0].info.taps
+    assert prog.meta[META_CAPTURE] == 0
+    assert [int(prog.istate[t.written_index]) for t in stage_taps] == [0, 0]
+    assert int(prog.istate[engine.chain.output_tap.written_index]) == len(x)
 
 
 def test_bypass_fades_to_the_dry_signal_and_back():

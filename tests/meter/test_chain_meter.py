@@ -338,3 +338,57 @@ def test_oversampled_stage_is_metered_at_its_rate_and_end_to_end_through_the_lat
     # Back at the stream rate only the band below fs/2 of the white 8 fs error is left
     # (1/8 of it): the delay lines up, or the sines would dominate the error.
     np.testing.assert_allclose(e2e["rms_dbfs"], -6.02 * 8 - 10 * np.log10(8), atol=0.5)
+
+
+def test_oversampled_taps_record_capture_windows_only_when_asked():
+    """meta[META_CAPTURE]: 0 records nothing at oversampled rates (the stream-rate taps go
+    on), N records N stream frames (both taps of a quantizer the same ones) then stops,
+    -1 records everything."""
+    from rtq.program import CAPTURE_ALWAYS, META_CAPTURE
+    from rtq.stages import Oversample
+
+    chain = Chain([Oversample(8, [Requantize(8, "tpdf")])], seed=3)
+    chain.prepare(FS, 2, 64, taps=True)
+    tap_in, tap_out = chain.stages[0].stages[0].info.taps
+    written = chain.program.istate
+
+    def counts():
+        return (int(written[chain.input_tap.written_index]), int(written[tap_in.written_index]),
+                int(written[tap_out.written_index]))
+
+    x = noise(64 * 10)
+    assert chain.program.meta[META_CAPTURE] == CAPTURE_ALWAYS
+    chain.process(x[:64].copy())
+    assert counts() == (64, 8 * 64, 8 * 64)
+    chain.program.meta[META_CAPTURE] = 0
+    chain.process(x[64:192].copy())
+    assert counts() == (192, 8 * 64, 8 * 64)
+    chain.program.meta[META_CAPTURE] = 100          # rounded up to whole pieces (64 frames)
+    for i in range(192, 640, 64):
+        chain.process(x[i:i + 64].copy())
+    assert counts() == (640, 8 * 192, 8 * 192)
+    assert chain.program.meta[META_CAPTURE] == 0
+
+
+def test_windowed_meter_measures_an_oversampled_stage_as_the_full_one():
+    """A live meter (windowed) sees only capture windows of the 64x stage, yet measures its
+    error as a meter reading everything does, and counts the frames it skipped."""
+    from rtq.stages import Oversample
+
+    def make():
+        return Chain([Oversample(64, [Requantize(12, "tpdf")])], seed=2)
+
+    x = noise(1 << 14, level_db=-30.0)       # never near full scale: no clipping
+    full_chain = make()
+    _, full = run(full_chain, x, block=64)
+    windowed_chain = make()
+    # polls every 2048 frames, windows of half the 32768-frame ring at 64x = 256 frames
+    y, windowed = run(windowed_chain, x, block=64, poll_every=32, windowed=True)
+    a, b = full.report()["stages"][0], windowed.report()["stages"][0]
+    assert a["frames"] == 64 * len(x) and a["dropped_frames"] == 0
+    assert 0 < b["frames"] <= a["frames"] // 4
+    assert b["frames"] + b["dropped_frames"] >= 0.9 * a["frames"]
+    np.testing.assert_allclose(b["rms_dbfs"], -6.02 * 12, atol=0.2)   # TPDF at 12 bits (theory.md)
+    np.testing.assert_allclose(b["rms_dbfs"], a["rms_dbfs"], atol=0.2)
+    # the audio does not depend on what the taps record
+    np.testing.assert_array_equal(y, run(make(), x, block=64)[0])
