@@ -28,10 +28,11 @@ writer lapped it meanwhile (:class:`TapReader`).
 Taps at the stream rate always record.  Taps at oversampled rates (64 times the data, a
 large share of a light chain's work and of the memory it touches) record while
 ``meta[META_CAPTURE]`` is not 0: -1 (the default) always; a positive value counts down
-the stream frames of a capture window, which a meter sets again when it has read the
-last one (:meth:`rtq.meter.chain_meter.ChainMeter.poll`); the live engine starts its
-chains at 0, recording nothing until a meter asks.  The value is read once per piece, so
-a quantizer's input and output taps always record the same frames.
+the stream frames of a capture window (exactly that many are recorded, however the
+stream is cut into blocks), which a meter sets again when it has read the last one
+(:meth:`rtq.meter.chain_meter.ChainMeter.poll`); the live engine starts its chains at 0,
+recording nothing until a meter asks.  The value is read once per piece, so a
+quantizer's input and output taps always record the same frames.
 """
 from __future__ import annotations
 
@@ -136,8 +137,10 @@ def _execute(prog, m):
         elif code == OP_COMPAND:
             compand_block(buf, n, op[COL_ARG0], cnt[k])
         elif code == OP_TAP:
-            if capture != 0 or op[COL_FACTOR] == 1:
+            if capture < 0 or op[COL_FACTOR] == 1:
                 _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
+            elif capture > 0:   # the window's last frames may end inside this piece
+                _tap(buf, min(n, capture * op[COL_FACTOR]), taps[op[COL_ARG0]], ist[i:i + 1])
         elif code == OP_OVERSAMPLE_UP:
             coeffs = fp[p:p + op[COL_ARG0 + 1]]
             state = fs[s:s + op[COL_ARG0 + 2]]
@@ -360,13 +363,18 @@ class TapReader:
         self.position = int(self.written[0])
         self.dropped = 0
 
-    def read(self, limit: int | None = None) -> np.ndarray:
-        """New frames as a (frames, channels) float64 array (at most ``limit``: the newest)."""
+    def read(self, limit: int | None = None, settled: bool = False) -> np.ndarray:
+        """New frames as a (frames, channels) float64 array (at most ``limit``: the newest).
+
+        At most the newest half ring: the writer may be filling the next piece meanwhile.
+        ``settled``: the writer is known to be stopped (a completed capture window), so
+        the whole ring is intact and up to all of it is returned.
+        """
         size = self.ring.shape[1]
         end = int(self.written[0])
         if end < self.position:     # the program was reset
             self.position = 0
-        start = max(self.position, end - size // 2, end - (limit or end))
+        start = max(self.position, end - (size if settled else size // 2), end - (limit or end))
         self.dropped += start - self.position
         index = np.arange(start, end) % size
         data = self.ring[:, index].T.copy()

@@ -18,7 +18,8 @@ chain's own input and output, into lock-free rings (:mod:`rtq.program`).
 The audio side is never slowed: the meter only reads the rings and the program's
 counters, from whatever thread calls :meth:`ChainMeter.poll` (offline: after every
 processed block; live: a display thread at 10 Hz or more -- at most half a ring is read
-back, older frames count as dropped).  Input and output frames are matched by their
+back while a tap records, older frames count as dropped; a completed capture window,
+see ``windowed``, is read whole).  Input and output frames are matched by their
 stream position, so a poll that lands between a quantizer's input tap and its output
 tap keeps the unmatched frames for the next poll.
 
@@ -149,8 +150,8 @@ class TapPair:
 
     ``y`` frame ``p`` (position since the program's start or reset) pairs with ``x``
     frame ``p - delay``; ``x`` before the stream's start counts as zeros.  Works with
-    any readers having :meth:`~rtq.program.TapReader.read`, ``position`` and
-    ``dropped`` (:class:`rtq.program.TapReader`).
+    any readers having :meth:`~rtq.program.TapReader.read` (with its ``settled``
+    argument), ``position`` and ``dropped`` (:class:`rtq.program.TapReader`).
     """
 
     def __init__(self, reader_x, reader_y, channels: int, delay: int = 0, limit: int | None = None):
@@ -170,9 +171,16 @@ class TapPair:
         were read, or without an ``x`` partner."""
         return self.unmatched
 
-    def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """The newly matched frames ``(x, y)``, each (frames, channels)."""
-        dx = self.rx.read()
+    @property
+    def position(self) -> int:
+        """The ``y`` position just after the last frame :meth:`read` returned."""
+        return self._emitted
+
+    def read(self, settled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """The newly matched frames ``(x, y)``, each (frames, channels): consecutive
+        positions, which continue the last read unless :attr:`dropped` grew.  ``settled``
+        is passed to the readers (:meth:`rtq.program.TapReader.read`)."""
+        dx = self.rx.read(settled=settled)
         if len(dx):
             start = self.rx.position - len(dx)
             if start == 0 and self.delay:
@@ -181,7 +189,7 @@ class TapPair:
                 start += self.delay
             if self._x.put(dx, start) == "rewound":
                 self._restart(self._y)
-        dy = self.ry.read()
+        dy = self.ry.read(settled=settled)
         if len(dy):
             if self._y.put(dy, self.ry.position - len(dy)) == "rewound":
                 self._restart(self._x)
@@ -276,14 +284,34 @@ class _Entry:
         self.path, self.extra, self.clip_rows, self.gain = path, extra, clip_rows, gain
         self.factor = factor     # the tap's rate in stream rates
         self.skipped = 0         # frames between capture windows (never recorded)
+        self.window_starts: list[int] = []   # tap positions where a capture window began
 
-    def consume(self) -> int:
-        x, y = self.pair.read()
+    def mark_window(self) -> None:
+        """A capture window starts with the tap's next frame (the taps are stopped now)."""
+        now = int(self.pair.ry.written[0])
+        self.window_starts = [b for b in self.window_starts if b <= now] + [now]
+
+    def consume(self, settled: bool = False) -> int:
+        dropped = self.pair.dropped
+        x, y = self.pair.read(settled)
         if not len(x):
             return 0
         if self.gain != 1.0:
             x = x * self.gain
-        self.meter.update(x, y)
+        # Where the frames do not continue the previous ones (a window starts, or frames
+        # were lost), the error spectrum starts a new segment.
+        end = self.pair.position
+        start = end - len(x)
+        cuts = sorted({max(b - start, 0) for b in self.window_starts if b < end})
+        self.window_starts = [b for b in self.window_starts if b >= end]
+        if self.pair.dropped > dropped and cuts[:1] != [0]:
+            cuts.insert(0, 0)
+        done = 0
+        for cut in cuts:
+            self.meter.update(x[done:cut], y[done:cut])
+            self.meter.restart_segment()
+            done = cut
+        self.meter.update(x[done:], y[done:])
         e = y - x
         self.history.update(np.where(np.isfinite(e), e, 0.0))
         return len(x)
@@ -316,12 +344,13 @@ class ChainMeter:
         not yet run half a ring since it was prepared: offline, create the meter any time
         before that); otherwise only frames written after construction.
     windowed : bool
-        Let the taps at oversampled rates record only capture windows of half a ring
-        (at the fastest tap's rate), the next one started by :meth:`poll` once the last
-        is complete: what a reader polling less often than half a ring gets anyway,
-        without the audio thread copying the rest (live: 95 % of a 64x stage's taps at
-        10 Hz).  The frames in between count as dropped.  Otherwise every tap records
-        everything (offline).
+        Let the taps at oversampled rates record only capture windows of one ring (at
+        the fastest tap's rate; at least one spectrum segment), read by :meth:`poll`
+        once complete, which then starts the next: less than a reader polling less
+        often than a ring would get anyway, without the audio thread copying the rest
+        (live: 89 % of a 64x stage's taps at 10 Hz).  The frames in between count as
+        dropped, and every window starts a new spectrum segment (none joins two
+        windows).  Otherwise every tap records everything (offline).
 
     Examples
     --------
@@ -389,7 +418,7 @@ class ChainMeter:
                                   [s.info.op_index for _, s in quantizers], gain=self.net_gain)
         self._counts = self._read_counts()
         top = max((entry.factor for entry in self._entries), default=1)
-        self._window = max(1, ring // (2 * top)) if windowed and top > 1 else None
+        self._window = max(1, ring // top) if windowed and top > 1 else None
         self._stream = chain.input_tap     # always recording: the stream position
         self._arm()
 
@@ -408,6 +437,9 @@ class ChainMeter:
         if self._window is None:
             meta[META_CAPTURE] = CAPTURE_ALWAYS
         else:
+            for entry in self._entries:
+                if entry.factor > 1:
+                    entry.mark_window()
             meta[META_CAPTURE] = self._window
         self._armed_at = position
 
@@ -418,10 +450,15 @@ class ChainMeter:
         more live.  Thread-safe against :meth:`report` and :meth:`reset`.
         """
         with self._lock:
+            # A window is read once complete (the audio thread no longer writes its
+            # taps): all of it is intact, even a whole ring.
+            complete = self._window is not None and self.program.meta[META_CAPTURE] == 0
             for entry in self._entries:
-                entry.consume()
-            if self._window is not None and self.program.meta[META_CAPTURE] == 0:
-                # The window is complete (the audio thread no longer writes the taps).
+                if entry.factor == 1 or self._window is None:
+                    entry.consume()
+                elif complete:
+                    entry.consume(settled=True)
+            if complete:
                 elapsed = int(self.program.istate[self._stream.written_index]) - self._armed_at
                 for entry in self._entries:
                     if entry.factor > 1:

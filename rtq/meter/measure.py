@@ -289,6 +289,14 @@ class ErrorMeter:
             if self._block.frames == self._hop:
                 self._close_block()
 
+    def restart_segment(self) -> None:
+        """The next frames do not continue the last ones (a reader skipped some): start
+        the next spectrum segment with them and drop the pending one, so no segment
+        joins two pieces of signal (the splice would leak into every bin).  The level
+        and histogram figures are unaffected."""
+        self._fill = 0
+        self._x_last = None
+
     def add_counts(self, clips=0, nonfinite=0) -> None:
         """Add events the meter cannot see in ``(x, y)``, e.g. saturation inside the stage.
 
@@ -361,9 +369,15 @@ class ErrorMeter:
         z = np.stack([xf, xf - xp, np.ones_like(xf), ef], axis=-1)
         st.gram += np.einsum("nci,ncj->cij", z, z)
 
-        self._segment[self._fill:self._fill + len(e), :, 0] = e
-        self._segment[self._fill:self._fill + len(e), :, 1] = x
-        self._fill += len(e)
+        start = 0
+        while start < len(e):
+            take = min(len(e) - start, self._nfft - self._fill)
+            self._segment[self._fill:self._fill + take, :, 0] = e[start:start + take]
+            self._segment[self._fill:self._fill + take, :, 1] = x[start:start + take]
+            self._fill += take
+            start += take
+            if self._fill == self._nfft:
+                self._close_segment(st)
 
     def _absorb_grid(self, st: _Stats, e: np.ndarray, y: np.ndarray) -> None:
         """Histogram, bit usage and grid check for a stage with a word length."""
@@ -378,14 +392,16 @@ class ErrorMeter:
         st.bits_one |= np.bitwise_or.reduce(code & mask, axis=0)
         st.bits_zero |= np.bitwise_or.reduce(~code & mask, axis=0)
 
+    def _close_segment(self, st: _Stats) -> None:
+        """Add the full pending segment's spectra to ``st``; keep its second half."""
+        spectrum = np.abs(np.fft.rfft(self._segment * self._window[:, None, None], axis=0)) ** 2
+        st.spec_e += spectrum[..., 0].T
+        st.spec_x += spectrum[..., 1].T
+        st.segments += 1
+        self._segment[:self._hop] = self._segment[self._hop:]
+        self._fill = self._hop
+
     def _close_block(self) -> None:
-        if self._fill == self._nfft:
-            spectrum = np.abs(np.fft.rfft(self._segment * self._window[:, None, None], axis=0)) ** 2
-            self._block.spec_e += spectrum[..., 0].T
-            self._block.spec_x += spectrum[..., 1].T
-            self._block.segments += 1
-            self._segment[:self._hop] = self._segment[self._hop:]
-            self._fill = self._hop
         self._total.add(self._block)
         self._recent.append(self._block)
         self._block = self._new_stats()

@@ -242,7 +242,7 @@ class FakeReader:
     def __init__(self, stream):
         self.stream, self.position, self.available, self.dropped = stream, 0, 0, 0
 
-    def read(self):
+    def read(self, settled=False):
         data = self.stream[self.position:self.available]
         self.position = self.available
         return data
@@ -342,8 +342,8 @@ def test_oversampled_stage_is_metered_at_its_rate_and_end_to_end_through_the_lat
 
 def test_oversampled_taps_record_capture_windows_only_when_asked():
     """meta[META_CAPTURE]: 0 records nothing at oversampled rates (the stream-rate taps go
-    on), N records N stream frames (both taps of a quantizer the same ones) then stops,
-    -1 records everything."""
+    on), N records exactly N stream frames (both taps of a quantizer the same ones) then
+    stops, -1 records everything."""
     from rtq.program import CAPTURE_ALWAYS, META_CAPTURE
     from rtq.stages import Oversample
 
@@ -363,10 +363,10 @@ def test_oversampled_taps_record_capture_windows_only_when_asked():
     chain.program.meta[META_CAPTURE] = 0
     chain.process(x[64:192].copy())
     assert counts() == (192, 8 * 64, 8 * 64)
-    chain.program.meta[META_CAPTURE] = 100          # rounded up to whole pieces (64 frames)
+    chain.program.meta[META_CAPTURE] = 100          # ends inside the second 64-frame piece
     for i in range(192, 640, 64):
         chain.process(x[i:i + 64].copy())
-    assert counts() == (640, 8 * 192, 8 * 192)
+    assert counts() == (640, 8 * 164, 8 * 164)
     assert chain.program.meta[META_CAPTURE] == 0
 
 
@@ -392,3 +392,31 @@ def test_windowed_meter_measures_an_oversampled_stage_as_the_full_one():
     np.testing.assert_allclose(b["rms_dbfs"], a["rms_dbfs"], atol=0.2)
     # the audio does not depend on what the taps record
     np.testing.assert_array_equal(y, run(make(), x, block=64)[0])
+
+
+def test_windowed_meter_spectrum_joins_no_two_windows():
+    """A 1-bit fifth-order modulator at 64x has its error 130 dB below full scale in the
+    audio band and near full scale above it.  Capture windows are pieces of that signal
+    from different times: a spectrum segment spanning two of them leaks the splice into
+    every bin (the in-band error read -60 dB when segments did).  Windows of one ring,
+    each starting a new segment, read the in-band error as the full meter does."""
+    from rtq.stages import Oversample
+
+    def make():
+        order5 = Requantize(1, "none", shaping={"kind": "design", "order": 5})
+        return Chain([Gain(-6.0), Oversample(64, [order5], integer_latency=True)], seed=1)
+
+    def in_band_db(meter):
+        spectrum = meter.report()["stages"][0]["spectrum"]
+        freq = np.array(spectrum["freq_hz"])
+        band = (freq > 0) & (freq <= 20000)
+        return db((10 ** (np.array(spectrum["psd_dbfs"]) / 10))[:, band].sum(axis=1))
+
+    x = noise(1 << 15, level_db=-20.0)
+    _, full = run(make(), x, block=64)
+    _, windowed = run(make(), x, block=64, poll_every=32, windowed=True)
+    stage = windowed.report()["stages"][0]
+    ring = windowed.program.taps.shape[2]
+    assert stage["frames"] > 0 and stage["frames"] % ring == 0      # whole windows only
+    assert np.all(in_band_db(full) < -125.0)
+    np.testing.assert_allclose(in_band_db(windowed), in_band_db(full), atol=0.5)
