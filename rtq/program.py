@@ -144,12 +144,12 @@ def _execute(prog, m):
         elif code == OP_OVERSAMPLE_UP:
             coeffs = fp[p:p + op[COL_ARG0 + 1]]
             state = fs[s:s + op[COL_ARG0 + 2]]
-            oversample_up(coeffs, buf.T, n, state, work[op[COL_ARG0]].T)
+            oversample_up(coeffs, buf, n, state, work[op[COL_ARG0]])
         elif code == OP_OVERSAMPLE_DOWN:
             up = ops[op[COL_ARG0 + 1]]
             coeffs = fp[up[COL_P_OFF]:up[COL_P_OFF] + up[COL_ARG0 + 1]]
             state = fs[up[COL_S_OFF]:up[COL_S_OFF] + up[COL_ARG0 + 2]]
-            oversample_down(coeffs, buf.T, m * up[COL_FACTOR], state, work[op[COL_ARG0]].T)
+            oversample_down(coeffs, buf, m * up[COL_FACTOR], state, work[op[COL_ARG0]])
     if capture > 0:     # a meter writes only while it is 0: no update is lost
         meta[META_CAPTURE] = max(capture - m, 0)
 

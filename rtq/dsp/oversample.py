@@ -72,7 +72,10 @@ All kernels are compiled with :data:`rtq.jit.kernel` (``njit(cache=True, nogil=T
 error_model="numpy")``), take only float64 arrays and ints, allocate nothing, never
 raise, and are bit-identical however the stream is cut into blocks (the state carries
 everything; the float operations for every output sample are the same whatever the
-block boundaries).  Audio buffers are float64 ``(frames, channels)`` (any strides).
+block boundaries).  Audio buffers are planar float64 ``(channels, frames)``, as a
+program's work buffers are: any strides work, C-contiguous rows run fastest (the
+interleaving of the top stages then vectorises; the (frames, channels) views the kernels
+took before cost a strided access per sample, 4 us of a 64x block of 64 frames).
 Input is processed in passes of ``P = PASS_TOP / L`` stream frames (any block length
 works); between stages the data flows through per-channel line buffers in the state.
 
@@ -857,7 +860,7 @@ def _iir_section(coeffs, state, off, chans, cap, n, kb0, c, srcs_down):
 @kernel
 def _up_stage(coeffs, state, s, chans, c, last, out, o0):
     """Stage ``s`` up: ``c`` inputs (already in its input lines) -> ``2c`` outputs into
-    the next stage's input lines, or into ``out[o0:o0 + 2c]`` if ``last``."""
+    the next stage's input lines, or into ``out[:, o0:o0 + 2c]`` if ``last``."""
     pa = int(coeffs[_HDR + s])
     m = int(coeffs[pa + 1])
     cap = _pass_frames(coeffs) << s
@@ -869,9 +872,10 @@ def _up_stage(coeffs, state, s, chans, c, last, out, o0):
             wa = state[w0 + 2 * ch * (1 + cap) + 1:w0 + 2 * ch * (1 + cap) + 1 + c]
             wb = state[w0 + (2 * ch + 1) * (1 + cap) + 1:w0 + (2 * ch + 1) * (1 + cap) + 1 + c]
             if last:
+                d = out[ch, o0:o0 + 2 * c]
                 for i in range(c):
-                    out[o0 + 2 * i, ch] = wa[i]
-                    out[o0 + 2 * i + 1, ch] = wb[i]
+                    d[2 * i] = wa[i]
+                    d[2 * i + 1] = wb[i]
             else:
                 nxt, h = _in_line(coeffs, state, s + 1, chans, ch, False, False)
                 d = nxt[h:h + 2 * c]
@@ -891,22 +895,20 @@ def _up_stage(coeffs, state, s, chans, c, last, out, o0):
         _sym_fir(line, base, p=coeffs[pa:], m=m, c=c, acc=acc)
         dl = line[base:base + c]
         if last:
-            for i in range(c):
-                out[o0 + 2 * i, ch] = 2.0 * acc[i]
-                out[o0 + 2 * i + 1, ch] = dl[i]
+            d = out[ch, o0:o0 + 2 * c]
         else:
             nxt, hn = _in_line(coeffs, state, s + 1, chans, ch, False, False)
             d = nxt[hn:hn + 2 * c]
-            for i in range(c):
-                d[2 * i] = 2.0 * acc[i]
-                d[2 * i + 1] = dl[i]
+        for i in range(c):
+            d[2 * i] = 2.0 * acc[i]
+            d[2 * i + 1] = dl[i]
         _shift(line, c, h)
 
 
 @kernel
 def _down_stage(coeffs, state, s, chans, c, out, o0):
     """Stage ``s`` down: ``2c`` inputs (in its even/odd lines) -> ``c`` outputs into the
-    lower stage's even/odd lines, or into ``out[o0:o0 + c]`` if ``s == 0``."""
+    lower stage's even/odd lines, or into ``out[:, o0:o0 + c]`` if ``s == 0``."""
     pa = int(coeffs[_HDR + s])
     m = int(coeffs[pa + 1])
     cap = _pass_frames(coeffs) << s
@@ -933,8 +935,9 @@ def _down_stage(coeffs, state, s, chans, c, out, o0):
             for i in range(c):
                 acc[i] += 0.5 * od[i]
         if s == 0:
+            d = out[ch, o0:o0 + c]
             for i in range(c):
-                out[o0 + i, ch] = acc[i]
+                d[i] = acc[i]
         else:
             ne, hne = _in_line(coeffs, state, s - 1, chans, ch, True, False)
             no, hno = _in_line(coeffs, state, s - 1, chans, ch, True, True)
@@ -958,7 +961,7 @@ def _pad(coeffs, state, off, y, n):
     d = int(coeffs[1])
     use_ap = coeffs[3] != 0.0
     a = coeffs[2]
-    chans = y.shape[1]
+    chans = y.shape[0]
     per = d + 3
     for ch in range(chans):
         so = off + ch * per
@@ -970,8 +973,8 @@ def _pad(coeffs, state, off, y, n):
                 # Swap a contiguous run with the ring (vectorised), up to the ring's end.
                 run = min(n - i, d - pos)
                 for k in range(run):
-                    t = y[i + k, ch]
-                    y[i + k, ch] = ring[pos + k]
+                    t = y[ch, i + k]
+                    y[ch, i + k] = ring[pos + k]
                     ring[pos + k] = t
                 i += run
                 pos += run
@@ -982,11 +985,11 @@ def _pad(coeffs, state, off, y, n):
             x1 = state[so + 1 + d]
             y1 = state[so + 2 + d]
             for i in range(n):
-                u = y[i, ch]
+                u = y[ch, i]
                 v = a * (u - y1) + x1
                 x1 = u
                 y1 = v
-                y[i, ch] = v
+                y[ch, i] = v
             state[so + 1 + d] = x1
             state[so + 2 + d] = y1
 
@@ -999,14 +1002,14 @@ def oversample_up(coeffs, x, n, state, out):
     ----------
     coeffs : float64 1-D
         ``OversamplerDesign.coeffs``.
-    x : float64 array (>= n, C)
-        Stream-rate input.
+    x : float64 array (C, >= n)
+        Stream-rate input, planar.
     n : int
         Frames to consume; ``L n`` frames are written to ``out``.
     state : float64 1-D
         The stage state (:func:`state_size` long), shared with :func:`oversample_down`.
-    out : float64 array (>= L n, C)
-        Top-rate output; must not overlap ``x``.
+    out : float64 array (C, >= L n)
+        Top-rate output, planar; must not overlap ``x``.
 
     Notes
     -----
@@ -1014,7 +1017,7 @@ def oversample_up(coeffs, x, n, state, out):
     result does not depend on how the stream is split into calls.
     """
     n_st = int(coeffs[0])
-    chans = x.shape[1]
+    chans = x.shape[0]
     factor = 1 << n_st
     pf = _pass_frames(coeffs)
     done = 0
@@ -1023,8 +1026,9 @@ def oversample_up(coeffs, x, n, state, out):
         for ch in range(chans):
             line, h = _in_line(coeffs, state, 0, chans, ch, False, False)
             d = line[h:h + nb]
+            src = x[ch, done:done + nb]
             for i in range(nb):
-                d[i] = x[done + i, ch]
+                d[i] = src[i]
         c = nb
         for s in range(n_st):
             _up_stage(coeffs, state, s, chans, c, s == n_st - 1, out, done * factor)
@@ -1042,21 +1046,21 @@ def oversample_down(coeffs, x, n, state, out):
     ----------
     coeffs : float64 1-D
         ``OversamplerDesign.coeffs``.
-    x : float64 array (>= L n, C)
-        Top-rate input (not modified).
+    x : float64 array (C, >= L n)
+        Top-rate input, planar (not modified).
     n : int
         Stream frames to produce.
     state : float64 1-D
         The stage state, shared with :func:`oversample_up`.
-    out : float64 array (>= n, C)
-        Stream-rate output; must not overlap ``x``.
+    out : float64 array (C, >= n)
+        Stream-rate output, planar; must not overlap ``x``.
 
     Notes
     -----
     Real-time safe and block-size invariant, see :func:`oversample_up`.
     """
     n_st = int(coeffs[0])
-    chans = x.shape[1]
+    chans = x.shape[0]
     factor = 1 << n_st
     pf = _pass_frames(coeffs)
     top = n_st - 1
@@ -1070,9 +1074,10 @@ def oversample_down(coeffs, x, n, state, out):
             ol, ho = _in_line(coeffs, state, top, chans, ch, True, True)
             de = el[he:he + c]
             do = ol[ho:ho + c]
+            src = x[ch, base:base + 2 * c]
             for i in range(c):
-                de[i] = x[base + 2 * i, ch]
-                do[i] = x[base + 2 * i + 1, ch]
+                de[i] = src[2 * i]
+                do[i] = src[2 * i + 1]
         for s in range(top, -1, -1):
             _down_stage(coeffs, state, s, chans, c, out, done)
             c >>= 1
@@ -1106,30 +1111,31 @@ class Oversampler:
     def reset(self) -> None:
         reset(self.state)
 
-    def _as2d(self, x: np.ndarray) -> np.ndarray:
+    def _planar(self, x: np.ndarray) -> np.ndarray:
+        """``x`` (frames, C) or (frames,) as a C-contiguous planar (C, frames) copy."""
         x = np.asarray(x, dtype=np.float64)
         if x.ndim == 1:
             x = x[:, None]
         if x.shape[1] != self.channels:
             raise ValueError(f"expected {self.channels} channels, got {x.shape[1]}")
-        return x
+        return np.ascontiguousarray(x.T)
 
     def up(self, x: np.ndarray) -> np.ndarray:
         """Stream rate ``(n, C)`` -> top rate ``(L n, C)``."""
-        x = self._as2d(x)
-        out = np.empty((x.shape[0] * self.design.factor, self.channels))
-        oversample_up(self.design.coeffs, x, x.shape[0], self.state, out)
-        return out
+        x = self._planar(x)
+        out = np.empty((self.channels, x.shape[1] * self.design.factor))
+        oversample_up(self.design.coeffs, x, x.shape[1], self.state, out)
+        return out.T
 
     def down(self, y: np.ndarray) -> np.ndarray:
         """Top rate ``(L n, C)`` -> stream rate ``(n, C)``."""
-        y = self._as2d(y)
-        n, r = divmod(y.shape[0], self.design.factor)
+        y = self._planar(y)
+        n, r = divmod(y.shape[1], self.design.factor)
         if r:
             raise ValueError("top-rate frame count must be a multiple of the factor")
-        out = np.empty((n, self.channels))
+        out = np.empty((self.channels, n))
         oversample_down(self.design.coeffs, y, n, self.state, out)
-        return out
+        return out.T
 
     def round_trip(self, x: np.ndarray) -> np.ndarray:
         """Up then down (identity inner chain)."""

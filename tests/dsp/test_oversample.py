@@ -24,21 +24,21 @@ COMBOS = list(itertools.product(ov.PHASES, ov.QUALITIES, ov.FACTORS))
 
 def _up(d, x):
     x = np.asarray(x, dtype=float)
-    x2 = x[:, None] if x.ndim == 1 else x
-    st = ov.make_state(d, x2.shape[1])
-    out = np.empty((x2.shape[0] * d.factor, x2.shape[1]))
-    ov.oversample_up(d.coeffs, x2, x2.shape[0], st, out)
-    return out[:, 0] if x.ndim == 1 else out
+    x2 = np.ascontiguousarray((x[:, None] if x.ndim == 1 else x).T)    # planar
+    st = ov.make_state(d, x2.shape[0])
+    out = np.empty((x2.shape[0], x2.shape[1] * d.factor))
+    ov.oversample_up(d.coeffs, x2, x2.shape[1], st, out)
+    return out[0] if x.ndim == 1 else out.T
 
 
 def _down(d, v):
     v = np.asarray(v, dtype=float)
-    v2 = v[:, None] if v.ndim == 1 else v
-    n = v2.shape[0] // d.factor
-    st = ov.make_state(d, v2.shape[1])
-    out = np.empty((n, v2.shape[1]))
+    v2 = np.ascontiguousarray((v[:, None] if v.ndim == 1 else v).T)    # planar
+    n = v2.shape[1] // d.factor
+    st = ov.make_state(d, v2.shape[0])
+    out = np.empty((v2.shape[0], n))
     ov.oversample_down(d.coeffs, v2, n, st, out)
-    return out[:, 0] if v.ndim == 1 else out
+    return out[0] if v.ndim == 1 else out.T
 
 
 def _round_trip_ir(d, n=2048):
@@ -243,17 +243,18 @@ def test_minimum_phase_4x_high_latency():
 def _stream(d, x, cuts):
     """Round trip of x (n, C) cut into blocks of the given sizes (cycled)."""
     st = ov.make_state(d, x.shape[1])
+    x = np.ascontiguousarray(x.T)        # the kernels take planar (C, frames) buffers
     out = np.empty_like(x)
-    top = np.empty((max(cuts) * d.factor, x.shape[1]))
+    top = np.empty((x.shape[0], max(cuts) * d.factor))
     i = 0
     for b in itertools.cycle(cuts):
-        if i >= len(x):
+        if i >= x.shape[1]:
             break
-        b = min(b, len(x) - i)
-        ov.oversample_up(d.coeffs, x[i:i + b], b, st, top)
-        ov.oversample_down(d.coeffs, top, b, st, out[i:i + b])
+        b = min(b, x.shape[1] - i)
+        ov.oversample_up(d.coeffs, x[:, i:i + b], b, st, top)
+        ov.oversample_down(d.coeffs, top, b, st, out[:, i:i + b])
         i += b
-    return out
+    return out.T
 
 
 @pytest.mark.parametrize("factor,phase,quality,integer_latency", [
@@ -276,9 +277,9 @@ def test_up_and_down_alone_are_block_invariant():
     parts = []
     for i in range(0, 3000, 7):
         b = min(7, 3000 - i)
-        o = np.empty((b * 8, 2))
-        ov.oversample_up(d.coeffs, x[i:i + b], b, st, o)
-        parts.append(o)
+        o = np.empty((2, b * 8))
+        ov.oversample_up(d.coeffs, np.ascontiguousarray(x[i:i + b].T), b, st, o)
+        parts.append(o.T)
     assert np.array_equal(np.concatenate(parts), whole)
     v = np.random.default_rng(4).standard_normal((8 * 3000, 2))
     whole = _down(d, v)
@@ -286,9 +287,9 @@ def test_up_and_down_alone_are_block_invariant():
     parts = []
     for i in range(0, 3000, 13):
         b = min(13, 3000 - i)
-        o = np.empty((b, 2))
-        ov.oversample_down(d.coeffs, v[8 * i:8 * (i + b)], b, st, o)
-        parts.append(o)
+        o = np.empty((2, b))
+        ov.oversample_down(d.coeffs, np.ascontiguousarray(v[8 * i:8 * (i + b)].T), b, st, o)
+        parts.append(o.T)
     assert np.array_equal(np.concatenate(parts), whole)
 
 
@@ -312,14 +313,13 @@ def test_state_size_is_independent_of_block_size():
 
 
 def test_strided_buffers():
-    """(frames, channels) views with arbitrary strides give the same result."""
+    """Planar (channels, frames) views with arbitrary strides give the same result."""
     d = ov.design_oversampler(4, "linear", "normal")
     x = np.random.default_rng(2).standard_normal((1000, 2))
     ref = ov.Oversampler(d, 2).round_trip(x)
-    xf = np.asfortranarray(x)
     st = ov.make_state(d, 2)
-    top = np.empty((2, 4000)).T
-    out = np.empty((2, 1000)).T
-    ov.oversample_up(d.coeffs, xf, 1000, st, top)
+    top = np.empty((4000, 2)).T
+    out = np.empty((1000, 3))[:, ::2].T
+    ov.oversample_up(d.coeffs, x.T, 1000, st, top)
     ov.oversample_down(d.coeffs, top, 1000, st, out)
-    assert np.array_equal(out, ref)
+    assert np.array_equal(out.T, ref)
