@@ -873,15 +873,12 @@ def _up_stage(coeffs, state, s, chans, c, last, out, o0):
             wb = state[w0 + (2 * ch + 1) * (1 + cap) + 1:w0 + (2 * ch + 1) * (1 + cap) + 1 + c]
             if last:
                 d = out[ch, o0:o0 + 2 * c]
-                for i in range(c):
-                    d[2 * i] = wa[i]
-                    d[2 * i + 1] = wb[i]
             else:
                 nxt, h = _in_line(coeffs, state, s + 1, chans, ch, False, False)
                 d = nxt[h:h + 2 * c]
-                for i in range(c):
-                    d[2 * i] = wa[i]
-                    d[2 * i + 1] = wb[i]
+            for i in range(c):
+                d[2 * i] = wa[i]
+                d[2 * i + 1] = wb[i]
             line, h = _in_line(coeffs, state, s, chans, ch, False, False)
             _shift(line, c, h)
         return
