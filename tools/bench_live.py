@@ -38,7 +38,7 @@ Usage::
     python tools/bench_live.py [--seconds 30] [--slots 1] [--blocksizes 32,64,256]
                                [--preset NAME] [--starts 4]
 
-``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 30 minutes
+``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 25 minutes
 for the three block sizes).
 """
 from __future__ import annotations

@@ -382,7 +382,7 @@ def test_windowed_meter_measures_an_oversampled_stage_as_the_full_one():
     full_chain = make()
     _, full = run(full_chain, x, block=64)
     windowed_chain = make()
-    # polls every 2048 frames, windows of half the 32768-frame ring at 64x = 256 frames
+    # polls every 2048 frames, windows of the whole 32768-frame ring at 64x = 512 frames
     y, windowed = run(windowed_chain, x, block=64, poll_every=32, windowed=True)
     a, b = full.report()["stages"][0], windowed.report()["stages"][0]
     assert a["frames"] == 64 * len(x) and a["dropped_frames"] == 0
