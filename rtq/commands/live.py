@@ -29,6 +29,11 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                              "--json, when stdout is not a terminal (or with --no-display), nothing "
                              "is printed during the run, only the exit summary")
     parser.add_argument("--no-display", action="store_true", help="no screen, even on a terminal")
+    parser.add_argument("--cpu-latency-qos", choices=("auto", "on", "off"), default="auto",
+                        help="while playing, ask the kernel to keep idle CPUs quick to wake "
+                             "(/dev/cpu_dma_latency = 0 us: fewer late wake-ups, more power; needs "
+                             "root or write permission on the device); auto (default): on for a "
+                             "sound card, off for the silent built-in output")
     parser.add_argument("--meter-stage", type=int, metavar="N",
                         help="stage to meter first: N-th quantizer of the chain (1 = first), 0 = end "
                              "to end; default the last quantizer (keys m/tab cycle on the screen)")
@@ -42,7 +47,8 @@ def run(args: argparse.Namespace) -> int:
     session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
                           output_device=args.output_device, samplerate=args.samplerate,
                           blocksize=args.blocksize, latency=args.latency, channels=args.channels,
-                          source=args.input, seed=args.seed)
+                          source=args.input, seed=args.seed,
+                          cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
     from rtq.ui.display import resolve_stage, run_json, run_screen
 
     try:

@@ -26,6 +26,7 @@ from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
 from ..stages import Requantize
 from .quiet import silenced_stderr
+from .wakeup import WakeupLatency
 
 DEFAULT_PRESET = "cd-16-shibata"
 FALLBACK_SOURCE = "tone:1000:-20"
@@ -144,12 +145,16 @@ class LiveSession:
         Overrides the preset's seed.
     notice : callable
         Receives one-line notices (default: print to stderr).
+    cpu_latency_qos : bool or None
+        Hold a 0 us CPU latency request (:mod:`~rtq.live.wakeup`) while playing; None
+        (default): for a sound card, not for the silent built-in output, which has no
+        deadline to meet.
     """
 
     def __init__(self, preset: str | None = None, *, device=None, input_device=None,
                  output_device=None, samplerate=None, blocksize: int = 0, latency: str = "low",
                  channels: int = 2, source: str | None = None, seed: int | None = None,
-                 notice=None):
+                 notice=None, cpu_latency_qos: bool | None = None):
         self.notice = notice or (lambda line: print(f"rtq: {line}", file=sys.stderr))
         self.seed = seed
         self.channels = int(channels)
@@ -166,7 +171,10 @@ class LiveSession:
         from .devices import devices
 
         usable = [d for d in devices() if d.max_output_channels > 0]
-        if usable or explicit:
+        on_device = bool(usable or explicit)
+        self.wakeup = WakeupLatency(0)
+        self._hold_wakeup = on_device if cpu_latency_qos is None else bool(cpu_latency_qos)
+        if on_device:
             rate = samplerate or self.source.samplerate
             in_dev = _device_query(input_device if input_device is not None else device)
             out_dev = _device_query(output_device if output_device is not None else device)
@@ -206,6 +214,8 @@ class LiveSession:
     def start(self) -> None:
         """Start playing (a no-op once started); :meth:`run` starts too, if needed."""
         if self.started is None:
+            if self._hold_wakeup:
+                self.wakeup.acquire()
             self.engine.start()
             self.started = time.monotonic()
 
@@ -230,8 +240,10 @@ class LiveSession:
             self.close()
 
     def close(self) -> None:
-        """Stop the stream (after its clients are done) and release it; idempotent."""
+        """Stop the stream (after its clients are done) and release it and the CPU
+        latency request; idempotent."""
         self.engine.close()
+        self.wakeup.release()
 
     # -- controls -------------------------------------------------------------------
     @property
@@ -334,6 +346,7 @@ class LiveSession:
             "nonfinite": self.engine.nonfinite,
             "switches": self.engine.switches,
             "lost": self.lost,
+            "cpu_latency_qos": self.wakeup.status,
         }
 
     def write_stats(self, path: str) -> None:
@@ -371,4 +384,5 @@ def format_summary(summary: dict) -> str:
         f"max {pct(load['max'])}",
         f"  clips per channel: {summary['clips']}; non-finite input samples: {summary['nonfinite']}; "
         f"chain switches: {summary['switches']}",
+        f"  CPU wake-up latency request: {summary['cpu_latency_qos']}",
     ])

@@ -26,6 +26,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from rtq.live.wakeup import DEVICE, system_limit
+
 try:  # tests/live as a package, or (as now) as rootdir-relative modules
     from .test_engine import Capture, live_span
 except ImportError:
@@ -391,8 +393,11 @@ def read_line(stream, timeout: float = 60.0) -> str:
 
 @pytest.mark.audio
 def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
+    """Also: on a sound card rtq holds the 0 us CPU latency request while it plays."""
     env = env_for(jack_server)
     stats = tmp_path / "stats.json"
+    limit_before = system_limit()
+    writable = os.access(DEVICE, os.W_OK)
     child = subprocess.Popen(
         rtq_command("live", "tpdf-16", "--input", "noise:-30", "--blocksize", 64, "--stats-json", stats),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -407,6 +412,7 @@ def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
             assert time.monotonic() < deadline, "rtq live never connected its outputs"
             time.sleep(0.02)
         time.sleep(0.3)
+        limit_playing = system_limit()
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=30)
     finally:
@@ -417,8 +423,23 @@ def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
     assert child.returncode == 0, err
     assert err == ""
     assert_summary(out, "tpdf-16")
+    assert f"CPU wake-up latency request: {'held at 0 us' if writable else 'not held'}" in out, out
     summary = json.loads(stats.read_text())
     assert summary["callbacks"] > 0 and summary["lost"] is None
+    assert summary["cpu_latency_qos"].startswith("held at 0 us" if writable else "not held")
+    if writable and limit_before:  # (0: another process holds it; the kernel would show nothing)
+        assert limit_playing == 0
+        assert system_limit() == limit_before
+
+
+@pytest.mark.audio
+def test_cpu_latency_request_can_be_declined(jack_server, tmp_path):
+    stats = tmp_path / "stats.json"
+    done = run_rtq("live", "tpdf-16", "--input", "noise:-30", "--duration", 1, "--cpu-latency-qos", "off",
+                   "--stats-json", stats, env=env_for(jack_server))
+    assert done.returncode == 0, done.stderr
+    assert "CPU wake-up latency request: not requested" in done.stdout
+    assert json.loads(stats.read_text())["cpu_latency_qos"] == "not requested"
 
 
 def test_ctrl_c_ends_a_null_session_cleanly(no_server_env, tmp_path):
@@ -438,4 +459,6 @@ def test_ctrl_c_ends_a_null_session_cleanly(no_server_env, tmp_path):
     assert child.returncode == 0, err
     assert "Traceback" not in err and err == ""
     assert_summary(out, "cd-16-shibata")
-    assert json.loads(stats.read_text())["callbacks"] > 0
+    summary = json.loads(stats.read_text())
+    assert summary["callbacks"] > 0
+    assert summary["cpu_latency_qos"] == "not requested"  # a silent output has no deadline
