@@ -39,11 +39,15 @@ Usage::
                                [--preset NAME] [--starts 4]
 
 ``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 25 minutes
-for the three block sizes).
+for the three block sizes).  ``--cpu-latency-qos`` (default on) holds the 0 us CPU
+latency request that ``rtq live`` holds on a sound card (:mod:`rtq.live.wakeup`)
+through both clients' turns, as a tuned system would; ``both`` also measures without
+it, in turns alternating with the ones with it.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -60,6 +64,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from jack_server import JackServer, _reachable, stop_clients  # noqa: E402
 
+from rtq.live.wakeup import WakeupLatency  # noqa: E402
+
 REPO = Path(__file__).resolve().parent.parent
 RATE = 48000
 HEAVY, FALLBACK = "dsd64-1bit", "converter-8bit-8x"
@@ -71,8 +77,9 @@ DRIVER = r"""
 import json, sys, threading, time
 from rtq.live.session import LiveSession
 
-preset, blocksize, seconds, busy, out = sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1", sys.argv[5]
-session = LiveSession(preset, samplerate=48000, blocksize=blocksize, source="noise:-20")
+preset, blocksize, seconds, busy, out, qos = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1",
+                                              sys.argv[5], sys.argv[6] == "1")
+session = LiveSession(preset, samplerate=48000, blocksize=blocksize, source="noise:-20", cpu_latency_qos=qos)
 halt = threading.Event()
 
 
@@ -140,11 +147,13 @@ class Log:
         with open(self.path, errors="replace") as f:
             f.seek(self.offset)
             text = f.read()
-        late = re.findall(r"JackEngine::XRun: client = (.+?) was not finished", text)
+        late = re.findall(r"JackEngine::XRun: client = (.+?) was not finished, state = (\w+)", text)
+        names = sorted({name for name, _ in late})
         return {
             "driver_late": len(re.findall(r"JackTimedDriver::Process XRun", text)),
             "process_error": len(re.findall(r"Process error", text)),
-            "late_clients": {name: late.count(name) for name in sorted(set(late))},
+            "late_clients": {name: sum(n == name for n, _ in late) for name in names},
+            "running_clients": {name: sum(n == name and st == "Running" for n, st in late) for name in names},
         }
 
 
@@ -178,11 +187,11 @@ def wait_ports(env: dict, prefix: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"no JACK port {prefix}* appeared")
 
 
-def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, busy: bool) -> dict:
+def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, busy: bool, qos: bool = True) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "summary.json"
         child = subprocess.Popen([sys.executable, "-c", DRIVER, preset, str(blocksize), str(seconds),
-                                  "1" if busy else "0", str(out)],
+                                  "1" if busy else "0", str(out), "1" if qos else "0"],
                                  env=env_for(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_line(child, "running")
@@ -226,13 +235,17 @@ def run_thru(server: JackServer, seconds: float, busy: bool) -> dict:
 def merged(parts: list[dict]) -> dict:
     """The turns of one measurement as one: counts and seconds summed; for rtq, the
     median p50 load and the highest p99 and maximum (see the module docstring)."""
-    late: dict[str, int] = {}
-    for part in parts:
-        for name, n in part["xruns"]["late_clients"].items():
-            late[name] = late.get(name, 0) + n
+    def per_client(key):
+        total: dict[str, int] = {}
+        for part in parts:
+            for name, n in part["xruns"][key].items():
+                total[name] = total.get(name, 0) + n
+        return total
+
     result = {"xruns": {"driver_late": sum(p["xruns"]["driver_late"] for p in parts),
                         "process_error": sum(p["xruns"]["process_error"] for p in parts),
-                        "late_clients": late},
+                        "late_clients": per_client("late_clients"),
+                        "running_clients": per_client("running_clients")},
               "seconds": sum(p["seconds"] for p in parts)}
     if "summary" in parts[0]:
         loads = [p["summary"]["callback_load"] for p in parts]
@@ -277,10 +290,11 @@ def per_minute(result: dict) -> float:
 
 
 def causes(result: dict) -> str:
-    """What jackd's log blames: its own timer waking late, or the named clients."""
+    """What jackd's log blames: its own timer waking late, or the named clients (how many
+    of those cycles the client was still running; in the others it had not started)."""
     x = result["xruns"]
     parts = [f"timer {x['driver_late']}"] if x["driver_late"] else []
-    parts += [f"{name} {n}" for name, n in x["late_clients"].items()]
+    parts += [f"{name} {n} ({x['running_clients'][name]} running)" for name, n in x["late_clients"].items()]
     return ", ".join(parts) or "-"
 
 
@@ -354,7 +368,11 @@ def main(argv=None) -> int:
     parser.add_argument("--blocksizes", default="32,64,256", help="comma-separated (default 32,64,256)")
     parser.add_argument("--preset", help=f"skip the probe and use this preset (default: {HEAVY} if it keeps up)")
     parser.add_argument("--starts", type=int, default=4, help="rtq live starts timed (default 4)")
+    parser.add_argument("--cpu-latency-qos", choices=("on", "off", "both"), default="on",
+                        help="hold a 0 us CPU latency request (what rtq live does on a sound card) during "
+                             "both clients' turns, not at all, or both ways in alternating turns (default on)")
     args = parser.parse_args(argv)
+    modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.cpu_latency_qos]
     blocksizes = [int(b) for b in args.blocksizes.split(",")]
     if not shutil.which("jack_thru"):
         sys.exit("bench_live: jack_thru not found (jackd2's example clients)")
@@ -370,13 +388,21 @@ def main(argv=None) -> int:
                 preset, probe = choose_preset(server, blocksize)
                 probe["blocksize"] = blocksize
             for busy in (False, True):
-                turns = [(run_rtq(server, preset, blocksize, seconds / slots, busy),
-                          run_thru(server, seconds / slots, busy)) for _ in range(slots)]
-                rtq = merged([r for r, _ in turns])
-                thru = merged([t for _, t in turns])
-                rows.append((blocksize, server.realtime, busy, rtq, thru))
-                print(f"  block {blocksize:>3} {'busy' if busy else 'idle'}: rtq {per_minute(rtq):.1f} xruns/min, "
-                      f"jack_thru {per_minute(thru):.1f} xruns/min", file=sys.stderr, flush=True)
+                turns = {qos: [] for qos in modes}
+                for _ in range(slots):
+                    for qos in modes:
+                        with WakeupLatency(0) if qos else contextlib.nullcontext() as held:
+                            if held is not None and not held.held:
+                                sys.exit(f"bench_live: CPU latency QoS {held.status}; use --cpu-latency-qos off")
+                            turns[qos].append((run_rtq(server, preset, blocksize, seconds / slots, busy, qos),
+                                               run_thru(server, seconds / slots, busy)))
+                for qos in modes:
+                    rtq = merged([r for r, _ in turns[qos]])
+                    thru = merged([t for _, t in turns[qos]])
+                    rows.append((blocksize, server.realtime, busy, qos, rtq, thru))
+                    print(f"  block {blocksize:>3} {'busy' if busy else 'idle'} QoS {'on' if qos else 'off'}: "
+                          f"rtq {per_minute(rtq):.1f} xruns/min, jack_thru {per_minute(thru):.1f} xruns/min",
+                          file=sys.stderr, flush=True)
             if blocksize == 64 or (blocksize == blocksizes[-1] and not starts):
                 starts = time_to_first_audio(server, preset, args.starts)
         finally:
@@ -394,27 +420,29 @@ def main(argv=None) -> int:
     else:
         print(f"preset: {preset}")
     print()
-    header = (f"{'block':>5} {'period':>8} {'process':>7} | {'rtq xruns/min':>13} {'p50 load':>8} {'p99 load':>8} "
+    header = (f"{'block':>5} {'period':>8} {'process':>7} {'QoS':>3} | {'rtq xruns/min':>13} {'p50 load':>8} {'p99 load':>8} "
               f"{'max load':>8} {'PA flags':>8} | {'jack_thru xruns/min':>19} | {'ratio (95 % CI)':>19} | "
               f"causes in jackd's log (rtq; jack_thru)")
     print(header)
     print("-" * len(header))
-    for blocksize, _rt, busy, rtq, thru in rows:
+    for blocksize, _rt, busy, qos, rtq, thru in rows:
         s = rtq["summary"]
         load = s["callback_load"]
         late = f"{causes(rtq)}; {causes(thru)}"
         ratio, lo, hi = rate_ratio(rtq, thru)
-        print(f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {'busy' if busy else 'idle':>7} | "
+        print(f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {'busy' if busy else 'idle':>7} {'on' if qos else 'off':>3} | "
               f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
               f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | {late}")
     print()
     print("xruns/min: xrun notifications jackd sent its clients during the measurement (one per cycle "
           "its timer woke late, one per cycle a client had not finished: one hiccup can count twice); "
           "causes: timer = the server's dummy driver woke late, a client name (PortAudio is rtq) = that "
-          "client had not finished its cycle; load: callback time / period from rtq's histogram; PA flags: "
+          "client had not finished its cycle (running: it was still running; otherwise it had not started); load: callback time / period from rtq's histogram; PA flags: "
           "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
           "over jack_thru's, with its exact 95 % interval (Poisson counts); busy: a pure-Python "
-          "thread spinning in rtq's process (for jack_thru, a spinning Python process beside it).")
+          "thread spinning in rtq's process (for jack_thru, a spinning Python process beside it); QoS: a 0 us "
+          "CPU latency request (/dev/cpu_dma_latency) held during both clients' turns, as rtq live holds it "
+          "on a sound card.")
     if starts:
         regs = [r for r, _ in starts]
         firsts = [f for _, f in starts]
