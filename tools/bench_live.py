@@ -1,15 +1,18 @@
 #!/usr/bin/env python3
-"""Benchmark: the live engine on a JACK dummy server, against JACK's own C passthrough.
+"""Benchmark: the live engine on a JACK dummy server, against JACK's own C clients.
 
 For each block size (32, 64 and 256 frames; the server's period is the block size) it
 starts a private ``jackd -d dummy`` at 48 kHz (real-time scheduling if the system
 allows it), then alternates, each for ``--seconds`` in all, in ``--slots`` turns
-(rtq, jack_thru, rtq, jack_thru, ...: this VM's background noise drifts over minutes,
-and short turns expose both clients to the same drift):
+(rtq, jack_thru, jack_cpu, rtq, ...: this VM's background noise drifts over minutes,
+and short turns expose all clients to the same drift):
 
 * rtq: a :class:`~rtq.live.session.LiveSession` (the real engine and stream, what
   ``rtq live`` runs) playing ``noise:-20`` through the preset, in a child process;
 * ``jack_thru``: JACK's example client copying capture to playback (C, no Python);
+* ``jack_cpu -c P``: JACK's example client that busy-waits P % of every period (C), P
+  matched to rtq's p50 callback load: a client doing as much per cycle as rtq, so the
+  VM's pauses land in it as often;
 
 once with the process otherwise idle and once with a busy Python thread in rtq's
 process (standing in for the display; for ``jack_thru``, a busy Python process
@@ -209,11 +212,27 @@ def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, bus
 
 
 def run_thru(server: JackServer, seconds: float, busy: bool) -> dict:
+    return run_c_client(server, ["jack_thru"], "jack_thru:", seconds, busy)
+
+
+def matched_percent(load: float, blocksize: int) -> int:
+    """``jack_cpu -c`` percentage whose busy time per cycle is closest to ``load`` (a
+    share of the period).  jack_cpu spins until JACK's frame clock has advanced
+    ``int(blocksize * percent / 100)`` frames from the (truncated) frame it started at:
+    k frames busy-wait k - 1/2 frames on average."""
+    return min(range(1, 100), key=lambda p: abs(blocksize * p // 100 - 0.5 - load * blocksize))
+
+
+def run_cpu(server: JackServer, percent: int, seconds: float, busy: bool) -> dict:
+    return run_c_client(server, ["jack_cpu", "-c", str(percent)], "jack-cpu:", seconds, busy)
+
+
+def run_c_client(server: JackServer, command: list[str], prefix: str, seconds: float, busy: bool) -> dict:
     env = env_for(server)
-    thru = subprocess.Popen(["jack_thru"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    client = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     spinner = None
     try:
-        wait_ports(env, "jack_thru:")
+        wait_ports(env, prefix)
         if busy:
             spinner = subprocess.Popen([sys.executable, "-c", SPINNER])
         time.sleep(0.5)
@@ -221,7 +240,7 @@ def run_thru(server: JackServer, seconds: float, busy: bool) -> dict:
         time.sleep(seconds - 0.5)
         xruns = log.xruns()
     finally:
-        for p in (spinner, thru):
+        for p in (spinner, client):
             if p is not None:
                 p.send_signal(signal.SIGTERM)
                 try:
@@ -374,12 +393,13 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.cpu_latency_qos]
     blocksizes = [int(b) for b in args.blocksizes.split(",")]
-    if not shutil.which("jack_thru"):
-        sys.exit("bench_live: jack_thru not found (jackd2's example clients)")
+    for client in ("jack_thru", "jack_cpu"):
+        if not shutil.which(client):
+            sys.exit(f"bench_live: {client} not found (jackd2's example clients)")
     slots = max(args.slots, 1)
     seconds = max(args.seconds, 2.0 * slots)
     name = f"rtq-bench-{os.getpid()}"
-    rows, starts, probe, preset = [], [], None, args.preset
+    rows, starts, probe, preset, percent = [], [], None, args.preset, {}
     began = time.monotonic()
     for blocksize in blocksizes:
         server = start_server(name, blocksize)
@@ -394,15 +414,18 @@ def main(argv=None) -> int:
                         with WakeupLatency(0) if qos else contextlib.nullcontext() as held:
                             if held is not None and not held.held:
                                 sys.exit(f"bench_live: CPU latency QoS {held.status}; use --cpu-latency-qos off")
-                            turns[qos].append((run_rtq(server, preset, blocksize, seconds / slots, busy, qos),
-                                               run_thru(server, seconds / slots, busy)))
+                            rtq = run_rtq(server, preset, blocksize, seconds / slots, busy, qos)
+                            if percent.get(blocksize) is None:
+                                percent[blocksize] = matched_percent(rtq["summary"]["callback_load"]["p50"],
+                                                                     blocksize)
+                            turns[qos].append((rtq, run_thru(server, seconds / slots, busy),
+                                               run_cpu(server, percent[blocksize], seconds / slots, busy)))
                 for qos in modes:
-                    rtq = merged([r for r, _ in turns[qos]])
-                    thru = merged([t for _, t in turns[qos]])
-                    rows.append((blocksize, server.realtime, busy, qos, rtq, thru))
+                    rtq, thru, cpu = (merged([turn[k] for turn in turns[qos]]) for k in range(3))
+                    rows.append((blocksize, server.realtime, busy, qos, rtq, thru, (percent[blocksize], cpu)))
                     print(f"  block {blocksize:>3} {'busy' if busy else 'idle'} QoS {'on' if qos else 'off'}: "
-                          f"rtq {per_minute(rtq):.1f} xruns/min, jack_thru {per_minute(thru):.1f} xruns/min",
-                          file=sys.stderr, flush=True)
+                          f"rtq {per_minute(rtq):.1f} xruns/min, jack_thru {per_minute(thru):.1f}, "
+                          f"jack_cpu -c {percent[blocksize]} {per_minute(cpu):.1f}", file=sys.stderr, flush=True)
             if blocksize == 64 or (blocksize == blocksizes[-1] and not starts):
                 starts = time_to_first_audio(server, preset, args.starts)
         finally:
@@ -422,17 +445,21 @@ def main(argv=None) -> int:
     print()
     header = (f"{'block':>5} {'period':>8} {'process':>7} {'QoS':>3} | {'rtq xruns/min':>13} {'p50 load':>8} {'p99 load':>8} "
               f"{'max load':>8} {'PA flags':>8} | {'jack_thru xruns/min':>19} | {'ratio (95 % CI)':>19} | "
-              f"causes in jackd's log (rtq; jack_thru)")
+              f"{'jack_cpu':>8} {'xruns/min':>9} | {'rtq/jack_cpu (CI)':>19} | "
+              f"causes in jackd's log (rtq; jack_thru; jack_cpu)")
     print(header)
     print("-" * len(header))
-    for blocksize, _rt, busy, qos, rtq, thru in rows:
+    for blocksize, _rt, busy, qos, rtq, thru, (cpu_percent, cpu) in rows:
         s = rtq["summary"]
         load = s["callback_load"]
-        late = f"{causes(rtq)}; {causes(thru)}"
+        late = f"{causes(rtq)}; {causes(thru)}; {causes(cpu)}"
         ratio, lo, hi = rate_ratio(rtq, thru)
+        c_ratio, c_lo, c_hi = rate_ratio(rtq, cpu)
         print(f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {'busy' if busy else 'idle':>7} {'on' if qos else 'off':>3} | "
               f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
-              f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | {late}")
+              f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | "
+              f"{f'-c {cpu_percent}':>8} {per_minute(cpu):>9.1f} | {f'{c_ratio:.2f} ({c_lo:.2f}-{c_hi:.2f})':>19} | "
+              f"{late}")
     print()
     print("xruns/min: xrun notifications jackd sent its clients during the measurement (one per cycle "
           "its timer woke late, one per cycle a client had not finished: one hiccup can count twice); "
@@ -441,8 +468,9 @@ def main(argv=None) -> int:
           "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
           "over jack_thru's, with its exact 95 % interval (Poisson counts); busy: a pure-Python "
           "thread spinning in rtq's process (for jack_thru, a spinning Python process beside it); QoS: a 0 us "
-          "CPU latency request (/dev/cpu_dma_latency) held during both clients' turns, as rtq live holds it "
-          "on a sound card.")
+          "CPU latency request (/dev/cpu_dma_latency) held during all clients' turns, as rtq live holds it "
+          "on a sound card; jack_cpu -c P: JACK's C client that busy-waits P % of each period (its frame "
+          "clock's whole frames), P matched to rtq's p50 load in the first turn.")
     if starts:
         regs = [r for r, _ in starts]
         firsts = [f for _, f in starts]
