@@ -1,12 +1,15 @@
 """Keeping the CPUs quick to wake while a stream runs (Linux's CPU latency QoS).
 
 An idle CPU sleeps in an idle state, and the deeper the state the longer it takes to
-wake: the audio thread's wake-up, and the jack server's timer, start late by that much
-every block.  In a virtual machine the idle state is a halt that hands the CPU back to
-the host, which runs other work on it and leaves our caches cold: measured on a KVM
-guest (2 vCPUs, ``haltpoll`` idle driver), the 64x oversampler took 26.6 + 29.6 us
-(p50, up + down) after 1.2 ms idle gaps against 11.8 + 14.2 us without gaps, and
-17.4 + 21.3 us with this request held (BENCHMARKS.md has the live figures).
+wake: the audio thread's wake-up, and the audio server's timer, start late by that
+much every block.  In a virtual machine the idle state is a halt that hands the CPU
+back to the host, which runs other work on it and leaves our caches cold.  Measured on
+a KVM guest (2 vCPUs, ``haltpoll`` idle driver) with ``tools/bench_callback.py``: a
+64-frame block of ``dsd64-1bit`` paced one per period took p50 108.9 us and p99 223 us
+without the request, 94.8 and 150 us with it; on the JACK dummy server the request
+halved ``jack_thru``'s xruns (BENCHMARKS.md).  The price: the polling CPU competes for
+its core's execution units, so work running back to back on a sibling gets slower
+(there p50 55.7 -> 80.7 us).
 
 Writing a maximum latency to ``/dev/cpu_dma_latency`` asks the kernel to use no idle
 state slower than that to leave, on every CPU, for as long as the file stays open; the
