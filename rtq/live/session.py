@@ -216,7 +216,11 @@ class LiveSession:
         if self.started is None:
             if self._hold_wakeup:
                 self.wakeup.acquire()
-            self.engine.start()
+            try:
+                self.engine.start()
+            except BaseException:
+                self.wakeup.release()
+                raise
             self.started = time.monotonic()
 
     def run(self, duration: float | None = None, tick=None, interval: float = 0.1) -> None:
@@ -242,8 +246,10 @@ class LiveSession:
     def close(self) -> None:
         """Stop the stream (after its clients are done) and release it and the CPU
         latency request; idempotent."""
-        self.engine.close()
-        self.wakeup.release()
+        try:
+            self.engine.close()
+        finally:
+            self.wakeup.release()
 
     # -- controls -------------------------------------------------------------------
     @property

@@ -25,12 +25,10 @@ import os
 import struct
 
 DEVICE = "/dev/cpu_dma_latency"
-#: The kernel's limit when no request is held (PM_QOS_CPU_LATENCY_DEFAULT_VALUE).
-NO_LIMIT = 2_000_000_000
 
 
 def system_limit(device: str = DEVICE) -> int | None:
-    """The limit the kernel applies now, in us (the smallest held request; NO_LIMIT if
+    """The limit the kernel applies now, in us (the smallest held request; 2000000000 if
     none), or None when it cannot be read (reading needs root)."""
     try:
         with open(device, "rb") as f:
@@ -50,8 +48,8 @@ class WakeupLatency:
     """
 
     def __init__(self, microseconds: int = 0, device: str = DEVICE):
-        if microseconds < 0:
-            raise ValueError("the latency is a number of microseconds, 0 or more")
+        if not 0 <= microseconds < 2 ** 31:
+            raise ValueError("the latency is a number of microseconds, 0 to 2^31 - 1")
         self.microseconds = int(microseconds)
         self.device = device
         self._fd: int | None = None
@@ -64,15 +62,13 @@ class WakeupLatency:
     def acquire(self) -> bool:
         """Hold the request; returns whether it is held."""
         if self._fd is None:
+            fd = None
             try:
                 fd = os.open(self.device, os.O_WRONLY | os.O_CLOEXEC)
-            except OSError as err:
-                self.status = f"not held ({self.device}: {err.strerror})"
-                return False
-            try:
                 os.write(fd, struct.pack("=i", self.microseconds))
             except OSError as err:
-                os.close(fd)
+                if fd is not None:
+                    os.close(fd)
                 self.status = f"not held ({self.device}: {err.strerror})"
                 return False
             self._fd = fd

@@ -32,9 +32,10 @@ def test_unavailable_device_is_reported_not_raised(tmp_path):
     request.release()
 
 
-def test_negative_latency_is_an_error():
+@pytest.mark.parametrize("microseconds", [-1, 2 ** 31])
+def test_latency_outside_the_kernels_range_is_an_error(microseconds):
     with pytest.raises(ValueError, match="microseconds"):
-        WakeupLatency(-1)
+        WakeupLatency(microseconds)
 
 
 def test_kernel_applies_the_held_limit_and_drops_it_on_release():
