@@ -13,8 +13,8 @@ drift of a noisy machine:
   sound card (:mod:`rtq.live.wakeup`; needs root).
 
 It prints p10 / p50 / p99 in microseconds and as a share of the period.  No audio
-server is involved: this is the preset's own cost, the floor under the callback load
-``tools/bench_live.py`` measures.
+server is involved: this is the preset's own cost, to set beside the callback load
+``tools/bench_live.py`` measures on JACK.
 """
 from __future__ import annotations
 

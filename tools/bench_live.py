@@ -15,9 +15,10 @@ and short turns expose all clients to the same drift):
   VM's pauses land in it as often;
 
 once with the process otherwise idle and once with a busy Python thread in rtq's
-process (standing in for the display; for ``jack_thru``, a busy Python process
-instead, the same CPU pressure).  Xruns are counted on the server side, from
-jackd's own log, for both alike: no monitoring client joins the graph, so none can
+process (standing in for the display; for the C clients, a busy Python process
+instead, the same CPU pressure; ``--busy process`` gives rtq the same, to tell the two
+apart).  Xruns are counted on the server side, from
+jackd's own log, for all alike: no monitoring client joins the graph, so none can
 cause them.  An xrun is a cycle the server reports to its clients: its timer woke
 late ("driver late") or a client had not finished ("Process error"; the log names
 the late client).  For rtq it also reports the callback load (duration / period:
@@ -39,12 +40,14 @@ sigma-delta at 64x) if its callback p99 in a short probe stays under half a
 Usage::
 
     python tools/bench_live.py [--seconds 30] [--slots 1] [--blocksizes 32,64,256]
-                               [--preset NAME] [--starts 4]
+                               [--preset NAME] [--starts 4] [--cpu-latency-qos on|off|both]
+                               [--busy idle,thread,process]
 
-``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 25 minutes
-for the three block sizes).  ``--cpu-latency-qos`` (default on) holds the 0 us CPU
+``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 40 minutes
+for the three block sizes, three clients).  jack_cpu's P is set once per block size,
+from rtq's first turn, and kept for all turns of that block size.  ``--cpu-latency-qos`` (default on) holds the 0 us CPU
 latency request that ``rtq live`` holds on a sound card (:mod:`rtq.live.wakeup`)
-through both clients' turns, as a tuned system would; ``both`` also measures without
+through every client's turn, as a tuned system would; ``both`` also measures without
 it, in turns alternating with the ones with it.
 """
 from __future__ import annotations
@@ -150,7 +153,11 @@ class Log:
         with open(self.path, errors="replace") as f:
             f.seek(self.offset)
             text = f.read()
+        # A client is "not finished" (still running, or not started: state Triggered) or,
+        # caught up in the meantime, "finished after current callback" (it was running).
         late = re.findall(r"JackEngine::XRun: client = (.+?) was not finished, state = (\w+)", text)
+        late += [(name, "Running") for name in
+                 re.findall(r"JackEngine::XRun: client (?:= )?(.+?) finished after current callback", text)]
         names = sorted({name for name, _ in late})
         return {
             "driver_late": len(re.findall(r"JackTimedDriver::Process XRun", text)),
@@ -190,11 +197,14 @@ def wait_ports(env: dict, prefix: str, timeout: float = 60.0) -> None:
     raise RuntimeError(f"no JACK port {prefix}* appeared")
 
 
-def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, busy: bool, qos: bool = True) -> dict:
+def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, busy: str, qos: bool = True) -> dict:
+    """``busy``: "idle", "thread" (a spinning thread in rtq's process) or "process" (a
+    spinning process beside it, as for the C clients)."""
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER]) if busy == "process" else None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "summary.json"
         child = subprocess.Popen([sys.executable, "-c", DRIVER, preset, str(blocksize), str(seconds),
-                                  "1" if busy else "0", str(out), "1" if qos else "0"],
+                                  "1" if busy == "thread" else "0", str(out), "1" if qos else "0"],
                                  env=env_for(server), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
             wait_line(child, "running")
@@ -204,9 +214,10 @@ def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, bus
             xruns = log.xruns()
             child.wait(60)
         finally:
-            if child.poll() is None:
-                child.kill()
-                child.wait()
+            for p in (child, spinner):
+                if p is not None and p.poll() is None:
+                    p.kill()
+                    p.wait()
         summary = json.loads(out.read_text())
     return {"xruns": xruns, "seconds": seconds - 0.5, "summary": summary}
 
@@ -370,7 +381,7 @@ def time_to_first_audio(server: JackServer, preset: str, starts: int) -> list[tu
 
 
 def choose_preset(server: JackServer, blocksize: int) -> tuple[str, dict]:
-    probe = run_rtq(server, HEAVY, blocksize, 5.0, busy=False)
+    probe = run_rtq(server, HEAVY, blocksize, 5.0, busy="idle")
     load = probe["summary"]["callback_load"]
     return (HEAVY if load["p99"] is not None and load["p99"] < 0.5 else FALLBACK), probe
 
@@ -383,14 +394,22 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each measurement (default 30)")
     parser.add_argument("--slots", type=int, default=1,
-                        help="turns each measurement is split into, alternating rtq and jack_thru (default 1)")
+                        help="turns each measurement is split into, alternating rtq, jack_thru and jack_cpu "
+                             "(default 1)")
     parser.add_argument("--blocksizes", default="32,64,256", help="comma-separated (default 32,64,256)")
     parser.add_argument("--preset", help=f"skip the probe and use this preset (default: {HEAVY} if it keeps up)")
     parser.add_argument("--starts", type=int, default=4, help="rtq live starts timed (default 4)")
     parser.add_argument("--cpu-latency-qos", choices=("on", "off", "both"), default="on",
                         help="hold a 0 us CPU latency request (what rtq live does on a sound card) during "
-                             "both clients' turns, not at all, or both ways in alternating turns (default on)")
+                             "every client's turns, not at all, or both ways in alternating turns (default on)")
+    parser.add_argument("--busy", default="idle,thread",
+                        help="comma-separated load beside rtq: idle, thread (a spinning Python thread in its "
+                             "process, as the issue asks), process (a spinning Python process beside it, as "
+                             "for the C clients); default idle,thread")
     args = parser.parse_args(argv)
+    busy_modes = args.busy.split(",")
+    if not set(busy_modes) <= {"idle", "thread", "process"}:
+        parser.error("--busy takes idle, thread and process")
     modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.cpu_latency_qos]
     blocksizes = [int(b) for b in args.blocksizes.split(",")]
     for client in ("jack_thru", "jack_cpu"):
@@ -407,7 +426,7 @@ def main(argv=None) -> int:
             if preset is None:
                 preset, probe = choose_preset(server, blocksize)
                 probe["blocksize"] = blocksize
-            for busy in (False, True):
+            for busy in busy_modes:
                 turns = {qos: [] for qos in modes}
                 for _ in range(slots):
                     for qos in modes:
@@ -418,12 +437,13 @@ def main(argv=None) -> int:
                             if percent.get(blocksize) is None:
                                 percent[blocksize] = matched_percent(rtq["summary"]["callback_load"]["p50"],
                                                                      blocksize)
-                            turns[qos].append((rtq, run_thru(server, seconds / slots, busy),
-                                               run_cpu(server, percent[blocksize], seconds / slots, busy)))
+                            loaded = busy != "idle"
+                            turns[qos].append((rtq, run_thru(server, seconds / slots, loaded),
+                                               run_cpu(server, percent[blocksize], seconds / slots, loaded)))
                 for qos in modes:
                     rtq, thru, cpu = (merged([turn[k] for turn in turns[qos]]) for k in range(3))
                     rows.append((blocksize, server.realtime, busy, qos, rtq, thru, (percent[blocksize], cpu)))
-                    print(f"  block {blocksize:>3} {'busy' if busy else 'idle'} QoS {'on' if qos else 'off'}: "
+                    print(f"  block {blocksize:>3} {busy} QoS {'on' if qos else 'off'}: "
                           f"rtq {per_minute(rtq):.1f} xruns/min, jack_thru {per_minute(thru):.1f}, "
                           f"jack_cpu -c {percent[blocksize]} {per_minute(cpu):.1f}", file=sys.stderr, flush=True)
             if blocksize == 64 or (blocksize == blocksizes[-1] and not starts):
@@ -455,7 +475,7 @@ def main(argv=None) -> int:
         late = f"{causes(rtq)}; {causes(thru)}; {causes(cpu)}"
         ratio, lo, hi = rate_ratio(rtq, thru)
         c_ratio, c_lo, c_hi = rate_ratio(rtq, cpu)
-        print(f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {'busy' if busy else 'idle':>7} {'on' if qos else 'off':>3} | "
+        print(f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {busy:>7} {'on' if qos else 'off':>3} | "
               f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
               f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | "
               f"{f'-c {cpu_percent}':>8} {per_minute(cpu):>9.1f} | {f'{c_ratio:.2f} ({c_lo:.2f}-{c_hi:.2f})':>19} | "
@@ -466,8 +486,9 @@ def main(argv=None) -> int:
           "causes: timer = the server's dummy driver woke late, a client name (PortAudio is rtq) = that "
           "client had not finished its cycle (running: it was still running; otherwise it had not started); load: callback time / period from rtq's histogram; PA flags: "
           "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
-          "over jack_thru's, with its exact 95 % interval (Poisson counts); busy: a pure-Python "
-          "thread spinning in rtq's process (for jack_thru, a spinning Python process beside it); QoS: a 0 us "
+          "over jack_thru's, with its exact 95 % interval (Poisson counts); thread: a pure-Python "
+          "thread spinning in rtq's process, process: a spinning Python process beside it (for the C "
+          "clients, a spinning Python process in both); QoS: a 0 us "
           "CPU latency request (/dev/cpu_dma_latency) held during all clients' turns, as rtq live holds it "
           "on a sound card; jack_cpu -c P: JACK's C client that busy-waits P % of each period (its frame "
           "clock's whole frames), P matched to rtq's p50 load in the first turn.")
