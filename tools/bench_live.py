@@ -45,10 +45,11 @@ Usage::
 
 ``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 40 minutes
 for the three block sizes, three clients).  jack_cpu's P is set once per block size,
-from rtq's first turn, and kept for all turns of that block size.  ``--cpu-latency-qos`` (default on) holds the 0 us CPU
-latency request that ``rtq live`` holds on a sound card (:mod:`rtq.live.wakeup`)
-through every client's turn, as a tuned system would; ``both`` also measures without
-it, in turns alternating with the ones with it.
+from rtq's first turn, and kept for all turns of that block size.
+``--cpu-latency-qos`` (default on) holds the 0 us CPU latency request that ``rtq live``
+holds on a sound card (:mod:`rtq.live.wakeup`) through every client's turn, as a tuned
+system would; ``both`` also measures without it, in turns alternating with the ones
+with it.
 """
 from __future__ import annotations
 
@@ -315,8 +316,7 @@ def rate_ratio(a: dict, b: dict) -> tuple[float, float, float]:
 
 
 def per_minute(result: dict) -> float:
-    x = result["xruns"]
-    return 60.0 * (x["driver_late"] + x["process_error"]) / result["seconds"]
+    return 60.0 * xrun_count(result) / result["seconds"]
 
 
 def causes(result: dict) -> str:
