@@ -20,10 +20,11 @@ blames on the client (how many of those it was still running).
 Usage::
 
     python tools/bench_xrun_load.py [--blocksize 64] [--percents 2,4,5,7,10]
-                                    [--seconds 120] [--slots 4] [--busy idle,process]
+                                    [--seconds 120] [--slots 4] [--busy idle,thread,process]
 
-``--busy process`` runs a spinning Python process beside every client (for rtq, beside
-its process, as ``bench_live.py --busy process``).  The 0 us CPU latency request that
+``--busy thread`` runs a spinning Python thread in rtq's process (as the issue's busy
+run) and a spinning Python process beside each C client; ``--busy process`` a spinning
+process beside every client, rtq included (as ``bench_live.py --busy``).  The 0 us CPU latency request that
 ``rtq live`` holds on a sound card is held through every turn, as in bench_live.
 """
 from __future__ import annotations
@@ -63,12 +64,12 @@ def main(argv=None) -> int:
     parser.add_argument("--preset", default="dsd64-1bit")
     parser.add_argument("--seconds", type=float, default=120.0, help="per client, over all turns (default 120)")
     parser.add_argument("--slots", type=int, default=4, help="turns (default 4)")
-    parser.add_argument("--busy", default="idle,process", help="idle and/or process (default idle,process)")
+    parser.add_argument("--busy", default="idle,thread", help="idle, thread, process (default idle,thread)")
     args = parser.parse_args(argv)
     percents = [int(p) for p in args.percents.split(",")]
     modes = args.busy.split(",")
-    if not set(modes) <= {"idle", "process"}:
-        parser.error("--busy takes idle and process")
+    if not set(modes) <= {"idle", "thread", "process"}:
+        parser.error("--busy takes idle, thread and process")
     slots = max(args.slots, 1)
     turn = args.seconds / slots
     name = f"rtq-xrun-load-{os.getpid()}"
@@ -114,10 +115,14 @@ def main(argv=None) -> int:
             ratio, lo, hi = rate_ratio(result, thru)
             print(f"{label:>18} | {us:>7.0f} us | {per_minute(result):>9.1f} | "
                   f"{f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>21} | {late_cycles(result, prefix)}")
+        load = rtq["summary"]["callback_load"]
+        print(f"rtq callback load: p50 {100 * load['p50']:.1f} %, p99 {100 * load['p99']:.1f} % (highest turn), "
+              f"max {100 * load['max']:.1f} % of the period")
     print()
     print("busy/cycle: jack_cpu's mean busy-wait per cycle; rtq's p50 callback time.  xruns/min as in "
           "bench_live (jackd's log: timer late + clients not finished).  process: a spinning Python "
-          "process beside each client.")
+          "process beside each client; thread: a spinning Python thread in rtq's process (a spinning process beside "
+          "the C clients).")
     return 0
 
 
