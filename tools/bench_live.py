@@ -227,12 +227,17 @@ def run_thru(server: JackServer, seconds: float, busy: bool) -> dict:
     return run_c_client(server, ["jack_thru"], "jack_thru:", seconds, busy)
 
 
+def cpu_busy_frames(percent: int, blocksize: int) -> float:
+    """``jack_cpu -c percent``'s mean busy time per cycle, in frames.  jack_cpu spins until
+    JACK's frame clock has advanced ``int(blocksize * percent / 100)`` frames from the
+    (truncated) frame it started at: k frames busy-wait k - 1/2 frames on average."""
+    return max(blocksize * percent // 100 - 0.5, 0.0)
+
+
 def matched_percent(load: float, blocksize: int) -> int:
     """``jack_cpu -c`` percentage whose busy time per cycle is closest to ``load`` (a
-    share of the period).  jack_cpu spins until JACK's frame clock has advanced
-    ``int(blocksize * percent / 100)`` frames from the (truncated) frame it started at:
-    k frames busy-wait k - 1/2 frames on average."""
-    return min(range(1, 100), key=lambda p: abs(blocksize * p // 100 - 0.5 - load * blocksize))
+    share of the period)."""
+    return min(range(1, 100), key=lambda p: abs(cpu_busy_frames(p, blocksize) - load * blocksize))
 
 
 def run_cpu(server: JackServer, percent: int, seconds: float, busy: bool) -> dict:

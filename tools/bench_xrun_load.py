@@ -36,17 +36,11 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_live import (RATE, merged, per_minute, rate_ratio, run_cpu, run_rtq, run_thru,  # noqa: E402
-                        start_server)
+from bench_live import (RATE, cpu_busy_frames, merged, per_minute, rate_ratio, run_cpu, run_rtq,  # noqa: E402
+                        run_thru, start_server)
 from jack_server import stop_clients  # noqa: E402
 
 from rtq.live.wakeup import WakeupLatency  # noqa: E402
-
-
-def busy_microseconds(percent: int, blocksize: int) -> float:
-    """jack_cpu's mean busy time per cycle at ``-c percent`` (see bench_live.matched_percent)."""
-    frames = blocksize * percent // 100
-    return max(frames - 0.5, 0.0) * 1e6 / RATE
 
 
 def late_cycles(result: dict, prefix: str) -> str:
@@ -109,7 +103,7 @@ def main(argv=None) -> int:
         rtq = merged_rows["rtq"]
         rtq_us = rtq["summary"]["callback_load"]["p50"] * period_us
         entries = [("jack_thru", 0.0, thru, "jack_thru"), (f"rtq {args.preset}", rtq_us, rtq, "PortAudio")]
-        entries += [(f"jack_cpu -c {p}", busy_microseconds(p, args.blocksize), merged_rows[p], "jack-cpu")
+        entries += [(f"jack_cpu -c {p}", cpu_busy_frames(p, args.blocksize) * 1e6 / RATE, merged_rows[p], "jack-cpu")
                     for p in percents]
         for label, us, result, prefix in sorted(entries, key=lambda e: e[1]):
             ratio, lo, hi = rate_ratio(result, thru)
