@@ -18,9 +18,9 @@ Two kernels run that loop.  FIR error filters (the published tables, custom
 coefficients) keep a linear history of past errors and sum their older taps a few
 samples at a time in a vector register.  Recursive filters (designed NTFs, Gesemann's
 tables) are short, high-gain loops that often run oversampled (a 1-bit modulator at
-64x): they run in transposed direct form II, whose state (eight words, the order
-zero-padded) stays in vector registers for the whole block, two channels in the lanes
-of the same vectors, so the two loop-carried chains share every instruction.  The sums
+64x): they run in transposed direct form II, whose state (one word per order) stays in
+vector registers for the whole block, word k of two channels in the two lanes of
+register k, so the two loop-carried chains share every instruction.  The sums
 are those of the direct form in another order; a test holds the kernel to the textbook
 loop code for code.
 
@@ -42,9 +42,10 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from ..jit import kernel
+from .ntf import MAX_ORDER
 from .rng import next_bits, next_uniform
-from .simd import (clear_channel, float64x4, fma_vector, fused_multiply_add, interleave_channels, lane_sums4,
-                   load_vector, separate_channels, shuffle, spread_pairs, store_vector)
+from .simd import (clear_lane, fma_vector, fused_multiply_add, lane_sums4, make_pair, pair_count, store_word_pairs,
+                   word_pairs)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -125,8 +126,9 @@ _MISC = 3 + NEAR_TAPS
 _FAR = 3
 
 
-# Highest order of a recursive error filter (its state fills two 4-lane vectors).
-RECURSIVE_ORDER = 8
+# Highest order of a recursive error filter: that of the designed NTFs (Gesemann's
+# tables are 4th order).
+RECURSIVE_ORDER = MAX_ORDER
 
 
 def kernel_coefficients(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -283,27 +285,23 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     return p * NEAR_TAPS + sub
 
 
-_PAIRS = types.UniTuple(float64x4, 4)
-
-
 def _paired_sample_intrinsic(saturating: bool):
     """:func:`_paired_sample` (``saturating``) or its fast form :func:`_paired_sample_fast`."""
 
     def paired_sample(typingctx, pairs, a, b, grid, x_c, x_d, r_c, r_d):
-        if not (pairs == a == b == _PAIRS and isinstance(grid, types.UniTuple)):
+        words = pair_count(pairs)
+        if words is None or not (pairs == a == b and isinstance(grid, types.UniTuple)):
             return None
-        sig = types.Tuple((_PAIRS, types.float64, types.float64, types.int64))(
+        sig = types.Tuple((pairs, types.float64, types.float64, types.int64))(
             pairs, a, b, grid, types.float64, types.float64, types.float64, types.float64)
 
         def codegen(context, builder, signature, args):
             p_tuple, a_tuple, b_tuple, g, xc, xd, rc, rd = args
             two = ir.VectorType(ir.DoubleType(), 2)
-            undef = ir.Constant(two, ir.Undefined)
             i32 = ir.IntType(32)
 
             def pair(u, v):
-                return builder.insert_element(builder.insert_element(undef, u, ir.Constant(i32, 0)),
-                                              v, ir.Constant(i32, 1))
+                return make_pair(builder, u, v)
 
             def splat(k):
                 value = builder.extract_value(g, k)
@@ -321,8 +319,8 @@ def _paired_sample_intrinsic(saturating: bool):
                 return builder.zext(builder.bitcast(mask, ir.IntType(2)), ir.IntType(64))
 
             step, inv_step, off, lo, hi, ebound = (splat(k) for k in range(6))
-            p = [builder.extract_value(p_tuple, k) for k in range(4)]
-            o = shuffle(builder, p[0], p[0], [0, 1])
+            s = [builder.extract_value(p_tuple, k) for k in range(words)]
+            o = s[0]
             xs = builder.fmul(pair(xc, xd), inv_step)
             rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(two, [two]), "llvm.rint.v2f64")
             v = builder.fsub(builder.fsub(builder.fadd(xs, pair(rc, rd)), off), o)
@@ -331,16 +329,13 @@ def _paired_sample_intrinsic(saturating: bool):
                                     builder.fneg(ebound), ebound)
             y = builder.fmul(builder.fadd(q, off), step)
             events = builder.or_(lane_bits(clipped), builder.shl(lane_bits(overloaded), ir.Constant(ir.IntType(64), 2)))
-            e_all = shuffle(builder, e, e, [0, 1, 0, 1])
-            o_all = shuffle(builder, o, o, [0, 1, 0, 1])
-            zero = ir.Constant(p[0].type, [0.0] * 4)
+            zero = ir.Constant(two, [0.0, 0.0])
             new = []
-            for k in range(4):
-                shifted = shuffle(builder, p[k], p[k + 1] if k < 3 else zero, [2, 3, 4, 5])
+            for k in range(words):
                 minus_b = builder.fneg(builder.extract_value(b_tuple, k))
-                new.append(fma_vector(builder, builder.extract_value(a_tuple, k), e_all,
-                                      fma_vector(builder, minus_b, o_all, shifted)))
-            out = [context.make_tuple(builder, _PAIRS, new), builder.extract_element(y, ir.Constant(i32, 0)),
+                new.append(fma_vector(builder, builder.extract_value(a_tuple, k), e,
+                                      fma_vector(builder, minus_b, o, s[k + 1] if k + 1 < words else zero)))
+            out = [context.make_tuple(builder, pairs, new), builder.extract_element(y, ir.Constant(i32, 0)),
                    builder.extract_element(y, ir.Constant(i32, 1)), events]
             return context.make_tuple(builder, signature.return_type, out)
 
@@ -356,17 +351,19 @@ _paired_sample.__doc__ = """One sample of two channels' recursive error-feedback
 The error filter ``o[n] = sum_j a[j] e[n-1-j] - sum_j b[j] o[n-1-j]`` runs in transposed
 direct form II: its state ``s`` (RECURSIVE_ORDER words per channel; ``s[0]`` is this
 sample's filter output ``o``) steps as ``s'[k] = a[k] e + (s[k+1] - b[k] o)``, each
-fused, with ``s[8] = 0``.  A filter of lower order has zero-padded coefficients, and its
-unused state words stay exactly zero.  Per lane, as :func:`_round_to_grid` and
+fused, with ``s[N] = 0`` for ``N`` pairs of words.  Per lane, as :func:`_round_to_grid` and
 :func:`_feedback_error` compute it for one channel: ``q = rint((xs + r - off) - o)``
 saturated, ``e = q - ((xs - off) - o)`` clamped, ``y = (q + off) step``.
 
-Both channels' words sit side by side in the same vectors (``pairs``, see
-:func:`~rtq.dsp.simd.interleave_channels`; ``a`` and ``b`` spread the same way), so
-their two loop-carried chains share every instruction and the registers they would
-otherwise compete for.  Returns ``(pairs, y_c, y_d, events)``: ``events`` bit 0/1 =
+Word k of both channels sits in the two lanes of ``pairs[k]`` (see
+:func:`~rtq.dsp.simd.word_pairs`; ``a`` and ``b`` spread the same way), so their two
+loop-carried chains share every instruction, and no lane moves: the state's shift is a
+renaming of registers.  On Zen 3 this takes 13-23 % less time a sample than words
+packed four to a register (whose shift and broadcasts of ``e`` and ``o`` sit on the
+loop's path) for orders 1-6, and 12 % more for order 7, whose 21 registers of state and
+coefficients no longer fit (BENCHMARKS.md).  Returns ``(pairs, y_c, y_d, events)``: ``events`` bit 0/1 =
 channel c/d saturated, bit 2/3 = its error was clamped (an overload).  Loop resets are
-left to the caller (:func:`~rtq.dsp.simd.clear_channel`).
+left to the caller (:func:`~rtq.dsp.simd.clear_lane`).
 """
 _paired_sample_fast = _paired_sample_intrinsic(False)
 _paired_sample_fast.__doc__ = """:func:`_paired_sample` without the saturation of the output and
@@ -382,16 +379,36 @@ def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, co
     a copy of itself (same input, state and dither, so the same results; counted once).
     Per channel, ``state`` holds the filter state (RECURSIVE_ORDER words), then the misc
     words (tpdf-hp draw at ``+0``, overload run at ``+2``).
+
+    The loop carries only the state words the filter's order uses: the words above it
+    start at zero (prepare and reset zero the state) and stay exactly zero, so leaving
+    them out changes no result and saves their two multiply-adds on every sample.  One
+    loop is compiled per order.
     """
     grid = (grid7[0], grid7[1], grid7[2], grid7[3], grid7[4], grid7[5], grid7[6])
-    a_pairs = spread_pairs(load_vector(a, 0), load_vector(a, 4))
-    b_pairs = spread_pairs(load_vector(b, 0), load_vector(b, 4))
+    order = RECURSIVE_ORDER
+    while order > 1 and a[order - 1] == 0.0 and b[order - 1] == 0.0:
+        order -= 1
     nch = buf.shape[0]
     for c in range(0, nch, 2):
         d = c + 1 if c + 1 < nch else c
-        clips_c, clips_d, resets_c, resets_d = _requantize_pair(
-            buf[c, :n], buf[d, :n], state[c * stride:(c + 1) * stride], state[d * stride:(d + 1) * stride],
-            rng[c:c + 1], rng[d:d + 1], grid, kind, amp, a_pairs, b_pairs)
+        args = (buf[c, :n], buf[d, :n], state[c * stride:(c + 1) * stride], state[d * stride:(d + 1) * stride],
+                rng[c:c + 1], rng[d:d + 1], grid, kind, amp)
+        if order == 1:
+            counts = _requantize_pair(*args, word_pairs(a, a, 1), word_pairs(b, b, 1))
+        elif order == 2:
+            counts = _requantize_pair(*args, word_pairs(a, a, 2), word_pairs(b, b, 2))
+        elif order == 3:
+            counts = _requantize_pair(*args, word_pairs(a, a, 3), word_pairs(b, b, 3))
+        elif order == 4:
+            counts = _requantize_pair(*args, word_pairs(a, a, 4), word_pairs(b, b, 4))
+        elif order == 5:
+            counts = _requantize_pair(*args, word_pairs(a, a, 5), word_pairs(b, b, 5))
+        elif order == 6:
+            counts = _requantize_pair(*args, word_pairs(a, a, 6), word_pairs(b, b, 6))
+        else:
+            counts = _requantize_pair(*args, word_pairs(a, a, 7), word_pairs(b, b, 7))
+        clips_c, clips_d, resets_c, resets_d = counts
         counters[c, COUNT_CLIPS] += clips_c
         counters[c, COUNT_RESETS] += resets_c
         if d != c:
@@ -402,10 +419,11 @@ def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, co
 @kernel
 def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_pairs):
     """Channels c and d (``x``, ``state`` and ``rng`` each) through
-    :func:`_paired_sample_fast`, both chains in the lanes of the same vectors; returns
-    their saturation and loop-reset counts ``(clips_c, clips_d, resets_c, resets_d)``."""
+    :func:`_paired_sample_fast`, both chains in the lanes of the same vectors (as many
+    state words as ``a_pairs`` spreads); returns their saturation and loop-reset counts
+    ``(clips_c, clips_d, resets_c, resets_d)``."""
     reset_after = grid[6]
-    pairs = interleave_channels(load_vector(sc, 0), load_vector(sc, 4), load_vector(sd, 0), load_vector(sd, 4))
+    pairs = word_pairs(sc, sd, a_pairs)
     gen_c, prev_c, run_c = rng_c[0], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2]
     gen_d, prev_d, run_d = rng_d[0], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2]
     clips_c = clips_d = resets_c = resets_d = 0
@@ -427,18 +445,14 @@ def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_p
         run_c = run_c + 1.0 if events & 4 else 0.0
         run_d = run_d + 1.0 if events & 8 else 0.0
         if events & 4 and run_c == reset_after:
-            pairs = clear_channel(pairs, 0)
+            pairs = clear_lane(pairs, 0)
             run_c = 0.0
             resets_c += 1
         if events & 8 and run_d == reset_after:
-            pairs = clear_channel(pairs, 1)
+            pairs = clear_lane(pairs, 1)
             run_d = 0.0
             resets_d += 1
-    c_lo, c_hi, d_lo, d_hi = separate_channels(pairs)
-    store_vector(sd, 0, d_lo)
-    store_vector(sd, 4, d_hi)
+    store_word_pairs(sc, sd, pairs)
     rng_d[0], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2] = gen_d, prev_d, run_d
-    store_vector(sc, 0, c_lo)
-    store_vector(sc, 4, c_hi)
     rng_c[0], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2] = gen_c, prev_c, run_c
     return clips_c, clips_d, resets_c, resets_d

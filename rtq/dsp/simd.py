@@ -4,11 +4,12 @@
 register.  Each lane adds its products in the same order as the scalar loop would, so
 the result is bit-identical to four scalar accumulators; only the throughput changes.
 
-:data:`float64x4` is a Numba type for one ``<4 x double>`` register value, so a loop can
-carry vectors from one iteration to the next: the eight-word states of two channels'
-recursive error filters, held word by word side by side (:func:`interleave_channels`),
-fit in four of them, where sixteen scalars would be spilled to the stack, and one vector
-operation serves both channels.
+:data:`float64x2` is a Numba type for one ``<2 x double>`` register value, so a loop can
+carry vectors from one iteration to the next: the states of two channels' recursive
+error filters, word ``k`` of both channels in the two lanes of register ``k``
+(:func:`word_pairs`).  One vector operation then serves both channels, no lane ever
+moves (the state's shift is a renaming of registers), and the loop carries exactly as
+many registers as the filter has words.
 """
 from llvmlite import ir
 from numba import types
@@ -64,131 +65,108 @@ def fused_multiply_add(typingctx, a, b, c):
 
 
 def fma_vector(builder, a, b, c):
-    """Emit ``llvm.fma`` on doubles or ``<4 x double>`` (one rounding per lane)."""
-    kind = "v4f64" if isinstance(a.type, ir.VectorType) else "f64"
+    """Emit ``llvm.fma`` on doubles or vectors of doubles (one rounding per lane)."""
+    kind = f"v{a.type.count}f64" if isinstance(a.type, ir.VectorType) else "f64"
     fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(a.type, [a.type] * 3), f"llvm.fma.{kind}")
     return builder.call(fma, [a, b, c])
 
 
-class Float64x4(types.Type):
-    """Four float64 lanes in one vector register (LLVM ``<4 x double>``)."""
+class Float64x2(types.Type):
+    """Two float64 lanes in one vector register (LLVM ``<2 x double>``)."""
 
     def __init__(self):
-        super().__init__(name="float64x4")
+        super().__init__(name="float64x2")
 
 
-float64x4 = Float64x4()
+float64x2 = Float64x2()
+_PAIR = ir.VectorType(ir.DoubleType(), 2)
 
 
-@register_model(Float64x4)
-class _Float64x4Model(models.PrimitiveModel):
+@register_model(Float64x2)
+class _Float64x2Model(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _VEC)
+        super().__init__(dmm, fe_type, _PAIR)
 
 
 def _c_float64(array):
     return isinstance(array, types.Array) and array.dtype == types.float64 and array.layout == "C"
 
 
-def _element(context, builder, array_type, array, index):
-    data = context.make_array(array_type)(context, builder, array).data
-    return builder.bitcast(builder.gep(data, [index]), _VEC.as_pointer())
+def pair_count(pairs):
+    """Length of a tuple of :data:`float64x2` values (None for anything else)."""
+    if isinstance(pairs, types.UniTuple) and pairs.dtype == float64x2:
+        return pairs.count
+    return None
 
 
-@intrinsic
-def load_vector(typingctx, array, index):
-    """``array[index:index + 4]`` as a :data:`float64x4` (C-contiguous float64; the caller
-    keeps the range inside the array: no checks)."""
-    if not _c_float64(array):
+def _data(context, builder, array_type, array):
+    return context.make_array(array_type)(context, builder, array).data
+
+
+@intrinsic(prefer_literal=True)
+def word_pairs(typingctx, c, d, count):
+    """``([c[0], d[0]], ..., [c[n-1], d[n-1]])``: word ``k`` of two arrays in the lanes of
+    pair ``k``.  ``count`` is a literal int ``n`` or a tuple of ``n`` pairs.  The arrays are
+    C-contiguous float64 and the caller keeps ``n`` inside both (no checks).
+    ``word_pairs(a, a, n)`` spreads ``a``."""
+    n = count.literal_value if isinstance(count, types.IntegerLiteral) else pair_count(count)
+    if not (_c_float64(c) and _c_float64(d)) or n is None:
         return None
 
     def codegen(context, builder, signature, args):
-        return builder.load(_element(context, builder, signature.args[0], *args), align=8)
-
-    return float64x4(array, types.intp), codegen
-
-
-@intrinsic
-def store_vector(typingctx, array, index, vector):
-    """``array[index:index + 4] = vector`` (as :func:`load_vector`)."""
-    if not _c_float64(array) or vector != float64x4:
-        return None
-
-    def codegen(context, builder, signature, args):
-        builder.store(args[2], _element(context, builder, signature.args[0], args[0], args[1]), align=8)
-        return context.get_dummy_value()
-
-    return types.void(array, types.intp, float64x4), codegen
-
-
-def shuffle(builder, a, b, lanes):
-    """LLVM ``shufflevector`` of ``a`` and ``b`` (lanes of ``b`` numbered after ``a``'s)."""
-    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
-
-
-def _vectors(n):
-    return types.UniTuple(float64x4, n)
-
-
-@intrinsic
-def interleave_channels(typingctx, c_low, c_high, d_low, d_high):
-    """Two channels' eight-word states (low and high halves each) as four vectors of
-    word pairs ``[c0 d0 c1 d1], [c2 d2 c3 d3], [c4 d4 c5 d5], [c6 d6 c7 d7]``."""
-    if not all(arg == float64x4 for arg in (c_low, c_high, d_low, d_high)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        c_lo, c_hi, d_lo, d_hi = args
-        pairs = [shuffle(builder, c, d, lanes) for c, d in ((c_lo, d_lo), (c_hi, d_hi))
-                 for lanes in ([0, 4, 1, 5], [2, 6, 3, 7])]
+        c_data = _data(context, builder, signature.args[0], args[0])
+        d_data = _data(context, builder, signature.args[1], args[1])
+        pairs = []
+        for k in range(n):
+            index = ir.Constant(ir.IntType(64), k)
+            lanes = [builder.load(builder.gep(data, [index])) for data in (c_data, d_data)]
+            pairs.append(make_pair(builder, *lanes))
         return context.make_tuple(builder, signature.return_type, pairs)
 
-    return _vectors(4)(float64x4, float64x4, float64x4, float64x4), codegen
+    return types.UniTuple(float64x2, n)(c, d, count), codegen
 
 
 @intrinsic
-def separate_channels(typingctx, pairs):
-    """The inverse of :func:`interleave_channels`: ``(c_low, c_high, d_low, d_high)``."""
-    if pairs != _vectors(4):
+def store_word_pairs(typingctx, c, d, pairs):
+    """The inverse of :func:`word_pairs`: lane 0 of pair ``k`` to ``c[k]``, lane 1 to ``d[k]``."""
+    n = pair_count(pairs)
+    if not (_c_float64(c) and _c_float64(d)) or n is None:
         return None
 
     def codegen(context, builder, signature, args):
-        p = [builder.extract_value(args[0], k) for k in range(4)]
-        halves = [shuffle(builder, p[k], p[k + 1], lanes) for lanes in ([0, 2, 4, 6], [1, 3, 5, 7])
-                  for k in (0, 2)]
-        return context.make_tuple(builder, signature.return_type, halves)
+        datas = [_data(context, builder, signature.args[j], args[j]) for j in (0, 1)]
+        for k in range(n):
+            pair = builder.extract_value(args[2], k)
+            index = ir.Constant(ir.IntType(64), k)
+            for lane, data in enumerate(datas):
+                builder.store(builder.extract_element(pair, ir.Constant(_I32, lane)), builder.gep(data, [index]))
+        return context.get_dummy_value()
 
-    return _vectors(4)(pairs), codegen
+    return types.void(c, d, pairs), codegen
+
+
+def make_pair(builder, u, v):
+    undef = ir.Constant(_PAIR, ir.Undefined)
+    return builder.insert_element(builder.insert_element(undef, u, ir.Constant(_I32, 0)), v, ir.Constant(_I32, 1))
 
 
 @intrinsic
-def spread_pairs(typingctx, low, high):
-    """Eight coefficients (two halves) laid out for interleaved states: each word twice,
-    ``[k0 k0 k1 k1], [k2 k2 k3 k3], [k4 k4 k5 k5], [k6 k6 k7 k7]``."""
-    if low != float64x4 or high != float64x4:
+def clear_lane(typingctx, pairs, lane):
+    """``pairs`` with lane ``lane`` (0 or 1: the channel) of every pair set to zero."""
+    n = pair_count(pairs)
+    if n is None or not isinstance(lane, types.Integer):
         return None
 
     def codegen(context, builder, signature, args):
-        spread = [shuffle(builder, half, half, lanes) for half in args for lanes in ([0, 0, 1, 1], [2, 2, 3, 3])]
-        return context.make_tuple(builder, signature.return_type, spread)
-
-    return _vectors(4)(float64x4, float64x4), codegen
-
-
-@intrinsic
-def clear_channel(typingctx, pairs, channel):
-    """Interleaved states with every word of ``channel`` (0 or 1) set to zero."""
-    if pairs != _vectors(4) or not isinstance(channel, types.Integer):
-        return None
-
-    def codegen(context, builder, signature, args):
-        zero = ir.Constant(_VEC, [0.0] * 4)
         first = builder.icmp_signed("==", args[1], ir.Constant(args[1].type, 0))
+        keep_second = ir.Constant(ir.VectorType(ir.IntType(1), 2), [0, 1])
+        keep_first = ir.Constant(ir.VectorType(ir.IntType(1), 2), [1, 0])
+        zero = ir.Constant(_PAIR, [0.0, 0.0])
         cleared = []
-        for k in range(4):
+        for k in range(n):
             p = builder.extract_value(args[0], k)
-            cleared.append(builder.select(first, shuffle(builder, p, zero, [4, 1, 6, 3]),
-                                          shuffle(builder, p, zero, [0, 5, 2, 7])))
+            cleared.append(builder.select(first, builder.select(keep_second, p, zero),
+                                          builder.select(keep_first, p, zero)))
         return context.make_tuple(builder, signature.return_type, cleared)
 
-    return _vectors(4)(pairs, channel), codegen
+    return pairs(pairs, lane), codegen
