@@ -37,7 +37,7 @@ stage's ``prepare``.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit, types
+from numba import literal_unroll, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -129,6 +129,9 @@ _FAR = 3
 # Highest order of a recursive error filter: that of the designed NTFs (Gesemann's
 # tables are 4th order).
 RECURSIVE_ORDER = MAX_ORDER
+# Tuples of 1 .. RECURSIVE_ORDER items: their types carry the word count a recursive
+# loop is compiled for (see _requantize_recursive).
+_WORD_COUNTS = tuple((0.0,) * k for k in range(1, RECURSIVE_ORDER + 1))
 
 
 def kernel_coefficients(a, b) -> tuple[np.ndarray, np.ndarray]:
@@ -394,20 +397,10 @@ def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, co
         d = c + 1 if c + 1 < nch else c
         args = (buf[c, :n], buf[d, :n], state[c * stride:(c + 1) * stride], state[d * stride:(d + 1) * stride],
                 rng[c:c + 1], rng[d:d + 1], grid, kind, amp)
-        if order == 1:
-            counts = _requantize_pair(*args, word_pairs(a, a, 1), word_pairs(b, b, 1))
-        elif order == 2:
-            counts = _requantize_pair(*args, word_pairs(a, a, 2), word_pairs(b, b, 2))
-        elif order == 3:
-            counts = _requantize_pair(*args, word_pairs(a, a, 3), word_pairs(b, b, 3))
-        elif order == 4:
-            counts = _requantize_pair(*args, word_pairs(a, a, 4), word_pairs(b, b, 4))
-        elif order == 5:
-            counts = _requantize_pair(*args, word_pairs(a, a, 5), word_pairs(b, b, 5))
-        elif order == 6:
-            counts = _requantize_pair(*args, word_pairs(a, a, 6), word_pairs(b, b, 6))
-        else:
-            counts = _requantize_pair(*args, word_pairs(a, a, 7), word_pairs(b, b, 7))
+        counts = (0, 0, 0, 0)
+        for words in literal_unroll(_WORD_COUNTS):  # one loop compiled per order
+            if len(words) == order:
+                counts = _requantize_pair(*args, word_pairs(a, a, words), word_pairs(b, b, words))
         clips_c, clips_d, resets_c, resets_d = counts
         counters[c, COUNT_CLIPS] += clips_c
         counters[c, COUNT_RESETS] += resets_c

@@ -106,10 +106,11 @@ def _data(context, builder, array_type, array):
 @intrinsic(prefer_literal=True)
 def word_pairs(typingctx, c, d, count):
     """``([c[0], d[0]], ..., [c[n-1], d[n-1]])``: word ``k`` of two arrays in the lanes of
-    pair ``k``.  ``count`` is a literal int ``n`` or a tuple of ``n`` pairs.  The arrays are
-    C-contiguous float64 and the caller keeps ``n`` inside both (no checks).
-    ``word_pairs(a, a, n)`` spreads ``a``."""
-    n = count.literal_value if isinstance(count, types.IntegerLiteral) else pair_count(count)
+    pair ``k``.  ``count`` is a literal int ``n`` or any tuple of ``n`` items (its type
+    carries ``n``).  The arrays are C-contiguous float64 and the caller keeps ``n`` inside
+    both (no checks).  ``word_pairs(a, a, n)`` spreads ``a``."""
+    n = count.literal_value if isinstance(count, types.IntegerLiteral) else len(count) if isinstance(
+        count, types.BaseTuple) else None
     if not (_c_float64(c) and _c_float64(d)) or n is None:
         return None
 
