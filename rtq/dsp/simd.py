@@ -103,16 +103,15 @@ def _data(context, builder, array_type, array):
     return context.make_array(array_type)(context, builder, array).data
 
 
-@intrinsic(prefer_literal=True)
-def word_pairs(typingctx, c, d, count):
+@intrinsic
+def word_pairs(typingctx, c, d, like):
     """``([c[0], d[0]], ..., [c[n-1], d[n-1]])``: word ``k`` of two arrays in the lanes of
-    pair ``k``.  ``count`` is a literal int ``n`` or any tuple of ``n`` items (its type
-    carries ``n``).  The arrays are C-contiguous float64 and the caller keeps ``n`` inside
-    both (no checks).  ``word_pairs(a, a, n)`` spreads ``a``."""
-    n = count.literal_value if isinstance(count, types.IntegerLiteral) else len(count) if isinstance(
-        count, types.BaseTuple) else None
-    if not (_c_float64(c) and _c_float64(d)) or n is None:
+    pair ``k``, for ``n`` the length of the tuple ``like`` (its type carries ``n``).  The
+    arrays are C-contiguous float64 and the caller keeps ``n`` inside both (no checks).
+    ``word_pairs(a, a, like)`` spreads ``a``."""
+    if not (_c_float64(c) and _c_float64(d) and isinstance(like, types.BaseTuple)):
         return None
+    n = len(like)
 
     def codegen(context, builder, signature, args):
         c_data = _data(context, builder, signature.args[0], args[0])
@@ -124,7 +123,7 @@ def word_pairs(typingctx, c, d, count):
             pairs.append(make_pair(builder, *lanes))
         return context.make_tuple(builder, signature.return_type, pairs)
 
-    return types.UniTuple(float64x2, n)(c, d, count), codegen
+    return types.UniTuple(float64x2, n)(c, d, like), codegen
 
 
 @intrinsic
@@ -147,6 +146,7 @@ def store_word_pairs(typingctx, c, d, pairs):
 
 
 def make_pair(builder, u, v):
+    """A ``<2 x double>`` value with lanes ``u``, ``v`` (for code generation)."""
     undef = ir.Constant(_PAIR, ir.Undefined)
     return builder.insert_element(builder.insert_element(undef, u, ir.Constant(_I32, 0)), v, ir.Constant(_I32, 1))
 
