@@ -27,11 +27,12 @@ import pytest
 # Registers two input ports, prints "ready", then waits for the output ports to
 # capture: the PORTs given, or else the first two output ports of a PortAudio
 # client that appear after "ready".  It connects them (in channel order),
-# prints "connected", and records every frame from its activation on until
-# SECONDS are full or the captured ports disappear.  It then saves the frames
-# (float32, (frames, 2)) and prints one JSON line: xruns (the capture frame at
-# which each xrun was notified), connected_at (frame at which the ports were
-# connected), ports.
+# prints "connected", and records every frame from the connection on until
+# SECONDS are full or the captured ports disappear.  (From the connection, not
+# from its activation: with a cold cache, compiling the chain before its ports
+# appear takes 20 s or more, which must not use up the capture.)  It then saves
+# the frames (float32, (frames, 2)) and prints one JSON line: xruns (the capture
+# frame at which each xrun was notified) and ports.
 #
 # Its process callback is compiled (a Numba cfunc that libjack calls directly), so
 # the capture never waits for a Python interpreter: it cannot be the cause of the
@@ -61,8 +62,9 @@ buf = np.zeros((frames, 2), np.float32)
 buf.fill(1.0)  # touch every page now: a page fault on the audio thread (a fresh 2 MiB
 buf.fill(0.0)  # transparent huge page) costs more than a period
 sinks = [client.inports.register(f"in_{c}") for c in range(2)]
-# ctl: frames written, capacity, the two ports, the buffer's address
-ctl = np.array([0, frames, *(int(jack._ffi.cast("intptr_t", p._ptr)) for p in sinks), buf.ctypes.data], np.int64)
+# ctl: frames written, capacity, the two ports, the buffer's address, recording (0/1)
+ctl = np.array([0, frames, *(int(jack._ffi.cast("intptr_t", p._ptr)) for p in sinks), buf.ctypes.data, 0],
+               np.int64)
 libjack = ctypes.CDLL(ctypes.util.find_library("jack") or "libjack.so.0")
 port_buffer = libjack.jack_port_get_buffer
 port_buffer.argtypes, port_buffer.restype = [ctypes.c_void_p, ctypes.c_uint32], ctypes.c_void_p
@@ -70,7 +72,9 @@ port_buffer.argtypes, port_buffer.restype = [ctypes.c_void_p, ctypes.c_uint32], 
 
 @numba.cfunc(types.int32(types.uint32, types.intp), error_model="numpy")
 def process(n, arg):
-    state = numba.carray(address_as_void_pointer(arg), (5,), np.int64)
+    state = numba.carray(address_as_void_pointer(arg), (6,), np.int64)
+    if state[5] == 0:
+        return 0
     pos, capacity = state[0], state[1]
     out = numba.carray(address_as_void_pointer(state[4]), (capacity, 2), np.float32)
     for c in range(2):
@@ -115,10 +119,10 @@ while ports is None and time.monotonic() < deadline:
     else:
         found = sorted((n for n in names if n not in before and "PortAudio" in n.split(":")[0]), key=number)[:2]
     if len(found) == 2:
+        ctl[5] = 1
         for source, sink in zip(found, sinks):
             client.connect(source, sink)
         ports = found
-connected_at = int(ctl[0])
 print("connected" if ports else "timeout", flush=True)
 while ports and ctl[0] < frames:
     changed.wait(0.1)
@@ -127,7 +131,7 @@ while ports and ctl[0] < frames:
         break
 client.deactivate()
 np.save(path, buf[: min(int(ctl[0]), frames)])
-print(json.dumps({"xruns": xruns, "connected_at": connected_at, "ports": ports}), flush=True)
+print(json.dumps({"xruns": xruns, "ports": ports}), flush=True)
 client.close()
 """
 
@@ -261,6 +265,22 @@ def tone_phase(x: np.ndarray, start: int, end: int, window: int = 241) -> np.nda
     z = x[start:end].astype(np.float64) * np.exp(-1j * TONE_W * k)
     smooth = np.convolve(z, np.ones(window) / window, mode="valid")
     return np.angle(smooth / smooth[:4800].mean())
+
+
+@pytest.fixture(scope="module", autouse=True)
+def compiled_presets():
+    """Compile every preset these sessions play or switch to, once, before the first one.
+
+    The schedules time each action against the session's clock and the checks expect
+    its effect within a few hundred ms.  With a cold cache, ``switch_preset`` would
+    first compile the chain on the tick's thread (measured: 4.9 s for cd-16-shibata,
+    1.2 s more for converter-8bit-8x), which delays every later action; the audio
+    keeps playing meanwhile, but the schedule no longer fits the session."""
+    from rtq.chain import Chain
+    from rtq.presets import load_preset
+
+    for name in ("cd-16-shibata", "converter-8bit-8x", "tpdf-16", "undithered-8"):
+        Chain.from_spec(load_preset(name)).prepare(RATE, 2, 64, taps=True)
 
 
 def run_captured(server, tmp_path, preset, schedule, seconds, check, attempts=4):
