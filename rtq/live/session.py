@@ -12,10 +12,12 @@ was.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -197,9 +199,11 @@ class LiveSession:
         if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
             raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
                              f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")
-        chain = self._chain(self.spec)
-        self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
-                                 blocksize=blocksize or 1024, source=self.source.engine_source())
+        with _notice_if_slow(self.notice, 2.0, "compiling the chain and the audio callback for "
+                             "this machine (once; later starts take well under a second)"):
+            chain = self._chain(self.spec)
+            self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
+                                     blocksize=blocksize or 1024, source=self.source.engine_source())
         self.stream = self.engine.stream
         self.samplerate = self.stream.samplerate
         self.blocksize = blocksize
@@ -360,6 +364,22 @@ class LiveSession:
         with open(tmp, "w") as f:
             json.dump(self.summary(), f, indent=2)
         os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def _notice_if_slow(notice, seconds: float, line: str):
+    """Send ``line`` to ``notice`` if the block takes longer than ``seconds``.
+
+    With a warm cache, a session is built in about 0.1 s; with a cold one (a fresh
+    machine, a new rtq version) Numba compiles for 10-30 s first, which must not look
+    like a hang.  The notice comes from a timer thread, while the compiler runs."""
+    timer = threading.Timer(seconds, notice, (line,))
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _last_requantize(chain: Chain) -> Requantize | None:
