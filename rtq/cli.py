@@ -11,7 +11,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from rtq.commands import report_error
+from rtq.commands import interrupts_kept, report_error
 from rtq.errors import RtqError
 
 COMMANDS = ("presets", "validate", "render", "info", "analyze", "live", "devices")
@@ -43,7 +43,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """
     args = build_parser().parse_args(argv)
     try:
-        return args.run(args)
+        with interrupts_kept():
+            return args.run(args)
     except RtqError as err:
         report_error(err)
         return err.exit_status

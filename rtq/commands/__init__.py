@@ -8,6 +8,7 @@ never pays for them.
 """
 from __future__ import annotations
 
+import contextlib
 import sys
 
 from rtq.errors import PresetError, RtqError
@@ -19,3 +20,36 @@ def report_error(err: RtqError) -> None:
     prefix = "" if isinstance(err, PresetError) else "rtq: "
     for line in str(err).splitlines():
         print(prefix + line, file=sys.stderr)
+
+
+@contextlib.contextmanager
+def interrupts_kept():
+    """Make sure a Ctrl-C within the block stops the command, even during a compile.
+
+    Python raises ``KeyboardInterrupt`` wherever the main thread is.  When that is a
+    Python function LLVM calls back through ctypes (llvmlite's object cache, while
+    Numba compiles), ctypes drops it with an "Exception ignored" message and the
+    compile goes on as if no key had been pressed (seen: a cold ``rtq live`` kept
+    playing).  Within this block such a dropped interrupt is kept instead of printed,
+    and raised again when the block ends (or replaces the exception the block ends
+    with).  Interrupts the code receives and handles are left alone.  Blocks nest.
+    """
+    dropped = []
+
+    def unraisable(info, hook=sys.unraisablehook):
+        if isinstance(info.exc_value, KeyboardInterrupt):
+            dropped.append(info.exc_value)
+        else:
+            hook(info)
+
+    hook, sys.unraisablehook = sys.unraisablehook, unraisable
+    try:
+        yield
+    except BaseException:
+        if dropped:
+            raise KeyboardInterrupt from None
+        raise
+    finally:
+        sys.unraisablehook = hook
+    if dropped:
+        raise KeyboardInterrupt
