@@ -32,7 +32,10 @@ def interrupts_kept():
     compile goes on as if no key had been pressed (seen: a cold ``rtq live`` kept
     playing).  Within this block such a dropped interrupt is kept instead of printed,
     and raised again when the block ends (or replaces the exception the block ends
-    with).  Interrupts the code receives and handles are left alone.  Blocks nest.
+    with), not sooner: so the block should be the compile.  ``rtq live`` wraps the
+    session's build; ``rtq.cli.main`` wraps every command, so that one dropped anywhere
+    else still ends it with status 130, when the command is done.  Interrupts the code
+    receives and handles are left alone.  Blocks nest.
     """
     dropped = []
 
@@ -47,7 +50,7 @@ def interrupts_kept():
         yield
     except BaseException:
         if dropped:
-            raise KeyboardInterrupt from None
+            raise KeyboardInterrupt
         raise
     finally:
         sys.unraisablehook = hook

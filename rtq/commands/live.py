@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rtq.commands import interrupts_kept
+
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("live", help="play through a preset live (sound card in and out)")
@@ -41,22 +43,23 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtq.commands import interrupts_kept
     from rtq.live.session import LiveSession, format_summary
     from rtq.live.stream import StreamLost
 
-    with interrupts_kept():  # a cold start compiles here for 10-20 s: Ctrl-C must not be lost
-        session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
-                              output_device=args.output_device, samplerate=args.samplerate,
-                              blocksize=args.blocksize, latency=args.latency, channels=args.channels,
-                              source=args.input, seed=args.seed,
-                              cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
-    from rtq.ui.display import resolve_stage, run_json, run_screen
-
+    session = None
     try:
+        with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost
+            session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
+                                  output_device=args.output_device, samplerate=args.samplerate,
+                                  blocksize=args.blocksize, latency=args.latency, channels=args.channels,
+                                  source=args.input, seed=args.seed,
+                                  cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
+        from rtq.ui.display import resolve_stage, run_json, run_screen
+
         stage = resolve_stage(session, args.meter_stage)
-    except Exception:
-        session.close()
+    except BaseException:
+        if session is not None:
+            session.close()
         raise
     display = None
     status = 0

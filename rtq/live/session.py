@@ -146,7 +146,8 @@ class LiveSession:
     seed : int or None
         Overrides the preset's seed.
     notice : callable
-        Receives one-line notices (default: print to stderr).
+        Receives one-line notices (default: print to stderr), from this thread or, for
+        the notice that a slow build is compiling, from a timer thread.
     cpu_latency_qos : bool or None
         Hold a 0 us CPU latency request (:mod:`~rtq.live.wakeup`) while playing; None
         (default): for a sound card, not for the silent built-in output, which has no
@@ -200,7 +201,7 @@ class LiveSession:
             raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
                              f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")
         with _notice_if_slow(self.notice, 2.0, "compiling the chain and the audio callback for "
-                             "this machine (once; later starts take well under a second)"):
+                             "this machine (cached for later starts)"):
             chain = self._chain(self.spec)
             self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
                                      blocksize=blocksize or 1024, source=self.source.engine_source())
@@ -371,8 +372,10 @@ def _notice_if_slow(notice, seconds: float, line: str):
     """Send ``line`` to ``notice`` if the block takes longer than ``seconds``.
 
     With a warm cache, a session is built in about 0.1 s; with a cold one (a fresh
-    machine, a new rtq version) Numba compiles for 10-30 s first, which must not look
-    like a hang.  The notice comes from a timer thread, while the compiler runs."""
+    machine, a new rtq version) Numba compiles first (measured: 10-12 s with only rtq's
+    own cache empty, 21 s for a JACK session, over 33 s once in CI on a fresh
+    checkout), which must not look like a hang.  The notice comes from a timer thread,
+    while the compiler runs; it is never sent after the block."""
     timer = threading.Timer(seconds, notice, (line,))
     timer.daemon = True
     timer.start()
@@ -380,6 +383,7 @@ def _notice_if_slow(notice, seconds: float, line: str):
         yield
     finally:
         timer.cancel()
+        timer.join()  # a notice being sent finishes before the block's caller goes on
 
 
 def _last_requantize(chain: Chain) -> Requantize | None:

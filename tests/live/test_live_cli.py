@@ -5,7 +5,8 @@ JACK dummy server (or on none), output captured by a JACK client.
 * a dying JACK server ends ``rtq live`` with one line, promptly, without a hang or abort;
 * without any audio server ``rtq live`` plays into the silent real-time stream;
 * one-line errors for bad sources, devices and rates;
-* Ctrl-C ends a session cleanly with its summary.
+* Ctrl-C ends a session cleanly with its summary, and a first start's compile;
+* a first start on an empty cache says it is compiling.
 
 No timing assertions (machines are noisy): a hang is caught by a generous timeout; how
 fast rtq stops after the server dies (0.2-0.4 s, 1.3 s for a frozen server, by design
@@ -15,10 +16,10 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -54,17 +55,19 @@ def run_rtq(*args, env, timeout=120) -> subprocess.CompletedProcess:
     return subprocess.run(rtq_command(*args), env=env, capture_output=True, text=True, timeout=timeout)
 
 
-# What a session built with a cold cache says while it compiles.
-COMPILING = ("rtq: compiling the chain and the audio callback for this machine (once; later starts "
-             "take well under a second)")
+# What a session that takes over 2 s to build (a cold cache) says while it compiles.
+COMPILING = "rtq: compiling the chain and the audio callback for this machine (cached for later starts)"
 
 
 @pytest.fixture(scope="module", autouse=True)
 def warm_cache():
     """Compile the presets these tests play, once, on the silent built-in output (which
     warms the sound-card path too), so that no test below sees the :data:`COMPILING`
-    notice on its stderr or a compile's delay, whatever ran before it."""
+    notice on its stderr or a compile's delay, whatever ran before it.  Not on a machine
+    with a sound card, which the warm-up would play through."""
     env = env_for(f"rtq-no-server-{os.getpid()}")
+    if "No audio devices found" not in run_rtq("devices", env=env).stdout:
+        return
     for preset in ("cd-16-shibata", "tpdf-16", "converter-8bit-8x"):
         done = run_rtq("live", preset, "--duration", 0.1, env=env)
         assert done.returncode == 0, done.stderr
@@ -186,7 +189,7 @@ def test_live_output_equals_render_bit_for_bit(jack_server, tmp_path, signal_fil
 
     for attempt in range(3):
         stats = tmp_path / f"stats-{attempt}.json"
-        with Capture(jack_server, seconds + 30, tmp_path / f"capture-{attempt}.npy") as capture:
+        with Capture(jack_server, seconds + 10, tmp_path / f"capture-{attempt}.npy") as capture:
             child = subprocess.Popen(
                 rtq_command("live", preset, "--input", path, "--blocksize", 64, "--duration", seconds,
                             "--seed", seed, "--stats-json", stats),
@@ -345,7 +348,8 @@ def test_without_audio_device_plays_into_the_null_stream(no_server_env, tmp_path
 
 
 def test_a_cold_cache_says_it_is_compiling(no_server_env, tmp_path):
-    """A first start on a fresh cache compiles for ~10 s: rtq says so instead of looking hung."""
+    """A first start on an empty rtq cache compiles the callback for 10-12 s here (Numba's
+    own cache of the kernels warm): rtq says so instead of looking hung."""
     env = dict(no_server_env, RTQ_CACHE_DIR=str(tmp_path / "cache"))
     done = run_rtq("live", "--duration", 0.5, env=env)
     assert done.returncode == 0, done.stderr
@@ -414,8 +418,13 @@ def test_devices_lists_jack(jack_server):
 # --------------------------------------------------------------------------
 # 6. Ctrl-C
 def read_line(stream, timeout: float = 60.0) -> str:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    return stream.readline() if ready else ""
+    """The next line of ``stream``, or "" after ``timeout`` seconds.  (A reader thread: a
+    select() on the pipe would not see lines already in the stream's buffer.)"""
+    line = []
+    reader = threading.Thread(target=lambda: line.append(stream.readline()), daemon=True)
+    reader.start()
+    reader.join(timeout)
+    return line[0] if line else ""
 
 
 @pytest.mark.audio
@@ -470,8 +479,10 @@ def test_cpu_latency_request_can_be_declined(jack_server, tmp_path):
 
 
 def test_ctrl_c_while_a_cold_start_compiles_ends_rtq_live(no_server_env, tmp_path):
-    """Ctrl-C during the first compile stops rtq (status 130, no message from ctypes),
-    even when it lands in a callback that drops it (see tests/test_cli_interrupts.py)."""
+    """Ctrl-C during the first compile (10-12 s; the notice comes after 2 s) stops rtq:
+    status 130, nothing printed after the notices.  Where the key lands is chance; one
+    that lands in a ctypes callback, which drops it, is tested in
+    tests/test_cli_interrupts.py."""
     env = dict(no_server_env, RTQ_CACHE_DIR=str(tmp_path / "cache"))
     child = subprocess.Popen(rtq_command("live"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                              text=True)
