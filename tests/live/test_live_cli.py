@@ -427,6 +427,22 @@ def read_line(stream, timeout: float = 60.0) -> str:
     return line[0] if line else ""
 
 
+def interrupted_live(args, env, ready) -> tuple[int, str, str]:
+    """Start ``rtq live ARGS``, press Ctrl-C once ``ready(child)`` returns; (status,
+    stdout, stderr)."""
+    child = subprocess.Popen(rtq_command("live", *args), env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        ready(child)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=60)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+    return child.returncode, out, err
+
+
 @pytest.mark.audio
 def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
     """Also: on a sound card rtq holds the 0 us CPU latency request while it plays."""
@@ -434,13 +450,12 @@ def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
     stats = tmp_path / "stats.json"
     limit_before = system_limit()
     writable = os.access(DEVICE, os.W_OK)
-    child = subprocess.Popen(
-        rtq_command("live", "tpdf-16", "--input", "noise:-30", "--blocksize", 64, "--stats-json", stats),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     import jack
 
     client = jack.Client("rtq-ctrl-c-probe", no_start_server=True, servername=jack_server)
-    try:
+    limit_playing = []
+
+    def playing(child):
         deadline = time.monotonic() + 60
         # Running once PortAudio has connected the stream's outputs (Pa_StartStream).
         while not any(p.name.startswith("PortAudio") for p in client.get_all_connections("system:playback_1")):
@@ -448,23 +463,21 @@ def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
             assert time.monotonic() < deadline, "rtq live never connected its outputs"
             time.sleep(0.02)
         time.sleep(0.3)
-        limit_playing = system_limit()
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
+        limit_playing.append(system_limit())
+
+    try:
+        status, out, err = interrupted_live(
+            ["tpdf-16", "--input", "noise:-30", "--blocksize", 64, "--stats-json", stats], env, playing)
     finally:
         client.close()
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err
-    assert err == ""
+    assert status == 0 and err == "", err
     assert_summary(out, "tpdf-16")
     assert f"CPU wake-up latency request: {'held at 0 us' if writable else 'not held'}" in out, out
     summary = json.loads(stats.read_text())
     assert summary["callbacks"] > 0 and summary["lost"] is None
     assert summary["cpu_latency_qos"].startswith("held at 0 us" if writable else "not held")
     if writable and limit_before:  # (0: another process holds it; the kernel would show nothing)
-        assert limit_playing == 0
+        assert limit_playing == [0]
         assert system_limit() == limit_before
 
 
@@ -484,36 +497,25 @@ def test_ctrl_c_while_a_cold_start_compiles_ends_rtq_live(no_server_env, tmp_pat
     that lands in a ctypes callback, which drops it, is tested in
     tests/test_cli_interrupts.py."""
     env = dict(no_server_env, RTQ_CACHE_DIR=str(tmp_path / "cache"))
-    child = subprocess.Popen(rtq_command("live"), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                             text=True)
-    try:
+
+    def compiling(child):
         assert read_line(child.stderr).startswith("rtq: no audio device found; ")
         assert read_line(child.stderr).rstrip("\n") == COMPILING
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=60)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 130 and err == "" and out == "", err
+
+    status, out, err = interrupted_live([], env, compiling)
+    assert status == 130 and err == "" and out == "", err
 
 
 def test_ctrl_c_ends_a_null_session_cleanly(no_server_env, tmp_path):
     stats = tmp_path / "stats.json"
-    child = subprocess.Popen(rtq_command("live", "--stats-json", stats), env=no_server_env,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
+
+    def playing(child):
         notice = read_line(child.stderr)
         assert notice.startswith("rtq: no audio device found; "), notice
         time.sleep(1.5)  # the notice comes just before the stream starts
-        child.send_signal(signal.SIGINT)
-        out, err = child.communicate(timeout=30)
-    finally:
-        if child.poll() is None:
-            child.kill()
-            child.wait()
-    assert child.returncode == 0, err
-    assert "Traceback" not in err and err == ""
+
+    status, out, err = interrupted_live(["--stats-json", stats], no_server_env, playing)
+    assert status == 0 and "Traceback" not in err and err == "", err
     assert_summary(out, "cd-16-shibata")
     summary = json.loads(stats.read_text())
     assert summary["callbacks"] > 0
