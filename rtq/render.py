@@ -16,9 +16,11 @@ at the end, so OUTPUT is time-aligned with INPUT and has the same length, unless
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import queue
+import shutil
 import sys
 import tempfile
 import threading
@@ -36,7 +38,7 @@ from .native import Entry
 
 from .chain import Chain
 from .program import META_MAX_BLOCK
-from .errors import UsageError
+from .errors import RtqError, UsageError
 from .stages import Quantize, Requantize
 
 DEFAULT_BLOCK = 32768
@@ -201,10 +203,24 @@ def _open_output(path: str, rate: int, channels: int, subtype: str, fmt: str) ->
 def _check_paths(inp: Path, out: Path, force: bool) -> None:
     if out.exists() and inp.exists() and os.path.samefile(inp, out):
         raise UsageError(f"OUTPUT {out} is the INPUT file; rtq never overwrites its input")
+    if out.is_dir():
+        raise UsageError(f"OUTPUT {out} is a directory")
     if out.exists() and not force:
         raise UsageError(f"{out} exists; use --force to replace it")
     if not out.parent.exists():
         raise UsageError(f"{out.parent}: no such directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"{out.parent}: not a directory")
+
+
+def _write_failure(err: BaseException, out: Path) -> RtqError:
+    """One line for a render that could not write its output (nothing was replaced)."""
+    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
+    if isinstance(err, sf.LibsndfileError):
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(out.parent).free == 0:
+                reason = "no space left on the device"
+    return RtqError(f"cannot write {out}: {reason} (no file was changed)")
 
 
 class _Progress:
@@ -267,7 +283,10 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
         subtype = choose_subtype(chain, fmt, subtype)
         latency = int(round(chain.latency)) if compensate_latency else 0
-        fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+        try:
+            fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
+        except OSError as err:
+            raise _write_failure(err, out) from None
         os.close(fd)
         try:
             with _open_output(tmp_name, rate, channels, subtype, fmt) as dst:
@@ -276,8 +295,13 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                                       _Progress(total) if progress else None, observer)
             os.chmod(tmp_name, 0o666 & ~_umask())
             os.replace(tmp_name, out)
-        except BaseException:
-            os.unlink(tmp_name)
+        except BaseException as err:
+            # (the failure is described before the partial file goes: a full disk shows then)
+            failure = _write_failure(err, out) if isinstance(err, (OSError, sf.LibsndfileError)) else None
+            with contextlib.suppress(OSError):
+                os.unlink(tmp_name)
+            if failure is not None:
+                raise failure from None
             raise
     clips, nonfinite = groups.counts()
     return RenderResult(written, rate, channels, subtype, latency,

@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import os
+import resource
+import signal
 import subprocess
 import sys
 import threading
@@ -250,6 +252,8 @@ ERRORS = {   # name: (argv after "render", prefix, needles)
     "unknown-extension": (["tpdf-16", "in.wav", "out.xyz"], "rtq: ", ["out.xyz"]),
     "no-extension": (["tpdf-16", "in.wav", "out"], "rtq: ", ["out"]),
     "missing-directory": (["tpdf-16", "in.wav", "nodir/out.wav"], "rtq: ", ["nodir"]),
+    "directory-output": (["tpdf-16", "in.wav", "sub", "--force"], "rtq: ", ["OUTPUT sub is a directory"]),
+    "file-as-directory": (["tpdf-16", "in.wav", "in48.wav/out.wav"], "rtq: ", ["in48.wav: not a directory"]),
     "no-shaping-table": (["cd-16-lipshitz", "in48.wav", "out.wav"], None, ["44100", "48000"]),
     "bad-preset": (["bad.yaml", "in.wav", "out.wav"], "bad.yaml:3:13: ", ["bits"]),
     "unknown-preset": (["no-such-preset", "in.wav", "out.wav"], "", ["no-such-preset"]),
@@ -295,6 +299,33 @@ def test_clean_render_through_python_dash_m_rtq_is_silent(work):
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert np.array_equal(sf.read("out.flac")[0], Chain.from_preset("cd-16-shibata")(x, 44100))
     assert listing(work) == INPUTS | {"quiet.wav", "out.flac"}
+
+
+def test_output_that_cannot_be_created_is_one_line_with_status_1(work, capsys):
+    status, lines = rtq(["render", "tpdf-16", "in.wav", "/proc/out.wav"], capsys)
+    assert status == 1 and lines == ["rtq: cannot write /proc/out.wav: No such file or directory "
+                                     "(no file was changed)"], lines
+
+
+def test_a_write_that_fails_midway_is_one_line_and_changes_nothing(work):
+    """The file-size limit (RLIMIT_FSIZE, SIGXFSZ ignored) makes a write fail after 64 KiB,
+    as a full disk would: one line, status 1, the old output intact, no partial file."""
+    write_input(work / "long.wav", make_signal(96000, 2, seed=4), 48000)
+    (work / "out.wav").write_bytes(b"the previous render")
+    before = listing(work)
+
+    def limit_file_size():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (65536, 65536))
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-m", "rtq", "render", "tpdf-16", "long.wav", "out.wav", "--force"],
+                            cwd=work, env=env, capture_output=True, text=True, timeout=120,
+                            preexec_fn=limit_file_size)
+    assert result.returncode == 1 and result.stdout == "", result.stderr
+    assert result.stderr.splitlines() == ["rtq: cannot write out.wav: System error. (no file was changed)"]
+    assert listing(work) == before
+    assert (work / "out.wav").read_bytes() == b"the previous render"
 
 
 # --- counters on stderr ----------------------------------------------------------------
