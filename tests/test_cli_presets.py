@@ -79,3 +79,9 @@ def test_python_dash_m_rtq_validate(files):
     assert result.stdout.splitlines() == ["good.yaml: ok"]
     assert result.stderr.splitlines() == BAD_LINES
     assert "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("rate", ["0", "-5", "nan"])
+def test_info_at_a_rate_that_is_not_positive_is_one_line(rate, capsys):
+    assert main(["info", "tpdf-16", "--samplerate", rate]) == 2
+    assert capsys.readouterr() == ("", f"rtq: --samplerate must be a positive number, not {float(rate):g}\n")

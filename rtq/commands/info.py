@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from rtq.commands import check_positive
+
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="show a preset's resolved chain and latency")
@@ -16,6 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
     from rtq.presets import load_preset
 
+    check_positive(args.samplerate, "--samplerate")
     spec = load_preset(args.preset)
     chain = Chain.from_spec(spec)
     chain.prepare(args.samplerate, 1, 64)

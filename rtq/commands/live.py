@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rtq.commands import interrupts_kept
+from rtq.commands import check_positive, check_writable_file, interrupts_kept
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,9 @@ def run(args: argparse.Namespace) -> int:
     from rtq.live.session import LiveSession, format_summary
     from rtq.live.stream import StreamLost
 
+    check_positive(args.duration, "--duration")
+    check_positive(args.samplerate, "--samplerate")
+    check_writable_file(args.stats_json, "--stats-json")
     session = None
     try:
         with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost
@@ -83,5 +86,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"  display: {display.cost_ms:.1f} ms CPU per frame (median), "
               f"{display.rate_hz:.1f} frames/s", file=out)
     if args.stats_json:
-        session.write_stats(args.stats_json)
+        try:
+            session.write_stats(args.stats_json)
+        except OSError as err:  # checked before the run; the disk can still fill up
+            print(f"rtq: --stats-json {args.stats_json}: {err.strerror or err}", file=sys.stderr)
+            status = status or 1
     return status

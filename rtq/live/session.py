@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import math
 import os
 import sys
 import threading
@@ -31,6 +32,7 @@ from .quiet import silenced_stderr
 from .wakeup import WakeupLatency
 
 DEFAULT_PRESET = "cd-16-shibata"
+FULL_SCALE_SINE_DBFS = 20 * math.log10(math.sqrt(0.5))  # -3.01: dBFS is RMS against amplitude 1
 FALLBACK_SOURCE = "tone:1000:-20"
 DITHERS = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
 SHAPINGS = ("none", "first-order", "lipshitz", "f-weighted", "modified-e-weighted",
@@ -80,14 +82,22 @@ def parse_source(text: str | None, channels: int) -> Source:
     parts = text.split(":")
     try:
         if parts[0] == "tone" and len(parts) == 3:
-            return Source("tone", hz=float(parts[1]), dbfs=float(parts[2]))
-        if parts[0] == "noise" and len(parts) == 2:
-            return Source("noise", dbfs=float(parts[1]))
+            source = Source("tone", hz=float(parts[1]), dbfs=float(parts[2]))
+        elif parts[0] == "noise" and len(parts) == 2:
+            source = Source("noise", dbfs=float(parts[1]))
+        else:
+            source = None
     except ValueError:
-        pass
-    if parts[0] in ("tone", "noise"):
+        source = None
+    if source is None or not (math.isfinite(source.hz) and math.isfinite(source.dbfs)) or (
+            source.kind == "tone" and source.hz <= 0):
+        if parts[0] not in ("tone", "noise"):
+            return _file_source(text, channels)
         raise UsageError(f"bad --input {text!r}; use tone:HZ:DBFS (e.g. tone:1000:-20) or noise:DBFS")
-    return _file_source(text, channels)
+    if source.kind == "tone" and source.dbfs > FULL_SCALE_SINE_DBFS:
+        raise UsageError(f"--input {text}: a tone above {FULL_SCALE_SINE_DBFS:.2f} dBFS would clip (dBFS is "
+                         "RMS against amplitude 1, so a full-scale sine reads -3.01 dBFS)")
+    return source
 
 
 def _file_source(path: str, channels: int) -> Source:
@@ -120,9 +130,12 @@ def _latency(value: str):
     if value in ("low", "high"):
         return value
     try:
-        return float(value)
+        seconds = float(value)
     except ValueError:
-        raise UsageError(f"--latency must be low, high or seconds, not {value!r}") from None
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds >= 0):
+        raise UsageError(f"--latency must be low, high or seconds, not {value!r}")
+    return seconds
 
 
 class LiveSession:
@@ -167,6 +180,7 @@ class LiveSession:
             raise UsageError("--blocksize must be 0 (host's choice) or more")
         self.spec = load_preset(preset or DEFAULT_PRESET)
         self.source = parse_source(source, self.channels)
+        stream_latency = _latency(latency)
         explicit = any(d is not None for d in (device, input_device, output_device))
         import_portaudio_quietly()
         from .engine import LiveEngine
@@ -184,7 +198,7 @@ class LiveSession:
 
             def factory(callback, words):
                 return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
-                                    blocksize=blocksize, latency=_latency(latency),
+                                    blocksize=blocksize, latency=stream_latency,
                                     channels=self.channels, user_words=words)
         else:
             if self.source.kind == "device":
@@ -197,6 +211,9 @@ class LiveSession:
                 return NullStream(callback, samplerate=rate, blocksize=blocksize or 256,
                                   channels=self.channels, user_words=words)
         rate = rate or _default_output_rate()
+        if self.source.kind == "tone" and self.source.hz >= rate / 2:
+            raise UsageError(f"--input tone at {self.source.hz:g} Hz: at or above half the stream's "
+                             f"{rate:g} Hz")
         if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
             raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
                              f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")

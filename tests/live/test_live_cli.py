@@ -375,9 +375,21 @@ def test_without_audio_device_a_named_device_is_an_error(no_server_env):
     (["--samplerate", 44100], 1, "rtq: sample rate 44100 Hz is not supported by ", "supported: 48000"),
     (["--blocksize", -1], 2, "rtq: --blocksize must be 0", None),
     (["no-such-preset"], 2, "", "no-such-preset"),
-], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset"])
+    (["--duration", "nan"], 2, "rtq: --duration must be a positive number, not nan", None),
+    (["--samplerate", 0], 2, "rtq: --samplerate must be a positive number, not 0", None),
+    (["--latency", "medium"], 2, "rtq: --latency must be low, high or seconds, not 'medium'", None),
+    (["--input", "noise:nan"], 2, "rtq: bad --input 'noise:nan'; use tone:HZ:DBFS", None),
+    (["--input", "tone:-5:-20"], 2, "rtq: bad --input 'tone:-5:-20'; use tone:HZ:DBFS", None),
+    (["--input", "tone:1000:0"], 2, "rtq: --input tone:1000:0: a tone above -3.01 dBFS would clip", None),
+    (["--input", "tone:30000:-20"], 2, "rtq: --input tone at 30000 Hz: at or above half the stream's 48000 Hz",
+     None),
+    (["--stats-json", "/no/such/dir/s.json"], 2, "rtq: --stats-json /no/such/dir/s.json: no such directory",
+     None),
+], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset",
+        "nan-duration", "zero-rate", "bad-latency", "nan-noise", "negative-tone", "clipping-tone",
+        "tone-above-nyquist", "stats-in-missing-directory"])
 def test_live_usage_errors_are_one_line(jack_server, args, status, prefix, contains):
-    done = run_rtq("live", *args, "--duration", 1, env=env_for(jack_server))
+    done = run_rtq("live", "--duration", 1, *args, env=env_for(jack_server))
     assert done.returncode == status, done.stderr
     assert_one_line(done.stderr, prefix)
     if contains:
