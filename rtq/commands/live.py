@@ -20,7 +20,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--latency", default="low", metavar="low|high|SECONDS")
     parser.add_argument("--channels", type=int, default=2, metavar="N")
     parser.add_argument("--input", metavar="SOURCE",
-                        help="tone:HZ:DBFS, noise:DBFS or an audio file (looped) instead of the device input")
+                        help="tone:HZ:DBFS, noise:DBFS or an audio file (looped) instead of the device input; "
+                             "dBFS is RMS against amplitude 1 (a full-scale sine is -3.01 dBFS)")
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--stats-json", metavar="FILE", help="write the exit summary as JSON")
