@@ -4,7 +4,7 @@ A preset is a YAML mapping::
 
     name: cd-16-shibata          # optional, defaults to the file stem
     description: 24-bit master to 16-bit CD, TPDF dither, Shibata noise shaping
-    seed: 1                      # optional integer >= 0
+    seed: 1                      # optional integer, 0 to 2**64 - 1
     chain:                       # non-empty list; each item is {stage-kind: parameters}
       - gain: {db: -0.1}
       - requantize: {bits: 16, dither: tpdf, shaping: shibata}
@@ -46,6 +46,9 @@ import yaml
 
 from rtq.errors import PresetError
 from rtq.spec import PresetSpec, StageSpec
+
+MAX_SEED = 2 ** 64 - 1
+"""Largest dither seed (the generators' state is 64-bit; a larger one would wrap)."""
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 """The folder of shipped presets (``presets/`` at the top of the repository)."""
@@ -180,7 +183,10 @@ def _did_you_mean(word: Any, choices: tuple | list) -> str:
 def _bounds(lo: float | None, hi: float | None) -> str:
     if lo is None:
         return ""
-    return f" from {lo:g} to {hi:g}" if hi is not None else f" >= {lo:g}"
+    def show(bound):  # integers exactly (the seed's bound has 20 digits)
+        return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+    return f" from {show(lo)} to {show(hi)}" if hi is not None else f" >= {show(lo)}"
 
 
 # ----------------------------------------------------------------------------- value readers
@@ -357,7 +363,7 @@ STAGE_KINDS = tuple(_STAGES)
 _TOP_FIELDS = {
     "name": (_text, None),
     "description": (_text, ""),
-    "seed": (_integer(0), None),
+    "seed": (_integer(0, MAX_SEED), None),
     "chain": (_chain, _REQUIRED),
 }
 

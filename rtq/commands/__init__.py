@@ -23,6 +23,14 @@ def check_positive(value: float | None, option: str) -> None:
         raise UsageError(f"{option} must be a positive number, not {value:g}")
 
 
+def check_seed(seed: int | None) -> None:
+    """``--seed`` lies in the range presets allow (0 to 2**64 - 1), if given."""
+    from rtq.presets import MAX_SEED
+
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, not {seed}")
+
+
 def check_writable_file(path: str | None, option: str) -> None:
     """``path`` can be created or replaced as a file; checked before a run, so that a bad
     path does not cost its results at the end."""

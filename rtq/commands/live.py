@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rtq.commands import check_positive, check_writable_file, interrupts_kept
+from rtq.commands import check_positive, check_seed, check_writable_file, interrupts_kept
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +50,7 @@ def run(args: argparse.Namespace) -> int:
     check_positive(args.duration, "--duration")
     check_positive(args.samplerate, "--samplerate")
     check_writable_file(args.stats_json, "--stats-json")
+    check_seed(args.seed)
     session = None
     try:
         with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost

@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from rtq.commands import check_seed
+
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("render", help="render an audio file through a preset")
@@ -38,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_outputs(args.report, args.plot)
         observer = RenderMeter()
+    check_seed(args.seed)
     chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
     result = render_file(chain, args.input, args.output, block_size=DEFAULT_BLOCK if args.block_size is None else args.block_size,
                          subtype=args.subtype, force=args.force,
