@@ -282,6 +282,26 @@ def test_nonfinite_input_is_sanitized_and_counted_per_channel(tmp_path):
     assert np.array_equal(z, Chain.from_preset("tpdf-24")(x, 44100))
 
 
+def test_a_renders_report_counts_what_its_first_block_held(tmp_path):
+    """The render's meter is created after the first block: its counts must still start
+    at the program's start (they missed that block once: 'nonfinite': [0, 0])."""
+    from rtq.meter.chain_meter import RenderMeter
+
+    x = make_signal(2000, 2) * 0.5
+    x[10, 0], x[20, 1], x[30, 0] = np.nan, np.inf, -np.inf
+    x[40, 1] = 1.5
+    inp = tmp_path / "in.wav"
+    sf.write(str(inp), x, 44100, subtype="FLOAT")
+    observer = RenderMeter()
+    chain = Chain.from_preset("tpdf-16")
+    result = render_file(chain, inp, tmp_path / "out.wav", progress=False, observer=observer)
+    report = observer.finish(chain).report()
+    # +Inf becomes +1.0 (full scale), which 16 bits clip too, like the 1.5.
+    assert result.nonfinite == [2, 1] and result.clips == [0, 2]
+    for figures in (report["stages"][0], report["end_to_end"]):
+        assert figures["nonfinite"] == result.nonfinite and figures["clips"] == result.clips
+
+
 def test_clips_are_counted_per_channel(tmp_path):
     x = exact32(0.25 * np.sin(np.arange(3000) / 5.0)[:, None] * np.ones((1, 2)))
     x[100:200, 0] = 1.5 * np.where(np.arange(100) % 2, 1.0, -1.0)   # 100 past full scale

@@ -342,7 +342,8 @@ class ChainMeter:
     from_start : bool
         Read the taps from the oldest frame still in the rings (all of a chain that has
         not yet run half a ring since it was prepared: offline, create the meter any time
-        before that); otherwise only frames written after construction.
+        before that), and count clips and non-finite input since the chain was prepared;
+        otherwise only frames written, and events counted, after construction.
     windowed : bool
         Let the taps at oversampled rates record only capture windows of one ring (at
         the fastest tap's rate; at least one spectrum segment).  :meth:`poll` reads a
@@ -416,7 +417,10 @@ class ChainMeter:
         history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
         self._end_to_end = _Entry(e2e, pair, history, (), extra,
                                   [s.info.op_index for _, s in quantizers], gain=self.net_gain)
-        self._counts = self._read_counts()
+        # From the start, the clip and non-finite counters count from the program's
+        # start too (a render's meter is created after its first block).
+        counts = self._read_counts()
+        self._counts = tuple(np.zeros_like(c) for c in counts) if from_start else counts
         top = max((entry.factor for entry in self._entries), default=1)
         self._window = max(1, ring // top) if windowed and top > 1 else None
         self._stream = chain.input_tap     # always recording: the stream position
