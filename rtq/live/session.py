@@ -249,19 +249,26 @@ class LiveSession:
         """Play until ``duration`` seconds have passed, Ctrl-C, or the stream is lost.
 
         ``tick(session)`` is called every ``interval`` seconds on this thread (the
-        screen).  Raises :class:`~rtq.live.stream.StreamLost` when the audio server or
-        device goes away (within 2 s).
+        screen), on a fixed schedule: a tick that takes part of the interval does not
+        delay the next one, and one that takes more than half of it is followed by half
+        an interval's rest, so the screen never keeps this thread (and a core) busy.
+        Raises :class:`~rtq.live.stream.StreamLost` when the audio server or device goes
+        away (within 2 s).
         """
         self.start()
+        due = self.started + interval
         try:
             while True:
-                left = None if duration is None else self.started + duration - time.monotonic()
+                now = time.monotonic()
+                left = None if duration is None else self.started + duration - now
                 if left is not None and left <= 0:
                     break
-                if not self.stream.wait(min(interval, left) if left is not None else interval):
+                wait = max(due - now, 0.0)
+                if not self.stream.wait(min(wait, left) if left is not None else wait):
                     break
-                if tick is not None:
+                if tick is not None and time.monotonic() >= due:
                     tick(self)
+                    due = max(due + interval, time.monotonic() + interval / 2)
         finally:
             self.close()
 
