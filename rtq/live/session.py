@@ -358,9 +358,14 @@ class LiveSession:
 
     # -- status ---------------------------------------------------------------------
     def summary(self) -> dict:
-        """Counters and callback load, for the exit summary and ``--stats-json``."""
+        """Counters and callback load, for the exit summary and ``--stats-json``.
+
+        ``blocksize`` is the frames each callback had: the one asked for, else the
+        stream's (256 on the built-in output), else (the host's choice) the mean."""
         st = self.stream.stats()
-        period = (self.blocksize or self.stream.blocksize or 0) / self.samplerate
+        blocksize = self.blocksize or self.stream.blocksize or (
+            round(st.frames / st.callbacks) if st.callbacks else 0)
+        period = blocksize / self.samplerate
         chain = self.chain
         counters = chain.program.counters
         clips = [int(sum(counters[q.info.op_index, c, 0] for q in chain.quantizers()))
@@ -368,7 +373,7 @@ class LiveSession:
         return {
             "preset": self.spec.name,
             "samplerate": self.samplerate,
-            "blocksize": self.blocksize,
+            "blocksize": blocksize,
             "seconds": round(time.monotonic() - self.started, 3) if self.started else 0.0,
             "callbacks": st.callbacks,
             "frames": st.frames,

@@ -341,6 +341,7 @@ def test_without_audio_device_plays_into_the_null_stream(no_server_env, tmp_path
     summary = json.loads(stats.read_text())
     assert summary["preset"] == "cd-16-shibata" and summary["samplerate"] == RATE
     assert summary["callbacks"] > 0 and summary["frames"] == 256 * summary["callbacks"]
+    assert summary["blocksize"] == 256
     for key in ("xruns", "input_overflows", "output_underflows", "nonfinite", "switches"):
         assert isinstance(summary[key], int) and summary[key] >= 0, key
     assert summary["lost"] is None
@@ -500,7 +501,9 @@ def test_cpu_latency_request_can_be_declined(jack_server, tmp_path):
                    "--stats-json", stats, env=env_for(jack_server))
     assert done.returncode == 0, done.stderr
     assert "CPU wake-up latency request: not requested" in done.stdout
-    assert json.loads(stats.read_text())["cpu_latency_qos"] == "not requested"
+    summary = json.loads(stats.read_text())
+    assert summary["cpu_latency_qos"] == "not requested"
+    assert summary["blocksize"] == 64  # not asked for: the server's period (tools/test.sh: -p 64)
 
 
 def test_ctrl_c_while_a_cold_start_compiles_ends_rtq_live(no_server_env, tmp_path):
