@@ -62,6 +62,7 @@ class Source:
     samplerate: float | None = None
     hz: float = 0.0
     dbfs: float = 0.0
+    path: str = ""                 # of a "buffer"
 
     def engine_source(self):
         return {"device": ("device",), "buffer": ("buffer", self.data),
@@ -72,7 +73,7 @@ class Source:
             return f"tone:{self.hz:g}:{self.dbfs:g}"
         if self.kind == "noise":
             return f"noise:{self.dbfs:g}"
-        return "file" if self.kind == "buffer" else "device input"
+        return f"{self.path} (looped)" if self.kind == "buffer" else "device input"
 
 
 def parse_source(text: str | None, channels: int) -> Source:
@@ -116,7 +117,7 @@ def _file_source(path: str, channels: int) -> Source:
     elif data.shape[1] != channels:
         raise UsageError(f"--input {path} has {data.shape[1]} channels; the stream has {channels} "
                          "(use --channels)")
-    return Source("buffer", data=np.ascontiguousarray(data), samplerate=float(rate))
+    return Source("buffer", data=np.ascontiguousarray(data), samplerate=float(rate), path=path)
 
 
 def _device_query(value: str | None):

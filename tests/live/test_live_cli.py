@@ -327,13 +327,14 @@ def no_server_env():
     (None, "tone:1000:-20"),
     ("tone:440:-20", "tone:440:-20"),
     ("noise:-30", "noise:-30"),
-    ("FILE", "file"),
+    ("FILE", "FILE (looped)"),
 ])
 def test_without_audio_device_plays_into_the_null_stream(no_server_env, tmp_path, signal_file, source, described):
     stats = tmp_path / "stats.json"
     args = ["live", "--duration", 2, "--stats-json", stats]
     if source is not None:
         args += ["--input", signal_file[0] if source == "FILE" else source]
+    described = described.replace("FILE", str(signal_file[0]))
     done = run_rtq(*args, env=no_server_env)
     assert done.returncode == 0, done.stderr
     assert_one_line(done.stderr, f"rtq: no audio device found; playing {described} through the chain")
