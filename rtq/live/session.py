@@ -267,8 +267,9 @@ class LiveSession:
                 wait = max(due - now, 0.0)
                 if not self.stream.wait(min(wait, left) if left is not None else wait):
                     break
-                if tick is not None and time.monotonic() >= due:
-                    tick(self)
+                if time.monotonic() >= due:
+                    if tick is not None:
+                        tick(self)
                     due = max(due + interval, time.monotonic() + interval / 2)
         finally:
             self.close()

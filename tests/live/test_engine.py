@@ -469,3 +469,24 @@ def test_error_solo_level_is_the_chains_error(jack_server, tmp_path):
             assert abs(level - expected) < 1.0, (c, level, expected)
 
     run_captured(jack_server, tmp_path, "tpdf-16", [(0.3, lambda s: s.toggle_solo(40.0))], 2.0, check)
+
+
+@pytest.mark.audio
+@pytest.mark.parametrize("with_tick", [False, True])
+def test_run_waits_out_each_interval(jack_server, with_tick):
+    """One wait per interval, tick or not (without a tick, run() once spun on zero-length
+    waits: a core busy, and the dying-server test crashed at exit 5 times in 8)."""
+    from rtq.live.session import LiveSession
+
+    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source="noise:-30")
+    waits, ticks = [], []
+    wait = session.stream.wait
+
+    def counted(timeout=None, **options):
+        waits.append(timeout)
+        return wait(timeout, **options)
+
+    session.stream.wait = counted
+    session.run(0.5, tick=ticks.append if with_tick else None, interval=0.1)
+    assert 3 <= len(waits) <= 12, waits[:20]
+    assert 3 <= len(ticks) <= 6 if with_tick else not ticks
