@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from rtq.commands import check_positive, check_seed, check_writable_file, interrupts_kept
@@ -93,4 +94,11 @@ def run(args: argparse.Namespace) -> int:
         except OSError as err:  # checked before the run; the disk can still fill up
             print(f"rtq: --stats-json {args.stats_json}: {err.strerror or err}", file=sys.stderr)
             status = status or 1
+    if session.lost:
+        # PortAudio still holds the abandoned stream, and libjack's thread for it may
+        # outlive the server; the interpreter's teardown then crashed now and then
+        # (SIGSEGV in the main thread, after every Python frame): end without it.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(status)
     return status
