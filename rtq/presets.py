@@ -38,6 +38,7 @@ from __future__ import annotations
 import difflib
 import math
 import os
+import re
 from pathlib import Path
 from collections.abc import Callable
 from typing import Any
@@ -202,6 +203,10 @@ def _integer(lo: int | None = None, hi: int | None = None) -> _Reader:
     return read
 
 
+# Numbers YAML 1.1 reads as text: an exponent without a point or without a sign (1e-3, 1.0e3).
+_TEXT_EXPONENT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
+
+
 def _number(lo: float | None = None, hi: float | None = None) -> _Reader:
     def read(ctx: _Context, node: yaml.Node, path: str) -> float:
         value = ctx.scalar(node)
@@ -212,7 +217,10 @@ def _number(lo: float | None = None, hi: float | None = None) -> _Reader:
             and (hi is None or value <= hi)
         ):
             return float(value)
-        raise _Invalid(node, f"{path} must be a finite number{_bounds(lo, hi)}, got {_show(node)}")
+        hint = ""
+        if isinstance(value, str) and node.style is None and _TEXT_EXPONENT.fullmatch(value):
+            hint = "; YAML reads it as text: write the exponent as in 1.0e-3 or 1.0e+3"
+        raise _Invalid(node, f"{path} must be a finite number{_bounds(lo, hi)}, got {_show(node)}{hint}")
 
     return read
 

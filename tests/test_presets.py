@@ -372,6 +372,13 @@ BROKEN = [
         id="seed-beyond-64-bits",
     ),
     pytest.param(
+        "chain:\n  - gain: {db: 1e1}\n  - gain: {db: '1e1'}\n",
+        "bad.yaml:2:16: gain.db must be a finite number from -120 to 24, got '1e1'; YAML reads it as text: "
+        "write the exponent as in 1.0e-3 or 1.0e+3\n"
+        "bad.yaml:3:16: gain.db must be a finite number from -120 to 24, got '1e1'",
+        id="exponent-read-as-text",
+    ),
+    pytest.param(
         "name: [a]\nchain:\n  - gain: {db: 0}\n",
         "bad.yaml:1:7: name must be text, got a list of 1 item",
         id="name-not-text",
