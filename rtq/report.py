@@ -22,13 +22,17 @@ FORMAT_VERSION = 1
 
 
 def check_destination(path, what: str = "--report") -> Path:
-    """Fail early (before any work) if ``path`` cannot be written: its folder must exist
-    and ``path`` must not be a folder."""
+    """Fail early (before any work) if ``path`` cannot be written: its folder must exist,
+    be a folder and be writable, and ``path`` must not be a folder."""
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{what} {path} is a directory")
     if not path.parent.exists():
         raise UsageError(f"{what} {path}: no such directory {path.parent}")
+    if not path.parent.is_dir():
+        raise UsageError(f"{what} {path}: {path.parent} is not a directory")
+    if not os.access(path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"{what} {path}: cannot write in {path.parent}")
     return path
 
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import sys
-from pathlib import Path
 
 from rtq.errors import PresetError, RtqError, UsageError
 
@@ -29,22 +27,6 @@ def check_seed(seed: int | None) -> None:
 
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, not {seed}")
-
-
-def check_writable_file(path: str | None, option: str) -> None:
-    """``path`` can be created or replaced as a file; checked before a run, so that a bad
-    path does not cost its results at the end."""
-    if path is None:
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise UsageError(f"{option} {path} is a directory")
-    parent = target.parent
-    if not parent.is_dir():
-        raise UsageError(f"{option} {path}: {parent} is not a directory" if parent.exists()
-                         else f"{option} {path}: no such directory {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{option} {path}: cannot write in {parent}")
 
 
 def report_error(err: RtqError) -> None:

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from rtq.commands import check_positive, check_seed, check_writable_file, interrupts_kept
+from rtq.commands import check_positive, check_seed, interrupts_kept
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,10 @@ def run(args: argparse.Namespace) -> int:
 
     check_positive(args.duration, "--duration")
     check_positive(args.samplerate, "--samplerate")
-    check_writable_file(args.stats_json, "--stats-json")
+    if args.stats_json:
+        from rtq.report import check_destination
+
+        check_destination(args.stats_json, "--stats-json")
     check_seed(args.seed)
     session = None
     try:

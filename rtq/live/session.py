@@ -80,25 +80,22 @@ def parse_source(text: str | None, channels: int) -> Source:
     """``tone:HZ:DBFS``, ``noise:DBFS``, a path to an audio file (looped), or None."""
     if text is None:
         return Source("device")
-    parts = text.split(":")
+    kind, *fields = text.split(":")
+    if kind not in ("tone", "noise"):
+        return _file_source(text, channels)
     try:
-        if parts[0] == "tone" and len(parts) == 3:
-            source = Source("tone", hz=float(parts[1]), dbfs=float(parts[2]))
-        elif parts[0] == "noise" and len(parts) == 2:
-            source = Source("noise", dbfs=float(parts[1]))
-        else:
-            source = None
+        numbers = [float(field) for field in fields]
     except ValueError:
-        source = None
-    if source is None or not (math.isfinite(source.hz) and math.isfinite(source.dbfs)) or (
-            source.kind == "tone" and source.hz <= 0):
-        if parts[0] not in ("tone", "noise"):
-            return _file_source(text, channels)
+        numbers = []
+    if (len(numbers) != (2 if kind == "tone" else 1) or not all(map(math.isfinite, numbers))
+            or (kind == "tone" and numbers[0] <= 0)):
         raise UsageError(f"bad --input {text!r}; use tone:HZ:DBFS (e.g. tone:1000:-20) or noise:DBFS")
-    if source.kind == "tone" and source.dbfs > FULL_SCALE_SINE_DBFS:
+    if kind == "noise":
+        return Source("noise", dbfs=numbers[0])
+    if numbers[1] > FULL_SCALE_SINE_DBFS:
         raise UsageError(f"--input {text}: a tone above {FULL_SCALE_SINE_DBFS:.2f} dBFS would clip (dBFS is "
                          "RMS against amplitude 1, so a full-scale sine reads -3.01 dBFS)")
-    return source
+    return Source("tone", hz=numbers[0], dbfs=numbers[1])
 
 
 def _file_source(path: str, channels: int) -> Source:
@@ -392,10 +389,9 @@ class LiveSession:
         }
 
     def write_stats(self, path: str) -> None:
-        tmp = f"{path}.partial"
-        with open(tmp, "w") as f:
-            json.dump(self.summary(), f, indent=2)
-        os.replace(tmp, path)
+        from ..report import write_atomic
+
+        write_atomic(path, json.dumps(self.summary(), indent=2))
 
 
 @contextlib.contextmanager
