@@ -7,6 +7,7 @@ JUCE's dsp processors), each then running a one-stage program.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -36,6 +37,39 @@ class EmitContext:
     path: tuple[int, ...] = ()
     taps: bool = False
     stream_rate: float = 0.0        # the rate outside every oversample stage
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """Stream rates one stage can run at: ``ranges`` of (low, high) Hz, and why."""
+
+    where: str
+    reason: str
+    ranges: tuple[tuple[float, float], ...]
+
+
+def usable_rates(stages) -> tuple[tuple[tuple[float, float], ...], list[RateLimit]]:
+    """The stream rates at which every one of ``stages`` can be prepared, as merged
+    (low, high) Hz ranges (``((0, inf),)`` for any rate), and the limits that set them."""
+    limits = [limit for stage in stages for limit in stage.rate_limits()]
+    ranges = ((0.0, float("inf")),)
+    for limit in limits:
+        ranges = tuple((max(lo, a), min(hi, b)) for lo, hi in ranges for a, b in limit.ranges
+                       if max(lo, a) < min(hi, b))
+    merged: list[tuple[float, float]] = []
+    for lo, hi in sorted(ranges):
+        if merged and lo <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+        else:
+            merged.append((lo, hi))
+    return tuple(merged), limits
+
+
+def format_rates(ranges) -> str:
+    """``41895-50400 Hz`` (whole rates inside), ``above 60000 Hz``, joined by commas."""
+    parts = [f"above {lo:g} Hz" if hi == float("inf") else f"{math.ceil(lo)}-{math.floor(hi)} Hz"
+             for lo, hi in ranges]
+    return ", ".join(parts) or "no rate"
 
 
 def emit_stages(stages, builder: ProgramBuilder, ctx: EmitContext) -> None:
@@ -76,6 +110,11 @@ class Stage(Processor):
     def describe(self) -> dict[str, Any]:
         """The stage's resolved parameters as plain data."""
         raise NotImplementedError
+
+    def rate_limits(self, factor: int = 1) -> list[RateLimit]:
+        """What limits the stream rate this stage can run at, when it runs at ``factor``
+        times the stream rate (empty: any rate)."""
+        return []
 
     def _location(self, key: str) -> str:
         return self.where.get(key) or self.where.get("", "<chain>")
@@ -125,7 +164,9 @@ class Requantize(Stage):
         (sigma 0.5 LSB); scaled by ``amplitude``.
     shaping : str or dict or None
         A table family name (:data:`rtq.dsp.shaping.TABLE_NAMES`), ``{"coefficients":
-        [...]}`` for a custom FIR error filter, or None.
+        [...]}`` for a custom FIR error filter, ``{"order": K, "band_hz": B}`` for an NTF
+        designed at prepare time (:func:`rtq.dsp.ntf.design_ntf`; ``band_hz`` optional),
+        or None.
     """
 
     kind = "requantize"
@@ -169,6 +210,20 @@ class Requantize(Stage):
             return filt
         raise PresetError(f"{self._location('shaping')}: shaping kind '{kind}' is not available")
 
+    def rate_limits(self, factor: int = 1) -> list[RateLimit]:
+        kind, where = self.shaping["kind"], self._location("shaping")
+        if kind == "table" and shaping.supported_rates(self.shaping["name"]):
+            nominal = shaping.supported_rates(self.shaping["name"])
+            tol = shaping.RATE_TOLERANCE
+            reason = (f"shaping '{self.shaping['name']}' has tables for {', '.join(map(str, nominal))} Hz "
+                      f"(+-{tol * 100:g} %)")
+            return [RateLimit(where, reason, tuple((r * (1 - tol) / factor, r * (1 + tol) / factor) for r in nominal))]
+        if kind == "design" and self.shaping.get("band_hz") is not None:
+            band = self.shaping["band_hz"]
+            reason = f"band_hz {band:g} needs the stage to run above {2 * band:g} Hz"
+            return [RateLimit(where, reason, ((2 * band / factor, float("inf")),))]
+        return []
+
     def emit(self, builder, ctx):
         filt = self.error_filter(ctx.sample_rate, ctx.stream_rate)
         a, b = kernel_coefficients(filt.a if filt else (), filt.b if filt else ())
@@ -208,6 +263,8 @@ def _normalise_shaping(shaping_param) -> dict:
         return dict(shaping_param)
     if "coefficients" in shaping_param:
         return {"kind": "fir", "coefficients": tuple(float(c) for c in shaping_param["coefficients"])}
+    if "order" in shaping_param:
+        return {"kind": "design", "order": int(shaping_param["order"]), "band_hz": shaping_param.get("band_hz")}
     raise ValueError(f"bad shaping {shaping_param!r}")
 
 
@@ -268,6 +325,9 @@ class Oversample(Stage):
 
     def net_gain(self) -> float:
         return float(np.prod([s.net_gain() for s in self.stages]))
+
+    def rate_limits(self, factor: int = 1) -> list[RateLimit]:
+        return [limit for s in self.stages for limit in s.rate_limits(factor * self.factor)]
 
     def quantizers(self) -> list[Stage]:
         """The quantizers of the inner chain, nested ones included."""

@@ -7,7 +7,8 @@ import pytest
 
 from rtq.chain import Chain
 from rtq.program import COUNT_NONFINITE, OP_SANITIZE
-from rtq.stages import Gain, Quantize, Requantize
+from rtq.errors import PresetError
+from rtq.stages import Gain, Oversample, Quantize, Requantize, usable_rates
 
 CUSTOM = {"coefficients": [1.5, -0.6, 0.2, -0.05, 0.01, 0.003]}   # > 4 taps: far-tap path
 
@@ -189,3 +190,31 @@ def test_non_finite_replacement_values():
     assert list(y) == [0.0, 1.0 - 2.0 ** -15, -1.0, 0.25]
     assert chain.program.counters[0, 0, COUNT_NONFINITE] == 3
     assert chain.program.counters[stage.info.op_index, 0, 0] == 1     # +1.0 saturates
+
+
+RATE_CASES = {
+    "shibata": lambda: [Requantize(16, "tpdf", shaping="shibata")],
+    "lipshitz+band-in-4x": lambda: [Requantize(16, "tpdf", shaping="lipshitz"),
+                                    Oversample(4, [Requantize(4, "none", shaping={"order": 3, "band_hz": 40000})])],
+    "band-in-8x": lambda: [Oversample(8, [Requantize(1, "none", shaping={"order": 5, "band_hz": 100000})])],
+}
+
+
+@pytest.mark.parametrize("name", RATE_CASES)
+def test_usable_rates_are_exactly_the_rates_that_prepare(name):
+    stages = RATE_CASES[name]()
+    ranges, limits = usable_rates(stages)
+    assert ranges and limits
+    edges = [(lo * 1.001, True) for lo, hi in ranges] + [(lo * 0.999, False) for lo, hi in ranges]
+    edges += [(hi * 0.999, True) for lo, hi in ranges if hi < np.inf] + [(hi * 1.001, False) for lo, hi in ranges
+                                                                       if hi < np.inf]
+    for rate, usable in edges:
+        inside = any(lo < rate < hi for lo, hi in ranges)
+        assert inside == usable, (rate, ranges)
+        try:
+            Chain(stages).prepare(rate, 1, 64)
+        except PresetError:
+            prepared = False
+        else:
+            prepared = True
+        assert prepared == usable, (name, rate)

@@ -15,6 +15,7 @@ from rtq.presets import shipped_presets
 
 REPO = Path(__file__).resolve().parent.parent
 GOOD = "name: mine\nchain:\n  - requantize: {bits: 16, dither: tpdf, shaping: shibata}\n"
+SHIBATA_RATES = "20948-23152 Hz, 30400-33600 Hz, 35910-39690 Hz, 41895-50400 Hz"
 BAD = "chain:\n  - requantize:\n      bits: sixteen\n      ditherr: tpdf\n"
 BAD_LINES = [
     "bad.yaml:3:13: requantize.bits must be an integer from 1 to 32, got 'sixteen'",
@@ -42,13 +43,40 @@ def test_presets_lists_every_shipped_preset_with_its_description(capsys):
 
 def test_validate_good_files_and_names(files, capsys):
     assert main(["validate", "good.yaml", "cd-16-shibata"]) == 0
-    assert capsys.readouterr() == ("good.yaml: ok\ncd-16-shibata: ok\n", "")
+    assert capsys.readouterr() == (f"good.yaml: ok; stream rates {SHIBATA_RATES}\n"
+                                   f"cd-16-shibata: ok; stream rates {SHIBATA_RATES}\n", "")
+    assert main(["validate", "tpdf-16", "dsd64-1bit"]) == 0
+    assert capsys.readouterr() == ("tpdf-16: ok\ndsd64-1bit: ok\n", "")
+
+
+BAND = "  - oversample:\n      factor: 4\n      chain:\n        - requantize: {bits: 4, shaping: {order: 3, band_hz: 120000}}\n"
+
+
+def test_validate_names_every_limit_of_a_preset_no_rate_can_run(files, capsys):
+    (files / "band.yaml").write_text("chain:\n" + BAND)
+    (files / "clash.yaml").write_text(GOOD + BAND)
+    assert main(["validate", "band.yaml", "clash.yaml"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "band.yaml: ok; stream rates above 60000 Hz\n"
+    assert err == ("clash.yaml: no stream rate can run this preset: "
+                   "clash.yaml:3:51: shaping 'shibata' has tables for 22050, 32000, 37800, 44100, 48000 Hz (+-5 %); "
+                   "clash.yaml:7:42: band_hz 120000 needs the stage to run above 240000 Hz\n")
+
+
+def test_validate_at_a_rate_prepares_the_chain(files, capsys):
+    assert main(["validate", "--samplerate", "44100", "good.yaml"]) == 0
+    assert capsys.readouterr() == ("good.yaml: ok at 44100 Hz\n", "")
+    assert main(["validate", "--samplerate", "96000", "good.yaml", "tpdf-16"]) == 2
+    assert capsys.readouterr() == (
+        "tpdf-16: ok at 96000 Hz\n",
+        "good.yaml:3:51: shaping 'shibata' has no table for 96000 Hz; it supports 22050, 32000, 37800, 44100, "
+        "48000 Hz (+-5 %)\n")
 
 
 def test_validate_reports_every_problem_and_exits_2(files, capsys):
     assert main(["validate", "good.yaml", "bad.yaml", "missing.yaml"]) == 2
     out, err = capsys.readouterr()
-    assert out.splitlines() == ["good.yaml: ok"]
+    assert out.splitlines() == [f"good.yaml: ok; stream rates {SHIBATA_RATES}"]
     assert err.splitlines() == BAD_LINES + ["missing.yaml: cannot read preset: No such file or directory"]
 
 
@@ -76,7 +104,7 @@ def test_python_dash_m_rtq_validate(files):
         cwd=files, env=env, capture_output=True, text=True, timeout=60,
     )
     assert result.returncode == 2
-    assert result.stdout.splitlines() == ["good.yaml: ok"]
+    assert result.stdout.splitlines() == [f"good.yaml: ok; stream rates {SHIBATA_RATES}"]
     assert result.stderr.splitlines() == BAD_LINES
     assert "Traceback" not in result.stdout + result.stderr
 

@@ -1,27 +1,54 @@
-"""``rtq validate FILE...``: check presets and report every problem."""
+"""``rtq validate FILE...``: check presets and report every problem.
+
+Beyond the file itself, a preset can be valid and still unusable at some rates: a
+shaping table exists for given rates only, and a designed NTF's ``band_hz`` needs the
+stage to run above twice the band.  ``validate`` works out the stream rates that every
+stage accepts and prints them (``ok`` alone means any rate); a preset no rate can run is
+an error that names each limit.  With ``--samplerate`` it also prepares the chain at
+that rate, exactly as ``rtq render`` and ``rtq live`` would.
+"""
 from __future__ import annotations
 
 import argparse
 
 from rtq.errors import PresetError
 from rtq.presets import load_preset
-from rtq.commands import report_error
+from rtq.commands import check_positive, report_error
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("validate", help="check preset files and report every problem")
     parser.add_argument("files", nargs="+", metavar="FILE", help="preset YAML file (or shipped preset name)")
+    parser.add_argument("--samplerate", type=float, metavar="HZ",
+                        help="also prepare each chain at this stream rate")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.samplerate is not None:
+        check_positive(args.samplerate, "--samplerate")
     status = 0
     for file in args.files:
         try:
-            load_preset(file)
+            print(f"{file}: {_check(file, args.samplerate)}")
         except PresetError as err:
             report_error(err)
             status = err.exit_status
-        else:
-            print(f"{file}: ok")
     return status
+
+
+def _check(file: str, rate: float | None) -> str:
+    """What ``file`` is good for (``ok``, with the rates it is limited to); raises
+    :class:`PresetError` for every problem found."""
+    from rtq.chain import Chain
+    from rtq.stages import format_rates, usable_rates
+
+    chain = Chain.from_spec(load_preset(file))
+    ranges, limits = usable_rates(chain.stages)
+    if not ranges:
+        raise PresetError(f"{file}: no stream rate can run this preset: "
+                          + "; ".join(f"{limit.where}: {limit.reason}" for limit in limits))
+    if rate is not None:
+        chain.prepare(rate, 1, 64)
+        return f"ok at {rate:g} Hz"
+    return "ok" if not limits else f"ok; stream rates {format_rates(ranges)}"
