@@ -169,3 +169,26 @@ def test_gain_within_its_estimation_noise_counts_as_unity():
     assert sigma == pytest.approx(1e-4, rel=0.05) and applied == 1.0
     applied, _ = _applied_gain(ref, proc * 1.002, gain * 1.002)    # 20 sigma away: real
     assert applied == pytest.approx(gain * 1.002)
+
+
+def test_files_without_error_say_so_instead_of_n_a(tmp_path, capsys):
+    codes = np.round(noise(FS, 2, level_db=-20, seed=8) / Q16).astype(np.int16)
+    late = np.concatenate([np.zeros((30, 2), np.int16), codes])
+    one_off = codes.copy()
+    one_off[::5, 1] += 1
+    for name, data in {"ref": codes, "same": codes, "late": late, "one_off": one_off}.items():
+        sf.write(tmp_path / f"{name}.wav", data, FS, subtype="PCM_16")
+
+    def summary(other):
+        assert main(["analyze", str(tmp_path / "ref.wav"), str(tmp_path / f"{other}.wav")]) == 0
+        return capsys.readouterr().out.splitlines()
+
+    for other, tail in [("same", ""), ("late", " once aligned")]:
+        out = summary(other)
+        assert "error:       none: processed equals reference in every sample" + tail in out
+        assert not any(line.startswith(("error rms", "SNR")) or "n/a" in line for line in out), out
+    out = summary("one_off")
+    # Channel 2: a 1-LSB error in every fifth sample, 10 log10(q^2 / 5) dBFS.
+    rms = 10 * np.log10(Q16 ** 2 / 5)
+    assert f"error rms:   -inf / {rms:.2f} dBFS   peak -inf / {20 * np.log10(Q16):.2f} dBFS" in out
+    assert any(line.startswith("SNR:         inf / ") for line in out)

@@ -160,12 +160,16 @@ def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:
     return (1.0 if abs(gain - 1.0) <= UNITY_SIGMAS * sigma else gain), sigma
 
 
-def _fmt(values, unit: str = "", digits: int = 2) -> str:
+def _fmt(values, unit: str = "", digits: int = 2, exact=None, exact_text: str = "n/a") -> str:
+    """Values joined by `` / ``; a None reads ``exact_text`` in the channels where
+    ``exact`` is true (no error at all: ``-inf`` dBFS, ``inf`` dB), else ``n/a``."""
     if values is None:
         return "n/a"
     if not isinstance(values, list):
         values = [values]
-    text = " / ".join("n/a" if v is None else f"{v:.{digits}f}" for v in values)
+    exact = exact or [False] * len(values)
+    text = " / ".join((exact_text if same else "n/a") if v is None else f"{v:.{digits}f}"
+                      for v, same in zip(values, exact))
     return text + (f" {unit}" if unit else "")
 
 
@@ -195,12 +199,20 @@ def print_summary(result: dict, stream=None) -> None:
     else:
         lines.append(f"bits:        none detected ({result['files']['processed']['subtype']}; "
                      "use --bits N)")
-    lines += [
-        f"error rms:   {_fmt(m['rms_dbfs'], 'dBFS')}   peak {_fmt(m['peak_dbfs'], 'dBFS')}",
-        f"A-weighted:  {_fmt(m['a_weighted_dbfs'], 'dBFS')}",
-        f"ITU-R 468:   {_fmt(m['itu468_dbfs'], 'dBFS')}",
-        f"SNR:         {_fmt(m['snr_db'], 'dB')}",
-    ]
+    exact = [a["frames"] > 0 and mse == 0.0 for mse in m["mse"]]
+    if all(exact):
+        lines.append("error:       none: processed equals reference in every sample"
+                     + (" once aligned" if a["lag_samples"] else ""))
+    else:
+        def level(key):
+            return _fmt(m[key], "dBFS", exact=exact, exact_text="-inf")
+
+        lines += [
+            f"error rms:   {level('rms_dbfs')}   peak {level('peak_dbfs')}",
+            f"A-weighted:  {level('a_weighted_dbfs')}",
+            f"ITU-R 468:   {level('itu468_dbfs')}",
+            f"SNR:         {_fmt(m['snr_db'], 'dB', exact=exact, exact_text='inf')}",
+        ]
     if any(v is not None for v in m["sinad_db"]):
         lines.append(f"SINAD:       {_fmt(m['sinad_db'], 'dB')}   ENOB {_fmt(m['enob'])}")
     if m["dc_lsb"] is not None:
