@@ -45,8 +45,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtq.live.session import LiveSession, format_summary
+    from rtq.chain import Chain
+    from rtq.live.session import DEFAULT_PRESET, LiveSession, format_summary
     from rtq.live.stream import StreamLost
+    from rtq.ui.display import resolve_stage, run_json, run_screen
 
     check_positive(args.duration, "--duration")
     check_positive(args.samplerate, "--samplerate")
@@ -55,21 +57,14 @@ def run(args: argparse.Namespace) -> int:
 
         check_destination(args.stats_json, "--stats-json")
     check_seed(args.seed)
-    session = None
-    try:
-        with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost
-            session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
-                                  output_device=args.output_device, samplerate=args.samplerate,
-                                  blocksize=args.blocksize, latency=args.latency, channels=args.channels,
-                                  source=args.input, seed=args.seed,
-                                  cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
-        from rtq.ui.display import resolve_stage, run_json, run_screen
-
-        stage = resolve_stage(session, args.meter_stage)
-    except BaseException:
-        if session is not None:
-            session.close()
-        raise
+    # Every usage error before the session: it prints the no-device notice and compiles.
+    stage = resolve_stage(Chain.from_preset(args.preset or DEFAULT_PRESET), args.meter_stage)
+    with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost
+        session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
+                              output_device=args.output_device, samplerate=args.samplerate,
+                              blocksize=args.blocksize, latency=args.latency, channels=args.channels,
+                              source=args.input, seed=args.seed,
+                              cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
     display = None
     status = 0
     try:

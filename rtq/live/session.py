@@ -202,8 +202,6 @@ class LiveSession:
             if self.source.kind == "device":
                 self.source = parse_source(FALLBACK_SOURCE, self.channels)
             rate = samplerate or self.source.samplerate or 48000.0
-            self.notice(f"no audio device found; playing {self.source.describe()} through the "
-                        "chain into a silent real-time output")
 
             def factory(callback, words):
                 return NullStream(callback, samplerate=rate, blocksize=blocksize or 256,
@@ -215,6 +213,9 @@ class LiveSession:
         if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
             raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
                              f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")
+        if not on_device:  # after the checks: a usage error is the only line, not a second one
+            self.notice(f"no audio device found; playing {self.source.describe()} through the "
+                        "chain into a silent real-time output")
         with _notice_if_slow(self.notice, 2.0, "compiling the chain and the audio callback for "
                              "this machine (cached for later starts)"):
             chain = self._chain(self.spec)

@@ -804,13 +804,14 @@ class LiveDisplay:
 # Running
 
 
-def resolve_stage(session, number: int | None) -> int | str | None:
-    """``--meter-stage N`` (1 = first quantizer, 0 = end to end) as a stage choice."""
+def resolve_stage(chain, number: int | None) -> int | str | None:
+    """``--meter-stage N`` (1 = first quantizer of ``chain``, 0 = end to end) as a
+    stage choice; a :class:`~rtq.errors.UsageError` if the chain has no such quantizer."""
     if number is None:
         return None
     if number == 0:
         return END
-    count = len(session.chain.quantizers())
+    count = len(chain.quantizers())
     if not 1 <= number <= count:
         raise UsageError(f"--meter-stage {number}: the chain has {count} quantizer"
                          f"{'s' if count != 1 else ''} (use 1 to {count}, or 0 for end to end)")

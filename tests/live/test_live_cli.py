@@ -361,6 +361,21 @@ def test_a_cold_cache_says_it_is_compiling(no_server_env, tmp_path):
     assert warm.returncode == 0 and warm.stderr.splitlines() == [notice], warm.stderr
 
 
+@pytest.mark.parametrize("args, message", [
+    (["--input", "tone:30000:-20"], "rtq: --input tone at 30000 Hz: at or above half the stream's 48000 Hz"),
+    (["--samplerate", 44100, "--input", "FILE"],
+     "rtq: --input file runs at 48000 Hz but the stream at 44100 Hz; use --samplerate 48000"),
+    (["--meter-stage", 2], "rtq: --meter-stage 2: the chain has 1 quantizer (use 1 to 1, or 0 for end to end)"),
+], ids=["tone-above-nyquist", "file-at-another-rate", "no-such-meter-stage"])
+def test_without_audio_device_a_usage_error_is_the_only_line(no_server_env, signal_file, args, message):
+    """Not the no-device notice and then the error: the user sees what to fix."""
+    args = [signal_file[0] if a == "FILE" else a for a in args]
+    done = run_rtq("live", "--duration", 1, *args, env=no_server_env)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [message]
+    assert done.stdout == ""
+
+
 def test_without_audio_device_a_named_device_is_an_error(no_server_env):
     done = run_rtq("live", "--device", "no such card", "--duration", 1, env=no_server_env)
     assert done.returncode == 1, done.stderr
@@ -387,9 +402,10 @@ def test_without_audio_device_a_named_device_is_an_error(no_server_env):
      None),
     (["--stats-json", "/no/such/dir/s.json"], 2, "rtq: --stats-json /no/such/dir/s.json: no such directory",
      None),
+    (["--meter-stage", 3], 2, "rtq: --meter-stage 3: the chain has 1 quantizer", None),
 ], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset",
         "nan-duration", "zero-rate", "bad-latency", "nan-noise", "negative-tone", "clipping-tone",
-        "tone-above-nyquist", "stats-in-missing-directory"])
+        "tone-above-nyquist", "stats-in-missing-directory", "no-such-meter-stage"])
 def test_live_usage_errors_are_one_line(jack_server, args, status, prefix, contains):
     done = run_rtq("live", "--duration", 1, *args, env=env_for(jack_server))
     assert done.returncode == status, done.stderr
