@@ -40,7 +40,7 @@ from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, ru
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
 from ..native import Entry
-from .stream import CALLBACK_SIGNATURE, USER, begin_callback, end_callback
+from .stream import CALLBACK_SIGNATURE, USER, begin_callback, end_callback, prefault
 
 # Integer control words (engine array ``eng``).
 ACTIVE = 0          # slot whose chain is playing
@@ -223,13 +223,6 @@ def engine_callback(input_addr, output_addr, frames, time_info, status, user_dat
 MAX_ALIGN = 8192   # samples of latency the delay rings can align (170 ms at 48 kHz)
 
 
-def prefault(array: np.ndarray) -> None:
-    """Touch every memory page of ``array`` (rewriting what is there), so the audio
-    thread never takes a page fault on memory that was allocated lazily by the OS."""
-    flat = array.reshape(-1).view(np.uint8)
-    flat[::4096] = flat[::4096]
-
-
 def _ring_length(frames: int) -> int:
     return 1 << int(np.ceil(np.log2(max(frames, 2))))
 
@@ -297,7 +290,6 @@ class LiveEngine:
         for word, array in ((BIND_ENG, self.eng), (BIND_FCTL, self.fctl), (BIND_SRC, self.src),
                             (BIND_WET, self.wet), (BIND_DRY, self.dry), (BIND_RINGS, self.rings),
                             (BIND_SOURCE, self.source), (BIND_NOISE, self.noise)):
-            prefault(array)
             self.stream.bind(word, array)
 
     def _set_source(self, source) -> None:

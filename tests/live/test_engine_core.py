@@ -3,12 +3,14 @@ PortAudio callback (called directly, no audio server): live output against offli
 rendering, bypass, error solo, chain switches, non-finite input."""
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
 from rtq.chain import Chain
 from rtq.live.engine import LiveEngine
-from rtq.live.stream import NullStream
+from rtq.live.stream import COMMAND, CONTINUE, NullStream, prefault
 from rtq.program import META_CAPTURE
 from rtq.stages import Gain, Oversample, Requantize
 
@@ -148,3 +150,35 @@ def test_non_finite_device_input_is_replaced_and_counted():
     clean[100, 0], clean[200, 1], clean[300, 0] = 0.0, 1.0, -1.0
     ref = Chain.from_preset("tpdf-16")(clean.astype(np.float64), RATE).astype(np.float32)
     assert np.array_equal(out, ref)
+
+
+def resident_bytes() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_prefault_makes_every_page_resident_and_keeps_the_data():
+    array = np.zeros((1 << 21, 2))              # 32 MiB, untouched: no page resident yet
+    array[12345], array[-1] = (1.5, -2.5), (3.0, 4.0)     # two pages written
+    kept = array.copy()
+    before = resident_bytes()
+    prefault(array)
+    assert resident_bytes() - before > 0.9 * array.nbytes
+    assert np.array_equal(array, kept)
+
+
+def test_first_callback_of_a_wide_stream_faults_no_memory_in():
+    """Before the fix the first block of 64 channels faulted the 67 MB of meter taps in
+    (82 MB more resident, 156 ms in the callback)."""
+    chain = Chain.from_preset("tpdf-16")
+
+    def factory(callback, words):
+        return NullStream(callback, samplerate=RATE, blocksize=256, channels=64, user_words=words)
+    engine = LiveEngine(factory, chain, samplerate=RATE, channels=64, blocksize=256)
+    block = np.zeros((256, 64), np.float32)
+    engine.stream.ctl[COMMAND] = CONTINUE
+    before = resident_bytes()
+    call = engine.stream._callback.ctypes
+    assert call(block.ctypes.data, block.ctypes.data, 256, 0, 0, engine.stream.ctl.ctypes.data) == CONTINUE
+    assert resident_bytes() - before < (1 << 20)
+    engine.close()
