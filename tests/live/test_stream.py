@@ -38,6 +38,7 @@ from rtq.live.stream import (
     USER,
     WORDS,
     DuplexStream,
+    NullStream,
     address_as_void_pointer,
     make_callback,
     passthrough,
@@ -216,31 +217,49 @@ def test_bound_arrays_and_loopback_delay(client, blocksize):
     assert np.array_equal(bits(recording[delay:]), bits(ramp(recording.shape[0] - delay, 2)))
 
 
+def spin(seconds=1.5):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pass
+
+
+def frames_while_python_spins(stream) -> tuple[int, float]:
+    """Frames the running ``stream`` plays while a thread spins in Python for 1.5 s
+    under a 250 ms switch interval (a GIL-bound callback, or clock, would wait up to
+    250 ms per block), and the frames expected in that time."""
+    stream.wait(0.2)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(0.25)
+    try:
+        frames0, t0 = stream.stats().frames, time.monotonic()
+        busy = threading.Thread(target=spin)
+        busy.start()
+        busy.join()
+        frames1, t1 = stream.stats().frames, time.monotonic()
+    finally:
+        sys.setswitchinterval(interval)
+    assert stream.check()
+    return frames1 - frames0, (t1 - t0) * stream.samplerate
+
+
 @pytest.mark.audio
 def test_busy_python_thread_does_not_stop_callbacks():
     """A thread spinning in Python holds the GIL for 1.5 s; the callback never needs it."""
-
-    def spin():
-        end = time.monotonic() + 1.5
-        while time.monotonic() < end:
-            pass
-
     with DuplexStream(passthrough, blocksize=64) as stream:
         stream.start()
-        stream.wait(0.2)
-        interval = sys.getswitchinterval()
-        sys.setswitchinterval(0.25)  # a GIL-bound callback would now wait up to 250 ms per block
-        try:
-            frames0, t0 = stream.stats().frames, time.monotonic()
-            busy = threading.Thread(target=spin)
-            busy.start()
-            busy.join()
-            frames1, t1 = stream.stats().frames, time.monotonic()
-        finally:
-            sys.setswitchinterval(interval)
-        assert stream.check()
-    expected = (t1 - t0) * stream.samplerate
-    assert 0.9 * expected <= frames1 - frames0 <= 1.1 * expected + 64
+        frames, expected = frames_while_python_spins(stream)
+    assert 0.9 * expected <= frames <= 1.1 * expected + 64
+
+
+def test_busy_python_thread_does_not_stop_the_null_stream():
+    """The null stream's clock is native too: before, it took the GIL back after every
+    block and played 10 blocks of the 281 due here."""
+    with NullStream(passthrough, blocksize=256) as stream:
+        stream.start()
+        frames, expected = frames_while_python_spins(stream)
+        underflows = stream.stats().output_underflows
+    assert 0.9 * expected <= frames <= 1.1 * expected + 256
+    assert underflows <= 2
 
 
 @pytest.mark.audio
