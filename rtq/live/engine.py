@@ -284,13 +284,13 @@ class LiveEngine:
         self.eng[XF_POS] = -1
         self.eng[XF_LEN] = self.fade
         self.eng[DRY_DELAY] = self.align
-        self._install(0, chain)
         self.fctl[GAIN_WET] = self.fctl[TARGET_WET] = 1.0
         self.stream = stream_factory(engine_callback, USER_WORDS)
         for word, array in ((BIND_ENG, self.eng), (BIND_FCTL, self.fctl), (BIND_SRC, self.src),
                             (BIND_WET, self.wet), (BIND_DRY, self.dry), (BIND_RINGS, self.rings),
                             (BIND_SOURCE, self.source), (BIND_NOISE, self.noise)):
             self.stream.bind(word, array)
+        self._install(0, chain)
 
     def _set_source(self, source) -> None:
         kind = source[0]
@@ -317,6 +317,7 @@ class LiveEngine:
         chain.program.meta[META_CAPTURE] = 0
         for array in chain.program:
             prefault(array)
+        self.stream.hold(slot, chain.program)   # eng holds its arrays' addresses
         base = SLOTS + slot * PROGRAM_WORDS
         self.eng[base:base + PROGRAM_WORDS] = program_words(chain.program)
         self.eng[SLOT_DELAY + slot] = self.align - int(round(chain.latency))

@@ -43,6 +43,7 @@ from __future__ import annotations
 import atexit
 import functools
 import math
+import mmap
 import threading
 import time
 import weakref
@@ -227,12 +228,24 @@ CALLBACK_SIGNATURE = _CALLBACK_SIG
 
 
 def prefault(array: np.ndarray) -> None:
-    """Touch every memory page of ``array`` (rewriting what is there), so the audio
-    thread never takes a page fault on memory that was allocated lazily by the OS."""
+    """Touch every memory page of the C-contiguous ``array``, so the audio thread never
+    takes a page fault on memory the OS allocated lazily: a writable array is rewritten
+    in place (same values), a read-only one is read."""
+    if not array.flags.c_contiguous:
+        raise ValueError("prefault needs a C-contiguous array")
     flat = array.reshape(-1).view(np.uint8)
-    # An in-place OR: NumPy skips a copy of an array onto itself (``a[::k] = a[::k]``
-    # faulted nothing in, and first callbacks took the faults: 156 ms at 64 channels).
-    flat[::4096] |= 0
+    if not flat.size:
+        return
+    # Byte 0 (in the first page) and the first byte of every later page.
+    starts = flat[-flat.ctypes.data % mmap.PAGESIZE::mmap.PAGESIZE]
+    if array.flags.writeable:
+        # In place: NumPy skips a copy of an array onto itself (``a[::k] = a[::k]``
+        # faulted nothing in, and first callbacks took the faults: 156 ms at 64 channels).
+        flat[:1] |= 0
+        starts |= 0
+    else:
+        flat[:1].max(initial=0)
+        starts.max(initial=0)
 
 
 @functools.cache
@@ -404,6 +417,7 @@ class _CompiledCallbackStream:
         self._ctl[HIST_ADDR] = self._hist.ctypes.data
         self._ctl[HIST_LEN] = self._hist.size
         self._bound: dict[int, np.ndarray] = {}
+        self._held: dict = {}
         self._callback = make_callback(block_fn)
         self._warm_up()
 
@@ -449,6 +463,11 @@ class _CompiledCallbackStream:
         self._ctl[USER + word] = array.ctypes.data
         self._ctl[USER + word + 1 : end] = array.shape
         return word + 1 + array.ndim
+
+    def hold(self, key, obj) -> None:
+        """Keep ``obj`` (memory that bound arrays hold addresses into) alive as long as
+        the stream, in place of what was held under ``key``."""
+        self._held[key] = obj
 
     def wait(self, timeout: float | None = None, poll: float = 0.05) -> bool:
         """Sleep while the stream runs, calling :meth:`check` every ``poll`` seconds.
@@ -591,7 +610,7 @@ class DuplexStream(_CompiledCallbackStream):
             f"cannot open stream on {in_device.describe()} -> {out_device.describe()}",
         )
         self._ptr = pp[0]
-        self._keepalive = (self._callback, self._ctl, self._hist, self._bound)
+        self._keepalive = (self._callback, self._ctl, self._hist, self._bound, self._held)
         self._closer = weakref.finalize(self, _close_stream, self._ptr, self._keepalive)
         _check(
             sd._lib.Pa_SetStreamFinishedCallback(
@@ -731,6 +750,18 @@ def _null_clock(callback, input_addr, output_addr, frames, user_data, period_ns)
             _sleep_until_ns(deadline)
 
 
+_running_null_streams: weakref.WeakSet = weakref.WeakSet()
+
+
+@atexit.register
+def _stop_null_streams() -> None:
+    """Stop every running null stream before the interpreter tears its arrays down: the
+    compiled clock never takes the GIL, so nothing else would stop it (it crashed the
+    exit of a process that left one running)."""
+    for stream in list(_running_null_streams):
+        stream.stop()
+
+
 class NullStream(_CompiledCallbackStream):
     """A stream with no sound card: the same compiled callback, called in real time.
 
@@ -769,14 +800,17 @@ class NullStream(_CompiledCallbackStream):
     def start(self) -> None:
         if self._closed:
             raise RuntimeError("stream is closed")
+        if self.check():
+            raise RuntimeError("stream is already running")
         self._ctl[COMMAND] = CONTINUE
         self._thread = threading.Thread(target=self._clock, name="rtq-null-stream", daemon=True)
         self._started_ns = time.monotonic_ns()
+        _running_null_streams.add(self)
         self._thread.start()
 
     def _clock(self) -> None:
         inp, out = (b.ctypes.data for b in self._buffers)
-        period_ns = round(self.blocksize / self.samplerate * 1e9)
+        period_ns = max(1, round(self.blocksize / self.samplerate * 1e9))
         _null_clock.ctypes(self._callback.address, inp, out, self.blocksize, self._ctl.ctypes.data, period_ns)
 
     def check(self) -> bool:
@@ -787,8 +821,10 @@ class NullStream(_CompiledCallbackStream):
         if self._thread is not None:
             if self._thread.is_alive():
                 self._ctl[COMMAND] = ABORT   # the clock reads it after every block and wake-up
-            self._thread.join()
+                self._thread.join()
+                self._ctl[COMMAND] = CONTINUE
             self._thread = None
+        _running_null_streams.discard(self)
         self._started_ns = None
 
     def close(self) -> None:
