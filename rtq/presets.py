@@ -46,7 +46,7 @@ from typing import Any
 import yaml
 
 from rtq.errors import PresetError
-from rtq.spec import PresetSpec, StageSpec
+from rtq.spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, PresetSpec, StageSpec
 
 MAX_SEED = 2 ** 64 - 1
 """Largest dither seed (the generators' state is 64-bit; a larger one would wrap)."""
@@ -303,8 +303,8 @@ def _coefficients(ctx: _Context, node: yaml.Node, path: str) -> tuple[float, ...
 
 _SHAPING_FIELDS = {
     "coefficients": (_coefficients, None),
-    "order": (_integer(1, 7), None),
-    "band_hz": (_number(1), None),
+    "order": (_integer(*NTF_ORDER_RANGE), None),
+    "band_hz": (_number(MIN_BAND_HZ), None),
 }
 
 
@@ -348,9 +348,9 @@ def _stage(ctx: _Context, node: yaml.Node, path: str) -> StageSpec:
 
 
 _STAGES: dict[str, dict[str, tuple[_Reader, Any]]] = {
-    "gain": {"db": (_number(-120, 24), _REQUIRED)},
+    "gain": {"db": (_number(*GAIN_DB_RANGE), _REQUIRED)},
     "requantize": {
-        "bits": (_integer(1, 32), _REQUIRED),
+        "bits": (_integer(*BITS_RANGE), _REQUIRED),
         "dither": (_dither, {"type": "tpdf", "amplitude": 1.0}),
         "shaping": (_shaping, {"kind": "none"}),
     },

@@ -69,6 +69,21 @@ class Processor:
         self.channels = int(channels)
         return self
 
+    def check(self, sample_rate: float) -> None:
+        """Raise the :class:`~rtq.errors.PresetError` that :meth:`prepare` would raise at
+        ``sample_rate`` (a shaping table with no entry for it, a designed band at or
+        above its Nyquist), without allocating the state or compiling anything."""
+        from .chain import Chain
+        from .stages import EmitContext, emit_stages
+
+        prepared = [(stage, stage.info) for stage in Chain(self._stages()).quantizers()]
+        try:
+            emit_stages(self._stages(), ProgramBuilder(1, 1),
+                        EmitContext(float(sample_rate), 0, int(self.seed), (), False, float(sample_rate)))
+        finally:  # what the meter reads of a prepared chain stays as it was
+            for stage, info in prepared:
+                stage.info = info
+
     def process(self, block: np.ndarray) -> None:
         """Process ``block`` (frames, channels), float32 or float64, C-contiguous, in place.
 

@@ -21,9 +21,23 @@ from .errors import UsageError
 FORMAT_VERSION = 1
 
 
-def check_destination(path, what: str = "--report") -> Path:
-    """Fail early (before any work) if ``path`` cannot be written: its folder must exist,
-    be a folder and be writable, and ``path`` must not be a folder."""
+def same_file(a, b) -> bool:
+    """True if the paths ``a`` and ``b`` name one file: the same inode when both exist,
+    else the same real path."""
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return os.path.realpath(a) == os.path.realpath(b)
+
+
+def check_destination(path, what: str = "--report", *, keep=(), force: bool = False) -> Path:
+    """Fail early (before any work) if ``path`` cannot or must not be written.
+
+    Its folder must exist, be a folder and be writable, and ``path`` must not be a
+    folder.  ``keep`` holds ``(label, path)`` pairs of the command's other files, which
+    ``path`` may never be, even with ``force``; any other existing file is replaced only
+    with ``force``.
+    """
     path = Path(path)
     if path.is_dir():
         raise UsageError(f"{what} {path} is a directory")
@@ -33,6 +47,11 @@ def check_destination(path, what: str = "--report") -> Path:
         raise UsageError(f"{what} {path}: {path.parent} is not a directory")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path}: cannot write in {path.parent}")
+    for label, other in keep:
+        if other is not None and same_file(path, other):
+            raise UsageError(f"{what} {path} is the {label} file; rtq never writes over it")
+    if path.exists() and not force:
+        raise UsageError(f"{what} {path} exists; use --force to replace it")
     return path
 
 
@@ -107,12 +126,13 @@ def save(measurements: dict, command: str, report_path=None, plot_path=None,
     return report
 
 
-def check_outputs(report_path=None, plot_path=None) -> None:
-    """Before any work: matplotlib is there for a plot and both destinations are writable."""
+def check_outputs(report_path=None, plot_path=None, *, keep=(), force: bool = False) -> None:
+    """Before any work: matplotlib is there for a plot, and both destinations can be
+    written (:func:`check_destination`), neither over the other."""
     if plot_path:
         from .plot import require_matplotlib
 
         require_matplotlib()
-        check_destination(plot_path, "--plot")
+        check_destination(plot_path, "--plot", keep=keep, force=force)
     if report_path:
-        check_destination(report_path, "--report")
+        check_destination(report_path, "--report", keep=[*keep, ("--plot", plot_path)], force=force)

@@ -10,6 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+# What a stage may say, for the preset loader and the stages' own checks alike.
+GAIN_DB_RANGE = (-120.0, 24.0)
+BITS_RANGE = (1, 32)
+NTF_ORDER_RANGE = (1, 7)
+MIN_BAND_HZ = 1.0
+
 
 @dataclass(frozen=True)
 class StageSpec:

@@ -8,6 +8,7 @@ JUCE's dsp processors), each then running a one-stage program.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK,
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
+from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE
 from .program import (OP_COMPAND, OP_GAIN, OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP, OP_REQUANTIZE,
                       ProgramBuilder)
 
@@ -40,36 +42,72 @@ class EmitContext:
 
 
 @dataclass(frozen=True)
+class RateRange:
+    """Stream rates from ``low`` (excluded if ``low_open``) to ``high`` (included), in Hz."""
+
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+
+    def __and__(self, other: "RateRange") -> "RateRange | None":
+        if self.low != other.low:
+            low, low_open = max((self.low, self.low_open), (other.low, other.low_open))
+        else:
+            low, low_open = self.low, self.low_open or other.low_open
+        high = min(self.high, other.high)
+        return RateRange(low, high, low_open) if low < high or (low == high and not low_open) else None
+
+    def whole_rates(self) -> tuple[int, float]:
+        """The first and last whole rates inside (the last may be ``inf``)."""
+        first = math.floor(self.low) + 1 if self.low_open else math.ceil(self.low)
+        return first, self.high if self.high == math.inf else math.floor(self.high)
+
+
+ANY_RATE = (RateRange(0.0, math.inf, True),)
+
+
+@dataclass(frozen=True)
 class RateLimit:
-    """Stream rates one stage can run at: ``ranges`` of (low, high) Hz, and why."""
+    """Stream rates one stage can run at (``ranges``), where it says so, and why."""
 
     where: str
     reason: str
-    ranges: tuple[tuple[float, float], ...]
+    ranges: tuple[RateRange, ...]
 
 
-def usable_rates(stages) -> tuple[tuple[tuple[float, float], ...], list[RateLimit]]:
-    """The stream rates at which every one of ``stages`` can be prepared, as merged
-    (low, high) Hz ranges (``((0, inf),)`` for any rate), and the limits that set them."""
-    limits = [limit for stage in stages for limit in stage.rate_limits()]
-    ranges = ((0.0, float("inf")),)
-    for limit in limits:
-        ranges = tuple((max(lo, a), min(hi, b)) for lo, hi in ranges for a, b in limit.ranges
-                       if max(lo, a) < min(hi, b))
-    merged: list[tuple[float, float]] = []
-    for lo, hi in sorted(ranges):
-        if merged and lo <= merged[-1][1]:
-            merged[-1] = (merged[-1][0], max(hi, merged[-1][1]))
+def _merged(ranges) -> tuple[RateRange, ...]:
+    merged: list[RateRange] = []
+    for r in sorted(ranges, key=lambda r: (r.low, r.low_open)):
+        if merged and r.low <= merged[-1].high:
+            last = merged[-1]
+            merged[-1] = RateRange(last.low, max(last.high, r.high), last.low_open)
         else:
-            merged.append((lo, hi))
-    return tuple(merged), limits
+            merged.append(r)
+    return tuple(merged)
+
+
+def usable_rates(stages) -> tuple[tuple[RateRange, ...], list[RateLimit]]:
+    """The stream rates at which every one of ``stages`` can be prepared (merged ranges;
+    :data:`ANY_RATE` when nothing limits them; empty when no rate can), and the limits
+    that set them."""
+    limits = [limit for stage in stages for limit in stage.rate_limits()]
+    ranges = ANY_RATE
+    for limit in limits:
+        ranges = _merged(both for a in ranges for b in limit.ranges if (both := a & b) is not None)
+    return ranges, limits
 
 
 def format_rates(ranges) -> str:
-    """``41895-50400 Hz`` (whole rates inside), ``above 60000 Hz``, joined by commas."""
-    parts = [f"above {lo:g} Hz" if hi == float("inf") else f"{math.ceil(lo)}-{math.floor(hi)} Hz"
-             for lo, hi in ranges]
-    return ", ".join(parts) or "no rate"
+    """The whole rates inside ``ranges``: ``41895-50400 Hz``, ``above 60000 Hz``, joined
+    by commas (``no whole rate`` when none is)."""
+    parts = []
+    for r in ranges:
+        first, last = r.whole_rates()
+        if last == math.inf:
+            parts.append(f"above {r.low:.12g} Hz" if r.low_open else f"from {first} Hz")
+        elif first <= last:
+            parts.append(f"{first}-{last} Hz" if first < last else f"{first} Hz")
+    return ", ".join(parts) or "no whole rate"
 
 
 def emit_stages(stages, builder: ProgramBuilder, ctx: EmitContext) -> None:
@@ -127,7 +165,7 @@ class Gain(Stage):
 
     def __init__(self, db: float = 0.0, *, where=None):
         super().__init__(where)
-        self.db = float(db)
+        self.db = _number(db, "gain.db", *GAIN_DB_RANGE)
 
     def emit(self, builder, ctx):
         builder.add_op(OP_GAIN, ctx.level, params=[self.net_gain()])
@@ -175,9 +213,11 @@ class Requantize(Stage):
     def __init__(self, bits: int = 16, dither: str = "tpdf", amplitude: float = 1.0,
                  shaping: str | dict | None = None, *, where=None):
         super().__init__(where)
-        self.bits = int(bits)
+        self.bits = _integer(bits, "requantize.bits", *BITS_RANGE)
+        if dither not in DITHER_CODES:
+            raise ValueError(f"requantize.dither must be one of {', '.join(DITHER_CODES)}, got {dither!r}")
         self.dither = dither
-        self.amplitude = float(amplitude)
+        self.amplitude = _number(amplitude, "requantize.dither.amplitude", 0.0)
         self.shaping = _normalise_shaping(shaping)
         self.info: QuantizerInfo | None = None
 
@@ -203,26 +243,28 @@ class Requantize(Stage):
             name = self.shaping["name"]
             filt = shaping.select_table(name, sample_rate)
             if filt is None:
-                rates = ", ".join(str(r) for r in shaping.supported_rates(name))
                 raise PresetError(
                     f"{self._location('shaping')}: shaping '{name}' has no table for "
-                    f"{sample_rate:g} Hz; it supports {rates} Hz (+-5 %)")
+                    f"{sample_rate:g} Hz; it supports {shaping.rates_text(name)}")
             return filt
         raise PresetError(f"{self._location('shaping')}: shaping kind '{kind}' is not available")
 
     def rate_limits(self, factor: int = 1) -> list[RateLimit]:
         kind, where = self.shaping["kind"], self._location("shaping")
         if kind == "table" and shaping.supported_rates(self.shaping["name"]):
-            nominal = shaping.supported_rates(self.shaping["name"])
-            tol = shaping.RATE_TOLERANCE
-            reason = (f"shaping '{self.shaping['name']}' has tables for {', '.join(map(str, nominal))} Hz "
-                      f"(+-{tol * 100:g} %)")
-            return [RateLimit(where, reason, tuple((r * (1 - tol) / factor, r * (1 + tol) / factor) for r in nominal))]
-        if kind == "design" and self.shaping.get("band_hz") is not None:
+            name, tol = self.shaping["name"], shaping.RATE_TOLERANCE
+            ranges = tuple(RateRange(r * (1 - tol) / factor, r * (1 + tol) / factor)
+                           for r in shaping.supported_rates(name))
+            reason = f"shaping '{name}' has tables for {shaping.rates_text(name)}"
+        elif kind == "design" and self.shaping.get("band_hz") is not None:
             band = self.shaping["band_hz"]
+            ranges = (RateRange(2 * band / factor, math.inf, True),)
             reason = f"band_hz {band:g} needs the stage to run above {2 * band:g} Hz"
-            return [RateLimit(where, reason, ((2 * band / factor, float("inf")),))]
-        return []
+        else:
+            return []
+        if factor > 1:
+            reason += f" (it runs at x{factor}: stream rates {format_rates(ranges)})"
+        return [RateLimit(where, reason, ranges)]
 
     def emit(self, builder, ctx):
         filt = self.error_filter(ctx.sample_rate, ctx.stream_rate)
@@ -261,11 +303,29 @@ def _normalise_shaping(shaping_param) -> dict:
         return {"kind": "table", "name": shaping_param}
     if "kind" in shaping_param:
         return dict(shaping_param)
-    if "coefficients" in shaping_param:
-        return {"kind": "fir", "coefficients": tuple(float(c) for c in shaping_param["coefficients"])}
-    if "order" in shaping_param:
-        return {"kind": "design", "order": int(shaping_param["order"]), "band_hz": shaping_param.get("band_hz")}
-    raise ValueError(f"bad shaping {shaping_param!r}")
+    if set(shaping_param) == {"coefficients"}:
+        return {"kind": "fir", "coefficients": tuple(_number(c, "shaping.coefficients[]")
+                                                     for c in shaping_param["coefficients"])}
+    if "order" in shaping_param and set(shaping_param) <= {"order", "band_hz"}:
+        band = shaping_param.get("band_hz")
+        return {"kind": "design", "order": _integer(shaping_param["order"], "shaping.order", *NTF_ORDER_RANGE),
+                "band_hz": None if band is None else _number(band, "shaping.band_hz", MIN_BAND_HZ)}
+    raise ValueError(f"bad shaping {shaping_param!r}: a table name, {{'coefficients': [...]}} or "
+                     "{'order': K, 'band_hz': B}")
+
+
+def _integer(value, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and lo <= value <= hi:
+        return int(value)
+    raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+
+
+def _number(value, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
+    if (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+            and lo <= value <= hi):
+        return float(value)
+    bounds = f" from {lo:g} to {hi:g}" if hi < math.inf else (f" >= {lo:g}" if lo > -math.inf else "")
+    raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
 
 
 class Quantize(Stage):

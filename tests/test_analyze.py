@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -192,3 +193,20 @@ def test_files_without_error_say_so_instead_of_n_a(tmp_path, capsys):
     rms = 10 * np.log10(Q16 ** 2 / 5)
     assert f"error rms:   -inf / {rms:.2f} dBFS   peak -inf / {20 * np.log10(Q16):.2f} dBFS" in out
     assert any(line.startswith("SNR:         inf / ") for line in out)
+
+
+def test_report_never_replaces_a_file_it_measures_and_needs_force_for_others(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    sf.write("ref.wav", noise(FS // 4, 2, seed=9), FS, subtype="FLOAT")
+    sf.write("proc.wav", tpdf_16(noise(FS // 4, 2, seed=9)), FS, subtype="PCM_16")
+    for report, message in [("./ref.wav", "--report ref.wav is the REFERENCE file; rtq never writes over it"),
+                            ("proc.wav", "--report proc.wav is the PROCESSED file; rtq never writes over it")]:
+        for force in ([], ["--force"]):
+            assert main(["analyze", "ref.wav", "proc.wav", "--report", report, *force]) == 2
+            assert capsys.readouterr() == ("", f"rtq: {message}\n")
+    Path("r.json").write_text("earlier")
+    assert main(["analyze", "ref.wav", "proc.wav", "--report", "r.json"]) == 2
+    assert capsys.readouterr() == ("", "rtq: --report r.json exists; use --force to replace it\n")
+    assert main(["analyze", "ref.wav", "proc.wav", "--report", "r.json", "--force"]) == 0
+    assert json.loads(Path("r.json").read_text())["command"] == "analyze"
+    assert sf.info("ref.wav").frames == sf.info("proc.wav").frames == FS // 4

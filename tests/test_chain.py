@@ -8,7 +8,7 @@ import pytest
 from rtq.chain import Chain
 from rtq.program import COUNT_NONFINITE, OP_SANITIZE
 from rtq.errors import PresetError
-from rtq.stages import Gain, Oversample, Quantize, Requantize, usable_rates
+from rtq.stages import Gain, Oversample, Quantize, Requantize, format_rates, usable_rates
 
 CUSTOM = {"coefficients": [1.5, -0.6, 0.2, -0.05, 0.01, 0.003]}   # > 4 taps: far-tap path
 
@@ -194,27 +194,58 @@ def test_non_finite_replacement_values():
 
 RATE_CASES = {
     "shibata": lambda: [Requantize(16, "tpdf", shaping="shibata")],
+    "shibata+band-at-its-edge": lambda: [Requantize(16, "tpdf", shaping="shibata"),
+                                         Requantize(8, "none", shaping={"order": 2, "band_hz": 24000})],
     "lipshitz+band-in-4x": lambda: [Requantize(16, "tpdf", shaping="lipshitz"),
                                     Oversample(4, [Requantize(4, "none", shaping={"order": 3, "band_hz": 40000})])],
     "band-in-8x": lambda: [Oversample(8, [Requantize(1, "none", shaping={"order": 5, "band_hz": 100000})])],
+    "table-in-2x": lambda: [Oversample(2, [Requantize(16, "tpdf", shaping="gesemann")])],
+    "odd-band-in-3-stages": lambda: [Oversample(2, [Oversample(2, [Requantize(1, "none", shaping={
+        "order": 3, "band_hz": 33333.3})])])],
 }
 
 
+def inside(ranges, rate) -> bool:
+    return any((r.low < rate or (r.low == rate and not r.low_open)) and rate <= r.high for r in ranges)
+
+
+def prepares(stages, rate, how) -> bool:
+    try:
+        how(Chain(stages), rate)
+    except PresetError:
+        return False
+    return True
+
+
 @pytest.mark.parametrize("name", RATE_CASES)
-def test_usable_rates_are_exactly_the_rates_that_prepare(name):
+def test_usable_rates_are_exactly_the_whole_rates_that_prepare(name):
+    """Each range's first and last whole rate prepares, the whole rates just outside do
+    not (unless another range has them); ``check`` agrees with ``prepare``."""
     stages = RATE_CASES[name]()
     ranges, limits = usable_rates(stages)
     assert ranges and limits
-    edges = [(lo * 1.001, True) for lo, hi in ranges] + [(lo * 0.999, False) for lo, hi in ranges]
-    edges += [(hi * 0.999, True) for lo, hi in ranges if hi < np.inf] + [(hi * 1.001, False) for lo, hi in ranges
-                                                                       if hi < np.inf]
-    for rate, usable in edges:
-        inside = any(lo < rate < hi for lo, hi in ranges)
-        assert inside == usable, (rate, ranges)
-        try:
-            Chain(stages).prepare(rate, 1, 64)
-        except PresetError:
-            prepared = False
-        else:
-            prepared = True
-        assert prepared == usable, (name, rate)
+    for r in ranges:
+        first, last = r.whole_rates()
+        probes = [first, first - 1] + ([last, last + 1] if last < np.inf else [first * 10])
+        for rate in probes:
+            assert prepares(stages, rate, Chain.check) == inside(ranges, rate), (name, rate)
+        for rate in (first, first - 1):
+            assert prepares(stages, rate, lambda c, f: c.prepare(f, 1, 64)) == inside(ranges, rate), (name, rate)
+
+
+def test_usable_rates_print_the_whole_rates_and_stay_small():
+    ranges, _ = usable_rates(RATE_CASES["shibata+band-at-its-edge"]())
+    assert format_rates(ranges) == "48001-50400 Hz"        # band 24000 Hz needs the rate above 48000
+    ranges, _ = usable_rates(RATE_CASES["odd-band-in-3-stages"]())
+    assert format_rates(ranges) == "above 16666.65 Hz"
+    many, _ = usable_rates([Requantize(16, "tpdf", shaping="shibata") for _ in range(40)])
+    assert many == usable_rates(RATE_CASES["shibata"]())[0] and len(many) == 4
+
+
+def test_check_leaves_a_prepared_chain_as_it_was():
+    chain = Chain([Requantize(16, "tpdf", shaping="shibata")]).prepare(44100, 2, 64, taps=True)
+    info = chain.quantizers()[0].info
+    chain.check(48000)
+    with pytest.raises(PresetError, match="no table for 96000 Hz"):
+        chain.check(96000)
+    assert chain.quantizers()[0].info is info and info.taps is not None

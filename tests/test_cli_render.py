@@ -3,6 +3,7 @@
 ``python -m rtq``), counter lines on stderr, quiet progress off a terminal."""
 from __future__ import annotations
 
+import json
 import os
 import resource
 import signal
@@ -206,6 +207,31 @@ def test_existing_output_needs_force(work, capsys):
     assert out.read_bytes() == (work / "fresh.wav").read_bytes()
     assert sf.info("out.wav").subtype == "PCM_16"
     assert listing(work) == INPUTS | {"out.wav", "fresh.wav"}
+
+
+@pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
+@pytest.mark.parametrize("report, label", [("in.wav", "INPUT"), ("./link.wav", "INPUT"), ("out.wav", "OUTPUT"),
+                                           ("new.wav", "OUTPUT")],
+                         ids=["input", "input-symlink", "existing-output", "output-to-be"])
+def test_report_over_an_audio_file_is_refused_even_with_force(work, capsys, report, label, force):
+    """--report in.wav replaced the input with JSON, exit 0."""
+    os.symlink("in.wav", work / "link.wav")
+    (work / "out.wav").write_bytes(b"precious")
+    output = "new.wav" if report == "new.wav" else "out.wav"
+    status, lines = rtq(["render", "tpdf-16", "in.wav", output, "--report", report]
+                        + (["--force"] if force else []), capsys)
+    assert_one_line_error(status, lines, f"--report {report.removeprefix('./')} is the {label} file")
+    assert sf.info("in.wav").frames == 2000 and (work / "out.wav").read_bytes() == b"precious"
+    assert listing(work) == INPUTS | {"link.wav", "out.wav"}
+
+
+def test_existing_report_needs_force(work, capsys):
+    (work / "r.json").write_text("earlier")
+    status, lines = rtq(["render", "tpdf-16", "in.wav", "out.wav", "--report", "r.json"], capsys)
+    assert_one_line_error(status, lines, "--report r.json exists; use --force to replace it")
+    assert (work / "r.json").read_text() == "earlier" and not (work / "out.wav").exists()
+    rtq_ok(["render", "tpdf-16", "in.wav", "out.wav", "--report", "r.json", "--force"], capsys)
+    assert json.loads((work / "r.json").read_text())["command"] == "render"
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])

@@ -35,6 +35,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--report", metavar="FILE", help="write the measurements as JSON")
     parser.add_argument("--plot", metavar="FILE",
                         help="draw error spectrum, histogram and level as PNG (needs rtq[plot])")
+    parser.add_argument("--force", action="store_true",
+                        help="replace the --report and --plot files if they exist")
     parser.add_argument("--bits", type=int, metavar="N",
                         help="word length of PROCESSED (default: from its subtype, PCM_16 -> 16)")
     parser.add_argument("--max-lag", type=float, default=1.0, metavar="SECONDS",
@@ -45,7 +47,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rtq.report import check_outputs, save
 
-    check_outputs(args.report, args.plot)
+    check_outputs(args.report, args.plot, keep=[("REFERENCE", args.reference), ("PROCESSED", args.processed)],
+                  force=args.force)
     result = analyze_files(args.reference, args.processed, bits=args.bits, max_lag_s=args.max_lag)
     print_summary(result)
     if args.report or args.plot:

@@ -26,6 +26,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
     parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
     parser.add_argument("--stats-json", metavar="FILE", help="write the exit summary as JSON")
+    parser.add_argument("--force", action="store_true", help="replace the --stats-json file if it exists")
     parser.add_argument("--json", action="store_true",
                         help="instead of the screen, write one JSON line every 0.1 s to stdout: the "
                              "metered stage's momentary figures (spectrum in 1/3-octave bands), xruns "
@@ -46,25 +47,38 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
-    from rtq.live.session import DEFAULT_PRESET, LiveSession, format_summary
-    from rtq.live.stream import StreamLost
-    from rtq.ui.display import resolve_stage, run_json, run_screen
+    from rtq.live.session import DEFAULT_PRESET, LiveSession
+    from rtq.presets import load_preset
+    from rtq.report import check_destination
+    from rtq.ui.display import resolve_stage
 
     check_positive(args.duration, "--duration")
     check_positive(args.samplerate, "--samplerate")
     if args.stats_json:
-        from rtq.report import check_destination
-
-        check_destination(args.stats_json, "--stats-json")
+        check_destination(args.stats_json, "--stats-json", keep=[("--input", args.input)], force=args.force)
     check_seed(args.seed)
-    # Every usage error before the session: it prints the no-device notice and compiles.
-    stage = resolve_stage(Chain.from_preset(args.preset or DEFAULT_PRESET), args.meter_stage)
-    with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost
-        session = LiveSession(args.preset, device=args.device, input_device=args.input_device,
-                              output_device=args.output_device, samplerate=args.samplerate,
-                              blocksize=args.blocksize, latency=args.latency, channels=args.channels,
-                              source=args.input, seed=args.seed,
-                              cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
+    spec = load_preset(args.preset or DEFAULT_PRESET)
+    stage = resolve_stage(Chain.from_spec(spec), args.meter_stage)
+    session = None
+    try:
+        with interrupts_kept():  # a first start compiles here (10-35 s): Ctrl-C must not be lost
+            session = LiveSession(spec, device=args.device, input_device=args.input_device,
+                                  output_device=args.output_device, samplerate=args.samplerate,
+                                  blocksize=args.blocksize, latency=args.latency, channels=args.channels,
+                                  source=args.input, seed=args.seed,
+                                  cpu_latency_qos={"auto": None, "on": True, "off": False}[args.cpu_latency_qos])
+        return _play(args, session, stage)
+    finally:
+        if session is not None:
+            session.close()
+
+
+def _play(args, session, stage) -> int:
+    """Run the session (screen, JSON lines or neither), then report; the exit status."""
+    from rtq.live.session import format_summary
+    from rtq.live.stream import StreamLost
+    from rtq.ui.display import run_json, run_screen
+
     display = None
     status = 0
     try:

@@ -18,7 +18,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                              "default 32768)")
     parser.add_argument("--subtype", metavar="S",
                         help="output subtype (PCM_16, PCM_24, FLOAT, ULAW, ...); default follows the last stage")
-    parser.add_argument("--force", action="store_true", help="replace OUTPUT if it exists")
+    parser.add_argument("--force", action="store_true",
+                        help="replace OUTPUT, and the --report and --plot files, if they exist "
+                             "(never INPUT)")
     parser.add_argument("--no-latency-compensation", action="store_true",
                         help="keep the chain's delay instead of time-aligning OUTPUT with INPUT")
     parser.add_argument("--report", metavar="FILE", help="write the error measurements of the whole file as JSON")
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
         from rtq.meter.chain_meter import RenderMeter
         from rtq.report import check_outputs
 
-        check_outputs(args.report, args.plot)
+        check_outputs(args.report, args.plot, keep=[("INPUT", args.input), ("OUTPUT", args.output)],
+                      force=args.force)
         observer = RenderMeter()
     check_seed(args.seed)
     chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)

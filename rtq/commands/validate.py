@@ -4,8 +4,9 @@ Beyond the file itself, a preset can be valid and still unusable at some rates: 
 shaping table exists for given rates only, and a designed NTF's ``band_hz`` needs the
 stage to run above twice the band.  ``validate`` works out the stream rates that every
 stage accepts and prints them (``ok`` alone means any rate); a preset no rate can run is
-an error that names each limit.  With ``--samplerate`` it also prepares the chain at
-that rate, exactly as ``rtq render`` and ``rtq live`` would.
+an error that names each limit.  With ``--samplerate`` it also designs the chain at
+that rate (without compiling), with the errors ``rtq render`` and ``rtq live`` would
+give there.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("validate", help="check preset files and report every problem")
     parser.add_argument("files", nargs="+", metavar="FILE", help="preset YAML file (or shipped preset name)")
     parser.add_argument("--samplerate", type=float, metavar="HZ",
-                        help="also prepare each chain at this stream rate")
+                        help="also design each chain at this stream rate")
     parser.set_defaults(run=run)
 
 
@@ -39,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _check(file: str, rate: float | None) -> str:
     """What ``file`` is good for (``ok``, with the rates it is limited to); raises
-    :class:`PresetError` for every problem found."""
+    :class:`PresetError` for the problems found (every one in the file itself; the
+    first one at ``rate``)."""
     from rtq.chain import Chain
     from rtq.stages import format_rates, usable_rates
 
@@ -49,6 +51,6 @@ def _check(file: str, rate: float | None) -> str:
         raise PresetError(f"{file}: no stream rate can run this preset: "
                           + "; ".join(f"{limit.where}: {limit.reason}" for limit in limits))
     if rate is not None:
-        chain.prepare(rate, 1, 64)
+        chain.check(rate)
         return f"ok at {rate:g} Hz"
     return "ok" if not limits else f"ok; stream rates {format_rates(ranges)}"

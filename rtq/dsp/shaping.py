@@ -107,6 +107,11 @@ def supported_rates(name: str) -> list[int]:
     return sorted(r for r in TABLES[name] if r is not None)
 
 
+def rates_text(name: str) -> str:
+    """The nominal rates of a table family as users read them: ``44100, 48000 Hz (+-5 %)``."""
+    return f"{', '.join(map(str, supported_rates(name)))} Hz (+-{RATE_TOLERANCE * 100:g} %)"
+
+
 def select_table(name: str, sample_rate: float) -> ErrorFilter | None:
     """The table of family ``name`` that serves ``sample_rate`` (nearest nominal rate
     within +-5 %), or None when no table fits."""

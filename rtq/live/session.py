@@ -27,6 +27,7 @@ import numpy as np
 from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
+from ..spec import PresetSpec
 from ..stages import Requantize
 from .quiet import silenced_stderr
 from .wakeup import WakeupLatency
@@ -141,8 +142,8 @@ class LiveSession:
 
     Parameters
     ----------
-    preset : str
-        Path or shipped name.
+    preset : str or PresetSpec or None
+        Path or shipped name, or a loaded preset; default :data:`DEFAULT_PRESET`.
     device, input_device, output_device : str or None
         Index or name substring; None for the default device.
     samplerate : float or None
@@ -176,7 +177,7 @@ class LiveSession:
             raise UsageError("--channels must be at least 1")
         if blocksize < 0:
             raise UsageError("--blocksize must be 0 (host's choice) or more")
-        self.spec = load_preset(preset or DEFAULT_PRESET)
+        self.spec = preset if isinstance(preset, PresetSpec) else load_preset(preset or DEFAULT_PRESET)
         self.source = parse_source(source, self.channels)
         stream_latency = _latency(latency)
         explicit = any(d is not None for d in (device, input_device, output_device))
@@ -213,12 +214,13 @@ class LiveSession:
         if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
             raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
                              f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")
+        chain = self._chain(self.spec)
+        chain.check(rate)
         if not on_device:  # after the checks: a usage error is the only line, not a second one
             self.notice(f"no audio device found; playing {self.source.describe()} through the "
                         "chain into a silent real-time output")
         with _notice_if_slow(self.notice, 2.0, "compiling the chain and the audio callback for "
                              "this machine (cached for later starts)"):
-            chain = self._chain(self.spec)
             self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
                                      blocksize=blocksize or 1024, source=self.source.engine_source())
         self.stream = self.engine.stream

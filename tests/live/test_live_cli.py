@@ -376,6 +376,32 @@ def test_without_audio_device_a_usage_error_is_the_only_line(no_server_env, sign
     assert done.stdout == ""
 
 
+def test_stats_json_never_replaces_the_input_file_and_needs_force_for_others(no_server_env, signal_file, tmp_path):
+    path, _ = signal_file
+    for force in ([], ["--force"]):
+        done = run_rtq("live", "--duration", 1, "--input", path, "--stats-json", path, *force, env=no_server_env)
+        assert done.returncode == 2 and done.stderr.splitlines() == [
+            f"rtq: --stats-json {path} is the --input file; rtq never writes over it"], done.stderr
+    assert sf.info(path).frames > 0
+    stats = tmp_path / "stats.json"
+    stats.write_text("earlier")
+    done = run_rtq("live", "--duration", 0.5, "--stats-json", stats, env=no_server_env)
+    assert done.returncode == 2 and done.stderr.splitlines() == [
+        f"rtq: --stats-json {stats} exists; use --force to replace it"], done.stderr
+    done = run_rtq("live", "--duration", 0.5, "--stats-json", stats, "--force", env=no_server_env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(stats.read_text())["preset"] == "cd-16-shibata"
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--samplerate", 96000], "presets/cd-16-shibata.yaml:9:16: shaping 'shibata' has no table for 96000 Hz"),
+], ids=["no-table-for-the-rate"])
+def test_without_audio_device_a_preset_error_at_the_rate_is_the_only_line(no_server_env, args, message):
+    done = run_rtq("live", "--duration", 1, *args, env=no_server_env)
+    assert done.returncode == 2, done.stderr
+    assert len(done.stderr.splitlines()) == 1 and message in done.stderr, done.stderr
+
+
 def test_without_audio_device_a_named_device_is_an_error(no_server_env):
     done = run_rtq("live", "--device", "no such card", "--duration", 1, env=no_server_env)
     assert done.returncode == 1, done.stderr
