@@ -249,3 +249,24 @@ def test_check_leaves_a_prepared_chain_as_it_was():
     with pytest.raises(PresetError, match="no table for 96000 Hz"):
         chain.check(96000)
     assert chain.quantizers()[0].info is info and info.taps is not None
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Requantize(-3, "none"), "requantize.bits must be an integer from 1 to 32, got -3"),
+    (lambda: Requantize(40), "requantize.bits must be an integer from 1 to 32, got 40"),
+    (lambda: Requantize(True), "requantize.bits must be an integer from 1 to 32, got True"),
+    (lambda: Requantize(16, "blue"), "requantize.dither must be one of none, rpdf, tpdf, tpdf-hp, gaussian"),
+    (lambda: Requantize(16, "tpdf", -1.0), "requantize.dither.amplitude must be a finite number >= 0"),
+    (lambda: Requantize(16, shaping={"order": 2.5}), "shaping.order must be an integer from 1 to 7, got 2.5"),
+    (lambda: Requantize(16, shaping={"order": 3, "band_hz": 0.5}), "shaping.band_hz must be a finite number >= 1"),
+    (lambda: Requantize(16, shaping={"order": 3, "bandhz": 5}), "bad shaping"),
+    (lambda: Gain(float("nan")), "gain.db must be a finite number from -120 to 24, got nan"),
+    (lambda: Gain(1e6), "gain.db must be a finite number from -120 to 24"),
+], ids=["negative-bits", "40-bits", "bool-bits", "unknown-dither", "negative-amplitude", "fractional-order",
+        "band-below-1-hz", "misspelt-key", "nan-gain", "huge-gain"])
+def test_stages_check_their_arguments_like_presets(make, message):
+    """Requantize(-3) gave every sample -15.0; Gain(nan) NaN output; Requantize(16, 'blue')
+    a bare KeyError."""
+    with pytest.raises(ValueError) as caught:
+        make()
+    assert str(caught.value).startswith(message), caught.value
