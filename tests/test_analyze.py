@@ -177,22 +177,60 @@ def test_files_without_error_say_so_instead_of_n_a(tmp_path, capsys):
     late = np.concatenate([np.zeros((30, 2), np.int16), codes])
     one_off = codes.copy()
     one_off[::5, 1] += 1
-    for name, data in {"ref": codes, "same": codes, "late": late, "one_off": one_off}.items():
+    half = codes // 2 * 2                   # even codes: exactly 6.02 dB above their half
+    files = {"ref": codes, "same": codes, "late": late, "one_off": one_off, "even": half,
+             "half": half // 2, "short": codes[:FS // 2]}
+    for name, data in files.items():
         sf.write(tmp_path / f"{name}.wav", data, FS, subtype="PCM_16")
+    nonfinite = codes.astype(np.float32) * np.float32(Q16)
+    sf.write(tmp_path / "ref_f.wav", nonfinite, FS, subtype="FLOAT")
+    nonfinite[100, 0] = np.nan
+    sf.write(tmp_path / "nan_f.wav", nonfinite, FS, subtype="FLOAT")
 
-    def summary(other):
-        assert main(["analyze", str(tmp_path / "ref.wav"), str(tmp_path / f"{other}.wav")]) == 0
+    def summary(ref, other):
+        assert main(["analyze", str(tmp_path / f"{ref}.wav"), str(tmp_path / f"{other}.wav")]) == 0
         return capsys.readouterr().out.splitlines()
 
-    for other, tail in [("same", ""), ("late", " once aligned")]:
-        out = summary(other)
-        assert "error:       none: processed equals reference in every sample" + tail in out
+    none = "error:       none: processed equals reference in all "
+    for ref, other, tail in [("ref", "same", f"{FS} measured frames"),
+                             ("ref", "late", f"{FS} measured frames (aligned at 30 samples)"),
+                             ("ref", "short", f"{FS // 2} measured frames"),
+                             ("even", "half", f"{FS} measured frames (scaled by -6.021 dB)")]:
+        out = summary(ref, other)
+        assert none + tail in out, out
         assert not any(line.startswith(("error rms", "SNR")) or "n/a" in line for line in out), out
-    out = summary("one_off")
+    out = summary("ref_f", "nan_f")         # a NaN is not equal to anything
+    assert not any(line.startswith(none) for line in out) and any("non-finite:  1 / 0" in line for line in out)
+    out = summary("ref", "one_off")
     # Channel 2: a 1-LSB error in every fifth sample, 10 log10(q^2 / 5) dBFS.
     rms = 10 * np.log10(Q16 ** 2 / 5)
     assert f"error rms:   -inf / {rms:.2f} dBFS   peak -inf / {20 * np.log10(Q16):.2f} dBFS" in out
-    assert any(line.startswith("SNR:         inf / ") for line in out)
+    assert any(line.startswith("SNR:         n/a / ") for line in out)
+
+
+def test_a_trimmed_tone_aligns_at_zero_not_at_a_whole_number_of_periods(tmp_path, capsys):
+    """A 1 kHz tone at 44.1 kHz correlates exactly at every 441 samples of lag: the first
+    second of it aligned at -1764 samples (40 ms)."""
+    tone = (0.5 * np.sin(2 * np.pi * 1000 * np.arange(3 * FS) / FS) / Q16).round().astype(np.int16)
+    sf.write(tmp_path / "tone.wav", tone, FS, subtype="PCM_16")
+    sf.write(tmp_path / "first.wav", tone[:FS], FS, subtype="PCM_16")
+    sf.write(tmp_path / "late.wav", tone[FS - 100:2 * FS], FS, subtype="PCM_16")
+    # "late" starts 43 900 samples in: 341 short of 100 whole periods, as exact and smaller.
+    for other, lag in [("first", 0), ("late", -341)]:
+        result = analyze_files(tmp_path / "tone.wav", tmp_path / f"{other}.wav", max_lag_s=1.1)
+        assert result["alignment"]["lag_samples"] == lag
+        assert result["stages"][0]["mse"] == [0.0]
+
+
+def test_a_silent_reference_is_measured_at_lag_zero_and_unity_gain(tmp_path, capsys):
+    """The noise floor of dithered silence (it was 'processed does not follow reference')."""
+    silence = np.zeros((FS, 2))
+    sf.write(tmp_path / "silence.wav", silence, FS, subtype="PCM_16")
+    sf.write(tmp_path / "dithered.wav", tpdf_16(silence), FS, subtype="PCM_16")
+    result = analyze_files(tmp_path / "silence.wav", tmp_path / "dithered.wav")
+    assert result["alignment"]["lag_samples"] == 0 and result["alignment"]["gain_db"] == 0.0
+    # TPDF on silence: the dither rounds to +-1 LSB with probability 1/4: q^2/4, -96.33 dBFS.
+    assert result["stages"][0]["rms_dbfs"] == pytest.approx([10 * np.log10(Q16 ** 2 / 4)] * 2, abs=0.2)
 
 
 def test_report_never_replaces_a_file_it_measures_and_needs_force_for_others(tmp_path, capsys, monkeypatch):

@@ -165,7 +165,7 @@ def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:
 
 def _fmt(values, unit: str = "", digits: int = 2, exact=None, exact_text: str = "n/a") -> str:
     """Values joined by `` / ``; a None reads ``exact_text`` in the channels where
-    ``exact`` is true (no error at all: ``-inf`` dBFS, ``inf`` dB), else ``n/a``."""
+    ``exact`` is true (no error at all: ``-inf`` dBFS), else ``n/a``."""
     if values is None:
         return "n/a"
     if not isinstance(values, list):
@@ -202,10 +202,14 @@ def print_summary(result: dict, stream=None) -> None:
     else:
         lines.append(f"bits:        none detected ({result['files']['processed']['subtype']}; "
                      "use --bits N)")
-    exact = [a["frames"] > 0 and mse == 0.0 for mse in m["mse"]]
+    # No error at all in a channel: processed is gain x reference there, sample for
+    # sample (non-finite samples, zeroed for the figures, do not count as equal).
+    exact = [a["frames"] > 0 and mse == 0.0 and not bad for mse, bad in zip(m["mse"], m["nonfinite"])]
     if all(exact):
-        lines.append("error:       none: processed equals reference in every sample"
-                     + (" once aligned" if a["lag_samples"] else ""))
+        how = [f"aligned at {a['lag_samples']} samples"] if a["lag_samples"] else []
+        how += [f"scaled by {a['gain_applied_db']:+.3f} dB"] if a["gain_applied_db"] != 0.0 else []
+        lines.append(f"error:       none: processed equals reference in all {a['frames']} measured frames"
+                     + (f" ({', '.join(how)})" if how else ""))
     else:
         def level(key):
             return _fmt(m[key], "dBFS", exact=exact, exact_text="-inf")
@@ -214,7 +218,7 @@ def print_summary(result: dict, stream=None) -> None:
             f"error rms:   {level('rms_dbfs')}   peak {level('peak_dbfs')}",
             f"A-weighted:  {level('a_weighted_dbfs')}",
             f"ITU-R 468:   {level('itu468_dbfs')}",
-            f"SNR:         {_fmt(m['snr_db'], 'dB', exact=exact, exact_text='inf')}",
+            f"SNR:         {_fmt(m['snr_db'], 'dB')}",
         ]
     if any(v is not None for v in m["sinad_db"]):
         lines.append(f"SINAD:       {_fmt(m['sinad_db'], 'dB')}   ENOB {_fmt(m['enob'])}")

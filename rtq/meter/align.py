@@ -41,26 +41,34 @@ def align(reference, processed, sample_rate: float, max_lag_s: float = 1.0):
         ``20 log10(g)`` with ``g = sum(ref * proc) / sum(ref^2)`` over the overlap.
     ref_aligned, proc_aligned : numpy.ndarray
         Both signals trimmed to their overlap at that lag (same length, same number of
-        dimensions as given; ``proc_aligned`` is not gain-corrected).
+        dimensions as given; ``proc_aligned`` is not gain-corrected; non-finite samples
+        are zeros).
 
     Raises
     ------
     rtq.errors.UsageError
         Empty input, channel counts differ, or the best alignment within the lag range
-        has no positive gain (silence, polarity inversion).
+        has no positive gain (polarity inversion).  A silent reference (all zeros) is
+        taken as it is: lag 0, gain 0 dB.
     """
     if max_lag_s < 0:
         raise ValueError(f"max_lag_s must be >= 0, got {max_lag_s}")
-    ref, proc = np.asarray(reference, dtype=float), np.asarray(processed, dtype=float)
+    # Non-finite samples (counted by the meter) are zeros here: one NaN made every lag's
+    # correlation NaN.
+    ref, proc = (np.nan_to_num(np.asarray(a, dtype=float), nan=0.0, posinf=0.0, neginf=0.0)
+                 for a in (reference, processed))
     ref2 = ref[:, None] if ref.ndim == 1 else ref
     proc2 = proc[:, None] if proc.ndim == 1 else proc
     if ref2.shape[1] != proc2.shape[1]:
         raise UsageError(f"reference has {ref2.shape[1]} channels but processed has {proc2.shape[1]}")
     if not len(ref) or not len(proc):
         raise UsageError("reference and processed must not be empty")
+    if not np.any(ref2):     # digital silence: nothing to align on; measure as it is
+        n = min(len(ref), len(proc))
+        return 0, 0.0, ref[:n], proc[:n]
     max_lag = min(int(round(max_lag_s * sample_rate)), max(len(ref), len(proc)))
     corr, lags = _cross_correlation(ref2, proc2, max_lag, max(BLOCK_FRAMES, 4 * max_lag))
-    lag = int(lags[np.argmax(np.abs(corr))])
+    lag = _least_lag(ref2, proc2, corr, lags)
     r0, p0 = max(-lag, 0), max(lag, 0)
     n = min(len(ref) - r0, len(proc) - p0)
     ref_aligned, proc_aligned = ref[r0:r0 + n], proc[p0:p0 + n]
@@ -68,8 +76,47 @@ def align(reference, processed, sample_rate: float, max_lag_s: float = 1.0):
     cross = np.sum(ref_aligned * proc_aligned)
     if n <= 0 or energy <= 0 or cross <= 0:
         raise UsageError(f"processed does not follow reference within +-{max_lag_s:g} s "
-                         "(silent, polarity-inverted or unrelated)")
+                         "(polarity-inverted, unrelated, or silent where they overlap)")
     return lag, float(20.0 * np.log10(cross / energy)), ref_aligned, proc_aligned
+
+
+# A periodic signal (a test tone) correlates as well, or all but, at whole periods of
+# lag as at the true one: a 1 kHz tone trimmed to its first second aligned at -40 ms.
+CANDIDATE_CORRELATION = 1e-3     # relative shortfall from the peak that makes a candidate
+CANDIDATE_RESIDUAL_DB = 0.1      # how much more residual error a smaller lag may leave
+MAX_CANDIDATES = 64
+
+
+def _least_lag(ref, proc, corr, lags) -> int:
+    """The lag of the correlation peak, or the smallest lag (in magnitude) that fits as
+    well: among the lags correlating within :data:`CANDIDATE_CORRELATION` of the peak,
+    the first by ``|lag|`` whose least-squares residual error is within
+    :data:`CANDIDATE_RESIDUAL_DB` of the peak's.  A broadband signal has no such
+    candidate but its peak (its neighbours leave far more residual)."""
+    size = np.abs(corr)
+    best = int(np.argmax(size))
+    near = np.flatnonzero(size >= (1.0 - CANDIDATE_CORRELATION) * size[best])
+    near = near[np.argsort(np.abs(lags[near]), kind="stable")][:MAX_CANDIDATES]
+    bound = _residual(ref, proc, int(lags[best])) * 10.0 ** (CANDIDATE_RESIDUAL_DB / 10.0)
+    for index in near:
+        if abs(lags[index]) >= abs(lags[best]):
+            break
+        if _residual(ref, proc, int(lags[index])) <= bound:
+            return int(lags[index])
+    return int(lags[best])
+
+
+def _residual(ref, proc, lag: int) -> float:
+    """Mean square of ``proc - g ref`` at ``lag`` with the least-squares gain ``g``."""
+    r0, p0 = max(-lag, 0), max(lag, 0)
+    n = min(len(ref) - r0, len(proc) - p0)
+    if n <= 0:
+        return np.inf
+    x, y = ref[r0:r0 + n], proc[p0:p0 + n]
+    energy = float(np.sum(x * x))
+    cross = float(np.sum(x * y))
+    left = float(np.sum(y * y)) - (cross * cross / energy if energy > 0 else 0.0)
+    return max(left, 0.0) / n
 
 
 def _cross_correlation(ref: np.ndarray, proc: np.ndarray, max_lag: int, block: int):
