@@ -7,8 +7,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import gc
+import contextlib
 import os
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 
 from rtq.commands import interrupts_kept, report_error
@@ -27,6 +30,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread like Ctrl-C's interrupt, so every command
+    cleans up the same way (a render removes its partial file; live prints its summary)."""
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum, frame):
+        raise Terminated()
+
+    previous = signal.signal(signal.SIGTERM, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rtq`` command line.
 
@@ -39,15 +63,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 on success, ``err.exit_status`` for a user error, 2 for bad usage,
-        130 after Ctrl-C.
+        130 after Ctrl-C, 143 after SIGTERM.
     """
     args = build_parser().parse_args(argv)
     try:
-        with interrupts_kept():
+        with _sigterm_as_interrupt(), interrupts_kept():
             return args.run(args)
     except RtqError as err:
         report_error(err)
         return err.exit_status
+    except Terminated:
+        return 128 + signal.SIGTERM
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -41,7 +42,7 @@ def rtq_ok(argv, capsys) -> list[str]:
     """Run a render that must succeed; stderr may only hold the clip counter line."""
     status, lines = rtq(argv, capsys)
     assert status == 0, lines
-    assert all(line.startswith("rtq: ") and " samples clipped (" in line for line in lines), lines
+    assert all(re.fullmatch(r"rtq: (1 sample|\d+ samples) clipped \(.*\)", line) for line in lines), lines
     return lines
 
 
@@ -366,6 +367,9 @@ def test_clips_are_reported_on_stderr(work, capsys):
     write_input(work / "loud.wav", x, 44100)
     assert rtq(["render", "tpdf-16", "loud.wav", "out.wav"], capsys) == (
         0, ["rtq: 137 samples clipped (ch1 100, ch2 37)"])
+    x[100:200, 0], x[501:537, 1] = 0.0, 0.0
+    write_input(work / "one.wav", x, 44100)
+    assert rtq(["render", "tpdf-16", "one.wav", "out1.wav"], capsys) == (0, ["rtq: 1 sample clipped (ch1 0, ch2 1)"])
 
 
 def test_nonfinite_input_is_reported_on_stderr(work, capsys):
@@ -421,3 +425,19 @@ def test_ctrl_c_exits_130_and_leaves_no_files(work, capsys, monkeypatch):
     assert outcome["status"] == 130
     assert len(calls) == 4
     assert listing(work) == INPUTS
+
+
+def test_sigterm_exits_143_and_leaves_no_files(work):
+    """SIGTERM left the partial file behind (Ctrl-C did not)."""
+    write_input(work / "long.wav", make_signal(48000 * 60, 2, seed=3, rate=48000), 48000)
+    child = subprocess.Popen([sys.executable, "-m", "rtq", "render", "dsd64-1bit", "long.wav", "out.wav"],
+                             cwd=work, stderr=subprocess.PIPE, text=True,
+                             env={**os.environ, "PYTHONPATH": os.pathsep.join(
+                                 filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))})
+    deadline = time.monotonic() + 60
+    while not any(name.endswith(".partial") for name in listing(work)):
+        assert child.poll() is None and time.monotonic() < deadline, child.stderr.read()
+        time.sleep(0.05)
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(30) == 143, child.stderr.read()
+    assert listing(work) == INPUTS | {"long.wav"}

@@ -65,9 +65,9 @@ def interrupts_kept():
         yield
     except BaseException:
         if dropped:
-            raise KeyboardInterrupt
+            raise dropped[0] from None   # the same kind (Ctrl-C or SIGTERM: rtq.cli.Terminated)
         raise
     finally:
         sys.unraisablehook = hook
     if dropped:
-        raise KeyboardInterrupt
+        raise dropped[0]

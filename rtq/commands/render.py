@@ -57,5 +57,6 @@ def run(args: argparse.Namespace) -> int:
     for label, counts in (("clipped", result.clips), ("non-finite input", result.nonfinite)):
         if any(counts):
             per_channel = ", ".join(f"ch{c + 1} {n}" for c, n in enumerate(counts))
-            print(f"rtq: {sum(counts)} samples {label} ({per_channel})", file=sys.stderr)
+            total = sum(counts)
+            print(f"rtq: {total} sample{'s' if total != 1 else ''} {label} ({per_channel})", file=sys.stderr)
     return 0

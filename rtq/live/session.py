@@ -34,6 +34,7 @@ from .wakeup import WakeupLatency
 
 DEFAULT_PRESET = "cd-16-shibata"
 FULL_SCALE_SINE_DBFS = 20 * math.log10(math.sqrt(0.5))  # -3.01: dBFS is RMS against amplitude 1
+FULL_SCALE_NOISE_DBFS = 20 * math.log10(1 / math.sqrt(3))  # -4.77: uniform noise peaks at sqrt(3) RMS
 FALLBACK_SOURCE = "tone:1000:-20"
 DITHERS = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
 SHAPINGS = ("none", "first-order", "lipshitz", "f-weighted", "modified-e-weighted",
@@ -92,6 +93,9 @@ def parse_source(text: str | None, channels: int) -> Source:
             or (kind == "tone" and numbers[0] <= 0)):
         raise UsageError(f"bad --input {text!r}; use tone:HZ:DBFS (e.g. tone:1000:-20) or noise:DBFS")
     if kind == "noise":
+        if numbers[0] > FULL_SCALE_NOISE_DBFS:
+            raise UsageError(f"--input {text}: noise above {FULL_SCALE_NOISE_DBFS:.2f} dBFS would clip (it is "
+                             "uniform: its peaks are sqrt(3) times its RMS)")
         return Source("noise", dbfs=numbers[0])
     if numbers[1] > FULL_SCALE_SINE_DBFS:
         raise UsageError(f"--input {text}: a tone above {FULL_SCALE_SINE_DBFS:.2f} dBFS would clip (dBFS is "

@@ -424,13 +424,14 @@ def test_without_audio_device_a_named_device_is_an_error(no_server_env):
     (["--input", "noise:nan"], 2, "rtq: bad --input 'noise:nan'; use tone:HZ:DBFS", None),
     (["--input", "tone:-5:-20"], 2, "rtq: bad --input 'tone:-5:-20'; use tone:HZ:DBFS", None),
     (["--input", "tone:1000:0"], 2, "rtq: --input tone:1000:0: a tone above -3.01 dBFS would clip", None),
+    (["--input", "noise:-4.5"], 2, "rtq: --input noise:-4.5: noise above -4.77 dBFS would clip", None),
     (["--input", "tone:30000:-20"], 2, "rtq: --input tone at 30000 Hz: at or above half the stream's 48000 Hz",
      None),
     (["--stats-json", "/no/such/dir/s.json"], 2, "rtq: --stats-json /no/such/dir/s.json: no such directory",
      None),
     (["--meter-stage", 3], 2, "rtq: --meter-stage 3: the chain has 1 quantizer", None),
 ], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset",
-        "nan-duration", "zero-rate", "bad-latency", "nan-noise", "negative-tone", "clipping-tone",
+        "nan-duration", "zero-rate", "bad-latency", "nan-noise", "negative-tone", "clipping-tone", "clipping-noise",
         "tone-above-nyquist", "stats-in-missing-directory", "no-such-meter-stage"])
 def test_live_usage_errors_are_one_line(jack_server, args, status, prefix, contains):
     done = run_rtq("live", "--duration", 1, *args, env=env_for(jack_server))
