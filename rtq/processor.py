@@ -69,6 +69,21 @@ class Processor:
         self.channels = int(channels)
         return self
 
+    def counts(self) -> tuple[list[int], list[int], list[int]]:
+        """Per channel since :meth:`prepare` or :meth:`reset`: samples the quantizers
+        clipped, non-finite input samples (made 0 or full scale), and resets of
+        designed-NTF loops that overloaded (:data:`rtq.dsp.requantize.RESET_AFTER_OVERLOADS`
+        samples in a row)."""
+        from .chain import Chain
+        from .dsp.requantize import COUNT_CLIPS, COUNT_RESETS
+        from .program import COUNT_NONFINITE
+
+        counters = self.program.counters
+        rows = [stage.info.op_index for stage in Chain(self._stages()).quantizers()]
+        return ([int(counters[rows, c, COUNT_CLIPS].sum()) for c in range(self.channels)],
+                [int(counters[0, c, COUNT_NONFINITE]) for c in range(self.channels)],
+                [int(counters[rows, c, COUNT_RESETS].sum()) for c in range(self.channels)])
+
     def check(self, sample_rate: float) -> None:
         """Raise the :class:`~rtq.errors.PresetError` that :meth:`prepare` would raise at
         ``sample_rate`` (a shaping table with no entry for it, a designed band at or

@@ -61,6 +61,7 @@ class RenderResult:
     seconds: float
     clips: list[int] = field(default_factory=list)
     nonfinite: list[int] = field(default_factory=list)
+    resets: list[int] = field(default_factory=list)    #: designed-NTF loops reset after overloads
 
 
 def output_grid_bits(chain: Chain) -> int | None:
@@ -303,9 +304,9 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
             if failure is not None:
                 raise failure from None
             raise
-    clips, nonfinite = groups.counts()
+    clips, nonfinite, resets = groups.counts()
     return RenderResult(written, rate, channels, subtype, latency,
-                        time.perf_counter() - started, clips, nonfinite)
+                        time.perf_counter() - started, clips, nonfinite, resets)
 
 
 def _cores() -> int:
@@ -362,15 +363,10 @@ class _ChannelGroups:
             if err is not None:
                 raise err
 
-    def counts(self) -> tuple[list[int], list[int]]:
-        """Per channel: samples clipped by the quantizers, non-finite input samples."""
-        clips, nonfinite = [], []
-        for group, _ in self.parts:
-            counters = group.program.counters
-            rows = [q.info.op_index for q in group.quantizers()]
-            clips += [int(counters[rows, c, 0].sum()) for c in range(group.channels)]
-            nonfinite += [int(counters[0, c, 1]) for c in range(group.channels)]
-        return clips, nonfinite
+    def counts(self) -> tuple[list[int], list[int], list[int]]:
+        """Per channel: clips, non-finite input samples, loop resets (:meth:`Processor.counts`)."""
+        parts = [group.counts() for group, _ in self.parts]
+        return tuple([n for part in parts for n in part[k]] for k in range(3))
 
     def __enter__(self):
         return self

@@ -270,3 +270,20 @@ def test_stages_check_their_arguments_like_presets(make, message):
     with pytest.raises(ValueError) as caught:
         make()
     assert str(caught.value).startswith(message), caught.value
+
+
+def test_counts_report_clips_nonfinite_input_and_loop_resets():
+    """A 1-bit order-5 loop is stable up to full scale (no reset at -6 dB) and overloads
+    above it (+6 dB: its state is cleared after 16 overloads in a row, and counted)."""
+    t = np.arange(12000)[:, None] / 48000
+    x = 0.99 * np.sin(2 * np.pi * 1000 * t) * np.ones((1, 2))
+    x[5, 1] = np.nan
+    results = {}
+    for db in (-6.0, 6.0):
+        chain = Chain([Gain(db), Oversample(4, [Requantize(1, "none", shaping={"order": 5})])])
+        chain(x, 48000)
+        results[db] = chain.counts()
+    quiet, loud = results[-6.0], results[6.0]
+    assert quiet[1] == loud[1] == [0, 1]
+    assert quiet[2] == [0, 0] and min(loud[2]) > 0
+    assert min(loud[0]) > 0

@@ -372,6 +372,21 @@ def test_clips_are_reported_on_stderr(work, capsys):
     assert rtq(["render", "tpdf-16", "one.wav", "out1.wav"], capsys) == (0, ["rtq: 1 sample clipped (ch1 0, ch2 1)"])
 
 
+def test_loop_resets_are_reported_on_stderr(work, capsys):
+    """A sigma-delta loop driven 6 dB over full scale overloads and is reset; the README
+    says the resets are counted, and nothing showed them."""
+    (work / "hot.yaml").write_text("chain:\n  - gain: {db: 6.0}\n  - oversample:\n      factor: 4\n"
+                                   "      chain:\n        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n")
+    x = (0.99 * np.sin(np.arange(6000) * 2 * np.pi * 1000 / 48000)[:, None] * np.ones((1, 2))).astype(np.float32)
+    write_input(work / "tone.wav", x, 48000)
+    status, lines = rtq(["render", "hot.yaml", "tone.wav", "out.wav", "--subtype", "FLOAT"], capsys)
+    assert status == 0
+    found = [re.fullmatch(r"rtq: (\d+) noise-shaping loop resets after overloads \(ch1 (\d+), ch2 (\d+)\)", line)
+             for line in lines]
+    total, ch1, ch2 = next(map(int, m.groups()) for m in found if m)
+    assert total == ch1 + ch2 and ch1 == ch2 > 0          # the same tone in both channels
+
+
 def test_nonfinite_input_is_reported_on_stderr(work, capsys):
     x = make_signal(2000, 2) * 0.5
     x[10, 0], x[20, 0], x[30, 0] = np.nan, np.inf, -np.inf

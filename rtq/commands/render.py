@@ -54,9 +54,10 @@ def run(args: argparse.Namespace) -> int:
         save(observer.finish(chain).report(), "render", args.report, args.plot,
              title=f"rtq render {args.preset}: {args.input}", preset=args.preset,
              input=args.input, output=args.output)
-    for label, counts in (("clipped", result.clips), ("non-finite input", result.nonfinite)):
+    for what, label, counts in (("sample", "clipped", result.clips), ("sample", "non-finite input", result.nonfinite),
+                                ("noise-shaping loop reset", "after overloads", result.resets)):
         if any(counts):
             per_channel = ", ".join(f"ch{c + 1} {n}" for c, n in enumerate(counts))
             total = sum(counts)
-            print(f"rtq: {total} sample{'s' if total != 1 else ''} {label} ({per_channel})", file=sys.stderr)
+            print(f"rtq: {total} {what}{'s' if total != 1 else ''} {label} ({per_channel})", file=sys.stderr)
     return 0

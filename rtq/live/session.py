@@ -372,10 +372,7 @@ class LiveSession:
         blocksize = self.blocksize or self.stream.blocksize or (
             round(st.frames / st.callbacks) if st.callbacks else 0)
         period = blocksize / self.samplerate
-        chain = self.chain
-        counters = chain.program.counters
-        clips = [int(sum(counters[q.info.op_index, c, 0] for q in chain.quantizers()))
-                 for c in range(self.channels)]
+        clips, _, resets = self.chain.counts()
         return {
             "preset": self.spec.name,
             "samplerate": self.samplerate,
@@ -389,6 +386,7 @@ class LiveSession:
             "callback_load": {"p50": st.load_p50, "p99": st.load_p99, "max": st.load_max},
             "period_ms": round(period * 1e3, 3) if period else None,
             "clips": clips,
+            "loop_resets": resets,
             "nonfinite": self.engine.nonfinite,
             "switches": self.engine.switches,
             "lost": self.lost,
@@ -446,7 +444,7 @@ def format_summary(summary: dict) -> str:
         f"output underflows {summary['output_underflows']})",
         f"  callback load (of the block period): p50 {pct(load['p50'])}, p99 {pct(load['p99'])}, "
         f"max {pct(load['max'])}",
-        f"  clips per channel: {summary['clips']}; non-finite input samples: {summary['nonfinite']}; "
-        f"chain switches: {summary['switches']}",
+        f"  clips per channel: {summary['clips']}; noise-shaping loop resets: {summary['loop_resets']}",
+        f"  non-finite input samples: {summary['nonfinite']}; chain switches: {summary['switches']}",
         f"  CPU wake-up latency request: {summary['cpu_latency_qos']}",
     ])

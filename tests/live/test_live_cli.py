@@ -346,7 +346,7 @@ def test_without_audio_device_plays_into_the_null_stream(no_server_env, tmp_path
     for key in ("xruns", "input_overflows", "output_underflows", "nonfinite", "switches"):
         assert isinstance(summary[key], int) and summary[key] >= 0, key
     assert summary["lost"] is None
-    assert len(summary["clips"]) == 2
+    assert len(summary["clips"]) == 2 and summary["loop_resets"] == [0, 0]
 
 
 def test_a_cold_cache_says_it_is_compiling(no_server_env, tmp_path):
