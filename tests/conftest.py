@@ -80,3 +80,13 @@ def throwaway_jack_server(jack_server):
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture
+def playback_only_jack_server(jack_server):
+    """Like :func:`throwaway_jack_server`, but with playback ports only (no capture)."""
+    server = JackServer.start(f"rtq-playback-{os.getpid()}-{next(_throwaway_ids)}", capture=0)
+    try:
+        yield server
+    finally:
+        server.stop()

@@ -76,8 +76,9 @@ class JackServer:
         return dict(os.environ, JACK_DEFAULT_SERVER=self.name, JACK_NO_START_SERVER="1")
 
     @classmethod
-    def start(cls, name: str, timeout: float = 10.0) -> "JackServer":
-        """Start ``jackd -n name`` (real-time if allowed) and wait until it answers.
+    def start(cls, name: str, timeout: float = 10.0, capture: int = 2) -> "JackServer":
+        """Start ``jackd -n name`` (real-time if allowed) and wait until it answers;
+        ``capture``: its capture channels (0: a playback-only device).
 
         Raises
         ------
@@ -90,7 +91,7 @@ class JackServer:
         for realtime in (True, False):
             fd, log_path = tempfile.mkstemp(prefix=f"jackd-{name}-", suffix=".log")
             cmd = ["jackd", "-n", name, *(["-R"] if realtime else ["-r"])]
-            cmd += ["-d", "dummy", "-r", str(RATE), "-p", str(PERIOD), "-C", "2", "-P", "2"]
+            cmd += ["-d", "dummy", "-r", str(RATE), "-p", str(PERIOD), "-C", str(capture), "-P", "2"]
             process = subprocess.Popen(
                 cmd,
                 stdin=subprocess.DEVNULL,

@@ -109,7 +109,9 @@ def devices() -> list[Device]:
 
 def _available(candidates: list[Device], kind: Kind) -> str:
     if not candidates:
-        return f"no {kind} devices are available (is the JACK server running?)"
+        hint = ("; for a built-in source instead, use --input tone:1000:-20, noise:DBFS or a file"
+                if kind == "input" else " (is the audio server running?)")
+        return f"no {kind} devices are available{hint}"
     return "available: " + "; ".join(d.describe() for d in candidates)
 
 

@@ -196,13 +196,17 @@ class LiveSession:
         self._hold_wakeup = on_device if cpu_latency_qos is None else bool(cpu_latency_qos)
         if on_device:
             rate = samplerate or self.source.samplerate
+            if self.source.kind != "device" and input_device is not None:
+                raise UsageError(f"--input-device has no use with --input {source}")
             in_dev = _device_query(input_device if input_device is not None else device)
             out_dev = _device_query(output_device if output_device is not None else device)
+            # A built-in source needs no capture: output only (a playback-only device works).
+            in_channels = self.channels if self.source.kind == "device" else 0
 
             def factory(callback, words):
                 return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
                                     blocksize=blocksize, latency=stream_latency,
-                                    channels=self.channels, user_words=words)
+                                    channels=(in_channels, self.channels), user_words=words)
         else:
             if self.source.kind == "device":
                 self.source = parse_source(FALLBACK_SOURCE, self.channels)

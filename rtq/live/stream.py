@@ -387,6 +387,10 @@ def _stream_parameters(device: Device, kind: str, channels: int, latency):
     )
 
 
+def _route(in_device: Device | None, out_device: Device) -> str:
+    return out_device.describe() if in_device is None else f"{in_device.describe()} -> {out_device.describe()}"
+
+
 def _close_stream(ptr, keepalive) -> None:
     """Close a PaStream; ``keepalive`` (callback, control block, bound arrays) lives until then."""
     sd._lib.Pa_CloseStream(ptr)
@@ -536,7 +540,9 @@ class DuplexStream(_CompiledCallbackStream):
     latency : {'low', 'high'} or float or pair
         Suggested latency: the device's default low/high latency, or seconds.
     channels : int or pair
-        Input and output channel counts (one value for both, or a pair).
+        Input and output channel counts (one value for both, or a pair).  An input
+        count of 0 opens the output alone (no input device is needed; ``block_fn``
+        gets an input of no channels).
     user_words : int
         Control-block words reserved for ``block_fn`` after :data:`USER`.
     stall_timeout : float
@@ -583,8 +589,9 @@ class DuplexStream(_CompiledCallbackStream):
         idev, odev = _split(device, "device")
         ich, och = _split(channels, "channels")
         ilat, olat = _split(latency, "latency")
-        in_device, out_device = resolve(idev, "input"), resolve(odev, "output")
-        iparams = _stream_parameters(in_device, "input", ich, ilat)
+        in_device = None if ich == 0 else resolve(idev, "input")
+        out_device = resolve(odev, "output")
+        iparams = sd._ffi.NULL if in_device is None else _stream_parameters(in_device, "input", ich, ilat)
         oparams = _stream_parameters(out_device, "output", och, olat)
         if samplerate is None:
             samplerate = out_device.default_samplerate
@@ -607,7 +614,7 @@ class DuplexStream(_CompiledCallbackStream):
                 sd._ffi.cast("PaStreamCallback *", self._callback.address),
                 sd._ffi.cast("void *", self._ctl.ctypes.data),
             ),
-            f"cannot open stream on {in_device.describe()} -> {out_device.describe()}",
+            f"cannot open stream on {_route(in_device, out_device)}",
         )
         self._ptr = pp[0]
         self._keepalive = (self._callback, self._ctl, self._hist, self._bound, self._held)
@@ -625,14 +632,14 @@ class DuplexStream(_CompiledCallbackStream):
         """(input, output) latency in seconds as reported by PortAudio."""
         self.blocksize: int = int(blocksize)
         self.channels: tuple[int, int] = (int(ich), int(och))
-        self.devices: tuple[Device, Device] = (in_device, out_device)
+        self.devices: tuple[Device | None, Device] = (in_device, out_device)
 
     @staticmethod
     def _check_format(iparams, oparams, samplerate, in_device, out_device):
         err = sd._lib.Pa_IsFormatSupported(iparams, oparams, samplerate)
         if err >= 0:
             return
-        where = f"{in_device.describe()} -> {out_device.describe()}"
+        where = _route(in_device, out_device)
         if err == sd._lib.paInvalidSampleRate:
             ok = [r for r in _STANDARD_RATES if sd._lib.Pa_IsFormatSupported(iparams, oparams, r) >= 0]
             supported = ", ".join(map(str, ok)) if ok else "none of the standard rates"

@@ -90,5 +90,6 @@ def test_index_errors():
 
 def test_default_device():
     assert resolve(None, "output", CANDIDATES).index == 2
-    with pytest.raises(RtqError, match="no default input device; no input devices are available"):
+    with pytest.raises(RtqError, match="no default input device; no input devices are available; for a built-in "
+                       "source instead, use --input tone:1000:-20"):
         resolve(None, "input", [])

@@ -458,6 +458,23 @@ def test_input_file_at_another_rate_is_one_line(jack_server, tmp_path):
                                  "use --samplerate 44100")
 
 
+@pytest.mark.audio
+def test_a_built_in_source_plays_on_a_device_without_capture(playback_only_jack_server):
+    """--input needs no capture device: it opened a duplex stream and failed with 'no
+    default input device' on a server with playback ports only."""
+    env = playback_only_jack_server.env
+    done = run_rtq("live", "tpdf-16", "--duration", 1, "--input", "tone:1000:-20", env=env)
+    assert done.returncode == 0, done.stderr
+    assert_summary(done.stdout, "tpdf-16")
+    done = run_rtq("live", "tpdf-16", "--duration", 1, env=env)
+    assert done.returncode == 1
+    assert_one_line(done.stderr, "rtq: no default input device; no input devices are available; for a built-in "
+                                 "source instead, use --input tone:1000:-20")
+    done = run_rtq("live", "tpdf-16", "--duration", 1, "--input", "noise:-30", "--input-device", 0, env=env)
+    assert done.returncode == 2
+    assert_one_line(done.stderr, "rtq: --input-device has no use with --input noise:-30")
+
+
 # --------------------------------------------------------------------------
 # 5. rtq devices
 @pytest.mark.audio

@@ -592,7 +592,7 @@ def test_cli_quiet_when_stdout_is_not_a_terminal():
     assert proc.stdout.startswith("rtq live: tpdf-16")
     assert "\x1b" not in proc.stdout and "error RMS" not in proc.stdout
     lines = proc.stdout.splitlines()
-    assert len(lines) == 5 and lines[-1].startswith("  CPU wake-up latency request: ")  # the summary only
+    assert len(lines) == 6 and lines[-1].startswith("  CPU wake-up latency request: ")  # the summary only
 
 
 def test_cli_meter_stage_out_of_range():
