@@ -204,9 +204,15 @@ class LiveSession:
             in_channels = self.channels if self.source.kind == "device" else 0
 
             def factory(callback, words):
-                return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
-                                    blocksize=blocksize, latency=stream_latency,
-                                    channels=(in_channels, self.channels), user_words=words)
+                try:
+                    return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
+                                        blocksize=blocksize, latency=stream_latency,
+                                        channels=(in_channels, self.channels), user_words=words)
+                except RtqError as err:
+                    if samplerate is None and self.source.samplerate and str(err).startswith("sample rate "):
+                        raise RtqError(f"{err} (the rate of --input {source}; resample the file to one "
+                                       "of those rates)") from None
+                    raise
         else:
             if self.source.kind == "device":
                 self.source = parse_source(FALLBACK_SOURCE, self.channels)

@@ -451,7 +451,7 @@ def test_input_file_at_another_rate_is_one_line(jack_server, tmp_path):
     done = run_rtq("live", "--input", path, "--duration", 1, env=env)
     assert done.returncode == 1, done.stderr
     assert_one_line(done.stderr, "rtq: sample rate 44100 Hz is not supported by ")
-    assert "supported: 48000" in done.stderr
+    assert f"supported: 48000 (the rate of --input {path}; resample the file to one of those rates)" in done.stderr
     done = run_rtq("live", "--input", path, "--samplerate", RATE, "--duration", 1, env=env)
     assert done.returncode == 2, done.stderr
     assert_one_line(done.stderr, "rtq: --input file runs at 44100 Hz but the stream at 48000 Hz; "
