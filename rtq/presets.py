@@ -36,7 +36,6 @@ use :attr:`StageSpec.where <rtq.spec.StageSpec.where>` to point into the file.
 from __future__ import annotations
 
 import difflib
-import math
 import os
 import re
 from pathlib import Path
@@ -46,7 +45,7 @@ from typing import Any
 import yaml
 
 from rtq.errors import PresetError
-from rtq.spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, PresetSpec, StageSpec
+from rtq.spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, PresetSpec, StageSpec, requirement
 
 MAX_SEED = 2 ** 64 - 1
 """Largest dither seed (the generators' state is 64-bit; a larger one would wrap)."""
@@ -181,24 +180,16 @@ def _did_you_mean(word: Any, choices: tuple | list) -> str:
     return f"; did you mean '{close[0]}'?" if close else ""
 
 
-def _bounds(lo: float | None, hi: float | None) -> str:
-    if lo is None:
-        return ""
-    def show(bound):  # integers exactly (the seed's bound has 20 digits)
-        return str(bound) if isinstance(bound, int) else f"{bound:g}"
-
-    return f" from {show(lo)} to {show(hi)}" if hi is not None else f" >= {show(lo)}"
-
-
 # ----------------------------------------------------------------------------- value readers
 
 
 def _integer(lo: int | None = None, hi: int | None = None) -> _Reader:
     def read(ctx: _Context, node: yaml.Node, path: str) -> int:
         value = ctx.scalar(node)
-        if type(value) is int and (lo is None or value >= lo) and (hi is None or value <= hi):
+        problem = requirement(value, lo, hi, integer=True)
+        if problem is None:
             return value
-        raise _Invalid(node, f"{path} must be an integer{_bounds(lo, hi)}, got {_show(node)}")
+        raise _Invalid(node, f"{path} {problem}, got {_show(node)}")
 
     return read
 
@@ -210,17 +201,13 @@ _TEXT_EXPONENT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
 def _number(lo: float | None = None, hi: float | None = None) -> _Reader:
     def read(ctx: _Context, node: yaml.Node, path: str) -> float:
         value = ctx.scalar(node)
-        if (
-            type(value) in (int, float)
-            and math.isfinite(value)
-            and (lo is None or value >= lo)
-            and (hi is None or value <= hi)
-        ):
+        problem = requirement(value, lo, hi)
+        if problem is None:
             return float(value)
         hint = ""
         if isinstance(value, str) and node.style is None and _TEXT_EXPONENT.fullmatch(value):
             hint = "; YAML reads it as text: write the exponent as in 1.0e-3 or 1.0e+3"
-        raise _Invalid(node, f"{path} must be a finite number{_bounds(lo, hi)}, got {_show(node)}{hint}")
+        raise _Invalid(node, f"{path} {problem}, got {_show(node)}{hint}")
 
     return read
 

@@ -39,6 +39,7 @@ from .native import Entry
 from .chain import Chain
 from .program import META_MAX_BLOCK
 from .errors import RtqError, UsageError
+from .report import check_destination
 from .stages import Quantize, Requantize
 
 DEFAULT_BLOCK = 32768
@@ -201,19 +202,6 @@ def _open_output(path: str, rate: int, channels: int, subtype: str, fmt: str) ->
                          f"{rate} Hz ({err})") from None
 
 
-def _check_paths(inp: Path, out: Path, force: bool) -> None:
-    if out.exists() and inp.exists() and os.path.samefile(inp, out):
-        raise UsageError(f"OUTPUT {out} is the INPUT file; rtq never overwrites its input")
-    if out.is_dir():
-        raise UsageError(f"OUTPUT {out} is a directory")
-    if out.exists() and not force:
-        raise UsageError(f"{out} exists; use --force to replace it")
-    if not out.parent.exists():
-        raise UsageError(f"{out.parent}: no such directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"{out.parent}: not a directory")
-
-
 def _write_failure(err: BaseException, out: Path) -> RtqError:
     """One line for a render that could not write its output (nothing was replaced)."""
     reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
@@ -276,7 +264,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     inp, out = Path(input_path), Path(output_path)
     if block_size < 1:
         raise UsageError("--block-size must be at least 1")
-    _check_paths(inp, out, force)
+    check_destination(out, "OUTPUT", keep=[("INPUT", inp)], force=force)
     fmt = _audio_format(out)
     started = time.perf_counter()
     with _open_input(inp) as src:

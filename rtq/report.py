@@ -44,7 +44,7 @@ def check_destination(path, what: str = "--report", *, keep=(), force: bool = Fa
     if not path.parent.exists():
         raise UsageError(f"{what} {path}: no such directory {path.parent}")
     if not path.parent.is_dir():
-        raise UsageError(f"{what} {path}: {path.parent} is not a directory")
+        raise UsageError(f"{what} {path}: {path.parent}: not a directory")
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise UsageError(f"{what} {path}: cannot write in {path.parent}")
     for label, other in keep:

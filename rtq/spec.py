@@ -7,6 +7,8 @@ table with no entry for the stream's rate) can still point into the preset.
 """
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -15,6 +17,22 @@ GAIN_DB_RANGE = (-120.0, 24.0)
 BITS_RANGE = (1, 32)
 NTF_ORDER_RANGE = (1, 7)
 MIN_BAND_HZ = 1.0
+
+
+def requirement(value, lo=None, hi=None, *, integer: bool = False) -> str | None:
+    """None if ``value`` is an integer (with ``integer``) or else a finite number, from
+    ``lo`` to ``hi`` (either may be None); otherwise what it must be, for the message:
+    ``must be an integer from 1 to 32``.  Booleans are not numbers here."""
+    kind = numbers.Integral if integer else numbers.Real
+    if (isinstance(value, kind) and not isinstance(value, bool) and (integer or math.isfinite(value))
+            and (lo is None or value >= lo) and (hi is None or value <= hi)):
+        return None
+
+    def show(bound):  # integers exactly (the seed's bound has 20 digits)
+        return str(bound) if isinstance(bound, int) else f"{bound:g}"
+
+    bounds = "" if lo is None else (f" from {show(lo)} to {show(hi)}" if hi is not None else f" >= {show(lo)}")
+    return ("must be an integer" if integer else "must be a finite number") + bounds
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,6 @@ JUCE's dsp processors), each then running a one-stage program.
 from __future__ import annotations
 
 import math
-import numbers
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -23,7 +22,7 @@ from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK,
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
-from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE
+from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, requirement
 from .program import (OP_COMPAND, OP_GAIN, OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP, OP_REQUANTIZE,
                       ProgramBuilder)
 
@@ -315,17 +314,17 @@ def _normalise_shaping(shaping_param) -> dict:
 
 
 def _integer(value, name: str, lo: int, hi: int) -> int:
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool) and lo <= value <= hi:
-        return int(value)
-    raise ValueError(f"{name} must be an integer from {lo} to {hi}, got {value!r}")
+    problem = requirement(value, lo, hi, integer=True)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}, got {value!r}")
+    return int(value)
 
 
-def _number(value, name: str, lo: float = -math.inf, hi: float = math.inf) -> float:
-    if (isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
-            and lo <= value <= hi):
-        return float(value)
-    bounds = f" from {lo:g} to {hi:g}" if hi < math.inf else (f" >= {lo:g}" if lo > -math.inf else "")
-    raise ValueError(f"{name} must be a finite number{bounds}, got {value!r}")
+def _number(value, name: str, lo: float | None = None, hi: float | None = None) -> float:
+    problem = requirement(value, lo, hi)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}, got {value!r}")
+    return float(value)
 
 
 class Quantize(Stage):

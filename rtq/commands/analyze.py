@@ -163,15 +163,15 @@ def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:
     return (1.0 if abs(gain - 1.0) <= UNITY_SIGMAS * sigma else gain), sigma
 
 
-def _fmt(values, unit: str = "", digits: int = 2, exact=None, exact_text: str = "n/a") -> str:
-    """Values joined by `` / ``; a None reads ``exact_text`` in the channels where
-    ``exact`` is true (no error at all: ``-inf`` dBFS), else ``n/a``."""
+def _fmt(values, unit: str = "", digits: int = 2, exact=None) -> str:
+    """Values joined by `` / ``; a None reads ``-inf`` in the channels where ``exact`` is
+    true (a level of no error at all), else ``n/a``."""
     if values is None:
         return "n/a"
     if not isinstance(values, list):
         values = [values]
     exact = exact or [False] * len(values)
-    text = " / ".join((exact_text if same else "n/a") if v is None else f"{v:.{digits}f}"
+    text = " / ".join(("-inf" if same else "n/a") if v is None else f"{v:.{digits}f}"
                       for v, same in zip(values, exact))
     return text + (f" {unit}" if unit else "")
 
@@ -212,7 +212,7 @@ def print_summary(result: dict, stream=None) -> None:
                      + (f" ({', '.join(how)})" if how else ""))
     else:
         def level(key):
-            return _fmt(m[key], "dBFS", exact=exact, exact_text="-inf")
+            return _fmt(m[key], "dBFS", exact=exact)
 
         lines += [
             f"error rms:   {level('rms_dbfs')}   peak {level('peak_dbfs')}",

@@ -26,8 +26,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.samplerate is not None:
-        check_positive(args.samplerate, "--samplerate")
+    check_positive(args.samplerate, "--samplerate")
     status = 0
     for file in args.files:
         try:

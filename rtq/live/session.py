@@ -187,7 +187,7 @@ class LiveSession:
         explicit = any(d is not None for d in (device, input_device, output_device))
         import_portaudio_quietly()
         from .engine import LiveEngine
-        from .stream import DuplexStream, NullStream
+        from .stream import DuplexStream, NullStream, UnsupportedRate
         from .devices import devices
 
         usable = [d for d in devices() if d.max_output_channels > 0]
@@ -208,10 +208,10 @@ class LiveSession:
                     return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
                                         blocksize=blocksize, latency=stream_latency,
                                         channels=(in_channels, self.channels), user_words=words)
-                except RtqError as err:
-                    if samplerate is None and self.source.samplerate and str(err).startswith("sample rate "):
-                        raise RtqError(f"{err} (the rate of --input {source}; resample the file to one "
-                                       "of those rates)") from None
+                except UnsupportedRate as err:
+                    if samplerate is None and self.source.samplerate:
+                        raise UnsupportedRate(f"{err} (the rate of --input {source}; resample the file to "
+                                              "one of those rates)") from None
                     raise
         else:
             if self.source.kind == "device":

@@ -400,6 +400,11 @@ class StreamLost(RtqError):
     """The audio stream stopped without being asked to (e.g. the JACK server went away)."""
 
 
+class UnsupportedRate(RtqError):
+    """The devices cannot run the stream at the sample rate asked for (the message lists
+    the standard rates they can)."""
+
+
 #: Resources of lost streams.  PortAudio still holds pointers to them, so they are never freed.
 _abandoned: list = []
 
@@ -643,7 +648,8 @@ class DuplexStream(_CompiledCallbackStream):
         if err == sd._lib.paInvalidSampleRate:
             ok = [r for r in _STANDARD_RATES if sd._lib.Pa_IsFormatSupported(iparams, oparams, r) >= 0]
             supported = ", ".join(map(str, ok)) if ok else "none of the standard rates"
-            raise RtqError(f"sample rate {samplerate:g} Hz is not supported by {where}; supported: {supported}")
+            raise UnsupportedRate(f"sample rate {samplerate:g} Hz is not supported by {where}; "
+                                  f"supported: {supported}")
         raise RtqError(f"cannot use {where}: {_pa_error_text(err)}")
 
     # -- life cycle ---------------------------------------------------------

@@ -34,13 +34,13 @@ import threading
 import numpy as np
 
 from ..chain import Chain
+from ..dsp.requantize import COUNT_CLIPS
 from ..program import CAPTURE_ALWAYS, COUNT_NONFINITE, META_CAPTURE, TapReader
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
 
 HISTORY_INTERVAL_S = 0.1
 HISTORY_POINTS = 2048
 MAX_NFFT = 8 * NFFT
-COUNT_CLIPS = 0
 
 
 class LevelHistory:
