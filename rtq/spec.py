@@ -17,6 +17,10 @@ GAIN_DB_RANGE = (-120.0, 24.0)
 BITS_RANGE = (1, 32)
 NTF_ORDER_RANGE = (1, 7)
 MIN_BAND_HZ = 1.0
+# Stream rates a user may ask for (--samplerate), in whole Hz: 8 kHz telephony to 768 kHz
+# converters, with room below.  Devices and files run at whole rates, and a number
+# outside this range is a slip (48 for 48 kHz), not a request.
+STREAM_RATE_HZ = (1000, 768000)
 
 
 def requirement(value, lo=None, hi=None, *, integer: bool = False) -> str | None:

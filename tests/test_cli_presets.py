@@ -110,7 +110,16 @@ def test_python_dash_m_rtq_validate(files):
     assert "Traceback" not in result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("rate", ["0", "-5", "nan"])
-def test_info_at_a_rate_that_is_not_positive_is_one_line(rate, capsys):
-    assert main(["info", "tpdf-16", "--samplerate", rate]) == 2
-    assert capsys.readouterr() == ("", f"rtq: --samplerate must be a positive number, not {float(rate):g}\n")
+@pytest.mark.parametrize("command", ["info", "validate"])
+@pytest.mark.parametrize("rate", ["0", "-5", "nan", "inf", "48", "999", "44100.5", "768001", "1e300"])
+def test_a_rate_that_is_not_a_stream_rate_is_one_line(command, rate, capsys):
+    """Stream rates are whole Hz from 1000 to 768000: 48 (kHz meant) or 44100.5 is a slip."""
+    assert main([command, "tpdf-16", "--samplerate", rate]) == 2
+    assert capsys.readouterr() == (
+        "", f"rtq: --samplerate must be an integer from 1000 to 768000 (Hz), not {float(rate):g}\n")
+
+
+@pytest.mark.parametrize("rate", ["1000", "768000", "44100.0"])
+def test_stream_rates_at_the_ends_of_the_range_resolve(rate, capsys):
+    assert main(["info", "tpdf-16", "--samplerate", rate]) == 0
+    assert f"stream rate {float(rate):g} Hz" in capsys.readouterr().out

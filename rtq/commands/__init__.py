@@ -16,9 +16,21 @@ from rtq.errors import PresetError, RtqError, UsageError
 
 
 def check_positive(value: float | None, option: str) -> None:
-    """A number option (``--samplerate``, ``--duration``) is finite and above zero, if given."""
+    """A number option (``--duration``) is finite and above zero, if given."""
     if value is not None and not (math.isfinite(value) and value > 0):
         raise UsageError(f"{option} must be a positive number, not {value:g}")
+
+
+def check_samplerate(value: float | None) -> None:
+    """``--samplerate`` is a whole number of Hz within :data:`rtq.spec.STREAM_RATE_HZ`, if given."""
+    from rtq.spec import STREAM_RATE_HZ, requirement
+
+    if value is None:
+        return
+    whole = int(value) if math.isfinite(value) and value.is_integer() else value
+    problem = requirement(whole, *STREAM_RATE_HZ, integer=True)
+    if problem:
+        raise UsageError(f"--samplerate {problem} (Hz), not {value:g}")
 
 
 def check_seed(seed: int | None) -> None:

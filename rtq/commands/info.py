@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import argparse
 
-from rtq.commands import check_positive
+from rtq.commands import check_samplerate
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("info", help="show a preset's resolved chain and latency")
     parser.add_argument("preset", metavar="PRESET", help="preset file or shipped preset name")
     parser.add_argument("--samplerate", type=float, default=48000.0, metavar="HZ",
-                        help="stream rate to resolve the chain at (default 48000)")
+                        help="stream rate in whole Hz (1000-768000) to resolve the chain at (default 48000)")
     parser.set_defaults(run=run)
 
 
@@ -18,7 +18,7 @@ def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
     from rtq.presets import load_preset
 
-    check_positive(args.samplerate, "--samplerate")
+    check_samplerate(args.samplerate)
     spec = load_preset(args.preset)
     chain = Chain.from_spec(spec)
     chain.prepare(args.samplerate, 1, 64)

@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from rtq.commands import check_positive, check_seed, interrupts_kept
+from rtq.commands import check_positive, check_samplerate, check_seed, interrupts_kept
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -15,7 +15,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", metavar="NAME|INDEX", help="device for input and output")
     parser.add_argument("--input-device", metavar="NAME|INDEX")
     parser.add_argument("--output-device", metavar="NAME|INDEX")
-    parser.add_argument("--samplerate", type=float, metavar="HZ")
+    parser.add_argument("--samplerate", type=float, metavar="HZ",
+                        help="stream rate in whole Hz (1000-768000; default: an --input file's rate, "
+                             "else the output device's default rate)")
     parser.add_argument("--blocksize", type=int, default=0, metavar="N",
                         help="frames per block (default 0: the host's choice)")
     parser.add_argument("--latency", default="low", metavar="low|high|SECONDS")
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     from rtq.ui.display import resolve_stage
 
     check_positive(args.duration, "--duration")
-    check_positive(args.samplerate, "--samplerate")
+    check_samplerate(args.samplerate)
     if args.stats_json:
         check_destination(args.stats_json, "--stats-json", keep=[("--input", args.input)], force=args.force)
     check_seed(args.seed)

@@ -14,19 +14,19 @@ import argparse
 
 from rtq.errors import PresetError
 from rtq.presets import load_preset
-from rtq.commands import check_positive, report_error
+from rtq.commands import check_samplerate, report_error
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("validate", help="check preset files and report every problem")
     parser.add_argument("files", nargs="+", metavar="FILE", help="preset YAML file (or shipped preset name)")
     parser.add_argument("--samplerate", type=float, metavar="HZ",
-                        help="also design each chain at this stream rate")
+                        help="also design each chain at this stream rate (whole Hz, 1000-768000)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    check_positive(args.samplerate, "--samplerate")
+    check_samplerate(args.samplerate)
     status = 0
     for file in args.files:
         try:
