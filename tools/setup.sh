@@ -2,7 +2,7 @@
 # Install what rtq needs on Debian (root or sudo, Python >= 3.11, no sound card
 # required).  Idempotent and quick when everything is already there.
 #
-#   bash tools/setup.sh            # install missing apt packages + pip install -e '.[test,bench]'
+#   bash tools/setup.sh            # install missing apt packages + pip install -e '.[test,bench,plot]'
 #   bash tools/setup.sh --python   # same, then print the Python interpreter to use
 #
 # The interpreter is $PYTHON (default python3).  If it is an externally managed
@@ -76,8 +76,9 @@ fi
 # --- Python packages --------------------------------------------------------
 # Skip pip when rtq is installed editable from this checkout with the current
 # version and scripts, and every requirement of pyproject.toml (dependencies
-# plus the test and bench extras) is satisfied.
-if ! "$python" -P - "$root" <<'EOF'
+# plus the test, bench and plot extras: the tests draw the plots) is satisfied.
+extras=test,bench,plot
+if ! "$python" -P - "$root" "$extras" <<'EOF'
 import importlib.metadata as md
 import json
 import pathlib
@@ -92,7 +93,7 @@ except ImportError:
 root = pathlib.Path(sys.argv[1])
 project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
 extras = project.get("optional-dependencies", {})
-requirements = project.get("dependencies", []) + extras.get("test", []) + extras.get("bench", [])
+requirements = project.get("dependencies", []) + [r for extra in sys.argv[2].split(",") for r in extras.get(extra, [])]
 try:
     dist = md.distribution(project["name"])
 except md.PackageNotFoundError:
@@ -116,9 +117,9 @@ for requirement in map(Requirement, requirements):
         sys.exit(1)
 EOF
 then
-  say "pip install -e '.[test,bench]'"
+  say "pip install -e '.[$extras]'"
   PIP_ROOT_USER_ACTION=ignore "$python" -m pip install --quiet --disable-pip-version-check \
-    --no-input -e ".[test,bench]" >&2 || die "pip install failed"
+    --no-input -e ".[$extras]" >&2 || die "pip install failed"
 fi
 
 if ((print_python)); then
