@@ -8,7 +8,7 @@ import numpy as np
 
 from .errors import PresetError
 from .processor import Processor
-from .spec import PresetSpec, StageSpec
+from .spec import MAX_SEED, PresetSpec, StageSpec, checked_integer
 from .stages import Gain, Oversample, Quantize, Requantize, Stage
 
 
@@ -26,7 +26,11 @@ class Chain(Processor):
     def __init__(self, stages: Iterable[Stage], seed: int = 0, name: str = "", description: str = ""):
         super().__init__()
         self.stages = list(stages)
-        self.seed = int(seed)
+        for stage in self.stages:
+            if not isinstance(stage, Stage):
+                raise TypeError(f"a chain holds stages (Gain, Requantize, Quantize, Oversample from rtq.stages), "
+                                f"got {stage!r}")
+        self.seed = checked_integer(seed, "seed", 0, MAX_SEED)
         self.name = name
         self.description = description
 
@@ -35,6 +39,9 @@ class Chain(Processor):
 
     @property
     def latency(self) -> float:
+        """Delay of the output, in samples at the stream rate (fractional for some
+        oversamplers); :meth:`process` output is this late, ``chain(x, rate)`` and
+        ``rtq render`` compensate it (rounded to the nearest sample)."""
         return sum(stage.latency for stage in self.stages)
 
     def net_gain(self) -> float:

@@ -45,10 +45,8 @@ from typing import Any
 import yaml
 
 from rtq.errors import PresetError
-from rtq.spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, PresetSpec, StageSpec, requirement
-
-MAX_SEED = 2 ** 64 - 1
-"""Largest dither seed (the generators' state is 64-bit; a larger one would wrap)."""
+from rtq.spec import (BITS_RANGE, GAIN_DB_RANGE, MAX_SEED, MIN_BAND_HZ, NTF_ORDER_RANGE, PresetSpec, StageSpec,
+                      requirement)
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 """The folder of shipped presets (``presets/`` at the top of the repository)."""

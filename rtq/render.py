@@ -40,6 +40,7 @@ from .chain import Chain
 from .program import META_MAX_BLOCK
 from .errors import RtqError, UsageError
 from .report import check_destination
+from .spec import check_file_rate
 from .stages import Quantize, Requantize
 
 DEFAULT_BLOCK = 32768
@@ -189,9 +190,11 @@ def _open_input(path: Path) -> sf.SoundFile:
     if not path.exists():
         raise UsageError(f"{path}: no such file")
     try:
-        return sf.SoundFile(str(path))
+        src = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise UsageError(f"{path}: not a readable audio file ({err})") from None
+    check_file_rate(src.samplerate, path)
+    return src
 
 
 def _open_output(path: str, rate: int, channels: int, subtype: str, fmt: str) -> sf.SoundFile:

@@ -17,6 +17,8 @@ GAIN_DB_RANGE = (-120.0, 24.0)
 BITS_RANGE = (1, 32)
 NTF_ORDER_RANGE = (1, 7)
 MIN_BAND_HZ = 1.0
+# Largest dither seed (the generators' state is 64-bit; a larger one would wrap).
+MAX_SEED = 2 ** 64 - 1
 # Stream rates a user may ask for (--samplerate), in whole Hz: 8 kHz telephony to 768 kHz
 # converters, with room below.  Devices and files run at whole rates, and a number
 # outside this range is a slip (48 for 48 kHz), not a request.
@@ -38,6 +40,60 @@ def requirement(value, lo=None, hi=None, *, integer: bool = False) -> str | None
     bounds = "" if lo is None else (f" from {show(lo)} to {show(hi)}" if hi is not None else f" >= {show(lo)}")
     return ("must be an integer" if integer else "must be a finite number") + bounds
 
+
+
+def checked_integer(value, name: str, lo: int | None = None, hi: int | None = None) -> int:
+    """``value`` as an int, or a ValueError naming ``name`` and the range (the Python
+    API's argument checks, in the words the preset loader uses)."""
+    problem = requirement(value, lo, hi, integer=True)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}, got {value!r}")
+    return int(value)
+
+
+def checked_number(value, name: str, lo: float | None = None, hi: float | None = None) -> float:
+    """``value`` as a float, or a ValueError naming ``name`` and the range."""
+    problem = requirement(value, lo, hi)
+    if problem is not None:
+        raise ValueError(f"{name} {problem}, got {value!r}")
+    return float(value)
+
+
+def stream_rate(value, name: str = "sample_rate") -> float:
+    """``value`` as a float if it is a stream rate (whole Hz within :data:`STREAM_RATE_HZ`),
+    else a ValueError naming ``name``: the one rule for ``--samplerate``, files' rates and
+    ``prepare``."""
+    lo, hi = STREAM_RATE_HZ
+    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if real and math.isfinite(value) and float(value).is_integer() and lo <= value <= hi:
+        return float(value)
+    shown = f"{value:g}" if real else repr(value)
+    raise ValueError(f"{name} must be a whole number of Hz from {lo} to {hi}, got {shown}")
+
+
+def check_samplerate(value, option: str = "--samplerate") -> None:
+    """A stream rate asked for (``--samplerate``, a session's ``samplerate``) is one
+    (:func:`stream_rate`), if given; otherwise a one-line :class:`~rtq.errors.UsageError`."""
+    from .errors import UsageError
+
+    if value is not None:
+        try:
+            stream_rate(value, option)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
+
+
+def check_file_rate(rate: int, path) -> None:
+    """An audio file to be rendered or played runs at a stream rate (:func:`stream_rate`);
+    otherwise a one-line :class:`~rtq.errors.UsageError` naming the file."""
+    from .errors import UsageError
+
+    try:
+        stream_rate(rate)
+    except ValueError:
+        lo, hi = STREAM_RATE_HZ
+        raise UsageError(f"{path} runs at {rate:g} Hz; rtq runs streams at whole rates from {lo} to {hi} Hz "
+                         "(resample the file)") from None
 
 @dataclass(frozen=True)
 class StageSpec:

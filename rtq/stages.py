@@ -22,7 +22,7 @@ from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK,
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
-from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, requirement
+from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, checked_integer, checked_number
 from .program import (OP_COMPAND, OP_GAIN, OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP, OP_REQUANTIZE,
                       ProgramBuilder)
 
@@ -164,7 +164,7 @@ class Gain(Stage):
 
     def __init__(self, db: float = 0.0, *, where=None):
         super().__init__(where)
-        self.db = _number(db, "gain.db", *GAIN_DB_RANGE)
+        self.db = checked_number(db, "gain.db", *GAIN_DB_RANGE)
 
     def emit(self, builder, ctx):
         builder.add_op(OP_GAIN, ctx.level, params=[self.net_gain()])
@@ -212,11 +212,11 @@ class Requantize(Stage):
     def __init__(self, bits: int = 16, dither: str = "tpdf", amplitude: float = 1.0,
                  shaping: str | dict | None = None, *, where=None):
         super().__init__(where)
-        self.bits = _integer(bits, "requantize.bits", *BITS_RANGE)
+        self.bits = checked_integer(bits, "requantize.bits", *BITS_RANGE)
         if dither not in DITHER_CODES:
             raise ValueError(f"requantize.dither must be one of {', '.join(DITHER_CODES)}, got {dither!r}")
         self.dither = dither
-        self.amplitude = _number(amplitude, "requantize.dither.amplitude", 0.0)
+        self.amplitude = checked_number(amplitude, "requantize.dither.amplitude", 0.0)
         self.shaping = _normalise_shaping(shaping)
         self.info: QuantizerInfo | None = None
 
@@ -303,28 +303,14 @@ def _normalise_shaping(shaping_param) -> dict:
     if "kind" in shaping_param:
         return dict(shaping_param)
     if set(shaping_param) == {"coefficients"}:
-        return {"kind": "fir", "coefficients": tuple(_number(c, "shaping.coefficients[]")
+        return {"kind": "fir", "coefficients": tuple(checked_number(c, "shaping.coefficients[]")
                                                      for c in shaping_param["coefficients"])}
     if "order" in shaping_param and set(shaping_param) <= {"order", "band_hz"}:
         band = shaping_param.get("band_hz")
-        return {"kind": "design", "order": _integer(shaping_param["order"], "shaping.order", *NTF_ORDER_RANGE),
-                "band_hz": None if band is None else _number(band, "shaping.band_hz", MIN_BAND_HZ)}
+        return {"kind": "design", "order": checked_integer(shaping_param["order"], "shaping.order", *NTF_ORDER_RANGE),
+                "band_hz": None if band is None else checked_number(band, "shaping.band_hz", MIN_BAND_HZ)}
     raise ValueError(f"bad shaping {shaping_param!r}: a table name, {{'coefficients': [...]}} or "
                      "{'order': K, 'band_hz': B}")
-
-
-def _integer(value, name: str, lo: int, hi: int) -> int:
-    problem = requirement(value, lo, hi, integer=True)
-    if problem is not None:
-        raise ValueError(f"{name} {problem}, got {value!r}")
-    return int(value)
-
-
-def _number(value, name: str, lo: float | None = None, hi: float | None = None) -> float:
-    problem = requirement(value, lo, hi)
-    if problem is not None:
-        raise ValueError(f"{name} {problem}, got {value!r}")
-    return float(value)
 
 
 class Quantize(Stage):
@@ -380,6 +366,7 @@ class Oversample(Stage):
 
     @property
     def latency(self) -> float:
+        """The up and down filters' delay plus the inner stages', in stream samples."""
         return self.design.latency + sum(s.latency for s in self.stages) / self.factor
 
     def net_gain(self) -> float:

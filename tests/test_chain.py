@@ -287,3 +287,74 @@ def test_counts_report_clips_nonfinite_input_and_loop_resets():
     assert quiet[1] == loud[1] == [0, 1]
     assert quiet[2] == [0, 0] and min(loud[2]) > 0
     assert min(loud[0]) > 0
+
+
+def test_whole_signal_call_compensates_latency_like_render():
+    """``chain(x, rate)`` is aligned with its input and as long (an impulse at 1000 comes
+    out at 1000 through 107 samples of latency); ``compensate_latency=False`` gives
+    the stream's output, 107 samples late, and ``process`` agrees with it."""
+    chain = Chain.from_preset("dsd64-1bit")
+    assert chain.latency == 107
+    x = np.zeros((4000, 2))
+    x[1000] = 0.5
+    aligned = chain(x, 48000)
+    raw = chain(x, 48000, compensate_latency=False)
+    assert aligned.shape == raw.shape == x.shape
+    assert np.argmax(np.abs(aligned[:, 0])) == 1000 and np.argmax(np.abs(raw[:, 0])) == 1107
+    assert np.array_equal(aligned[:-107], raw[107:])
+    streamed = x.copy()
+    chain.prepare(48000, 2, 64)
+    chain.process(streamed)
+    assert np.array_equal(streamed, raw)
+    mono = chain(x[:, 0], 48000)
+    assert mono.shape == (4000,) and np.argmax(np.abs(mono)) == 1000
+
+
+@pytest.mark.parametrize("audio, message", [
+    ((np.ones((10, 2)) * 3000).astype(np.int16), "expected floating-point audio (full scale +-1.0)"),
+    (np.zeros((2, 2, 2)), "expected floating-point audio"),
+    ([1, 0, 0], "expected floating-point audio"),
+])
+def test_whole_signal_call_refuses_what_is_not_float_audio(audio, message):
+    with pytest.raises(TypeError, match=message.replace("+", r"\+").replace("(", r"\(").replace(")", r"\)")):
+        Chain([Requantize(16)])(audio, 48000)
+
+
+@pytest.mark.parametrize("block, kind, message", [
+    ([[0.0, 0.0]], TypeError, "expected a numpy array (frames, channels), got list"),
+    (np.zeros((8, 2), np.int32), ValueError, "got one that is int32"),
+    (np.zeros((8, 4))[:, ::2], ValueError, "got one that is not C-contiguous"),
+    (np.zeros((8, 2)).view(), ValueError, "got one that is read-only"),
+])
+def test_process_says_what_is_wrong_with_a_block(block, kind, message):
+    chain = Chain([Requantize(16)]).prepare(48000, 2, 64)
+    if message.endswith("read-only"):
+        block.flags.writeable = False
+    with pytest.raises(kind) as caught:
+        chain.process(block)
+    assert str(caught.value).endswith(message)
+
+
+@pytest.mark.parametrize("args, message", [
+    ((48000, 2, 0), "max_block must be an integer >= 1, got 0"),   # process() looped for ever
+    ((48000, 0, 64), "channels must be an integer >= 1, got 0"),
+    ((48000, 2, 64, False, -1), "first_channel must be an integer >= 0, got -1"),
+    ((48, 2, 64), "sample_rate must be a whole number of Hz from 1000 to 768000, got 48"),
+    ((44100.5, 2, 64), "sample_rate must be a whole number of Hz from 1000 to 768000, got 44100.5"),
+])
+def test_prepare_refuses_arguments_out_of_range(args, message):
+    with pytest.raises(ValueError) as caught:
+        Chain([Requantize(16)]).prepare(*args)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, 2 ** 64, True])
+def test_chain_seed_is_a_64_bit_integer(seed):
+    with pytest.raises(ValueError, match="seed must be an integer from 0 to 18446744073709551615"):
+        Chain([Requantize(16)], seed=seed)
+    assert Chain([Requantize(16)], seed=2 ** 64 - 1).seed == 2 ** 64 - 1
+
+
+def test_chain_holds_stages_only():
+    with pytest.raises(TypeError, match="a chain holds stages"):
+        Chain(["requantize"])

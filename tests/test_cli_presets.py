@@ -116,7 +116,7 @@ def test_a_rate_that_is_not_a_stream_rate_is_one_line(command, rate, capsys):
     """Stream rates are whole Hz from 1000 to 768000: 48 (kHz meant) or 44100.5 is a slip."""
     assert main([command, "tpdf-16", "--samplerate", rate]) == 2
     assert capsys.readouterr() == (
-        "", f"rtq: --samplerate must be an integer from 1000 to 768000 (Hz), not {float(rate):g}\n")
+        "", f"rtq: --samplerate must be a whole number of Hz from 1000 to 768000, got {float(rate):g}\n")
 
 
 @pytest.mark.parametrize("rate", ["1000", "768000", "44100.0"])

@@ -70,7 +70,7 @@ def _measured_response(chain, n=16384, periods=3):
     from the last of ``periods`` periods (the steady state: asserted by comparing it
     with the period before)."""
     x, k = _multitone(n)
-    y = chain(np.tile(x, periods), FS)
+    y = chain(np.tile(x, periods), FS, compensate_latency=False)   # the stream: latency measured
     last, before = y[(periods - 1) * n:], y[(periods - 2) * n:(periods - 1) * n]
     assert np.max(np.abs(last - before)) < 1e-12, "not in the steady state"
     return np.fft.rfft(last)[k] / np.fft.rfft(x)[k], k / n, x, last
@@ -159,7 +159,7 @@ def test_passband_ripple_through_identity_chain(phase, quality, factor):
     n = 8192
     t = np.arange(3 * n)
     for k in (186, 1858, 3714):       # 1001.3, 10002.3, 19993.4 Hz
-        y = chain(0.9 * np.sin(2 * np.pi * k * t / n), FS)
+        y = chain(0.9 * np.sin(2 * np.pi * k * t / n), FS, compensate_latency=False)
         gain_db = 20 * np.log10(_tone_amplitude(y[2 * n:], k) / 0.9)
         assert abs(gain_db) <= spec.ripple_db, (k, gain_db)
 
@@ -183,7 +183,7 @@ def test_sweep_round_trip_is_a_pure_delay(quality):
         chain = Chain([Oversample(factor, [], "linear", quality, integer_latency=True)])
         d = int(chain.latency)
         assert d == chain.latency
-        y = chain(np.concatenate([x, np.zeros(d)]), FS)
+        y = chain(np.concatenate([x, np.zeros(d)]), FS, compensate_latency=False)
         resid = np.linalg.norm(y[d:] - x) / np.linalg.norm(x)
         assert resid <= 10 ** (spec.ripple_db / 20) - 1, (factor, resid)
 
@@ -539,7 +539,7 @@ def test_block_size_invariance_with_nested_oversampling(phase):
     and 4096 frames, with ``max_block`` the block size or 4096, and for ragged blocks."""
     x = _stream_signal()
     ref_chain = Chain(_nested_chain(phase), seed=9)
-    ref = ref_chain(x, FS)
+    ref = ref_chain(x, FS, compensate_latency=False)   # as process() gives it
     assert np.all(np.isfinite(ref)) and np.std(ref) > 0.05
     ref_counters = ref_chain.program.counters.copy()
     cases = [(b, m) for b in (1, 7, 64, 4096) for m in (b, 4096)]
@@ -616,8 +616,9 @@ def test_render_compensates_the_latency(tmp_path):
     assert rate == FS and y.shape == x.shape
     for c in range(2):
         assert _lag(x[:, c], y[:, c]) == 0
-    full = chain(np.concatenate([x, np.zeros((105, 2))]), FS)
+    full = chain(np.concatenate([x, np.zeros((105, 2))]), FS, compensate_latency=False)
     assert np.array_equal(y, full[105:].astype(np.float32).astype(np.float64))
+    assert np.array_equal(y, chain(x, FS).astype(np.float32).astype(np.float64))   # the Python API's default
     # aligned: output ~ input x -1 dB, residual = in-band 8-bit shaped noise + ripple
     resid = y - 10 ** (-1 / 20) * x
     assert np.sqrt(np.mean(resid[200:-200] ** 2)) < 1e-3
@@ -628,7 +629,7 @@ def test_render_compensates_the_latency(tmp_path):
     assert z.shape == x.shape
     for c in range(2):
         assert _lag(x[:, c], z[:, c]) == 105
-    assert np.array_equal(z, chain(x, FS).astype(np.float32).astype(np.float64))
+    assert np.array_equal(z, chain(x, FS, compensate_latency=False).astype(np.float32).astype(np.float64))
 
 
 _STAGE_LINE = re.compile(r"^(\s+)\d+\. (\S+).*  \[(\S+) Hz\]$")

@@ -21,21 +21,9 @@ def check_positive(value: float | None, option: str) -> None:
         raise UsageError(f"{option} must be a positive number, not {value:g}")
 
 
-def check_samplerate(value: float | None) -> None:
-    """``--samplerate`` is a whole number of Hz within :data:`rtq.spec.STREAM_RATE_HZ`, if given."""
-    from rtq.spec import STREAM_RATE_HZ, requirement
-
-    if value is None:
-        return
-    whole = int(value) if math.isfinite(value) and value.is_integer() else value
-    problem = requirement(whole, *STREAM_RATE_HZ, integer=True)
-    if problem:
-        raise UsageError(f"--samplerate {problem} (Hz), not {value:g}")
-
-
 def check_seed(seed: int | None) -> None:
     """``--seed`` lies in the range presets allow (0 to 2**64 - 1), if given."""
-    from rtq.presets import MAX_SEED
+    from rtq.spec import MAX_SEED
 
     if seed is not None and not 0 <= seed <= MAX_SEED:
         raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, not {seed}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from rtq.commands import check_samplerate
+from rtq.spec import check_samplerate
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:

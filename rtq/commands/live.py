@@ -5,7 +5,8 @@ import argparse
 import os
 import sys
 
-from rtq.commands import check_positive, check_samplerate, check_seed, interrupts_kept
+from rtq.commands import check_positive, check_seed, interrupts_kept
+from rtq.spec import check_samplerate
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:

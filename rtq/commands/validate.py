@@ -14,7 +14,8 @@ import argparse
 
 from rtq.errors import PresetError
 from rtq.presets import load_preset
-from rtq.commands import check_samplerate, report_error
+from rtq.commands import report_error
+from rtq.spec import check_samplerate
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:

@@ -72,7 +72,7 @@ def test_oversampled_chain_is_bit_identical_to_offline():
     chain = lambda: Chain([Gain(-1), Oversample(4, [Requantize(8, "tpdf", shaping={"kind": "design", "order": 3, "band_hz": None})],
                                                  "minimum", "high")], seed=4)
     x = signal(12000)
-    expected = chain()(x.astype(np.float64), RATE).astype(np.float32)
+    expected = chain()(x.astype(np.float64), RATE, compensate_latency=False).astype(np.float32)
     engine = make_engine(chain())
     assert np.array_equal(pump(engine, x, [64, 17]), expected)
     # With no meter attached, its oversampled taps recorded nothing (the stream-rate ones did).
@@ -112,6 +112,22 @@ def test_error_solo_plays_the_amplified_error():
     np.testing.assert_allclose(out[engine.fade:], expected[engine.fade:], atol=1e-6)
     rms_lsb = np.sqrt(np.mean((out[engine.fade:] / 10.0) ** 2)) / 2.0 ** -7
     assert abs(rms_lsb - 0.5) < 0.01                                  # TPDF: q^2/4
+
+
+def test_error_solo_of_a_coarse_quantizer_is_clipped_at_full_scale():
+    """4-bit TPDF error at +40 dB would peak near 19 times full scale: the solo output
+    is the amplified error where that stays within +-1, and +-1 where it does not."""
+    x = signal(20000)
+    stages = lambda: [Requantize(4, "tpdf")]
+    engine = make_engine(Chain(stages(), seed=2))
+    engine.solo(True, gain_db=40.0)
+    out = pump(engine, x, [64]).astype(np.float64)[engine.fade:]
+    amplified = (100.0 * (Chain(stages(), seed=2)(x.astype(np.float64), RATE) - x.astype(np.float64)))[engine.fade:]
+    assert np.abs(amplified).max() > 10.0
+    inside = np.abs(amplified) <= 1.0
+    assert 0.05 < inside.mean() < 0.95
+    np.testing.assert_allclose(out[inside], amplified[inside], atol=1e-6)
+    assert np.array_equal(out[~inside], np.sign(amplified[~inside]))
 
 
 def test_switch_crossfades_to_the_new_chain():

@@ -419,8 +419,8 @@ def test_without_audio_device_a_named_device_is_an_error(no_server_env):
     (["--blocksize", -1], 2, "rtq: --blocksize must be 0", None),
     (["no-such-preset"], 2, "", "no-such-preset"),
     (["--duration", "nan"], 2, "rtq: --duration must be a positive number, not nan", None),
-    (["--samplerate", 0], 2, "rtq: --samplerate must be an integer from 1000 to 768000 (Hz), not 0", None),
-    (["--samplerate", 48], 2, "rtq: --samplerate must be an integer from 1000 to 768000 (Hz), not 48", None),
+    (["--samplerate", 0], 2, "rtq: --samplerate must be a whole number of Hz from 1000 to 768000, got 0", None),
+    (["--samplerate", 48], 2, "rtq: --samplerate must be a whole number of Hz from 1000 to 768000, got 48", None),
     (["--latency", "medium"], 2, "rtq: --latency must be low, high or seconds, not 'medium'", None),
     (["--input", "noise:nan"], 2, "rtq: bad --input 'noise:nan'; use tone:HZ:DBFS", None),
     (["--input", "tone:-5:-20"], 2, "rtq: bad --input 'tone:-5:-20'; use tone:HZ:DBFS", None),
@@ -432,7 +432,7 @@ def test_without_audio_device_a_named_device_is_an_error(no_server_env):
      None),
     (["--meter-stage", 3], 2, "rtq: --meter-stage 3: the chain has 1 quantizer", None),
 ], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset",
-        "nan-duration", "zero-rate", "bad-latency", "nan-noise", "negative-tone", "clipping-tone", "clipping-noise",
+        "nan-duration", "zero-rate", "rate-in-khz", "bad-latency", "nan-noise", "negative-tone", "clipping-tone", "clipping-noise",
         "tone-above-nyquist", "stats-in-missing-directory", "no-such-meter-stage"])
 def test_live_usage_errors_are_one_line(jack_server, args, status, prefix, contains):
     done = run_rtq("live", "--duration", 1, *args, env=env_for(jack_server))
