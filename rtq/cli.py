@@ -63,7 +63,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     -------
     int
         The exit status: 0 on success, ``err.exit_status`` for a user error, 2 for bad usage,
-        130 after Ctrl-C, 143 after SIGTERM.
+        130 after Ctrl-C, 143 after SIGTERM -- except ``rtq live``, whose session those end
+        normally (status 0, after the summary) once it plays.
     """
     args = build_parser().parse_args(argv)
     try:

@@ -12,7 +12,9 @@ and makes one compiled call that
    ``D - chain latency``, so dry, A and B stay time-aligned;
 4. mixes ``out = gw * wet + gd * dry`` where the gains ramp linearly to their targets:
    normal ``(1, 0)``, bypass ``(0, 1)``, error solo ``(G, -G * chain gain)`` (the error
-   the chain adds beyond its gain, amplified by ``G``); a chain switch crossfades the
+   the chain adds beyond its gain, amplified by ``G``, and clipped at full scale while a
+   gain exceeds 1: a 4-bit quantizer's error at +40 dB reached 5.9 times full scale);
+   a chain switch crossfades the
    wet signal from the old chain to the new one with equal gains (the two are
    correlated).  The incoming chain starts from a fresh state at the request, and what
    the mix reads from it is its response to the input only ``D`` samples later (its own
@@ -37,6 +39,7 @@ import numpy as np
 
 from ..jit import kernel
 from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program
+from ..spec import checked_integer, checked_number
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
 from ..native import Entry
@@ -157,6 +160,7 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
         w = (pos + t) & mask
         gw = _ramp(fctl, GAIN_WET, TARGET_WET, STEP_WET)
         gd = _ramp(fctl, GAIN_DRY, TARGET_DRY, STEP_DRY)
+        amplified = gw > 1.0 or abs(gd) > 1.0   # error solo, or fading to or from it
         mix = 0.0
         if fading:
             mix = min(max((eng[XF_POS] + t + 1 - d_dry) / xf_len, 0.0), 1.0)
@@ -167,7 +171,8 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
             if fading:
                 rings[other, c, w] = wet[other, t, c]
                 value += mix * (rings[other, c, (w - d_b) & mask] - value)
-            out[t, c] = gw * value + gd * dry[c, (w - d_dry) & mask]
+            v = gw * value + gd * dry[c, (w - d_dry) & mask]
+            out[t, c] = min(max(v, -1.0), 1.0) if amplified else v
     eng[RING_POS] = (pos + n) & mask
     eng[FRAMES] += n
     if fading:
@@ -221,6 +226,8 @@ def engine_callback(input_addr, output_addr, frames, time_info, status, user_dat
 
 
 MAX_ALIGN = 8192   # samples of latency the delay rings can align (170 ms at 48 kHz)
+SOLO_GAIN_DB = 40.0           # error solo's default gain: a 16-bit TPDF error (-96 dBFS) at -56 dBFS
+SOLO_GAIN_RANGE_DB = (0.0, 120.0)
 
 
 def _ring_length(frames: int) -> int:
@@ -265,16 +272,17 @@ class LiveEngine:
         self.max_block = int(blocksize) if blocksize else 1024
         self.fade = max(1, int(round(fade_ms * 1e-3 * self.samplerate)))
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
-        self.align = int(round(chain.latency)) if align_latency is None else int(align_latency)
+        self.align = (int(round(chain.latency)) if align_latency is None
+                      else checked_integer(align_latency, "align_latency", 0, MAX_ALIGN))
+        if self.align > MAX_ALIGN:
+            raise ValueError(f"chain latency {self.align} exceeds the {MAX_ALIGN} samples the engine can align")
         self._slots = [chain, None]
-        self._solo_gain = 0.0
+        self.solo_gain_db = SOLO_GAIN_DB
         self._mode = "normal"
         self.eng = np.zeros(ENGINE_WORDS, np.int64)
         self.fctl = np.zeros(FLOAT_WORDS)
         self.src = np.zeros((self.max_block, self.channels))
         self.wet = np.zeros((2, self.max_block, self.channels))
-        if not 0 <= self.align <= MAX_ALIGN:
-            raise ValueError(f"alignment latency must be 0 to {MAX_ALIGN} samples")
         ring = _ring_length(MAX_ALIGN + self.max_block + 1)
         self.dry = np.zeros((self.channels, ring))
         self.rings = np.zeros((2, self.channels, ring))
@@ -388,20 +396,23 @@ class LiveEngine:
         """Hear the input (delayed by the alignment latency) instead of the chain."""
         self._set_mode("bypass" if on else "normal")
 
-    def solo(self, on: bool = True, gain_db: float = 40.0) -> None:
+    def solo(self, on: bool = True, gain_db: float | None = None) -> None:
         """Hear the error the chain adds (output minus its gain times the input),
-        amplified by ``gain_db``."""
-        self._solo_gain = 10.0 ** (gain_db / 20.0)
+        amplified by ``gain_db`` (:data:`SOLO_GAIN_RANGE_DB`; None: the last one, at first
+        :data:`SOLO_GAIN_DB`) and clipped at full scale."""
+        if gain_db is not None:
+            self.solo_gain_db = checked_number(gain_db, "solo gain_db", *SOLO_GAIN_RANGE_DB)
         self._set_mode("solo" if on else "normal")
 
     @property
     def mode(self) -> str:
+        """``normal``, ``bypass`` or ``solo``."""
         return self._mode
 
     def _set_mode(self, mode: str) -> None:
         net_gain = self.chain.net_gain()
-        target = {"normal": (1.0, 0.0), "bypass": (0.0, 1.0),
-                  "solo": (self._solo_gain, -self._solo_gain * net_gain)}[mode]
+        solo_gain = 10.0 ** (self.solo_gain_db / 20.0)
+        target = {"normal": (1.0, 0.0), "bypass": (0.0, 1.0), "solo": (solo_gain, -solo_gain * net_gain)}[mode]
         f = self.fctl
         f[STEP_WET] = max(abs(target[0] - f[GAIN_WET]), 1e-12) / self.fade
         f[STEP_DRY] = max(abs(target[1] - f[GAIN_DRY]), 1e-12) / self.fade

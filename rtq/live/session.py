@@ -27,7 +27,7 @@ import numpy as np
 from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
-from ..spec import PresetSpec
+from ..spec import BITS_RANGE, PresetSpec, check_file_rate, check_samplerate, checked_integer, requirement
 from ..stages import Requantize
 from .quiet import silenced_stderr
 from .wakeup import WakeupLatency
@@ -114,6 +114,7 @@ def _file_source(path: str, channels: int) -> Source:
         raise UsageError(f"--input {path}: not a readable audio file ({err})") from None
     if not len(data):
         raise UsageError(f"--input {path}: the file holds no audio")
+    check_file_rate(rate, f"--input {path}")
     if data.shape[1] == 1 and channels > 1:
         data = np.repeat(data, channels, axis=1)
     elif data.shape[1] != channels:
@@ -168,19 +169,33 @@ class LiveSession:
         Hold a 0 us CPU latency request (:mod:`~rtq.live.wakeup`) while playing; None
         (default): for a sound card, not for the silent built-in output, which has no
         deadline to meet.
+    align_latency : int or None
+        Samples by which the dry path is delayed and every chain aligned (0 to
+        :data:`~rtq.live.engine.MAX_ALIGN`; default: the first chain's latency, rounded).
+        A listening test that switches between known chains passes the largest of their
+        latencies, so that every switch and bypass stays time-aligned from the start.
+
+    Notes
+    -----
+    The controls below may be called from any one thread at a time (the screen's, or a
+    listening test's); each prepares what it needs on that thread and hands it to the
+    audio thread without locks, which crossfades at the next block boundary.  After
+    :meth:`close` they raise :class:`~rtq.errors.RtqError`.
     """
 
     def __init__(self, preset: str | None = None, *, device=None, input_device=None,
                  output_device=None, samplerate=None, blocksize: int = 0, latency: str = "low",
                  channels: int = 2, source: str | None = None, seed: int | None = None,
-                 notice=None, cpu_latency_qos: bool | None = None):
+                 notice=None, cpu_latency_qos: bool | None = None, align_latency: int | None = None):
+        self.closed = False
         self.notice = notice or (lambda line: print(f"rtq: {line}", file=sys.stderr))
         self.seed = seed
+        check_samplerate(samplerate)
+        if requirement(channels, 1, integer=True):
+            raise UsageError(f"--channels must be a whole number at least 1, not {channels!r}")
         self.channels = int(channels)
-        if self.channels < 1:
-            raise UsageError("--channels must be at least 1")
-        if blocksize < 0:
-            raise UsageError("--blocksize must be 0 (host's choice) or more")
+        if requirement(blocksize, 0, integer=True):
+            raise UsageError(f"--blocksize must be 0 (host's choice) or a whole number of frames, not {blocksize!r}")
         self.spec = preset if isinstance(preset, PresetSpec) else load_preset(preset or DEFAULT_PRESET)
         self.source = parse_source(source, self.channels)
         stream_latency = _latency(latency)
@@ -236,7 +251,8 @@ class LiveSession:
         with _notice_if_slow(self.notice, 2.0, "compiling the chain and the audio callback for "
                              "this machine (cached for later starts)"):
             self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
-                                     blocksize=blocksize or 1024, source=self.source.engine_source())
+                                     blocksize=blocksize or 1024, source=self.source.engine_source(),
+                                     align_latency=align_latency)
         self.stream = self.engine.stream
         self.samplerate = self.stream.samplerate
         self.blocksize = blocksize
@@ -250,6 +266,7 @@ class LiveSession:
     # -- running ------------------------------------------------------------------
     def start(self) -> None:
         """Start playing (a no-op once started); :meth:`run` starts too, if needed."""
+        self._check_open()
         if self.started is None:
             if self._hold_wakeup:
                 self.wakeup.acquire()
@@ -290,25 +307,48 @@ class LiveSession:
 
     def close(self) -> None:
         """Stop the stream (after its clients are done) and release it and the CPU
-        latency request; idempotent."""
+        latency request; idempotent.  The session cannot be started again."""
+        self.closed = True
         try:
             self.engine.close()
         finally:
             self.wakeup.release()
 
+    def __enter__(self) -> "LiveSession":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
     # -- controls -------------------------------------------------------------------
+    # Each prepares on the calling thread and hands over to the audio thread without
+    # locks (see LiveEngine); one control call at a time.  A control on a closed session
+    # raises RtqError.
     @property
     def chain(self) -> Chain:
+        """The chain playing (or fading in)."""
         return self.engine.chain
 
-    def switch_preset(self, name: str) -> None:
-        """Crossfade to another preset (path or shipped name)."""
-        spec = load_preset(name)
+    @property
+    def mode(self) -> str:
+        """``normal`` (the chain), ``bypass`` (the dry input, aligned) or ``solo`` (the error)."""
+        return self.engine.mode
+
+    @property
+    def solo_gain_db(self) -> float:
+        """Gain of the error in solo mode, dB."""
+        return self.engine.solo_gain_db
+
+    def switch_preset(self, name: str | PresetSpec) -> None:
+        """Crossfade to another preset (path, shipped name or loaded preset)."""
+        self._check_open()
+        spec = name if isinstance(name, PresetSpec) else load_preset(name)
         self.engine.switch(self._chain(spec))
         self.spec = spec
 
     def next_preset(self, step: int = 1) -> str:
         """Crossfade to the next shipped preset that works at this rate; returns its name."""
+        self._check_open()
         names = [p.name for p in shipped_presets()]
         start = names.index(self.spec.name) if self.spec.name in names else -1
         for k in range(1, len(names) + 1):
@@ -321,56 +361,97 @@ class LiveSession:
         raise RtqError("no shipped preset works at this rate")
 
     def quantizer(self) -> Requantize | None:
-        """The requantize stage the controls change: the chain's last one (None if none)."""
+        """The requantize stage the controls change: the chain's last one (None if none).
+        Read its ``bits``, ``dither`` and ``shaping`` for the current settings."""
         return _last_requantize(self.chain)
 
+    def set_bits(self, bits: int) -> int:
+        """Crossfade to the chain with the controlled stage at ``bits`` (1-32); returns them."""
+        return self._edit(bits=bits).bits
+
+    def set_dither(self, dither: str) -> str:
+        """Crossfade to the chain with the controlled stage's dither ``dither`` (one of
+        :data:`DITHERS`, at its amplitude); returns it."""
+        return self._edit(dither=dither).dither
+
+    def set_shaping(self, shaping: str | dict | None) -> dict:
+        """Crossfade to the chain with the controlled stage's noise shaping ``shaping``
+        (as :class:`~rtq.stages.Requantize` takes it: a table name, ``"none"``/None,
+        ``{"coefficients": [...]}`` or ``{"order": K, "band_hz": B}``); returns it,
+        normalised.  A table with no entry at the stream's rate raises PresetError."""
+        return self._edit(shaping=shaping).shaping
+
+    def change_bits(self, delta: int) -> int:
+        """:meth:`set_bits` to the current bits plus ``delta`` (an integer), kept within 1-32."""
+        delta = checked_integer(delta, "delta")
+        return self.set_bits(min(max(self._controlled().bits + delta, BITS_RANGE[0]), BITS_RANGE[1]))
+
+    def cycle_dither(self) -> str:
+        """:meth:`set_dither` to the next of :data:`DITHERS`; returns it."""
+        dither = self._controlled().dither
+        return self.set_dither(DITHERS[(DITHERS.index(dither) + 1) % len(DITHERS)])
+
+    def cycle_shaping(self) -> str:
+        """:meth:`set_shaping` to the next of :data:`SHAPINGS` that has a table at this
+        rate (``none`` included); returns its name."""
+        stage = self._controlled()
+        current = stage.shaping.get("name", "none")
+        start = SHAPINGS.index(current) if current in SHAPINGS else 0
+        for k in range(1, len(SHAPINGS) + 1):
+            name = SHAPINGS[(start + k) % len(SHAPINGS)]
+            try:
+                self.set_shaping(name)
+                return name
+            except PresetError:
+                continue
+        return current
+
+    def set_bypass(self, on: bool = True) -> None:
+        """Hear the dry input, delayed by the alignment latency (``on``), or the chain."""
+        self._check_open()
+        self.engine.bypass(bool(on))
+
+    def set_solo(self, on: bool = True, gain_db: float | None = None) -> None:
+        """Hear the error the chain adds beyond its gain, amplified by ``gain_db`` (0-120
+        dB; default: the last one, initially :data:`~rtq.live.engine.SOLO_GAIN_DB`), or
+        (``on`` false) the chain.  The amplified error is clipped at full scale: a coarse
+        quantizer's error at +40 dB would otherwise go far past it."""
+        self._check_open()
+        self.engine.solo(bool(on), gain_db)
+
+    def toggle_bypass(self) -> bool:
+        """:meth:`set_bypass` to the other state; returns whether bypass is on."""
+        self.set_bypass(self.mode != "bypass")
+        return self.mode == "bypass"
+
+    def toggle_solo(self, gain_db: float | None = None) -> bool:
+        """:meth:`set_solo` to the other state; returns whether error solo is on."""
+        self.set_solo(self.mode != "solo", gain_db)
+        return self.mode == "solo"
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise RtqError("the live session is closed")
+
     def _controlled(self) -> Requantize:
+        self._check_open()
         stage = self.quantizer()
         if stage is None:
             raise RtqError("this chain has no requantize stage to change")
         return stage
 
     def _edit(self, **changes) -> Requantize:
-        """Crossfade to a copy of the chain whose controlled stage has ``changes``."""
+        """Crossfade to a copy of the chain whose controlled stage has ``changes``, checked
+        as :class:`~rtq.stages.Requantize` checks its arguments; returns that stage."""
+        current = self._controlled()
+        params = {"bits": current.bits, "dither": current.dither, "shaping": current.shaping, **changes}
+        checked = Requantize(params["bits"], params["dither"], current.amplitude, params["shaping"],
+                             where=current.where)
         chain = copy.deepcopy(self.chain)
         stage = _last_requantize(chain)
-        for key, value in changes.items():
-            setattr(stage, key, value)
+        stage.bits, stage.dither, stage.shaping = checked.bits, checked.dither, checked.shaping
         self.engine.switch(chain)
         return stage
-
-    def change_bits(self, delta: int) -> int:
-        bits = min(max(self._controlled().bits + delta, 1), 32)
-        return self._edit(bits=bits).bits
-
-    def cycle_dither(self) -> str:
-        dither = self._controlled().dither
-        return self._edit(dither=DITHERS[(DITHERS.index(dither) + 1) % len(DITHERS)]).dither
-
-    def cycle_shaping(self) -> str:
-        """Next shaping table that exists at this rate (none included)."""
-        stage = self._controlled()
-        current = stage.shaping.get("name", "none")
-        start = SHAPINGS.index(current) if current in SHAPINGS else 0
-        for k in range(1, len(SHAPINGS) + 1):
-            name = SHAPINGS[(start + k) % len(SHAPINGS)]
-            shaping = {"kind": "none"} if name == "none" else {"kind": "table", "name": name}
-            try:
-                self._edit(shaping=shaping)
-                return name
-            except PresetError:
-                continue
-        return current
-
-    def toggle_bypass(self) -> bool:
-        on = self.engine.mode != "bypass"
-        self.engine.bypass(on)
-        return on
-
-    def toggle_solo(self, gain_db: float = 40.0) -> bool:
-        on = self.engine.mode != "solo"
-        self.engine.solo(on, gain_db)
-        return on
 
     # -- status ---------------------------------------------------------------------
     def summary(self) -> dict:

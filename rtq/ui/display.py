@@ -71,7 +71,7 @@ KEYMAP: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("d",), "dither", "next dither: none, rpdf, tpdf, tpdf-hp, gaussian"),
     (("s",), "shaping", "next noise shaping that exists at this rate"),
     (("b",), "bypass", "bypass on/off (hear the input)"),
-    (("e",), "solo", "error solo on/off (hear the error, +40 dB)"),
+    (("e",), "solo", "error solo on/off (hear the error, +40 dB, clipped at full scale)"),
     (("n", "right"), "next_preset", "next shipped preset"),
     (("p", "left"), "prev_preset", "previous shipped preset"),
     (("tab", "m"), "next_stage", "meter the next stage (quantizers, then end to end)"),
@@ -469,7 +469,7 @@ class LiveDisplay:
             elif action == "bypass":
                 self.say("bypass on" if s.toggle_bypass() else "bypass off")
             elif action == "solo":
-                self.say("error solo on (+40 dB)" if s.toggle_solo() else "error solo off")
+                self.say(f"error solo on ({s.solo_gain_db:+g} dB)" if s.toggle_solo() else "error solo off")
             elif action == "next_preset":
                 self.say(f"preset: {s.next_preset(1)}")
             elif action == "prev_preset":

@@ -1,0 +1,106 @@
+"""LiveSession's control API as a listening test uses it: setters, state, argument
+checks, a closed session, the alignment latency (on the JACK dummy server; the stream
+is opened but not started, so each switch completes at once)."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rtq.errors import PresetError, RtqError, UsageError
+
+RATE = 48000
+
+
+@pytest.fixture
+def session(jack_server):
+    from rtq.live.session import LiveSession
+
+    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source="tone:1000:-20")
+    yield session
+    session.close()
+
+
+def test_setters_change_the_controlled_stage_and_report_it(session):
+    assert (session.quantizer().bits, session.quantizer().dither, session.mode) == (16, "tpdf", "normal")
+    assert session.set_bits(12) == 12 and session.quantizer().bits == 12
+    assert session.change_bits(-20) == 1 and session.change_bits(+40) == 32
+    assert session.set_dither("rpdf") == "rpdf" and session.quantizer().dither == "rpdf"
+    assert session.set_shaping("shibata") == {"kind": "table", "name": "shibata"}
+    assert session.set_shaping({"order": 3}) == {"kind": "design", "order": 3, "band_hz": None}
+    assert session.set_shaping(None) == {"kind": "none"}
+    assert session.engine.switches == 7
+    session.set_bypass(True)
+    assert session.mode == "bypass"
+    session.set_solo(True, 30.0)
+    assert (session.mode, session.solo_gain_db) == ("solo", 30.0)
+    assert session.toggle_solo() is False and session.mode == "normal"
+    assert session.toggle_solo() is True and session.solo_gain_db == 30.0   # the last gain is kept
+    session.set_bypass(False)
+    assert session.mode == "normal"
+
+
+@pytest.mark.parametrize("control, value", [
+    ("set_bits", 0.5), ("set_bits", 33), ("change_bits", 0.5), ("change_bits", "x"),
+    ("set_dither", "blue"), ("set_shaping", "nope"), ("set_shaping", {"order": 9}),
+])
+def test_bad_values_are_refused_and_the_chain_keeps_playing(session, control, value):
+    with pytest.raises(ValueError):
+        getattr(session, control)(value)
+    stage = session.quantizer()
+    assert (stage.bits, stage.dither, stage.shaping) == (16, "tpdf", {"kind": "none"})
+    assert session.engine.switches == 0
+
+
+@pytest.mark.parametrize("gain_db", [-1.0, 121.0, math.nan, "40"])
+def test_solo_gain_out_of_range_is_refused(session, gain_db):
+    with pytest.raises(ValueError, match="solo gain_db"):
+        session.set_solo(True, gain_db)
+    assert session.mode == "normal" and session.solo_gain_db == 40.0
+
+
+def test_a_shaping_table_missing_at_the_rate_is_a_preset_error(session):
+    with pytest.raises(PresetError, match="no table for 48000 Hz"):
+        session.set_shaping("high-shibata")   # 44.1 kHz only
+    assert session.quantizer().shaping == {"kind": "none"}
+
+
+def test_a_closed_session_refuses_every_control(session):
+    session.close()
+    for call in (lambda: session.set_bypass(True), lambda: session.toggle_bypass(),
+                 lambda: session.set_solo(True), lambda: session.set_bits(8), lambda: session.cycle_dither(),
+                 lambda: session.switch_preset("tpdf-24"), lambda: session.next_preset(), lambda: session.start(),
+                 lambda: session.run(0.1)):
+        with pytest.raises(RtqError, match="the live session is closed"):
+            call()
+    session.close()   # still idempotent
+
+
+def test_align_latency_is_the_listening_tests_choice(jack_server):
+    """The README's listening-test example, with the session as a context manager."""
+    from rtq.live.session import LiveSession
+
+    with LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source="noise:-30", align_latency=107) as session:
+        assert session.engine.align == 107
+        session.start()
+        session.switch_preset("dsd64-1bit")   # 107 samples: no misaligned crossfade
+        session.set_bypass(True)
+        assert session.engine.align == 107 and session.mode == "bypass" and session.chain.name == "dsd64-1bit"
+    assert session.closed
+    for bad in (9000, -1, 7.5):
+        with pytest.raises(ValueError, match="align_latency must be an integer from 0 to 8192"):
+            LiveSession("tpdf-16", source="noise:-30", align_latency=bad)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"samplerate": 48}, "--samplerate must be a whole number of Hz from 1000 to 768000, got 48"),
+    ({"samplerate": 44100.5}, "--samplerate must be a whole number of Hz from 1000 to 768000, got 44100.5"),
+    ({"blocksize": 3.5}, "--blocksize must be 0 (host's choice) or a whole number of frames, not 3.5"),
+    ({"channels": 0}, "--channels must be a whole number at least 1, not 0"),
+])
+def test_session_arguments_are_checked_first(jack_server, options, message):
+    from rtq.live.session import LiveSession
+
+    with pytest.raises(UsageError) as caught:
+        LiveSession("tpdf-16", source="tone:1000:-20", **options)
+    assert str(caught.value) == message
