@@ -168,8 +168,31 @@ def test_gain_within_its_estimation_noise_counts_as_unity():
     gain = np.sum(ref * proc) / np.sum(ref ** 2)
     applied, sigma = _applied_gain(ref, proc, gain)
     assert sigma == pytest.approx(1e-4, rel=0.05) and applied == 1.0
-    applied, _ = _applied_gain(ref, proc * 1.002, gain * 1.002)    # 20 sigma away: real
-    assert applied == pytest.approx(gain * 1.002)
+    applied, _ = _applied_gain(ref, proc * 1.02, gain * 1.02)      # 200 sigma, above the error: real
+    assert applied == pytest.approx(gain * 1.02)
+    # 20 sigma away but contributing 2e-4 RMS against an error of 1e-3: a change this small
+    # cannot be told from an error that follows the signal, so it is measured as error.
+    applied, _ = _applied_gain(ref, proc * 1.002, gain * 1.002)
+    assert applied == 1.0
+
+
+def test_undithered_tone_is_measured_at_unity_gain(tmp_path):
+    """16-bit rounding (no dither) of a 1 kHz tone at 48 kHz: the error follows the
+    signal, and a fitted gain (-0.000375 dB) took part of it away (channel 1 read
+    -103.58 dBFS, channel 2 -99.34, against -101.01 and -99.81).  At unity gain the
+    figures are the true error's: those of processed - reference, to 0.01 dB."""
+    rate = 48000
+    t = np.arange(2 * rate)[:, None] / rate
+    x = np.sqrt(2) * np.array([0.1, 0.05]) * np.sin(2 * np.pi * 1000 * t)
+    sf.write(tmp_path / "ref.wav", x, rate, subtype="PCM_24")
+    x = sf.read(tmp_path / "ref.wav")[0]
+    y = np.rint(x / Q16) * Q16
+    sf.write(tmp_path / "proc.wav", y, rate, subtype="PCM_16")
+    result = analyze_files(tmp_path / "ref.wav", tmp_path / "proc.wav")
+    assert result["alignment"]["gain_applied_db"] == 0.0
+    direct = 20 * np.log10(np.sqrt(np.mean((y - x) ** 2, axis=0)))
+    np.testing.assert_allclose(result["stages"][0]["rms_dbfs"], direct, atol=0.01)
+    assert direct[0] == pytest.approx(20 * np.log10(Q16 / np.sqrt(12)), abs=0.2)   # q^2/12: -101.1 dBFS
 
 
 def test_files_without_error_say_so_instead_of_n_a(tmp_path, capsys):

@@ -5,9 +5,10 @@ seconds (lag within ``--max-lag``, gain by least squares, see
 :func:`rtq.meter.align.align`), then both files are streamed block by block through an
 :class:`~rtq.meter.measure.ErrorMeter` with ``x = gain * reference`` and
 ``y = processed`` over their overlap, so memory stays bounded for any length.  A gain
-estimate within four standard deviations of unity is taken as exactly unity (see
-``_applied_gain``: applying the estimate's own noise would add a scaled copy of the
-reference to the error).
+estimate within four standard deviations of unity, or whose level change is no larger
+than the error left after it, is taken as exactly unity (see ``_applied_gain``: applying
+the estimate's own noise, or an error that follows the signal, would add a scaled copy
+of the reference to the error or take part of the error away).
 
 The error is therefore what PROCESSED holds beyond a scaled, delayed copy of
 REFERENCE.  Its word length (for the figures in LSB, the histogram and bit usage) is
@@ -154,13 +155,23 @@ def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:
     measured error -- enough to fill the deep notches of a noise-shaped error spectrum
     by a few dB.  So a gain within ``UNITY_SIGMAS`` sigma of 1 counts as unity (the
     process did not change the level) and 1 is applied exactly.
+
+    An error that follows the signal (undithered quantization of a tone) moves ``g`` far
+    more than sigma: up to ``rms(e) / rms(ref)``, and the fitted gain then takes that part
+    of the error away (a 16-bit rounding of a 1 kHz tone at 48 kHz read -103.6 dBFS
+    instead of its -101.0).  A level change whose contribution ``|g - 1| rms(ref)`` is no
+    larger than the error left after it cannot be told from such an error, so it counts
+    as unity too, and is measured as part of the error; a real gain stage (0.1 dB is
+    1.2 %) stands far above any quantization error and is applied.
     """
     import numpy as np
 
     energy = float(np.sum(ref * ref))
     residual = proc - gain * ref
-    sigma = float(np.sqrt(np.mean(residual * residual) / energy)) if energy > 0 else 0.0
-    return (1.0 if abs(gain - 1.0) <= UNITY_SIGMAS * sigma else gain), sigma
+    mean_square = float(np.mean(residual * residual))
+    sigma = float(np.sqrt(mean_square / energy)) if energy > 0 else 0.0
+    within_error = abs(gain - 1.0) * np.sqrt(energy / ref.size) <= np.sqrt(mean_square)
+    return (1.0 if abs(gain - 1.0) <= UNITY_SIGMAS * sigma or within_error else gain), sigma
 
 
 def _fmt(values, unit: str = "", digits: int = 2, exact=None) -> str:
@@ -190,7 +201,7 @@ def print_summary(result: dict, stream=None) -> None:
     lines = [
         f"lag:         {a['lag_samples']} samples ({a['lag_ms']:.3f} ms, {which})",
         f"gain:        {a['gain_db']:+.3f} dB (processed vs reference, +-{a['gain_sigma_db']:.1g} dB)"
-        + ("; unity within the estimate's noise, none applied"
+        + ("; taken as unity (within the estimate's noise or the error), none applied"
            if a["gain_applied_db"] == 0.0 and a["gain_db"] != 0.0 else ""),
         f"measured:    {a['frames']} frames ({a['frames'] / rate:.3f} s) at {rate:g} Hz, "
         f"{result['channels']} channel{'s' if result['channels'] > 1 else ''}",
