@@ -193,7 +193,11 @@ def _open_input(path: Path) -> sf.SoundFile:
         src = sf.SoundFile(str(path))
     except (sf.LibsndfileError, RuntimeError, OSError) as err:
         raise UsageError(f"{path}: not a readable audio file ({err})") from None
-    check_file_rate(src.samplerate, path)
+    try:
+        check_file_rate(src.samplerate, path)
+    except UsageError:
+        src.close()
+        raise
     return src
 
 

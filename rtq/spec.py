@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -64,10 +65,13 @@ def stream_rate(value, name: str = "sample_rate") -> float:
     else a ValueError naming ``name``: the one rule for ``--samplerate``, files' rates and
     ``prepare``."""
     lo, hi = STREAM_RATE_HZ
-    real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if real and math.isfinite(value) and float(value).is_integer() and lo <= value <= hi:
-        return float(value)
-    shown = f"{value:g}" if real else repr(value)
+    try:   # a number of any kind (numpy scalars and 0-d arrays too), not a bool or text
+        rate = math.nan if isinstance(value, (bool, str, bytes)) else float(value)
+    except (TypeError, ValueError, OverflowError):
+        rate = math.nan
+    if rate.is_integer() and lo <= rate <= hi:
+        return rate
+    shown = f"{rate:g}" if not math.isnan(rate) or isinstance(value, float) else reprlib.repr(value)
     raise ValueError(f"{name} must be a whole number of Hz from {lo} to {hi}, got {shown}")
 
 

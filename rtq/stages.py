@@ -22,7 +22,7 @@ from .dsp.requantize import (DITHER_CODES, RESET_AFTER_OVERLOADS, HISTORY_SLACK,
 from .dsp.rng import stream_seed
 from .errors import PresetError
 from .processor import Processor
-from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, checked_integer, checked_number
+from .spec import BITS_RANGE, GAIN_DB_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, STREAM_RATE_HZ, checked_integer, checked_number
 from .program import (OP_COMPAND, OP_GAIN, OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP, OP_REQUANTIZE,
                       ProgramBuilder)
 
@@ -62,7 +62,8 @@ class RateRange:
         return first, self.high if self.high == math.inf else math.floor(self.high)
 
 
-ANY_RATE = (RateRange(0.0, math.inf, True),)
+# What no stage limits: the stream rates rtq runs at all (spec.STREAM_RATE_HZ).
+ANY_RATE = (RateRange(float(STREAM_RATE_HZ[0]), float(STREAM_RATE_HZ[1])),)
 
 
 @dataclass(frozen=True)
@@ -300,8 +301,16 @@ def _normalise_shaping(shaping_param) -> dict:
         if shaping_param not in shaping.TABLES:
             raise ValueError(f"unknown shaping {shaping_param!r}; choose from {', '.join(shaping.TABLE_NAMES)}")
         return {"kind": "table", "name": shaping_param}
-    if "kind" in shaping_param:
-        return dict(shaping_param)
+    if "kind" in shaping_param:   # the normalised form (what a stage holds): checked the same way
+        kind, fields = shaping_param["kind"], set(shaping_param) - {"kind"}
+        if kind == "none" and not fields:
+            return {"kind": "none"}
+        if kind == "table" and fields == {"name"}:
+            return _normalise_shaping(shaping_param["name"])
+        if kind == "fir" and fields == {"coefficients"}:
+            return _normalise_shaping({"coefficients": shaping_param["coefficients"]})
+        if kind == "design" and fields <= {"order", "band_hz"}:
+            return _normalise_shaping({key: shaping_param[key] for key in fields})
     if set(shaping_param) == {"coefficients"}:
         return {"kind": "fir", "coefficients": tuple(checked_number(c, "shaping.coefficients[]")
                                                      for c in shaping_param["coefficients"])}

@@ -168,12 +168,26 @@ def test_gain_within_its_estimation_noise_counts_as_unity():
     gain = np.sum(ref * proc) / np.sum(ref ** 2)
     applied, sigma = _applied_gain(ref, proc, gain)
     assert sigma == pytest.approx(1e-4, rel=0.05) and applied == 1.0
-    applied, _ = _applied_gain(ref, proc * 1.02, gain * 1.02)      # 200 sigma, above the error: real
-    assert applied == pytest.approx(gain * 1.02)
-    # 20 sigma away but contributing 2e-4 RMS against an error of 1e-3: a change this small
-    # cannot be told from an error that follows the signal, so it is measured as error.
-    applied, _ = _applied_gain(ref, proc * 1.002, gain * 1.002)
+    applied, _ = _applied_gain(ref, proc * 1.002, gain * 1.002)    # 20 sigma away: real
+    assert applied == pytest.approx(gain * 1.002)
+    # Under 0.01 dB and no larger than the error: unity (an error that follows the signal
+    # moves the fit that much), and measured as error.
+    applied, _ = _applied_gain(ref, proc * 1.0008, gain * 1.0008)
     assert applied == 1.0
+
+
+def test_a_real_gain_before_a_coarse_quantizer_is_applied(tmp_path):
+    """-1 dB, then 4-bit TPDF (error 0.036 RMS) on noise at -20 dBFS (0.1 RMS): the
+    gain's contribution (0.011 RMS) is smaller than the error, and still applied."""
+    x = noise(FS, 2, level_db=-20, seed=12)
+    q = 2.0 ** -3
+    rng = np.random.default_rng(2)
+    y = np.rint(x * 10 ** (-1 / 20) / q + rng.random(x.shape) + rng.random(x.shape) - 1.0) * q
+    sf.write(tmp_path / "ref.wav", x, FS, subtype="FLOAT")
+    sf.write(tmp_path / "proc.wav", y, FS, subtype="FLOAT")
+    result = analyze_files(tmp_path / "ref.wav", tmp_path / "proc.wav")
+    assert result["alignment"]["gain_applied_db"] == pytest.approx(-1.0, abs=0.05)
+    np.testing.assert_allclose(result["stages"][0]["rms_dbfs"], 20 * np.log10(q / 2), atol=0.1)   # TPDF: q^2/4
 
 
 def test_undithered_tone_is_measured_at_unity_gain(tmp_path):

@@ -57,11 +57,19 @@ def test_validate_names_every_limit_of_a_preset_no_rate_can_run(files, capsys):
     (files / "clash.yaml").write_text(GOOD + BAND)
     assert main(["validate", "band.yaml", "clash.yaml"]) == 2
     out, err = capsys.readouterr()
-    assert out == "band.yaml: ok; stream rates above 60000 Hz\n"
+    assert out == "band.yaml: ok; stream rates 60001-768000 Hz\n"
     assert err == ("clash.yaml: no stream rate can run this preset: "
                    "clash.yaml:3:51: shaping 'shibata' has tables for 22050, 32000, 37800, 44100, 48000 Hz (+-5 %); "
                    "clash.yaml:7:42: band_hz 120000 needs the stage to run above 240000 Hz "
-                   "(it runs at x4: stream rates above 60000 Hz)\n")
+                   "(it runs at x4: stream rates above 60000 Hz) (rtq runs streams at 1000-768000 Hz)\n")
+
+
+def test_validate_refuses_a_band_only_rates_rtq_does_not_run_could_hold(files, capsys):
+    (files / "wide.yaml").write_text("chain:\n" + BAND.replace("120000", "2000000"))   # streams above 1 MHz
+    assert main(["validate", "wide.yaml"]) == 2
+    out, err = capsys.readouterr()
+    assert out == "" and err.startswith("wide.yaml: no stream rate can run this preset: ")
+    assert err.endswith("(rtq runs streams at 1000-768000 Hz)\n")
 
 
 def test_validate_at_a_rate_prepares_the_chain(files, capsys):

@@ -5,8 +5,8 @@ seconds (lag within ``--max-lag``, gain by least squares, see
 :func:`rtq.meter.align.align`), then both files are streamed block by block through an
 :class:`~rtq.meter.measure.ErrorMeter` with ``x = gain * reference`` and
 ``y = processed`` over their overlap, so memory stays bounded for any length.  A gain
-estimate within four standard deviations of unity, or whose level change is no larger
-than the error left after it, is taken as exactly unity (see ``_applied_gain``: applying
+estimate within four standard deviations of unity, or under 0.01 dB with a level change
+no larger than the error left after it, is taken as exactly unity (see ``_applied_gain``: applying
 the estimate's own noise, or an error that follows the signal, would add a scaled copy
 of the reference to the error or take part of the error away).
 
@@ -24,6 +24,7 @@ import sys
 ALIGN_S = 30.0
 BLOCK_FRAMES = 1 << 16
 UNITY_SIGMAS = 4.0
+UNITY_MAX_DB = 0.01   # smaller level changes may be an error that follows the signal
 SUBTYPE_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 
 
@@ -159,10 +160,12 @@ def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:
     An error that follows the signal (undithered quantization of a tone) moves ``g`` far
     more than sigma: up to ``rms(e) / rms(ref)``, and the fitted gain then takes that part
     of the error away (a 16-bit rounding of a 1 kHz tone at 48 kHz read -103.6 dBFS
-    instead of its -101.0).  A level change whose contribution ``|g - 1| rms(ref)`` is no
-    larger than the error left after it cannot be told from such an error, so it counts
-    as unity too, and is measured as part of the error; a real gain stage (0.1 dB is
-    1.2 %) stands far above any quantization error and is applied.
+    instead of its -101.0).  So a gain under :data:`UNITY_MAX_DB` whose contribution
+    ``|g - 1| rms(ref)`` is no larger than the error left after it counts as unity too,
+    and is measured as part of the error: such an error moves ``g`` by thousandths of a
+    dB (0.0004 dB there), while gain settings go in steps of 0.01 dB or more, and a real
+    gain before a coarse quantizer (-1 dB, then 4 bits) may contribute less than the
+    error and is still applied.
     """
     import numpy as np
 
@@ -170,7 +173,8 @@ def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:
     residual = proc - gain * ref
     mean_square = float(np.mean(residual * residual))
     sigma = float(np.sqrt(mean_square / energy)) if energy > 0 else 0.0
-    within_error = abs(gain - 1.0) * np.sqrt(energy / ref.size) <= np.sqrt(mean_square)
+    within_error = (abs(20.0 * np.log10(gain)) < UNITY_MAX_DB
+                    and abs(gain - 1.0) * np.sqrt(energy / ref.size) <= np.sqrt(mean_square))
     return (1.0 if abs(gain - 1.0) <= UNITY_SIGMAS * sigma or within_error else gain), sigma
 
 

@@ -15,7 +15,7 @@ import argparse
 from rtq.errors import PresetError
 from rtq.presets import load_preset
 from rtq.commands import report_error
-from rtq.spec import check_samplerate
+from rtq.spec import STREAM_RATE_HZ, check_samplerate
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -49,7 +49,8 @@ def _check(file: str, rate: float | None) -> str:
     ranges, limits = usable_rates(chain.stages)
     if not ranges:
         raise PresetError(f"{file}: no stream rate can run this preset: "
-                          + "; ".join(f"{limit.where}: {limit.reason}" for limit in limits))
+                          + "; ".join(f"{limit.where}: {limit.reason}" for limit in limits)
+                          + f" (rtq runs streams at {STREAM_RATE_HZ[0]}-{STREAM_RATE_HZ[1]} Hz)")
     if rate is not None:
         chain.check(rate)
         return f"ok at {rate:g} Hz"

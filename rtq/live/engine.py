@@ -12,8 +12,9 @@ and makes one compiled call that
    ``D - chain latency``, so dry, A and B stay time-aligned;
 4. mixes ``out = gw * wet + gd * dry`` where the gains ramp linearly to their targets:
    normal ``(1, 0)``, bypass ``(0, 1)``, error solo ``(G, -G * chain gain)`` (the error
-   the chain adds beyond its gain, amplified by ``G``, and clipped at full scale while a
-   gain exceeds 1: a 4-bit quantizer's error at +40 dB reached 5.9 times full scale);
+   the chain adds beyond its gain, amplified by ``G``, and clipped at full scale while
+   solo fades in, plays or fades out: a 4-bit quantizer's error at +40 dB reached 5.9
+   times full scale);
    a chain switch crossfades the
    wet signal from the old chain to the new one with equal gains (the two are
    correlated).  The incoming chain starts from a fresh state at the request, and what
@@ -160,7 +161,7 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
         w = (pos + t) & mask
         gw = _ramp(fctl, GAIN_WET, TARGET_WET, STEP_WET)
         gd = _ramp(fctl, GAIN_DRY, TARGET_DRY, STEP_DRY)
-        amplified = gw > 1.0 or abs(gd) > 1.0   # error solo, or fading to or from it
+        soloed = gw > 1.0 or gd < 0.0   # error solo, or fading to or from it (normal: 1, 0 exactly)
         mix = 0.0
         if fading:
             mix = min(max((eng[XF_POS] + t + 1 - d_dry) / xf_len, 0.0), 1.0)
@@ -172,7 +173,7 @@ def engine_process(eng, fctl, src, wet, dry, rings, source, noise, inp, out, n):
                 rings[other, c, w] = wet[other, t, c]
                 value += mix * (rings[other, c, (w - d_b) & mask] - value)
             v = gw * value + gd * dry[c, (w - d_dry) & mask]
-            out[t, c] = min(max(v, -1.0), 1.0) if amplified else v
+            out[t, c] = min(max(v, -1.0), 1.0) if soloed else v
     eng[RING_POS] = (pos + n) & mask
     eng[FRAMES] += n
     if fading:
@@ -271,9 +272,10 @@ class LiveEngine:
         self.channels = int(channels)
         self.max_block = int(blocksize) if blocksize else 1024
         self.fade = max(1, int(round(fade_ms * 1e-3 * self.samplerate)))
+        if align_latency is not None:
+            checked_integer(align_latency, "align_latency", 0, MAX_ALIGN)
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
-        self.align = (int(round(chain.latency)) if align_latency is None
-                      else checked_integer(align_latency, "align_latency", 0, MAX_ALIGN))
+        self.align = int(round(chain.latency)) if align_latency is None else int(align_latency)
         if self.align > MAX_ALIGN:
             raise ValueError(f"chain latency {self.align} exceeds the {MAX_ALIGN} samples the engine can align")
         self._slots = [chain, None]

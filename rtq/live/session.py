@@ -27,7 +27,8 @@ import numpy as np
 from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
-from ..spec import BITS_RANGE, PresetSpec, check_file_rate, check_samplerate, checked_integer, requirement
+from ..spec import (BITS_RANGE, STREAM_RATE_HZ, PresetSpec, check_file_rate, check_samplerate, checked_integer,
+                    requirement, stream_rate)
 from ..stages import Requantize
 from .quiet import silenced_stderr
 from .wakeup import WakeupLatency
@@ -109,12 +110,13 @@ def _file_source(path: str, channels: int) -> Source:
     if not os.path.exists(path):
         raise UsageError(f"--input {path}: no such file (or use tone:HZ:DBFS / noise:DBFS)")
     try:
-        data, rate = sf.read(path, dtype="float64", always_2d=True)
+        with sf.SoundFile(path) as audio:
+            check_file_rate(audio.samplerate, f"--input {path}")
+            data, rate = audio.read(dtype="float64", always_2d=True), audio.samplerate
     except (sf.LibsndfileError, RuntimeError) as err:
         raise UsageError(f"--input {path}: not a readable audio file ({err})") from None
     if not len(data):
         raise UsageError(f"--input {path}: the file holds no audio")
-    check_file_rate(rate, f"--input {path}")
     if data.shape[1] == 1 and channels > 1:
         data = np.repeat(data, channels, axis=1)
     elif data.shape[1] != channels:
@@ -515,10 +517,17 @@ def _last_requantize(chain: Chain) -> Requantize | None:
 
 
 def _default_output_rate() -> float:
+    """The default output device's default rate, to whole Hz (PortAudio reports ALSA's as
+    a ratio, not always whole); a UsageError if rtq runs no stream at it."""
     from .devices import devices
 
     outs = [d for d in devices() if d.is_default_output] or [d for d in devices() if d.max_output_channels]
-    return outs[0].default_samplerate if outs else 48000.0
+    reported = outs[0].default_samplerate if outs else 48000.0
+    try:
+        return stream_rate(round(reported))
+    except ValueError:
+        raise UsageError(f"the output device's default rate, {reported:g} Hz, is not a stream rate rtq runs "
+                         f"(whole Hz from {STREAM_RATE_HZ[0]} to {STREAM_RATE_HZ[1]}); use --samplerate") from None
 
 
 def format_summary(summary: dict) -> str:

@@ -114,16 +114,19 @@ def test_error_solo_plays_the_amplified_error():
     assert abs(rms_lsb - 0.5) < 0.01                                  # TPDF: q^2/4
 
 
-def test_error_solo_of_a_coarse_quantizer_is_clipped_at_full_scale():
-    """4-bit TPDF error at +40 dB would peak near 19 times full scale: the solo output
-    is the amplified error where that stays within +-1, and +-1 where it does not."""
+@pytest.mark.parametrize("bits, gain_db", [(4, 40.0), (1, 0.0)])
+def test_error_solo_of_a_coarse_quantizer_is_clipped_at_full_scale(bits, gain_db):
+    """4-bit TPDF error at +40 dB would peak at 18 times full scale, a 1-bit one at 0 dB
+    at 1.6 times: the solo output is the amplified error where that stays within +-1,
+    and +-1 where it does not."""
     x = signal(20000)
-    stages = lambda: [Requantize(4, "tpdf")]
+    stages = lambda: [Requantize(bits, "tpdf")]
     engine = make_engine(Chain(stages(), seed=2))
-    engine.solo(True, gain_db=40.0)
+    engine.solo(True, gain_db=gain_db)
     out = pump(engine, x, [64]).astype(np.float64)[engine.fade:]
-    amplified = (100.0 * (Chain(stages(), seed=2)(x.astype(np.float64), RATE) - x.astype(np.float64)))[engine.fade:]
-    assert np.abs(amplified).max() > 10.0
+    error = Chain(stages(), seed=2)(x.astype(np.float64), RATE) - x.astype(np.float64)
+    amplified = (10 ** (gain_db / 20) * error)[engine.fade:]
+    assert np.abs(amplified).max() > 1.5
     inside = np.abs(amplified) <= 1.0
     assert 0.05 < inside.mean() < 0.95
     np.testing.assert_allclose(out[inside], amplified[inside], atol=1e-6)

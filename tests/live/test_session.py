@@ -29,7 +29,9 @@ def test_setters_change_the_controlled_stage_and_report_it(session):
     assert session.set_shaping("shibata") == {"kind": "table", "name": "shibata"}
     assert session.set_shaping({"order": 3}) == {"kind": "design", "order": 3, "band_hz": None}
     assert session.set_shaping(None) == {"kind": "none"}
-    assert session.engine.switches == 7
+    shibata = session.set_shaping("shibata")
+    assert session.set_shaping(shibata) == shibata            # what it returns, it takes back
+    assert session.engine.switches == 9
     session.set_bypass(True)
     assert session.mode == "bypass"
     session.set_solo(True, 30.0)
@@ -43,6 +45,8 @@ def test_setters_change_the_controlled_stage_and_report_it(session):
 @pytest.mark.parametrize("control, value", [
     ("set_bits", 0.5), ("set_bits", 33), ("change_bits", 0.5), ("change_bits", "x"),
     ("set_dither", "blue"), ("set_shaping", "nope"), ("set_shaping", {"order": 9}),
+    ("set_shaping", {"kind": "table", "name": "bogus"}), ("set_shaping", {"kind": "design", "order": 99}),
+    ("set_shaping", {"kind": "fir", "coefficients": ["x"]}), ("set_shaping", {"kind": "table"}),
 ])
 def test_bad_values_are_refused_and_the_chain_keeps_playing(session, control, value):
     with pytest.raises(ValueError):
