@@ -13,8 +13,8 @@ and makes one compiled call that
 4. mixes ``out = gw * wet + gd * dry`` where the gains ramp linearly to their targets:
    normal ``(1, 0)``, bypass ``(0, 1)``, error solo ``(G, -G * chain gain)`` (the error
    the chain adds beyond its gain, amplified by ``G``, and clipped at full scale while
-   solo fades in, plays or fades out: a 4-bit quantizer's error at +40 dB reached 5.9
-   times full scale);
+   solo fades in, plays or fades out: a plain 4-bit TPDF quantizer's error at +40 dB
+   peaks at 18 times full scale);
    a chain switch crossfades the
    wet signal from the old chain to the new one with equal gains (the two are
    correlated).  The incoming chain starts from a fresh state at the request, and what
