@@ -43,7 +43,7 @@ def _server_problem(name: str) -> str | None:
         return f"no JACK server {name!r} (run tools/test.sh)"
     finally:
         jack.set_error_function()
-    import sounddevice as sd
+    from rtq.live.portaudio import sd   # as rtq imports it: its JACK client is "rtq"
 
     if not any(api["name"].startswith("JACK") for api in sd.query_hostapis()):
         return f"PortAudio does not list JACK: server {name!r} started after sounddevice was imported"

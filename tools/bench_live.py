@@ -368,7 +368,7 @@ def time_to_first_audio(server: JackServer, preset: str, starts: int) -> list[tu
                 appeared.wait(0.005)
                 appeared.clear()
                 try:
-                    ports = sorted(p.name for p in client.get_ports("PortAudio", is_output=True, is_audio=True)
+                    ports = sorted(p.name for p in client.get_ports(r"^rtq(-[0-9]+)?:", is_output=True, is_audio=True)
                                    if p.name not in before)
                 except jack.JackError:
                     continue
@@ -488,7 +488,7 @@ def main(argv=None) -> int:
     print()
     print("xruns/min: xrun notifications jackd sent its clients during the measurement (one per cycle "
           "its timer woke late, one per cycle a client had not finished: one hiccup can count twice); "
-          "causes: timer = the server's dummy driver woke late, a client name (PortAudio is rtq) = that "
+          "causes: timer = the server's dummy driver woke late, a client name = that "
           "client had not finished its cycle (running: it was still running; otherwise it had not started); load: callback time / period from rtq's histogram; PA flags: "
           "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
           "over jack_thru's, with its exact 95 % interval (Poisson counts); thread: a pure-Python "

@@ -102,7 +102,7 @@ def main(argv=None) -> int:
         print("-" * len(header))
         rtq = merged_rows["rtq"]
         rtq_us = rtq["summary"]["callback_load"]["p50"] * period_us
-        entries = [("jack_thru", 0.0, thru, "jack_thru"), (f"rtq {args.preset}", rtq_us, rtq, "PortAudio")]
+        entries = [("jack_thru", 0.0, thru, "jack_thru"), (f"rtq {args.preset}", rtq_us, rtq, "rtq")]
         entries += [(f"jack_cpu -c {p}", cpu_busy_frames(p, args.blocksize) * 1e6 / RATE, merged_rows[p], "jack-cpu")
                     for p in percents]
         for label, us, result, prefix in sorted(entries, key=lambda e: e[1]):

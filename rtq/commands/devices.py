@@ -10,10 +10,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtq.live.session import import_portaudio_quietly
-
-    import_portaudio_quietly()
-    from rtq.live.devices import devices_text
+    from rtq.live.devices import devices_text   # initialises PortAudio (rtq.live.portaudio)
 
     print(devices_text())
     return 0

@@ -10,9 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import sounddevice as sd
 
 from rtq.errors import RtqError
+from rtq.live.portaudio import sd
 
 Kind = Literal["input", "output"]
 

@@ -30,7 +30,6 @@ from ..presets import load_preset, shipped_presets
 from ..spec import (BITS_RANGE, STREAM_RATE_HZ, PresetSpec, check_file_rate, check_samplerate, checked_integer,
                     requirement, stream_rate)
 from ..stages import Requantize
-from .quiet import silenced_stderr
 from .wakeup import WakeupLatency
 
 DEFAULT_PRESET = "cd-16-shibata"
@@ -40,20 +39,6 @@ FALLBACK_SOURCE = "tone:1000:-20"
 DITHERS = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
 SHAPINGS = ("none", "first-order", "lipshitz", "f-weighted", "modified-e-weighted",
             "improved-e-weighted", "gesemann", "shibata", "low-shibata", "high-shibata")
-
-
-def import_portaudio_quietly():
-    """Import sounddevice (which initialises PortAudio) with stderr silenced.
-
-    PortAudio probes every host API on start-up; with no JACK server or no sound card,
-    libjack and ALSA print several lines of noise to stderr, which would bury rtq's own
-    one-line notice.  Returns the module.
-    """
-    if "sounddevice" in sys.modules:
-        return sys.modules["sounddevice"]
-    with silenced_stderr():
-        import sounddevice
-    return sounddevice
 
 
 @dataclass
@@ -202,7 +187,7 @@ class LiveSession:
         self.source = parse_source(source, self.channels)
         stream_latency = _latency(latency)
         explicit = any(d is not None for d in (device, input_device, output_device))
-        import_portaudio_quietly()
+        from . import portaudio  # noqa: F401  (initialises PortAudio: quietly, as rtq's JACK client)
         from .engine import LiveEngine
         from .stream import DuplexStream, NullStream, UnsupportedRate
         from .devices import devices

@@ -51,7 +51,6 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-import sounddevice as sd
 from llvmlite import ir
 from numba import types
 from numba.core.ccallback import CFunc
@@ -59,6 +58,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from rtq.errors import RtqError
+from rtq.live.portaudio import sd
 from rtq.jit import address_as_void_pointer, kernel
 from rtq.native import Entry
 from rtq.live.devices import Device, resolve

@@ -25,8 +25,8 @@ import pytest
 # The capture client, run in its own process:
 #   python -c CAPTURE_SCRIPT SERVER SECONDS OUT.npy [PORT ...]
 # Registers two input ports, prints "ready", then waits for the output ports to
-# capture: the PORTs given, or else the first two output ports of a PortAudio
-# client that appear after "ready".  It connects them (in channel order),
+# capture: the PORTs given, or else the first two output ports of the rtq client
+# (rtq.live.portaudio names it) that appear after "ready".  It connects them (in channel order),
 # prints "connected", and records every frame from the connection on until
 # SECONDS are full or the captured ports disappear.  (From the connection, not
 # from its activation: with a cold cache, compiling the chain before its ports
@@ -38,7 +38,7 @@ import pytest
 # the capture never waits for a Python interpreter: it cannot be the cause of the
 # xruns it watches for.  It does not import rtq (PortAudio would open a JACK client).
 CAPTURE_SCRIPT = r"""
-import ctypes, ctypes.util, json, sys, threading, time
+import ctypes, ctypes.util, json, re, sys, threading, time
 import jack
 import numba
 import numpy as np
@@ -122,7 +122,7 @@ while ports is None and time.monotonic() < deadline:
     if wanted:
         found = [n for n in wanted if n in names]
     else:
-        found = sorted((n for n in names if n not in before and "PortAudio" in n.split(":")[0]), key=number)[:2]
+        found = sorted((n for n in names if n not in before and re.match(r"rtq(-[0-9]+)?:", n)), key=number)[:2]
     if len(found) == 2:
         ctl[5] = 1
         for source, sink in zip(found, sinks):

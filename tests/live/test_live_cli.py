@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from rtq.live.portaudio import JACK_PORTS
 from rtq.live.wakeup import DEVICE, system_limit
 
 try:  # tests/live as a package, or (as now) as rootdir-relative modules
@@ -241,7 +243,7 @@ def check_identity(captured, reference, n, xruns):
 
 # --------------------------------------------------------------------------
 # 3. The JACK server dies under a running session.
-def wait_for_ports(env, pattern: str = "PortAudio", timeout: float = 60.0, child=None,
+def wait_for_ports(env, pattern: str = JACK_PORTS, timeout: float = 60.0, child=None,
                    connected: bool = False) -> None:
     """Poll ``jack_lsp`` (a separate process: the server may be killed) until a port matches.
 
@@ -255,7 +257,7 @@ def wait_for_ports(env, pattern: str = "PortAudio", timeout: float = 60.0, child
         lines = subprocess.run(["jack_lsp", "-c"], env=env, capture_output=True, text=True,
                                timeout=30).stdout.splitlines()
         for line, after in zip(lines, lines[1:] + [""]):
-            if pattern in line and not line.startswith(" ") and (not connected or after.startswith(" ")):
+            if re.match(pattern, line) and (not connected or after.startswith(" ")):
                 return
         time.sleep(0.05)
     pytest.fail(f"no {'connected ' if connected else ''}port matching {pattern!r} appeared")
@@ -273,7 +275,7 @@ def kill_server_under_rtq_live(server, stats, sig, *, running: bool):
                     "--stats-json", stats),
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for_ports(env, "PortAudio:out_", child=child, connected=running)
+        wait_for_ports(env, JACK_PORTS + "out_", child=child, connected=running)
         if running:
             time.sleep(0.5)
         server.kill(sig)
@@ -533,7 +535,7 @@ def test_ctrl_c_ends_a_jack_session_cleanly(jack_server, tmp_path):
     def playing(child):
         deadline = time.monotonic() + 60
         # Running once PortAudio has connected the stream's outputs (Pa_StartStream).
-        while not any(p.name.startswith("PortAudio") for p in client.get_all_connections("system:playback_1")):
+        while not any(re.match(JACK_PORTS, p.name) for p in client.get_all_connections("system:playback_1")):
             assert child.poll() is None, child.stderr.read()
             assert time.monotonic() < deadline, "rtq live never connected its outputs"
             time.sleep(0.02)

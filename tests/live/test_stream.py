@@ -19,6 +19,7 @@ import pytest
 
 from rtq.errors import RtqError
 from rtq.jit import kernel
+from rtq.live.portaudio import JACK_PORTS
 from rtq.live.stream import (
     ABORT,
     CALLBACKS,
@@ -98,7 +99,7 @@ def stream_ports(client):
     def number(port):
         return int(port.name.rsplit("_", 1)[1])
 
-    ports = client.get_ports("^PortAudio:", is_audio=True)
+    ports = client.get_ports(JACK_PORTS, is_audio=True)
     ins = sorted((p for p in ports if p.is_input), key=number)
     outs = sorted((p for p in ports if p.is_output), key=number)
     return [p.name for p in ins], [p.name for p in outs]
@@ -106,7 +107,7 @@ def stream_ports(client):
 
 def rewire(client, connections):
     """Disconnect the stream's ports from everything, then make ``connections`` (pairs of port names)."""
-    for port in client.get_ports("^PortAudio:", is_audio=True):
+    for port in client.get_ports(JACK_PORTS, is_audio=True):
         for other in client.get_all_connections(port):
             if port.is_output:
                 client.disconnect(port, other)
