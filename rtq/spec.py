@@ -42,7 +42,6 @@ def requirement(value, lo=None, hi=None, *, integer: bool = False) -> str | None
     return ("must be an integer" if integer else "must be a finite number") + bounds
 
 
-
 def checked_integer(value, name: str, lo: int | None = None, hi: int | None = None) -> int:
     """``value`` as an int, or a ValueError naming ``name`` and the range (the Python
     API's argument checks, in the words the preset loader uses)."""
@@ -98,6 +97,7 @@ def check_file_rate(rate: int, path) -> None:
         lo, hi = STREAM_RATE_HZ
         raise UsageError(f"{path} runs at {rate:g} Hz; rtq runs streams at whole rates from {lo} to {hi} Hz "
                          "(resample the file)") from None
+
 
 @dataclass(frozen=True)
 class StageSpec:

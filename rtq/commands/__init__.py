@@ -22,11 +22,14 @@ def check_positive(value: float | None, option: str) -> None:
 
 
 def check_seed(seed: int | None) -> None:
-    """``--seed`` lies in the range presets allow (0 to 2**64 - 1), if given."""
-    from rtq.spec import MAX_SEED
+    """``--seed`` lies in the range presets and chains allow (0 to 2**64 - 1), if given."""
+    from rtq.spec import MAX_SEED, checked_integer
 
-    if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise UsageError(f"--seed must be an integer from 0 to {MAX_SEED}, not {seed}")
+    if seed is not None:
+        try:
+            checked_integer(seed, "--seed", 0, MAX_SEED)
+        except ValueError as err:
+            raise UsageError(str(err)) from None
 
 
 def report_error(err: RtqError) -> None:

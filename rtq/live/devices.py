@@ -10,7 +10,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-
 from rtq.errors import RtqError
 from rtq.live.portaudio import sd
 

@@ -14,10 +14,8 @@ and makes one compiled call that
    normal ``(1, 0)``, bypass ``(0, 1)``, error solo ``(G, -G * chain gain)`` (the error
    the chain adds beyond its gain, amplified by ``G``, and clipped at full scale while
    solo fades in, plays or fades out: a plain 4-bit TPDF quantizer's error at +40 dB
-   peaks at 18 times full scale);
-   a chain switch crossfades the
-   wet signal from the old chain to the new one with equal gains (the two are
-   correlated).  The incoming chain starts from a fresh state at the request, and what
+   peaks at 18 times full scale); a chain switch crossfades the wet signal from the old
+   chain to the new one with equal gains (the two are correlated).  The incoming chain starts from a fresh state at the request, and what
    the mix reads from it is its response to the input only ``D`` samples later (its own
    latency, then its alignment delay): the fade starts then.
 
@@ -272,10 +270,9 @@ class LiveEngine:
         self.channels = int(channels)
         self.max_block = int(blocksize) if blocksize else 1024
         self.fade = max(1, int(round(fade_ms * 1e-3 * self.samplerate)))
-        if align_latency is not None:
-            checked_integer(align_latency, "align_latency", 0, MAX_ALIGN)
+        asked = None if align_latency is None else checked_integer(align_latency, "align_latency", 0, MAX_ALIGN)
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
-        self.align = int(round(chain.latency)) if align_latency is None else int(align_latency)
+        self.align = int(round(chain.latency)) if asked is None else asked
         if self.align > MAX_ALIGN:
             raise ValueError(f"chain latency {self.align} exceeds the {MAX_ALIGN} samples the engine can align")
         self._slots = [chain, None]

@@ -3,9 +3,10 @@
 Importing sounddevice initialises PortAudio, and PortAudio's JACK host API opens its
 JACK client right then, under the name given beforehand to ``PaJack_SetClientName``
 (else "PortAudio").  rtq gives it :data:`JACK_CLIENT_NAME`, so a patchbay (qjackctl,
-Carla, ``jack_lsp``) shows rtq's ports as ``rtq:in_0`` ... ``rtq:out_1`` (:data:`JACK_PORTS`).  Start-up
-also probes every host API, and libjack and ALSA print noise to stderr when there is no
-server or no card; it is silenced here, so rtq's own one-line notice stands alone.
+Carla, ``jack_lsp``) shows rtq's ports as ``rtq:in_0`` ... ``rtq:out_1``
+(:data:`JACK_PORTS`).  Start-up also probes every host API, and libjack and ALSA print
+noise to stderr when there is no server or no card; it is silenced here, so rtq's own
+one-line notice stands alone.
 
 Every rtq module takes ``sd`` from here.  In a process that imported sounddevice
 before rtq, PortAudio is initialised already and keeps its own name.
