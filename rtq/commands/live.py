@@ -6,6 +6,7 @@ import os
 import sys
 
 from rtq.commands import check_positive, check_seed, interrupts_kept
+from rtq.errors import UsageError
 from rtq.spec import check_samplerate
 
 
@@ -53,7 +54,6 @@ def run(args: argparse.Namespace) -> int:
     from rtq.live.session import DEFAULT_PRESET, LiveSession
     from rtq.presets import load_preset
     from rtq.report import check_destination
-    from rtq.ui.display import resolve_stage
 
     check_positive(args.duration, "--duration")
     check_samplerate(args.samplerate)
@@ -80,15 +80,18 @@ def _play(args, session, stage) -> int:
     """Run the session (screen, JSON lines or neither), then report; the exit status."""
     from rtq.live.session import format_summary
     from rtq.live.stream import StreamLost
-    from rtq.ui.display import run_json, run_screen
 
     display = None
     status = 0
     try:
         session.start()   # audio first; the meter (SciPy, 0.5 s) loads while it plays
         if args.json:
+            from rtq.ui.jsonlines import run_json   # no terminal library: rich is not loaded
+
             run_json(session, args.duration, stage=stage)
         elif sys.stdout.isatty() and not args.no_display:
+            from rtq.ui.screen import run_screen
+
             display = run_screen(session, args.duration, stage=stage)
         else:
             session.run(args.duration)
@@ -117,3 +120,20 @@ def _play(args, session, stage) -> int:
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def resolve_stage(chain, number: int | None) -> int | str | None:
+    """``--meter-stage N`` (1 = first quantizer of ``chain``, 0 = end to end) as a
+    :class:`~rtq.ui.meterview.MeterView` stage choice; a :class:`~rtq.errors.UsageError`
+    if the chain has no such quantizer."""
+    from rtq.ui.meterview import END
+
+    if number is None:
+        return None
+    if number == 0:
+        return END
+    count = len(chain.quantizers())
+    if not 1 <= number <= count:
+        raise UsageError(f"--meter-stage {number}: the chain has {count} quantizer"
+                         f"{'s' if count != 1 else ''} (use 1 to {count}, or 0 for end to end)")
+    return number - 1

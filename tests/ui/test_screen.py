@@ -1,4 +1,4 @@
-"""The live error meter's screen, keys and JSON lines (rtq.ui), on real sessions.
+"""The live error meter's screen and keys (rtq.ui.screen), on real sessions.
 
 Sessions play ``tone:1000:-20`` at 48 kHz: on the null stream when no audio device
 exists, on the JACK dummy server under tools/test.sh (PortAudio initialises once per
@@ -7,245 +7,23 @@ end-to-end tests drive ``python -m rtq live`` in a tmux pane.
 """
 from __future__ import annotations
 
-import io
-import json
 import os
-import pty
 import re
 import shlex
 import shutil
 import subprocess
 import sys
-import termios
 import time
 import uuid
 from pathlib import Path
 
-import numpy as np
 import pytest
-from rich.console import Console
 
-from rtq.ui.display import (
-    END,
-    KEYMAP,
-    Canvas,
-    LiveDisplay,
-    MeterView,
-    Quit,
-    _freq_axis,
-    _log_columns,
-    json_record,
-    log_bin_powers,
-    resolve_stage,
-    run_json,
-    third_octave_bands,
-)
-from rtq.ui.keys import KeyReader, decode_keys
+from rtq.ui.quit import Quit
+from rtq.ui.screen import KEYMAP, LiveDisplay
 
-ROOT = Path(__file__).resolve().parents[2]
-TONE = "tone:1000:-20"
-TPDF_16_DBFS = -6.02 * 16          # -96.33 dBFS: TPDF dither at 16 bits (theory.md)
-TPDF_15_DBFS = -6.02 * 15
-
-
-# ---------------------------------------------------------------------------------------
-# helpers
-
-
-def make_session(preset="tpdf-16", **kw):
-    from rtq.live.session import LiveSession
-
-    return LiveSession(preset, source=TONE, samplerate=48000, notice=lambda line: None, **kw)
-
-
-def recording_console(height=50):
-    return Console(record=True, width=120, height=height, file=io.StringIO(), color_system=None)
-
-
-def screen_text(display) -> str:
-    console = display.console
-    console.print(display.render())
-    return console.export_text()
-
-
-def figure_row(text: str, label: str) -> list[str]:
-    """The cells after the label and unit of one row of the figures table."""
-    for line in text.splitlines():
-        if line.startswith(label):
-            cells = line[:62].split()
-            return cells[len(label.split()):]
-    raise AssertionError(f"no row {label!r} in\n{text}")
-
-
-def numbers(cells) -> list[float]:
-    return [float(c) for c in cells if re.fullmatch(r"[-+]?\d+(\.\d+)?(e[-+]?\d+)?", c)]
-
-
-class ScriptedKeys:
-    """A key source for LiveDisplay.tick: ``(seconds after start, key)`` pairs."""
-
-    def __init__(self, script):
-        self.script = list(script)
-        self.start = None
-        self.active = True
-
-    def read(self):
-        now = time.monotonic()
-        if self.start is None:
-            self.start = now
-        keys = []
-        while self.script and now - self.start >= self.script[0][0]:
-            keys.append(self.script.pop(0)[1])
-        return keys
-
-
-def run_for(session, display, seconds, until=None):
-    """Run the session with ``display`` ticking; stop after ``seconds`` or once
-    ``until(display)`` holds (checked every tick)."""
-    class Done(Exception):
-        pass
-
-    def tick(s):
-        display.tick(s)
-        if until is not None and until(display):
-            raise Done()
-
-    try:
-        session.run(seconds, tick=tick, interval=0.02)
-    except Done:
-        pass
-
-
-def settled(display, frames=2048 * 7):
-    """The momentary window is full (7 blocks of 2048 frames at 48 kHz)."""
-    m, i = display.view.momentary, display.view.integrated
-    return m is not None and m["frames"] >= frames and i is not None and i["frames"] >= frames
-
-
-# ---------------------------------------------------------------------------------------
-# keys
-
-
-def test_decode_keys():
-    assert decode_keys("+-dq") == ["+", "-", "d", "q"]
-    assert decode_keys("\x1b[A\x1b[B\x1bOC\x1b[D") == ["up", "down", "right", "left"]
-    assert decode_keys("\t\x1b[Z\r") == ["tab", "shift-tab", "enter"]
-    assert decode_keys("\x1b") == ["esc"]
-    assert decode_keys("\x1b[15~m") == ["m"]          # F5: skipped whole
-    assert decode_keys("\x1b[1;5Ax") == ["x"]         # ctrl-up: skipped whole
-    assert decode_keys("\x01?") == ["?"]              # control characters dropped
-
-
-def test_key_reader_cbreak_and_restore():
-    master, slave = pty.openpty()
-    try:
-        with open(slave, "rb", buffering=0, closefd=False) as stream:
-            before = termios.tcgetattr(slave)
-            assert before[3] & termios.ICANON and before[3] & termios.ECHO
-            with KeyReader(stream) as reader:
-                assert reader.active
-                mode = termios.tcgetattr(slave)
-                assert not mode[3] & termios.ICANON and not mode[3] & termios.ECHO
-                assert mode[3] & termios.ISIG                 # Ctrl-C still interrupts
-                assert reader.read() == []                    # nothing typed: no wait
-                os.write(master, b"-\x1b[Aq")
-                deadline = time.monotonic() + 2
-                keys = []
-                while len(keys) < 3 and time.monotonic() < deadline:
-                    keys += reader.read()
-                    time.sleep(0.01)
-                assert keys == ["-", "up", "q"]
-            assert termios.tcgetattr(slave) == before
-            # Restored on an exception too.
-            with pytest.raises(KeyboardInterrupt):
-                with KeyReader(stream):
-                    raise KeyboardInterrupt
-            assert termios.tcgetattr(slave) == before
-    finally:
-        os.close(master)
-        os.close(slave)
-
-
-def test_key_reader_without_terminal():
-    with KeyReader(io.StringIO()) as reader:
-        assert not reader.active
-        assert reader.read() == []
-
-
-# ---------------------------------------------------------------------------------------
-# drawing helpers
-
-
-def test_log_bin_powers_keeps_a_flat_level():
-    freq = np.fft.rfftfreq(4096, 1 / 48000)
-    col, nearest = _log_columns(freq, 200, 20.0, 24000.0)
-    flat = np.full(len(freq), -129.4)
-    out = log_bin_powers(flat, col, nearest, 200)
-    assert np.allclose(out, -129.4)
-    # every column has a value (narrow low columns take their nearest bin)
-    assert np.isfinite(out).all()
-    # a column's level is the mean power of its bins
-    db = np.where(np.arange(len(freq)) % 2, -100.0, -110.0)
-    out = log_bin_powers(db, col, nearest, 200)
-    assert abs(out[-1] - 10 * np.log10((1e-10 + 1e-11) / 2)) < 0.5
-    # no power: NaN (not drawn)
-    assert np.isnan(log_bin_powers(np.full(len(freq), np.nan), col, nearest, 200)).all()
-
-
-def test_canvas_line_is_connected_and_layered():
-    canvas = Canvas(10, 2, layers=2)
-    canvas.line(1, np.linspace(0, 7, 20))       # a ramp over the whole canvas, lower layer
-    canvas.line(0, np.full(20, 3.0))            # a flat line on top
-    rows = canvas.rows(["bold", "dim"])
-    assert len(rows) == 2 and all(len(r.plain) == 10 for r in rows)
-    # every dot column has a dot of the ramp: the line is unbroken
-    ys = [y for y in range(8) for x in range(20)
-          if canvas.bits[1, y // 4, x // 2] & [[1, 8], [2, 16], [4, 32], [64, 128]][y % 4][x % 2]]
-    assert len(ys) >= 20
-    assert all(ch != " " for ch in rows[0].plain)    # the flat line crosses row 0
-    # cells holding the top layer take its style
-    assert any(span.style == "bold" for span in rows[0].spans)
-
-
-def test_freq_axis_labels():
-    ticks, labels = _freq_axis(100, 20.0, 24000.0)
-    assert len(ticks) == 100
-    for label in ("100", "1k", "10k"):
-        assert label in labels.split()
-    assert labels.index("100") < labels.index("1k") < labels.index("10k")
-
-
-def test_third_octave_bands_keep_the_power():
-    freq = np.fft.rfftfreq(4096, 1 / 48000)
-    centres, band = third_octave_bands(freq)
-    assert abs(centres[np.argmin(np.abs(centres - 1000))] - 1000) < 1e-6
-    assert band[0] == -1 and (band[1:] >= 0).all()      # DC aside, every bin lands in a band
-    assert np.all(np.diff(centres) > 0)
-
-
-# ---------------------------------------------------------------------------------------
-# the meter side
-
-
-def test_chain_meter_stage_report_matches_the_full_report():
-    from rtq.chain import Chain
-    from rtq.meter.chain_meter import ChainMeter
-    from rtq.presets import load_preset
-
-    chain = Chain.from_spec(load_preset("cd-16-shibata"), seed=1)
-    chain.prepare(48000, 2, 1024, taps=True)
-    meter = ChainMeter(chain)
-    t = np.arange(48000) / 48000
-    x = np.stack([0.1 * np.sin(2 * np.pi * 1000 * t)] * 2, axis=1)
-    for k in range(0, len(x), 1024):
-        chain.process(x[k:k + 1024])
-        meter.poll()
-    full = meter.report("integrated")
-    mine = meter.stage_report(0, "integrated")
-    assert json.dumps(mine, sort_keys=True) == json.dumps(full["stages"][0], sort_keys=True)
-    e2e = meter.stage_report(None, "momentary")
-    assert json.dumps(e2e, sort_keys=True) == json.dumps(meter.report("momentary")["end_to_end"],
-                                                         sort_keys=True)
+from .helpers import (ROOT, TONE, TPDF_15_DBFS, TPDF_16_DBFS, ScriptedKeys, figure_row, make_session, numbers,
+                      recording_console, rtq_env, run_for, screen_text, settled)
 
 
 # ---------------------------------------------------------------------------------------
@@ -471,7 +249,7 @@ def test_frames_keep_a_10_hz_schedule_and_record_their_cost(monkeypatch):
     figure, printed by ``rtq live`` at exit): ticks every 20 ms draw a frame every
     100 ms; a key draws an extra frame without moving the schedule; a stalled main
     thread skips the frames it missed and starts a new schedule from then on."""
-    import rtq.ui.display as display_module
+    import rtq.ui.screen as display_module
 
     class Clock:
         """The display's ``time`` module, with ``monotonic`` set by the test."""
@@ -513,76 +291,6 @@ def test_frames_keep_a_10_hz_schedule_and_record_their_cost(monkeypatch):
         session.close()
 
 
-def test_meter_stage_choice():
-    session = make_session("converter-8bit-8x")
-    try:
-        assert resolve_stage(session.chain, None) is None
-        assert resolve_stage(session.chain, 0) == END
-        assert resolve_stage(session.chain, 1) == 0
-        from rtq.errors import UsageError
-
-        with pytest.raises(UsageError, match="1 quantizer"):
-            resolve_stage(session.chain, 2)
-        view = MeterView(session, END)
-        assert view.label == "end to end" and view.rate == 48000
-        view = MeterView(session, None)
-        assert view.label.startswith("requantize 8-bit") and view.rate == 8 * 48000
-    finally:
-        session.close()
-
-
-def test_json_record_is_compact_and_strict():
-    session = make_session("tpdf-16")
-    out = io.StringIO()
-    run_json(session, 1.0, out=out)
-    lines = out.getvalue().splitlines()
-    assert 5 <= len(lines) <= 12
-    record = json.loads(lines[-1])
-    assert len(lines[-1]) < 20000
-    spectrum = record["meter"]["spectrum"]
-    band_power = sum(10 ** (v / 10) for v in spectrum["psd_dbfs"][0] if v is not None)
-    assert abs(10 * np.log10(band_power) - record["meter"]["rms_dbfs"][0]) < 0.5
-    assert json_record.__doc__
-
-
-# ---------------------------------------------------------------------------------------
-# the command
-
-
-def rtq_env():
-    env = dict(os.environ)
-    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-    return env
-
-
-JSON_KEYS = {"time_s", "preset", "mode", "bits", "dither", "shaping", "stage", "xruns",
-             "callback_load", "meter"}
-METER_KEYS = {"rms_dbfs", "peak_dbfs", "mse", "psnr_db", "snr_db", "a_weighted_dbfs", "itu468_dbfs",
-              "dc_lsb", "clips", "nonfinite", "sinad_db", "enob", "histogram", "bits_in_use",
-              "noise_modulation", "spectrum", "frames", "window"}
-
-
-def test_cli_json_lines():
-    proc = subprocess.run(
-        [sys.executable, "-m", "rtq", "live", "tpdf-16", "--input", TONE, "--samplerate", "48000",
-         "--duration", "2", "--json"],
-        capture_output=True, text=True, timeout=60, env=rtq_env(), cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr
-    lines = proc.stdout.splitlines()
-    assert len(lines) >= 10, proc.stdout[:500]
-    for line in lines:
-        record = json.loads(line)
-        assert JSON_KEYS <= set(record), set(record)
-        assert record["preset"] == "tpdf-16" and record["bits"] == 16
-        assert METER_KEYS <= set(record["meter"]), set(record["meter"])
-        assert record["meter"]["window"] == "momentary"
-        assert set(record["callback_load"]) == {"p50", "p99", "max"}
-        assert isinstance(record["xruns"], int)
-    last = json.loads(lines[-1])
-    assert all(abs(v - TPDF_16_DBFS) < 1.0 for v in last["meter"]["rms_dbfs"])
-    assert "rtq live: tpdf-16" in proc.stderr             # the summary, off stdout
-
-
 def test_cli_quiet_when_stdout_is_not_a_terminal():
     proc = subprocess.run(
         [sys.executable, "-m", "rtq", "live", "tpdf-16", "--input", TONE, "--samplerate", "48000",
@@ -593,16 +301,6 @@ def test_cli_quiet_when_stdout_is_not_a_terminal():
     assert "\x1b" not in proc.stdout and "error RMS" not in proc.stdout
     lines = proc.stdout.splitlines()
     assert len(lines) == 6 and lines[-1].startswith("  CPU wake-up latency request: ")  # the summary only
-
-
-def test_cli_meter_stage_out_of_range():
-    proc = subprocess.run(
-        [sys.executable, "-m", "rtq", "live", "tpdf-16", "--input", TONE, "--samplerate", "48000",
-         "--duration", "1", "--meter-stage", "3", "--json"],
-        capture_output=True, text=True, timeout=60, env=rtq_env(), cwd=ROOT)
-    assert proc.returncode == 2
-    assert "--meter-stage 3" in proc.stderr and "Traceback" not in proc.stderr
-    assert proc.stdout == ""
 
 
 # ---------------------------------------------------------------------------------------

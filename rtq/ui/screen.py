@@ -1,9 +1,10 @@
-"""The live error meter on the terminal, and its JSON-lines form.
+"""The live error meter on the terminal: what ``rtq live`` shows, and its keys.
 
 :class:`LiveDisplay` draws, about ten times a second, what the
 :class:`~rtq.meter.chain_meter.ChainMeter` of the running chain measures at one point of
-the chain (a quantizer, by default the last one, or end to end), and turns key presses
-into calls of the session's control API (:class:`rtq.live.session.LiveSession`).
+the chain (a quantizer, by default the last one, or end to end; see
+:class:`~rtq.ui.meterview.MeterView`), and turns key presses into calls of the session's
+control API (:class:`rtq.live.session.LiveSession`).
 
 The screen shows
 
@@ -13,37 +14,24 @@ The screen shows
 * the figures over the momentary (~300 ms) and integrated windows: error RMS and peak,
   MSE, PSNR, SNR, A-weighted and ITU-R 468 weighted error, DC in LSB, SINAD and ENOB
   (when the input is a sine), clips, non-finite samples, and the theoretical level;
-* the error spectrum (momentary) on a log frequency axis in braille dots, with the
-  theoretical floor (rounding plus dither) and target (floor times ``|NTF|^2``) drawn
-  alongside;
+* the error spectrum (momentary) on a log frequency axis in braille dots
+  (:mod:`rtq.ui.canvas`), with the theoretical floor (rounding plus dither) and target
+  (floor times ``|NTF|^2``) drawn alongside;
 * the error histogram in LSB, the bits of the output word that toggle, and the noise
   modulation (error level against input level).
 
-Keys (also listed by ``h``): see :data:`KEYMAP`.
+Keys (also listed by ``h``): see :data:`KEYMAP`; :mod:`rtq.ui.keys` reads them.
 
 Cost: the display runs on the main thread; the audio path is compiled code that never
-takes the GIL.  Each frame polls the meter (which reads the taps), asks it for the
-selected stage's figures only, and refreshes the integrated window at most once a
-second (the momentary one every frame, backing off when it is expensive, as for the
-64x-oversampled stage of ``dsd64-1bit``); the screen is one Text of pre-formatted lines.
-:attr:`LiveDisplay.cost_ms` holds the main thread's CPU time per frame (``rtq live``
-prints it at exit).  Measured on a 2-core machine, 120x50 terminal, 10 frames/s:
-about 10-13 ms per frame for 48 kHz chains (tpdf-16, cd-16-shibata, telephone-alaw),
-of which ~3 ms is the meter's poll and ~5 ms its momentary report; 43 ms for
-converter-8bit-8x and 70 ms for dsd64-1bit, where the meter's poll of the 8x and 64x
-stage alone takes most of it.
-
-Without a terminal, :func:`run_json` writes one JSON line per interval instead
-(:func:`json_record`).
+takes the GIL.  Each frame polls the meter, asks it for the selected stage's figures
+only (:class:`~rtq.ui.meterview.MeterView` decides when), and draws one Text of
+pre-formatted lines.  :attr:`LiveDisplay.cost_ms` holds the main thread's CPU time per
+frame (``rtq live`` prints it at exit; BENCHMARKS.md has the figures).
 """
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import signal
-import sys
-import threading
 import time
 from collections import deque
 
@@ -52,26 +40,24 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from ..errors import UsageError
-from ..meter.chain_meter import ChainMeter, quantizer_stages, stage_label
+from ..live.engine import SOLO_GAIN_DB
+from ..live.session import DITHERS
+from .canvas import Canvas, freq_axis, log_bin_powers, log_columns
 from .keys import KeyReader
+from .meterview import REFRESH_S, MeterView, levels
+from .quit import Quit, SigtermAsQuit
 
-REFRESH_S = 0.1          # one frame every 100 ms: 10 Hz
 KEY_POLL_S = 0.02        # keys are read every 20 ms
 STATUS_S = 8.0           # how long a status message stays
-MOMENTARY_DUTY = 3.0     # momentary figures: at most one refresh per 3x its cost
-INTEGRATED_S = 1.0       # integrated figures: at most once a second ...
-INTEGRATED_DUTY = 10.0   # ... and at most one refresh per 10x its cost
-END = "end"              # the end-to-end meter, as a stage choice
 
 # (keys, action, description) -- the help overlay and handle_key use this table.
 KEYMAP: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("+", "=", "up"), "bits_up", "one bit more (last requantize stage)"),
     (("-", "_", "down"), "bits_down", "one bit less"),
-    (("d",), "dither", "next dither: none, rpdf, tpdf, tpdf-hp, gaussian"),
+    (("d",), "dither", "next dither: " + ", ".join(DITHERS)),
     (("s",), "shaping", "next noise shaping that exists at this rate"),
     (("b",), "bypass", "bypass on/off (hear the input)"),
-    (("e",), "solo", "error solo on/off (hear the error, +40 dB, clipped at full scale)"),
+    (("e",), "solo", f"error solo on/off (hear the error, +{SOLO_GAIN_DB:g} dB, clipped at full scale)"),
     (("n", "right"), "next_preset", "next shipped preset"),
     (("p", "left"), "prev_preset", "previous shipped preset"),
     (("tab", "m"), "next_stage", "meter the next stage (quantizers, then end to end)"),
@@ -85,274 +71,8 @@ ACTIONS = {key: action for keys, action, _ in KEYMAP for key in keys}
 KEY_NAMES = {"up": "↑", "down": "↓", "left": "←", "right": "→", "tab": "tab",
              "shift-tab": "shift-tab"}
 
-
-class Quit(Exception):
-    """Raised from a tick to end the session (the ``q`` key, SIGTERM)."""
-
-
-# ---------------------------------------------------------------------------------------
-# Meter side: which stage, when to ask the meter for figures
-
-
-class MeterView:
-    """The meter of the session's current chain and the stage being looked at.
-
-    ``stage``: None for the default (the last quantizer), an int for quantizer number
-    ``stage`` (0-based, chain order), or :data:`END` for end to end.  The choice survives
-    chain changes (clamped to the new chain's quantizers).
-    """
-
-    def __init__(self, session, stage: int | str | None = None):
-        self.session = session
-        self.choice = stage
-        self.meter: ChainMeter | None = None
-        self.labels: list[str] = []
-        self.rates: list[float] = []
-        self.momentary: dict | None = None
-        self.integrated: dict | None = None
-        self._due = {"momentary": 0.0, "integrated": 0.0}
-        self.report_ms = {"momentary": 0.0, "integrated": 0.0}
-        self.meters_created = 0
-        self._static: dict = {}
-        self.sync()
-
-    # -- which chain, which stage ----------------------------------------------------
-    def sync(self) -> bool:
-        """Follow the session's chain; True when a new meter was created."""
-        chain = self.session.chain
-        if self.meter is not None and self.meter.chain is chain:
-            return False
-        self.meter = ChainMeter(chain, from_start=True, windowed=True)
-        self.meters_created += 1
-        found = quantizer_stages(chain.stages)
-        self.labels = [stage_label(s) for _, s in found]
-        self.rates = [float(s.info.sample_rate) for _, s in found]
-        self._static = {}
-        self.invalidate()
-        return True
-
-    @property
-    def count(self) -> int:
-        """Quantizers in the chain (the end-to-end view comes after them)."""
-        return len(self.labels)
-
-    @property
-    def position(self) -> int:
-        """0 ... count-1 for a quantizer, count for end to end."""
-        if self.choice == END or not self.count:
-            return self.count
-        if self.choice is None:
-            return self.count - 1
-        return min(int(self.choice), self.count - 1)
-
-    @property
-    def stage(self) -> int | None:
-        """Quantizer number for :meth:`ChainMeter.stage_report` (None: end to end)."""
-        p = self.position
-        return None if p == self.count else p
-
-    @property
-    def label(self) -> str:
-        p = self.position
-        return "end to end" if p == self.count else self.labels[p]
-
-    @property
-    def rate(self) -> float:
-        p = self.position
-        return float(self.session.samplerate) if p == self.count else self.rates[p]
-
-    def cycle(self, step: int = 1) -> str:
-        p = (self.position + step) % (self.count + 1)
-        self.choice = END if p == self.count else p
-        self.invalidate()
-        return self.label
-
-    # -- figures ---------------------------------------------------------------------
-    def invalidate(self) -> None:
-        self.momentary = self.integrated = None
-        self._due = {"momentary": 0.0, "integrated": 0.0}
-
-    def reset(self) -> None:
-        self.meter.reset()
-        self.invalidate()
-
-    def update(self, windows=("momentary", "integrated"), now: float | None = None,
-               force: bool = False) -> None:
-        """Poll the taps, then refresh the windows' figures that are due (all with
-        ``force``)."""
-        self.sync()
-        self.meter.poll()
-        now = time.monotonic() if now is None else now
-        for window in windows:
-            if not force and getattr(self, window) is not None and now < self._due[window]:
-                continue
-            t = time.perf_counter()
-            report = self.meter.stage_report(self.stage, window)
-            setattr(self, window, report)
-            cost = time.perf_counter() - t
-            self.report_ms[window] = cost * 1e3
-            if not report["frames"]:
-                self._due[window] = now             # nothing yet: ask again next frame
-            elif window == "momentary":
-                self._due[window] = now + MOMENTARY_DUTY * cost
-            else:
-                self._due[window] = now + max(INTEGRATED_S, INTEGRATED_DUTY * cost)
-
-    def static(self, key, make):
-        """A value that only changes with the meter or stage (cached)."""
-        key = (self.position, *key)
-        if key not in self._static:
-            self._static[key] = make()
-        return self._static[key]
-
-
-# ---------------------------------------------------------------------------------------
-# Drawing helpers: braille canvas, axes, bars
-
-_BRAILLE = np.array([[0x01, 0x08], [0x02, 0x10], [0x04, 0x20], [0x40, 0x80]], np.uint8)
 _BLOCKS = " ▁▂▃▄▅▆▇█"
 _DB_STEPS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0)
-
-
-class Canvas:
-    """A character grid of braille cells (2 x 4 dots each), with layers drawn in
-    priority order (layer 0 on top): a cell takes the style of its top layer."""
-
-    def __init__(self, width: int, height: int, layers: int = 1):
-        self.width, self.height = int(width), int(height)
-        self.bits = np.zeros((layers, self.height, self.width), np.uint8)
-
-    @property
-    def dots(self) -> tuple[int, int]:
-        return 2 * self.width, 4 * self.height
-
-    def plot(self, layer: int, x, y) -> None:
-        """Set dots at integer coordinates (x right, y down); outside ones are dropped."""
-        x = np.asarray(x, np.int64)
-        y = np.asarray(y, np.int64)
-        keep = (x >= 0) & (x < 2 * self.width) & (y >= 0) & (y < 4 * self.height)
-        x, y = x[keep], y[keep]
-        np.bitwise_or.at(self.bits[layer], (y // 4, x // 2), _BRAILLE[y % 4, x % 2])
-
-    def line(self, layer: int, y) -> None:
-        """A curve given by one dot row per dot column (NaN: no point), joined vertically."""
-        y = np.asarray(y, float)
-        xs, ys = [], []
-        prev = None
-        for x, v in enumerate(y):
-            if not np.isfinite(v):
-                prev = None
-                continue
-            v = int(round(v))
-            lo, hi = (v, v) if prev is None else (min(v, (v + prev) // 2), max(v, (v + prev) // 2))
-            span = range(lo, hi + 1)
-            xs.extend([x] * len(span))
-            ys.extend(span)
-            if prev is not None and x > 0:       # the other half of the join, one column back
-                lo2, hi2 = sorted((prev, (v + prev) // 2))
-                xs.extend([x - 1] * (hi2 - lo2 + 1))
-                ys.extend(range(lo2, hi2 + 1))
-            prev = v
-        if xs:
-            self.plot(layer, xs, ys)
-
-    def rows(self, styles: list[str]) -> list[Text]:
-        """One Text per character row."""
-        top = np.zeros((self.height, self.width), np.int64) - 1
-        for layer in range(len(self.bits) - 1, -1, -1):
-            top = np.where(self.bits[layer] > 0, layer, top)
-        cells = np.bitwise_or.reduce(self.bits, axis=0)
-        lines = []
-        for r in range(self.height):
-            text = Text()
-            chars = [chr(0x2800 + int(c)) if c else " " for c in cells[r]]
-            owner = top[r]
-            start = 0
-            for c in range(1, self.width + 1):
-                if c == self.width or owner[c] != owner[start]:
-                    style = styles[owner[start]] if owner[start] >= 0 else ""
-                    text.append("".join(chars[start:c]), style=style)
-                    start = c
-            lines.append(text)
-        return lines
-
-
-def _array(values) -> np.ndarray:
-    """A list with None (no power) as a float array with NaN."""
-    return np.array([np.nan if v is None else v for v in values], float) if values is not None else None
-
-
-def _log_columns(freq: np.ndarray, columns: int, f_lo: float, f_hi: float):
-    """For a log axis of ``columns`` dot columns from ``f_lo`` to ``f_hi``: each bin's
-    column (or -1), and for every column the nearest bin (for columns with no bin)."""
-    ratio = math.log(f_hi / f_lo)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        pos = np.floor(np.log(freq / f_lo) / ratio * columns)
-    col = np.where((freq >= f_lo) & (freq <= f_hi) & np.isfinite(pos), np.minimum(pos, columns - 1), -1)
-    centres = f_lo * np.exp((np.arange(columns) + 0.5) / columns * ratio)
-    nearest = np.clip(np.searchsorted(freq, centres), 1, len(freq) - 1)
-    left = freq[nearest - 1]
-    nearest = np.where(np.abs(centres - left) < np.abs(freq[nearest] - centres), nearest - 1, nearest)
-    return col.astype(np.int64), nearest
-
-
-def log_bin_powers(db: np.ndarray, col: np.ndarray, nearest: np.ndarray, columns: int) -> np.ndarray:
-    """Mean power (dB) of the bins in each column; a column without bins takes its
-    nearest bin's; NaN where there is no power."""
-    power = np.where(np.isfinite(db), 10.0 ** (db / 10.0), 0.0)
-    inside = col >= 0
-    total = np.bincount(col[inside], power[inside], minlength=columns)
-    count = np.bincount(col[inside], minlength=columns)
-    mean = np.where(count > 0, total / np.maximum(count, 1), power[nearest])
-    with np.errstate(divide="ignore"):
-        out = 10.0 * np.log10(mean)
-    return np.where(mean > 0, out, np.nan)
-
-
-def _hz(f: float) -> str:
-    for unit, scale in (("M", 1e6), ("k", 1e3)):
-        if f >= scale:
-            v = f / scale
-            return f"{v:g}{unit}"
-    return f"{f:g}"
-
-
-def _freq_axis(width: int, f_lo: float, f_hi: float) -> tuple[str, str]:
-    """Tick line and label line for a log axis ``width`` characters wide."""
-    ticks = [" "] * width
-    labels = [" "] * (width + 6)
-    ratio = math.log(f_hi / f_lo)
-    decade = 10.0 ** math.floor(math.log10(f_lo))
-    marks = []
-    while decade <= f_hi:
-        for m in (1, 2, 5):
-            f = decade * m
-            if f_lo <= f <= f_hi:
-                marks.append(f)
-        decade *= 10
-    used_until = -1
-    for f in marks:
-        x = int(round(math.log(f / f_lo) / ratio * (width - 1)))
-        ticks[x] = "┴" if str(f)[0] == "1" else "╵"
-        label = _hz(f)
-        start = max(0, x - len(label) // 2)
-        if start > used_until and start + len(label) <= len(labels):
-            labels[start:start + len(label)] = label
-            used_until = start + len(label)
-    return "".join(ticks), "".join(labels).rstrip()
-
-
-def _db_power_sum(values) -> float | None:
-    """``10 log10`` of the summed power of a list of per-bin levels in dB."""
-    if values is None:
-        return None
-    a = _array(values)
-    total = np.nansum(10.0 ** (a / 10.0))
-    return float(10.0 * np.log10(total)) if total > 0 else None
-
-
-# ---------------------------------------------------------------------------------------
-# The display
 
 
 _FIGURES = (
@@ -666,14 +386,14 @@ class LiveDisplay:
             line.append("-")
             return line
         nm = report["noise_modulation"]
-        levels = _array(nm["error_dbfs"][c])
-        valid = levels[np.isfinite(levels)]
+        error = levels(nm["error_dbfs"][c])
+        valid = error[np.isfinite(error)]
         if not len(valid):
             line.append("(not enough samples)", style="dim")
             return line
         mid = (valid.max() + valid.min()) / 2
         span = max(valid.max() - valid.min(), 6.0)
-        for v in levels:
+        for v in error:
             if not np.isfinite(v):
                 line.append("·", style="dim")
             else:
@@ -729,11 +449,11 @@ class LiveDisplay:
         freq = self.view.static(("freq",), lambda: np.asarray(spec["freq_hz"], float))
         f_lo = max(20.0, float(freq[1]))
         f_hi = float(freq[-1])
-        col, nearest = self.view.static(("cols", width), lambda: _log_columns(freq, columns, f_lo, f_hi))
-        curves = [log_bin_powers(_array(spec["psd_dbfs"][self.channel]), col, nearest, columns)]
+        col, nearest = self.view.static(("cols", width), lambda: log_columns(freq, columns, f_lo, f_hi))
+        curves = [log_bin_powers(levels(spec["psd_dbfs"][self.channel]), col, nearest, columns)]
         for key in ("target_dbfs", "floor_dbfs"):
             curves.append(None if spec[key] is None else self.view.static(
-                (key, width), lambda k=key: log_bin_powers(_array(spec[k]), col, nearest, columns)))
+                (key, width), lambda k=key: log_bin_powers(levels(spec[k]), col, nearest, columns)))
         top, step = self._scale([c for c in curves if c is not None], height)
         canvas = Canvas(width, height, 3)
         for layer, curve in enumerate(curves):
@@ -749,7 +469,7 @@ class LiveDisplay:
                 line = Text(" " * (label_w - 1) + "│", style="dim")
             line.append_text(row)
             out.append(line)
-        ticks, labels = _freq_axis(width, f_lo, f_hi)
+        ticks, labels = freq_axis(width, f_lo, f_hi)
         out.append(Text(" " * (label_w - 1) + "└" + ticks, style="dim"))
         out.append(Text(" " * label_w + labels + "  Hz", style="dim"))
         return out
@@ -800,38 +520,13 @@ class LiveDisplay:
         return text
 
 
-# ---------------------------------------------------------------------------------------
-# Running
-
-
-def resolve_stage(chain, number: int | None) -> int | str | None:
-    """``--meter-stage N`` (1 = first quantizer of ``chain``, 0 = end to end) as a
-    stage choice; a :class:`~rtq.errors.UsageError` if the chain has no such quantizer."""
-    if number is None:
+def _db_power_sum(values) -> float | None:
+    """``10 log10`` of the summed power of a list of per-bin levels in dB."""
+    if values is None:
         return None
-    if number == 0:
-        return END
-    count = len(chain.quantizers())
-    if not 1 <= number <= count:
-        raise UsageError(f"--meter-stage {number}: the chain has {count} quantizer"
-                         f"{'s' if count != 1 else ''} (use 1 to {count}, or 0 for end to end)")
-    return number - 1
-
-
-class _SigtermAsQuit:
-    """While active, SIGTERM ends the session like ``q`` (the terminal is restored)."""
-
-    def __enter__(self):
-        self._old = None
-        if threading.current_thread() is threading.main_thread():
-            def handler(signum, frame):
-                raise Quit()
-            self._old = signal.signal(signal.SIGTERM, handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGTERM, self._old)
+    a = levels(values)
+    total = np.nansum(10.0 ** (a / 10.0))
+    return float(10.0 * np.log10(total)) if total > 0 else None
 
 
 def run_screen(session, duration: float | None = None, *, stage=None, console: Console | None = None,
@@ -843,7 +538,7 @@ def run_screen(session, duration: float | None = None, *, stage=None, console: C
     reader = KeyReader() if keys is None else keys
     display = LiveDisplay(session, stage, console, reader)
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_SigtermAsQuit())
+        stack.enter_context(SigtermAsQuit())
         if hasattr(reader, "__enter__"):
             stack.enter_context(reader)         # cbreak mode, restored on the way out
         live = stack.enter_context(Live(console=console, screen=True, auto_refresh=False))
@@ -855,103 +550,3 @@ def run_screen(session, duration: float | None = None, *, stage=None, console: C
         finally:
             display.live = None
     return display
-
-
-def _finite(value):
-    """Replace non-finite floats by None, recursively (strict JSON)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_finite(v) for v in value]
-    return value
-
-
-def third_octave_bands(freq) -> tuple[np.ndarray, np.ndarray]:
-    """Centres of the 1/3-octave bands (base 2, 1 kHz reference) that hold at least
-    one spectrum bin above DC, and each bin's band index (-1: none)."""
-    freq = np.asarray(freq, float)
-    k_lo = round(3 * math.log2(freq[1] / 1000.0))      # the band holding the first bin
-    k_hi = round(3 * math.log2(freq[-1] / 1000.0))     # ... and the one holding Nyquist
-    centres = 1000.0 * 2.0 ** (np.arange(k_lo, k_hi + 1) / 3.0)
-    edges = np.concatenate([centres * 2.0 ** (-1 / 6), centres[-1:] * 2.0 ** (1 / 6)])
-    band = np.searchsorted(edges, freq, side="right") - 1
-    band[(band >= len(centres)) | (freq <= 0)] = -1
-    used = np.unique(band[band >= 0])
-    remap = np.full(len(centres), -1)
-    remap[used] = np.arange(len(used))
-    return centres[used], np.where(band >= 0, remap[np.maximum(band, 0)], -1)
-
-
-def _band_levels(db_values, band, nbands) -> list:
-    """Per-bin levels (dB, None = no power) summed into bands, as dB (None = no power)."""
-    a = _array(db_values)
-    power = np.where(np.isfinite(a), 10.0 ** (a / 10.0), 0.0)
-    inside = band >= 0
-    total = np.bincount(band[inside], power[inside], minlength=nbands)
-    with np.errstate(divide="ignore"):
-        db = 10.0 * np.log10(total)
-    return [float(v) if np.isfinite(v) else None for v in db]
-
-
-def compact_spectrum(spectrum: dict, view: MeterView) -> dict:
-    """The meter's per-bin spectrum summed into 1/3-octave bands (band power, dBFS)."""
-    centres, band = view.static(("third-octave",), lambda: third_octave_bands(spectrum["freq_hz"]))
-    n = len(centres)
-    psd = spectrum["psd_dbfs"]
-    out = {"band_hz": [float(f) for f in centres],
-           "psd_dbfs": None if psd is None else [_band_levels(row, band, n) for row in psd]}
-    for key in ("floor_dbfs", "target_dbfs"):
-        values = spectrum[key]
-        out[key] = None if values is None else view.static(
-            (key, "third-octave"), lambda v=values: _band_levels(v, band, n))
-    out["segments"] = spectrum["segments"]
-    return out
-
-
-def json_record(session, view: MeterView, started: float) -> dict:
-    """One JSON line: the selected stage's momentary report (its level history left
-    out, its spectrum in 1/3-octave bands) and the stream's health."""
-    st = session.stream.stats()
-    q = session.quantizer()
-    report = dict(view.momentary or {})
-    report.pop("level_history", None)       # the whole run's history: not momentary
-    if report.get("spectrum"):
-        report["spectrum"] = compact_spectrum(report["spectrum"], view)
-    return _finite({
-        "time_s": round(time.monotonic() - started, 3),
-        "preset": session.spec.name,
-        "mode": session.engine.mode,
-        "bits": None if q is None else q.bits,
-        "dither": None if q is None else q.dither,
-        "shaping": None if q is None else (q.shaping.get("name") or q.shaping.get("kind")),
-        "stage": view.label,
-        "xruns": st.xruns,
-        "callback_load": {"p50": st.load_p50, "p99": st.load_p99, "max": st.load_max},
-        "meter": report,
-    })
-
-
-def run_json(session, duration: float | None = None, *, stage=None, out=None,
-             interval: float = REFRESH_S) -> MeterView:
-    """Run ``session`` writing one JSON line per ``interval`` to ``out`` (stdout):
-    see :func:`json_record`.  Ends quietly when the reader closes the pipe."""
-    out = sys.stdout if out is None else out
-    view = MeterView(session, stage)
-    started = time.monotonic()
-
-    def tick(_session):
-        view.update(windows=("momentary",), force=True)
-        try:
-            out.write(json.dumps(json_record(session, view, started), allow_nan=False) + "\n")
-            out.flush()
-        except BrokenPipeError:
-            raise Quit() from None
-
-    with _SigtermAsQuit():
-        try:
-            session.run(duration, tick=tick, interval=interval)
-        except (Quit, KeyboardInterrupt):
-            pass
-    return view

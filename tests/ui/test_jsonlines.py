@@ -1,0 +1,94 @@
+"""``rtq live --json`` (rtq.ui.jsonlines): the records, their bands, the command."""
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+
+import numpy as np
+
+from rtq.ui.jsonlines import json_record, run_json, third_octave_bands
+
+from .helpers import ROOT, TONE, TPDF_16_DBFS, make_session, rtq_env
+
+
+def test_third_octave_bands_keep_the_power():
+    freq = np.fft.rfftfreq(4096, 1 / 48000)
+    centres, band = third_octave_bands(freq)
+    assert abs(centres[np.argmin(np.abs(centres - 1000))] - 1000) < 1e-6
+    assert band[0] == -1 and (band[1:] >= 0).all()      # DC aside, every bin lands in a band
+    assert np.all(np.diff(centres) > 0)
+
+
+def test_json_record_is_compact_and_strict():
+    session = make_session("tpdf-16")
+    out = io.StringIO()
+    run_json(session, 1.0, out=out)
+    lines = out.getvalue().splitlines()
+    assert 5 <= len(lines) <= 12
+    record = json.loads(lines[-1])
+    assert len(lines[-1]) < 20000
+    spectrum = record["meter"]["spectrum"]
+    band_power = sum(10 ** (v / 10) for v in spectrum["psd_dbfs"][0] if v is not None)
+    assert abs(10 * np.log10(band_power) - record["meter"]["rms_dbfs"][0]) < 0.5
+    assert json_record.__doc__
+
+
+JSON_KEYS = {"time_s", "preset", "mode", "bits", "dither", "shaping", "stage", "xruns",
+             "callback_load", "meter"}
+METER_KEYS = {"rms_dbfs", "peak_dbfs", "mse", "psnr_db", "snr_db", "a_weighted_dbfs", "itu468_dbfs",
+              "dc_lsb", "clips", "nonfinite", "sinad_db", "enob", "histogram", "bits_in_use",
+              "noise_modulation", "spectrum", "frames", "window"}
+
+
+def test_cli_json_lines():
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtq", "live", "tpdf-16", "--input", TONE, "--samplerate", "48000",
+         "--duration", "2", "--json"],
+        capture_output=True, text=True, timeout=60, env=rtq_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) >= 10, proc.stdout[:500]
+    for line in lines:
+        record = json.loads(line)
+        assert JSON_KEYS <= set(record), set(record)
+        assert record["preset"] == "tpdf-16" and record["bits"] == 16
+        assert METER_KEYS <= set(record["meter"]), set(record["meter"])
+        assert record["meter"]["window"] == "momentary"
+        assert set(record["callback_load"]) == {"p50", "p99", "max"}
+        assert isinstance(record["xruns"], int)
+    last = json.loads(lines[-1])
+    assert all(abs(v - TPDF_16_DBFS) < 1.0 for v in last["meter"]["rms_dbfs"])
+    assert "rtq live: tpdf-16" in proc.stderr             # the summary, off stdout
+
+
+def test_cli_meter_stage_out_of_range():
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtq", "live", "tpdf-16", "--input", TONE, "--samplerate", "48000",
+         "--duration", "1", "--meter-stage", "3", "--json"],
+        capture_output=True, text=True, timeout=60, env=rtq_env(), cwd=ROOT)
+    assert proc.returncode == 2
+    assert "--meter-stage 3" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_cli_json_mode_imports_no_terminal_library():
+    """``rtq live --json`` in a real subprocess: when the session ends, no ``rich``
+    module is loaded (the JSON path needs no terminal library); the same run with the
+    screen's module imported shows the check can fail."""
+    probe = ("import sys, rtq.cli\n"
+             "status = rtq.cli.main(['live', 'tpdf-16', '--input', {tone!r}, '--samplerate', '48000',\n"
+             "                       '--duration', '0.5', '--json'])\n"
+             "{extra}"
+             "print(sorted(m for m in sys.modules if m == 'rich' or m.startswith('rich.')), file=sys.stderr)\n"
+             "sys.exit(status)\n")
+    loaded = {}
+    for name, extra in (("json", ""), ("screen", "import rtq.ui.screen\n")):
+        proc = subprocess.run([sys.executable, "-c", probe.format(tone=TONE, extra=extra)],
+                              capture_output=True, text=True, timeout=60, env=rtq_env(), cwd=ROOT)
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.count("\n") >= 3, proc.stdout[:300]          # JSON lines were written
+        loaded[name] = proc.stderr.splitlines()[-1]
+    assert loaded["json"] == "[]"
+    assert "'rich'" in loaded["screen"]
