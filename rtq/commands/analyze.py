@@ -19,6 +19,7 @@ length (a reference line: the actual dither is unknown).
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 ALIGN_S = 30.0
@@ -84,7 +85,8 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
     import numpy as np
 
     from rtq.errors import UsageError
-    from rtq.meter.align import align
+    from rtq.meter.align import AlignedReference, align, fractional_lag, whole_or_fractional
+    from rtq.meter.delay import ERROR_FLOOR_DB
     from rtq.meter.chain_meter import LevelHistory
     from rtq.meter.measure import ErrorMeter
 
@@ -108,25 +110,32 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         max_lag = int(round(max_lag_s * rate))
         ref_head = ref.read(min(head, ref.frames), dtype="float64", always_2d=True)
         proc_head = proc.read(min(head + max_lag, proc.frames), dtype="float64", always_2d=True)
-        lag, gain_db, ref_head, proc_head = align(ref_head, proc_head, rate, max_lag_s)
-        gain, sigma = _applied_gain(ref_head, proc_head, 10.0 ** (gain_db / 20.0))
-        del ref_head, proc_head
-        r0, p0 = max(-lag, 0), max(lag, 0)
-        total = max(min(ref.frames - r0, proc.frames - p0), 0)
+        whole, gain_db, ref_aligned, proc_aligned = align(ref_head, proc_head, rate, max_lag_s)
+        fraction, lag_sigma = fractional_lag(ref_aligned, proc_aligned)
+        lag = whole_or_fractional(whole, fraction, lag_sigma)
+        # processed frames m measured against reference[m - lag]
+        start = max(math.ceil(lag), 0)
+        total = max(min(proc.frames, math.floor(lag) + ref.frames) - start, 0)
+        if lag != whole:     # the gain, measured again at the sub-sample alignment
+            n = max(min(len(proc_head), math.floor(lag) + len(ref_head)) - start, 0)
+            ref_aligned = AlignedReference(ref_head, lag, start).read(n)
+            proc_aligned = proc_head[start:start + n]
+            gain_db = 20.0 * np.log10(np.sum(ref_aligned * proc_aligned) / np.sum(ref_aligned ** 2))
+        gain, sigma = _applied_gain(ref_aligned, proc_aligned, 10.0 ** (gain_db / 20.0))
+        del ref_head, proc_head, ref_aligned, proc_aligned
         meter = ErrorMeter(rate, channels, bits, "tpdf" if bits else "none", index=0,
                            stage="processed - gain x reference")
         history = LevelHistory(rate, channels)
-        ref.seek(r0)
-        proc.seek(p0)
+        reference = AlignedReference(ref, lag, start)
+        proc.seek(start)
         done = 0
         while done < total:
             n = min(block_frames, total - done)
-            x = ref.read(n, dtype="float64", always_2d=True)
             y = proc.read(n, dtype="float64", always_2d=True)
-            n = min(len(x), len(y))
+            n = len(y)
             if n == 0:
                 break
-            x, y = x[:n] * gain, y[:n]
+            x = reference.read(n) * gain
             meter.update(x, y)
             e = y - x
             history.update(np.where(np.isfinite(e), e, 0.0))
@@ -134,8 +143,13 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         entry = meter.result()
         entry["level_history"] = history.result()
         entry["bits_source"] = bits_source if bits else None
+        delay = reference.fractional
         alignment = {
-            "lag_samples": int(lag), "lag_ms": 1000.0 * lag / rate, "gain_db": gain_db,
+            "lag_samples": int(lag) if lag == whole else lag, "lag_sigma_samples": lag_sigma,
+            "lag_ms": 1000.0 * lag / rate,
+            "fractional_delay": None if delay is None else {"taps": len(delay.taps),
+                                                            "error_floor_db": ERROR_FLOOR_DB},
+            "gain_db": gain_db,
             "gain_sigma_db": 20.0 * np.log10(1.0 + sigma),
             "gain_applied_db": 20.0 * np.log10(gain),
             "frames": int(done), "reference_frames": int(ref.frames),
@@ -191,8 +205,27 @@ def _fmt(values, unit: str = "", digits: int = 2, exact=None) -> str:
     return text + (f" {unit}" if unit else "")
 
 
+def _lag_text(a: dict) -> str:
+    """The lag, to the digits its precision holds (whole lags as integers)."""
+    lag, sigma = a["lag_samples"], a["lag_sigma_samples"]
+    if isinstance(lag, int):
+        return str(lag)
+    digits = min(max(1 - math.floor(math.log10(sigma)), 1), 9) if sigma > 0 else 9
+    return f"{lag:.{digits}f} +-{sigma:.1g}"
+
+
+def _lag_precision(a: dict) -> str:
+    if a["fractional_delay"] is not None:
+        return f"; the fraction through a {a['fractional_delay']['taps']}-tap fractional-delay filter"
+    if a["lag_sigma_samples"] > 0:
+        return f"; whole to within its precision (+-{a['lag_sigma_samples']:.1g} samples)"
+    return ""
+
+
 def print_summary(result: dict, stream=None) -> None:
     """A short human summary of :func:`analyze_files`'s result."""
+    from rtq.meter.measure import ENOB_DEFINITION, ITU468_DETECTOR
+
     stream = stream or sys.stdout
     a, m = result["alignment"], result["stages"][0]
     rate = result["sample_rate"]
@@ -203,7 +236,7 @@ def print_summary(result: dict, stream=None) -> None:
     else:
         which = "aligned"
     lines = [
-        f"lag:         {a['lag_samples']} samples ({a['lag_ms']:.3f} ms, {which})",
+        f"lag:         {_lag_text(a)} samples ({a['lag_ms']:.3f} ms, {which})" + _lag_precision(a),
         f"gain:        {a['gain_db']:+.3f} dB (processed vs reference, +-{a['gain_sigma_db']:.1g} dB)"
         + ("; taken as unity (within the estimate's noise or the error), none applied"
            if a["gain_applied_db"] == 0.0 and a["gain_db"] != 0.0 else ""),
@@ -232,11 +265,11 @@ def print_summary(result: dict, stream=None) -> None:
         lines += [
             f"error rms:   {level('rms_dbfs')}   peak {level('peak_dbfs')}",
             f"A-weighted:  {level('a_weighted_dbfs')}",
-            f"ITU-R 468:   {level('itu468_dbfs')}",
+            f"ITU-R 468:   {level('itu468_dbfs')} ({ITU468_DETECTOR})",
             f"SNR:         {_fmt(m['snr_db'], 'dB')}",
         ]
     if any(v is not None for v in m["sinad_db"]):
-        lines.append(f"SINAD:       {_fmt(m['sinad_db'], 'dB')}   ENOB {_fmt(m['enob'])}")
+        lines.append(f"SINAD:       {_fmt(m['sinad_db'], 'dB')}   ENOB {_fmt(m['enob'], 'bits')} ({ENOB_DEFINITION})")
     if m["dc_lsb"] is not None:
         lines.append(f"DC:          {_fmt(m['dc_lsb'], 'LSB', 4)}")
     if any(m["nonfinite"]):

@@ -1,14 +1,21 @@
 """Time and gain alignment of a processed file against its reference (``rtq analyze``).
 
-The aligned pair feeds :class:`rtq.meter.measure.ErrorMeter` as ``x = reference`` and
-``y = processed`` (divided by the gain first to measure the error without the level
-change).
+:func:`align` finds the whole-sample lag and the gain, :func:`fractional_lag` the lag
+to a fraction of a sample (a chain with oversampling delays by 5.454 samples, say; a
+file rendered with its latency rounded is then 0.454 samples late), and
+:class:`AlignedReference` reads the reference delayed by that lag, fractional part
+included (:class:`rtq.meter.delay.FractionalDelay`), block by block.  The aligned pair
+feeds :class:`rtq.meter.measure.ErrorMeter` as ``x = gain x reference`` and
+``y = processed``.
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
 from ..errors import UsageError
+from .delay import FractionalDelay
 
 # Reference frames per cross-correlation block (at least; see _cross_correlation).
 BLOCK_FRAMES = 1 << 16
@@ -143,3 +150,146 @@ def _cross_correlation(ref: np.ndarray, proc: np.ndarray, max_lag: int, block: i
         total += signal.correlate(reach, part, mode="valid", method="fft")[:, 0]
         lags = signal.correlation_lags(len(reach), len(part), mode="valid") + lo - start
     return total, lags
+
+
+# A fractional lag within this many standard deviations of a whole number of samples is
+# taken as whole: delaying by the estimate's own noise would add error, not remove it.
+WHOLE_SIGMAS = 4.0
+NEWTON_STEPS = 30
+# Share of the signals tapered (half at each end) before the sub-sample estimate.
+TAPER = 0.1
+
+
+def fractional_lag(ref, proc) -> tuple[float, float]:
+    """The lag of ``proc`` against ``ref`` to a fraction of a sample, and its standard
+    deviation, for two signals already aligned to the nearest whole sample (the result
+    lies within +-1).
+
+    Both signals are tapered at their ends (a Tukey window over :data:`TAPER` of them:
+    cut off square, the sample the one lacks at each end and the other holds biased the
+    estimate by the order of ``1 / frames``, 5e-6 samples over 2 s).  The lag
+    maximises the band-limited interpolation of their cross-correlation,
+    ``c(t) = sum_k Re(P_k conj(R_k) e^(j w_k t))`` over the one-sided spectra (zero-padded
+    to twice the length, so the correlation does not wrap), found by Newton's method on
+    ``c'(t) = 0`` from ``t = 0``.  The standard deviation is the linearised one of that
+    root for ``proc = g ref(n - t) + e``:
+    ``var(t) = (nfft / frames) sum_k w_k^2 |R_k|^2 |E_k|^2 / c''(t)^2``, with ``E`` the
+    spectrum of the tapered residual ``proc - g ref(n - t)`` (the reference delayed as
+    :class:`AlignedReference` delays it), so shaped errors weigh as they lie.  A
+    ``proc`` that is exactly a scaled copy of ``ref`` gives ``(0.0, 0.0)``.
+
+    Parameters
+    ----------
+    ref, proc : array_like, shape (frames,) or (frames, channels)
+        Same shape.
+
+    Returns
+    -------
+    lag, sigma : float
+        ``proc[n] ~ g ref[n - lag]``; ``sigma`` in samples.
+    """
+    from scipy.signal import windows  # imported where used, like the correlation's
+
+    r = np.asarray(ref, dtype=float)
+    p = np.asarray(proc, dtype=float)
+    r, p = (a[:, None] if a.ndim == 1 else a for a in (r, p))
+    energy = float(np.sum(r * r))
+    if not len(r) or energy <= 0 or np.array_equal(p, (float(np.sum(r * p)) / energy) * r):
+        return 0.0, 0.0
+    taper = windows.tukey(len(r), TAPER)[:, None]
+    nfft = 1 << int(2 * len(r) - 1).bit_length()
+    spec_r = np.fft.rfft(r * taper, nfft, axis=0)
+    spec_p = np.fft.rfft(p * taper, nfft, axis=0)
+    w = 2.0 * np.pi * np.arange(len(spec_r)) / nfft
+    m = np.full(len(w), 2.0)        # one-sided: every bin but DC and Nyquist counts twice
+    m[[0, -1]] = 1.0
+    cross = np.sum(spec_p * np.conj(spec_r), axis=1) * m
+
+    def turn(t):
+        rotated = cross * np.exp(1j * w * t)
+        return -np.sum(w * rotated.imag), -np.sum(w * w * rotated.real)   # c'(t), c''(t)
+
+    t = 0.0
+    for _ in range(NEWTON_STEPS):
+        slope, curve = turn(t)
+        if not curve < 0:
+            break
+        step = -slope / curve
+        t = min(max(t + step, -1.0), 1.0)
+        if abs(step) < 1e-12:
+            break
+    _, curve = turn(t)
+    if not curve < 0:
+        return float(t), math.inf
+    delayed = AlignedReference(r, t, 0).read(len(r))
+    gain = float(np.sum(delayed * p) / np.sum(delayed * delayed))
+    residual = np.fft.rfft((p - gain * delayed) * taper, nfft, axis=0)
+    # |E_k|^2 / frames estimates the error's power density; the padded bins are not
+    # independent, hence nfft / frames rather than 1 per bin.
+    variance = nfft / len(r) * np.sum((m * w * w)[:, None] * np.abs(spec_r) ** 2 * np.abs(residual) ** 2)
+    return float(t), float(np.sqrt(variance) / -curve)
+
+
+def whole_or_fractional(lag: int, fraction: float, sigma: float) -> float:
+    """``lag + fraction``, or the whole ``lag`` when ``fraction`` lies within
+    :data:`WHOLE_SIGMAS` standard deviations of 0."""
+    return float(lag) if abs(fraction) <= WHOLE_SIGMAS * sigma else lag + fraction
+
+
+class AlignedReference:
+    """``reference[m - lag]`` for consecutive frames ``m`` from ``start`` on, block by block
+    (zeros where ``m - lag`` falls outside the reference); a fractional ``lag`` through a
+    :class:`~rtq.meter.delay.FractionalDelay`.
+
+    Parameters
+    ----------
+    source : numpy.ndarray (frames, channels) or soundfile.SoundFile
+        The reference (a file is read from where it is sought to, as float64).
+    lag : float
+        Positive when the processed signal is late.
+    start : int
+        The first frame ``m`` :meth:`read` returns.
+
+    Attributes
+    ----------
+    fractional : FractionalDelay or None
+        The filter delaying by the fraction (None for a whole lag).
+    """
+
+    def __init__(self, source, lag: float, start: int):
+        self._source = source
+        self._length = len(source) if isinstance(source, np.ndarray) else source.frames
+        self._channels = source.shape[1] if isinstance(source, np.ndarray) else source.channels
+        whole = math.floor(lag)
+        fraction = lag - whole
+        self.fractional = FractionalDelay(fraction, self._channels) if fraction else None
+        if self.fractional is None:
+            self._position = start - whole
+        else:   # the filter's output n is reference[n - bulk - fraction]
+            first = start - whole + self.fractional.bulk
+            self._position = max(first - self.fractional.warmup, 0)
+            skip = first - self._position   # after a start past 0, the filter settles first
+        if not isinstance(source, np.ndarray):
+            source.seek(min(max(self._position, 0), self._length))
+        if self.fractional is not None and skip:
+            self.fractional(self._raw(skip))
+
+    def _raw(self, n: int) -> np.ndarray:
+        """The next ``n`` reference frames from the current position, zeros outside."""
+        out = np.zeros((n, self._channels))
+        lo = min(max(self._position, 0), self._length)
+        hi = min(max(self._position + n, 0), self._length)
+        if hi > lo:
+            at = lo - self._position
+            if isinstance(self._source, np.ndarray):
+                out[at:at + hi - lo] = self._source[lo:hi]
+            else:
+                got = self._source.read(hi - lo, dtype="float64", always_2d=True)
+                out[at:at + len(got)] = got
+        self._position += n
+        return out
+
+    def read(self, n: int) -> np.ndarray:
+        """The next ``n`` frames, (n, channels) float64."""
+        raw = self._raw(n)
+        return raw if self.fractional is None else self.fractional(raw)

@@ -8,8 +8,10 @@ chain's own input and output, into lock-free rings (:mod:`rtq.program`).
   is the oversampled rate inside an oversampling stage), with the stage's word length,
   dither and noise transfer function (for the theoretical floor and target);
 * one end-to-end meter at the stream rate: chain output ``y[n]`` against the chain input
-  delayed by the chain's latency and scaled by the chain's net gain,
-  ``x[n] = net_gain() * input[n - round(latency)]``.  This is the error the whole chain
+  delayed by the chain's exact latency and scaled by the chain's net gain,
+  ``x[n] = net_gain() * input[n - latency]``; a fractional latency (oversampling
+  without ``integer_latency``) is met with a fractional-delay filter
+  (:class:`rtq.meter.delay.FractionalDelay`, error floor -170 dB), not rounded.  This is the error the whole chain
   adds only for chains whose signal path is (up to that gain and delay) the identity --
   gains and quantizers, oversampling with a flat passband; a chain that filters the
   signal shows its filtering as error.  Its floor and target are those of the last
@@ -29,6 +31,7 @@ neighbours (doubling its interval) when full.
 """
 from __future__ import annotations
 
+import math
 import threading
 
 import numpy as np
@@ -36,6 +39,7 @@ import numpy as np
 from ..chain import Chain
 from ..dsp.requantize import COUNT_CLIPS
 from ..program import CAPTURE_ALWAYS, COUNT_NONFINITE, META_CAPTURE, TapReader
+from .delay import ERROR_FLOOR_DB, FractionalDelay
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
 
 HISTORY_INTERVAL_S = 0.1
@@ -149,16 +153,26 @@ class TapPair:
     """Matches an ``x`` tap and a ``y`` tap frame by frame.
 
     ``y`` frame ``p`` (position since the program's start or reset) pairs with ``x``
-    frame ``p - delay``; ``x`` before the stream's start counts as zeros.  Works with
-    any readers having :meth:`~rtq.program.TapReader.read` (with its ``settled``
-    argument), ``position`` and ``dropped`` (:class:`rtq.program.TapReader`).
+    frame ``p - delay``; ``x`` before the stream's start counts as zeros.  A fractional
+    ``delay`` delays ``x`` through a :class:`~rtq.meter.delay.FractionalDelay`; after
+    frames of ``x`` were lost, its first output frames (which would mix the two sides
+    of the gap) are not metered.  Works with any readers having
+    :meth:`~rtq.program.TapReader.read` (with its ``settled`` argument), ``position``
+    and ``dropped`` (:class:`rtq.program.TapReader`).
     """
 
-    def __init__(self, reader_x, reader_y, channels: int, delay: int = 0, limit: int | None = None):
-        if delay < 0:
+    def __init__(self, reader_x, reader_y, channels: int, delay: float = 0, limit: int | None = None):
+        if not delay >= 0:
             raise ValueError("delay must be >= 0")
         self.rx, self.ry = reader_x, reader_y
-        self.delay = int(delay)
+        self.delay = float(delay)
+        whole = math.floor(self.delay)
+        fraction = self.delay - whole
+        self.fractional = FractionalDelay(fraction, channels) if fraction else None
+        # x frames shift by this much more (negative: the filter's own delay is longer)
+        self._shift = whole - (self.fractional.bulk if self.fractional else 0)
+        self._x_end: int | None = None      # x position after the last frame filtered
+        self._unsettled = 0                 # filtered frames still to discard after a gap
         self.limit = limit
         self._x = _Pending(channels)
         self._y = _Pending(channels)
@@ -183,10 +197,13 @@ class TapPair:
         dx = self.rx.read(settled=settled)
         if len(dx):
             start = self.rx.position - len(dx)
-            if start == 0 and self.delay:
-                dx = np.concatenate([np.zeros((self.delay, dx.shape[1])), dx])
+            if self.fractional is not None:
+                dx, start = self._delay_fraction(dx, start)
+        if len(dx):
+            if start == 0 and self._shift > 0:
+                dx = np.concatenate([np.zeros((self._shift, dx.shape[1])), dx])
             else:
-                start += self.delay
+                start += self._shift
             if self._x.put(dx, start) == "rewound":
                 self._restart(self._y)
         dy = self.ry.read(settled=settled)
@@ -199,6 +216,18 @@ class TapPair:
                 if len(side.data) > self.limit:
                     side.drop_before(side.end - self.limit)
         return x, y
+
+    def _delay_fraction(self, dx: np.ndarray, start: int) -> tuple[np.ndarray, int]:
+        """``dx`` (from x position ``start``) through the fractional delay: the same
+        positions, less those still unsettled after a gap."""
+        if start != self._x_end:        # the first frames, a reset, or frames lost
+            self.fractional.reset()
+            self._unsettled = self.fractional.warmup if start else 0
+        self._x_end = start + len(dx)
+        dx = self.fractional(dx)
+        cut = min(self._unsettled, len(dx))
+        self._unsettled -= cut
+        return dx[cut:], start + cut
 
     def _match(self) -> tuple[np.ndarray, np.ndarray]:
         if self._x.start is None or self._y.start is None:
@@ -225,6 +254,12 @@ class TapPair:
     def _empty(self):
         empty = np.zeros((0, self._x.channels))
         return empty, empty
+
+
+def net_gain_db(gain: float) -> float | None:
+    """A linear gain in dB, to a millionth of a dB (stage gains of -0.1 dB multiply to
+    -0.09999999999999984 dB otherwise); None for no gain at all."""
+    return round(20.0 * math.log10(gain), 6) + 0.0 if gain > 0 else None
 
 
 def quantizer_stages(stages, path=()):
@@ -373,7 +408,8 @@ class ChainMeter:
         self.program = prog
         self.sample_rate = float(chain.sample_rate)
         self.channels = int(chain.channels)
-        self.latency = int(round(chain.latency))
+        latency = float(chain.latency)      # exact: a fractional one is not rounded
+        self.latency = int(latency) if latency.is_integer() else latency
         self.net_gain = float(chain.net_gain())
         self._lock = threading.Lock()
         ring = prog.taps.shape[2]
@@ -410,10 +446,12 @@ class ChainMeter:
             e2e = ErrorMeter(self.sample_rate, self.channels, None, "none", nfft=nfft,
                              momentary_s=momentary_s, stage="end to end")
             extra = {}
-        extra.update({"latency_samples": self.latency,
-                      "net_gain_db": 20.0 * np.log10(self.net_gain) if self.net_gain > 0 else None})
         pair = TapPair(reader(chain.input_tap), reader(chain.output_tap), self.channels,
-                       delay=self.latency, limit=ring + self.latency)
+                       delay=self.latency, limit=2 * ring + math.ceil(self.latency))
+        fractional = pair.fractional
+        extra.update({"latency_samples": self.latency, "net_gain_db": net_gain_db(self.net_gain),
+                      "fractional_delay": None if fractional is None else {
+                          "taps": len(fractional.taps), "error_floor_db": ERROR_FLOOR_DB}})
         history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
         self._end_to_end = _Entry(e2e, pair, history, (), extra,
                                   [s.info.op_index for _, s in quantizers], gain=self.net_gain)
@@ -480,9 +518,11 @@ class ChainMeter:
 
     def report(self, window: str = "integrated") -> dict:
         """The measurements over ``window`` ("integrated" or "momentary") as a JSON-ready
-        dict: ``sample_rate``, ``channels``, ``window``, ``latency_samples``,
-        ``net_gain_db``, ``stages`` (one :meth:`ErrorMeter.result` per quantizer, plus
-        ``path``, ``dropped_frames`` and ``level_history``) and ``end_to_end``.
+        dict: ``sample_rate``, ``channels``, ``window``, ``latency_samples`` (exact: an
+        int when whole, else a float), ``net_gain_db``, ``stages`` (one
+        :meth:`ErrorMeter.result` per quantizer, plus ``path``, ``dropped_frames`` and
+        ``level_history``) and ``end_to_end`` (also with ``fractional_delay``: the taps
+        and error floor of the filter that delayed the input, None for a whole latency).
 
         ``clips`` of a stage are its own saturations (program counters), ``nonfinite``
         the non-finite input samples the chain's input sanitizer replaced (counted at the
