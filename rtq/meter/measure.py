@@ -65,7 +65,12 @@ Figures (``result()``, one list entry per channel unless noted)
     the first two regressors span every sinusoid of the input's frequency, so this is
     the IEEE 1057 three-parameter sine fit at the input's exact frequency (no frequency
     estimate); ``signal`` is the fitted sine's AC power, ``residual`` everything else
-    (noise and distortion the stage adds).  ``ENOB = (SINAD - 1.76) / 6.02``.  The
+    (noise and distortion the stage adds).  ``enob`` is IEEE 1241's effective number of
+    bits, ``log2(FSR / (sqrt(12) NAD))`` with ``NAD`` the RMS of that residual and
+    ``FSR = 2`` (full scale +-1): SINAD referred to a full-scale sine, so it does not
+    depend on the test tone's level -- ``(SINAD - 1.76 + 20 log10(A_fs / A)) / 6.02``
+    for a tone of peak ``A`` against ``A_fs = 1``.  An ideal N-bit rounding of a busy
+    signal reads N bits, with TPDF dither ``N - log2(sqrt(3)) = N - 0.79``.  The
     input counts as a sine when its spectral line (the strongest bin above DC +-3 bins,
     together with bins 0..2 for a DC offset) holds at least 99 % of its power in the
     Welch spectrum; otherwise both are None.
@@ -96,6 +101,10 @@ MIN_BAND_COUNT = 1000
 SINE_FRACTION = 0.99
 SINE_LINE_BINS = 3
 OFF_GRID_LSB = 1e-6
+FULL_SCALE_RANGE = 2.0     # IEEE 1241's FSR: full scale is +-1
+# What the figures are, for their labels.
+ENOB_DEFINITION = "IEEE 1241: SINAD referred to a full-scale sine"
+ITU468_DETECTOR = "RMS, not the standard's quasi-peak"
 WINDOWS = ("integrated", "momentary")
 
 # Dither power density in LSB^2 per unit amplitude^2, as a function of w (rad/sample);
@@ -110,6 +119,12 @@ _DITHER_PSD_LSB2: dict[str, Callable[[np.ndarray], np.ndarray]] = {
 _ROUNDING_LSB2 = 1.0 / 12.0
 
 Ntf = Callable[[np.ndarray], np.ndarray] | tuple[Sequence[float], Sequence[float]]
+
+
+def enob(nad_power: float) -> float:
+    """IEEE 1241 effective number of bits of a noise-and-distortion power (mean square,
+    full scale +-1): ``log2(FSR / (sqrt(12) NAD))`` with ``FSR = 2``."""
+    return float(0.5 * np.log2(FULL_SCALE_RANGE ** 2 / (12.0 * nad_power)))
 
 
 def grid_step(bits: int) -> float:
@@ -436,9 +451,9 @@ class ErrorMeter:
             "noise_modulation": self._noise_modulation(st),
         }
         report.update(self._spectral(st))
-        sinad = [self._sinad(st, c) for c in range(self.channels)]
-        report["sinad_db"] = sinad
-        report["enob"] = [None if s is None else (s - 1.76) / 6.02 for s in sinad]
+        fits = [self._sine_fit(st, c) for c in range(self.channels)]
+        report["sinad_db"] = [None if fit is None else float(10.0 * np.log10(fit[0] / fit[1])) for fit in fits]
+        report["enob"] = [None if fit is None else enob(fit[1]) for fit in fits]
         return report
 
     def _spectral(self, st: _Stats) -> dict:
@@ -491,7 +506,9 @@ class ErrorMeter:
         line = (np.abs(k - peak) <= SINE_LINE_BINS) | (k <= 2)
         return power[line].sum() >= SINE_FRACTION * total
 
-    def _sinad(self, st: _Stats, c: int) -> float | None:
+    def _sine_fit(self, st: _Stats, c: int) -> tuple[float, float] | None:
+        """The fitted sine's mean AC power and the mean power of the rest (noise and
+        distortion), or None when the input is no sine."""
         if not self._is_sine(st, c):
             return None
         gram = st.gram[c]
@@ -504,4 +521,5 @@ class ErrorMeter:
         fitted_ac = fit @ a @ fit - (fit @ a[:, 2]) ** 2 / a[2, 2]
         if residual <= 0 or fitted_ac <= 0:
             return None
-        return float(10.0 * np.log10(fitted_ac / residual))
+        frames = a[2, 2]        # the fit's frames (those with a previous one)
+        return float(fitted_ac / frames), float(residual / frames)

@@ -46,6 +46,7 @@ from .canvas import Canvas, freq_axis, log_bin_powers, log_columns
 from .keys import KeyReader
 from .meterview import REFRESH_S, MeterView, levels
 from .quit import Quit, SigtermAsQuit
+from .units import rate_text
 
 KEY_POLL_S = 0.02        # keys are read every 20 ms
 STATUS_S = 8.0           # how long a status message stays
@@ -83,10 +84,10 @@ _FIGURES = (
     ("PSNR", "psnr_db", "dB", "{:.1f}"),
     ("SNR", "snr_db", "dB", "{:.1f}"),
     ("A-weighted", "a_weighted_dbfs", "dBFS", "{:.1f}"),
-    ("ITU-R 468", "itu468_dbfs", "dBFS", "{:.1f}"),
+    ("ITU-468 RMS", "itu468_dbfs", "dBFS", "{:.1f}"),   # RMS, not BS.468's quasi-peak
     ("DC", "dc_lsb", "LSB", "{:+.3f}"),
     ("SINAD", "sinad_db", "dB", "{:.1f}"),
-    ("ENOB", "enob", "bits", "{:.2f}"),
+    ("ENOB re FS", "enob", "bits", "{:.2f}"),           # IEEE 1241: re a full-scale sine
     ("clips", "clips", "", "{:d}"),
     ("non-finite", "nonfinite", "", "{:d}"),
 )
@@ -288,12 +289,12 @@ class LiveDisplay:
         text.append("\n")
         text.append(f"meter {v.position + 1}/{v.count + 1}: ", style="bold")
         text.append(v.label, style="cyan")
-        text.append(f" at {v.rate:g} Hz")
+        text.append(f" at {rate_text(v.rate)}")
         if s.channels > 1:
             text.append(f" · graphs ch {self.channel + 1}")
         dropped = (v.momentary or {}).get("dropped_frames")
         if dropped:
-            text.append(f" · dropped {dropped} frames", style="yellow")
+            text.append(f" · meter capture gaps: {dropped} frames not metered", style="yellow")
         text.append("\n")
         st = s.stream.stats()
         period = (s.blocksize or getattr(s.stream, "blocksize", 0) or 0) / s.samplerate

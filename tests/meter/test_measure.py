@@ -97,7 +97,9 @@ def test_undithered_full_scale_sine_16_bit(full_scale_sine):
     assert r["rms_dbfs"][0] == pytest.approx(-101.10, abs=0.1)
     assert r["sinad_db"][0] == pytest.approx(sine_fit_sinad(y), abs=0.1)
     assert r["enob"][0] == pytest.approx(16.0, abs=0.05)
-    assert r["enob"][0] == pytest.approx((r["sinad_db"][0] - 1.76) / 6.02)
+    # IEEE 1241: (SINAD - 10 log10(3/2) - 20 log10(A / 1)) / (20 log10 2), A the tone's peak
+    assert r["enob"][0] == pytest.approx((r["sinad_db"][0] - 10 * np.log10(1.5) - 20 * np.log10(1 - Q16 / 2))
+                                         / (20 * np.log10(2)), abs=1e-3)
     assert r["spectrum"]["floor_dbfs"][1] == pytest.approx(10 * np.log10(Q16 ** 2 / 12 * 2 / 4096))
 
 
@@ -110,6 +112,20 @@ def test_tpdf_16_bit_level_snr_and_sinad(full_scale_sine):
     assert r["snr_db"][0] == pytest.approx(93.32, abs=0.2)
     assert r["sinad_db"][0] == pytest.approx(sine_fit_sinad(y), abs=0.1)
     assert r["enob"][0] == pytest.approx((93.32 - 1.76) / 6.02, abs=0.05)
+
+
+@pytest.mark.parametrize("level_db", [-6.0, -20.0, -40.0])
+@pytest.mark.parametrize("dither, bits", [("tpdf", 16 - np.log2(np.sqrt(3))), ("none", 16.0)])
+def test_enob_is_referred_to_full_scale(level_db, dither, bits):
+    """IEEE 1241 ENOB does not depend on the tone's level: 16-bit rounding of a busy
+    signal (q^2/12) is 16 bits, with TPDF (q^2/4) 16 - log2(sqrt 3) = 15.21 bits.  The
+    old figure, (SINAD - 1.76) / 6.02 of the tone itself, read 12.39 bits for TPDF at
+    -20 dBFS (a full-scale sine's SINAD less the tone's 20 dB)."""
+    rng = np.random.default_rng(11)
+    x = sine(np.sqrt(2) * 10 ** (level_db / 20))          # RMS level_db dBFS
+    y = np.rint(x / Q16 + (tpdf(rng, N) if dither == "tpdf" else 0.0)) * Q16
+    r = measure(x, y, bits=16, dither=dither)
+    assert r["enob"][0] == pytest.approx(bits, abs=0.02)
 
 
 def test_tpdf_error_histogram_matches_analytic_density():

@@ -47,8 +47,11 @@ def test_screen_shows_the_figures():
     # a -20 dBFS sine over a -96.3 dBFS error: SNR ~76 dB, and SINAD/ENOB shown
     assert all(abs(v - 76.3) < 1.0 for v in numbers(figure_row(text, "SNR")))
     assert all(abs(v - 76.3) < 1.5 for v in numbers(figure_row(text, "SINAD")))
-    assert len(numbers(figure_row(text, "ENOB"))) == 4
-    for label in ("error peak", "MSE", "A-weighted", "ITU-R 468", "DC", "clips", "non-finite",
+    # IEEE 1241 ENOB, referred to full scale whatever the tone's level: 16-bit TPDF
+    # (error q^2/4) reads 16 - log2(sqrt(3)) = 15.21 bits (it read 12.39 re the tone)
+    enob = numbers(figure_row(text, "ENOB re FS"))
+    assert len(enob) == 4 and all(abs(v - 15.21) < 0.1 for v in enob), enob
+    for label in ("error peak", "MSE", "A-weighted", "ITU-468 RMS", "DC", "clips", "non-finite",
                   "noise mod."):
         assert len(numbers(figure_row(text, label))) == 4, label
     assert numbers(figure_row(text, "clips")) == [0, 0, 0, 0]
@@ -59,6 +62,29 @@ def test_screen_shows_the_figures():
     assert any(0x2800 < ord(ch) <= 0x28FF for ch in text)       # braille plot drawn
     assert re.search(r"xruns \d+ · callback load p99 [\d.]+ %", text)
     assert "h help" in text and "q quit" in text                 # the key hint
+
+
+def test_screen_names_rates_and_capture_gaps_plainly():
+    """The 64x stage of dsd64-1bit runs at 3.072 MHz (it read 3.072e+06 Hz), and the
+    frames the live meter skips between capture windows are said to be that, not
+    'dropped'."""
+    session = make_session("dsd64-1bit")
+    try:
+        display = LiveDisplay(session, console=recording_console())
+        run_for(session, display, 8.0, until=lambda d: (d.view.momentary or {}).get("dropped_frames"))
+        text = screen_text(display)
+    finally:
+        session.close()
+    assert "requantize 1-bit none ntf order 5 at 3.072 MHz" in text
+    assert re.search(r"meter capture gaps: \d+ frames not metered", text), text
+    assert "e+0" not in text and "dropped" not in text
+
+
+def test_rates_read_as_people_write_them():
+    from rtq.ui.units import rate_text
+
+    assert [rate_text(r) for r in (44100, 48000.0, 352800, 2822400, 3072000, 768000 * 64)] == [
+        "44100 Hz", "48000 Hz", "352800 Hz", "2.8224 MHz", "3.072 MHz", "49.152 MHz"]
 
 
 def test_help_overlay_lists_every_key():
