@@ -16,7 +16,7 @@ The server runs the dummy backend (no sound card needed): 48 kHz, period 64,
 2 capture + 2 playback channels.  It asks for real-time scheduling (-R) and
 falls back to normal scheduling when the system refuses it.  Stop servers
 only after their clients: PortAudio hangs or aborts in a process whose JACK
-server vanished (see rtq/live/stream.py).
+server vanished (see rtq/live/portaudio/stream.py).
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtq.live.devices import devices_text   # initialises PortAudio (rtq.live.portaudio)
+    from rtq.live.portaudio.devices import devices_text   # initialises PortAudio
 
     print(devices_text())
     return 0

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 def _play(args, session, stage) -> int:
     """Run the session (screen, JSON lines or neither), then report; the exit status."""
     from rtq.live.session import format_summary
-    from rtq.live.stream import StreamLost
+    from rtq.live.callback import StreamLost
 
     display = None
     status = 0

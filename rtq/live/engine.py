@@ -1,6 +1,6 @@
 """The live engine's audio path: source, two chain slots, crossfades, bypass, error solo.
 
-Everything here runs inside the stream's compiled callback (:mod:`rtq.live.stream`):
+Everything here runs inside the stream's compiled callback (:mod:`rtq.live.callback`):
 :func:`engine_block` rebuilds the engine's arrays from addresses in the control block
 and makes one compiled call that
 
@@ -42,7 +42,7 @@ from ..spec import checked_integer, checked_number
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
 from ..native import Entry
-from .stream import CALLBACK_SIGNATURE, USER, begin_callback, end_callback, prefault
+from .callback import CALLBACK_SIGNATURE, USER, begin_callback, end_callback, prefault
 
 # Integer control words (engine array ``eng``).
 ACTIVE = 0          # slot whose chain is playing
@@ -190,7 +190,7 @@ def _bound(ctl, word):
 
 @kernel
 def engine_block(ctl, inp, out, n):
-    """The stream's ``block_fn``: rebuild the engine's arrays from ``ctl`` and process
+    """The engine's block function: rebuild the engine's arrays from ``ctl`` and process
     ``n`` frames, in pieces of at most the engine's block size."""
     u = USER
     eng = numba.carray(_bound(ctl, BIND_ENG), (ctl[u + BIND_ENG + 1],), np.int64)
@@ -240,8 +240,8 @@ class LiveEngine:
     ----------
     stream_factory : callable
         ``stream_factory(callback, user_words)`` returns an opened, stopped stream
-        (:class:`~rtq.live.stream.DuplexStream` or :class:`~rtq.live.nullstream.NullStream`)
-        whose callback calls ``block_fn``.
+        (:class:`~rtq.live.portaudio.stream.DuplexStream` or :class:`~rtq.live.nullstream.NullStream`)
+        that calls ``callback``, reserving ``user_words`` control-block words.
     chain : Chain
         The chain to start with (prepared here, with meter taps).
     samplerate, channels, blocksize : stream format

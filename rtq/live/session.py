@@ -2,7 +2,7 @@
 tests use.
 
 The session picks the stream (a sound card through PortAudio, or, when there is none,
-a :class:`~rtq.live.stream.NullStream` clocked in real time), builds the
+a :class:`~rtq.live.nullstream.NullStream` clocked in real time), builds the
 :class:`~rtq.live.engine.LiveEngine`, and offers the controls: switch preset, change a
 requantize stage's bits, dither or shaping, bypass, error solo.  Every control prepares
 the new chain on the calling thread and hands it to the audio thread, which crossfades
@@ -187,10 +187,10 @@ class LiveSession:
         self.source = parse_source(source, self.channels)
         stream_latency = _latency(latency)
         explicit = any(d is not None for d in (device, input_device, output_device))
-        from . import portaudio  # noqa: F401  (initialises PortAudio: quietly, as rtq's JACK client)
         from .engine import LiveEngine
-        from .stream import DuplexStream, NullStream, UnsupportedRate
-        from .devices import devices
+        from .nullstream import NullStream
+        from .portaudio.devices import devices   # initialises PortAudio: quietly, as rtq's JACK client
+        from .portaudio.stream import DuplexStream, UnsupportedRate
 
         usable = [d for d in devices() if d.max_output_channels > 0]
         on_device = bool(usable or explicit)
@@ -271,7 +271,7 @@ class LiveSession:
         screen), on a fixed schedule: a tick that takes part of the interval does not
         delay the next one, and one that takes more than half of it is followed by half
         an interval's rest, so the screen never keeps this thread (and a core) busy.
-        Raises :class:`~rtq.live.stream.StreamLost` when the audio server or device goes
+        Raises :class:`~rtq.live.callback.StreamLost` when the audio server or device goes
         away (within 2 s).
         """
         self.start()
@@ -504,7 +504,7 @@ def _last_requantize(chain: Chain) -> Requantize | None:
 def _default_output_rate() -> float:
     """The default output device's default rate, to whole Hz (PortAudio reports ALSA's as
     a ratio, not always whole); a UsageError if rtq runs no stream at it."""
-    from .devices import devices
+    from .portaudio.devices import devices
 
     outs = [d for d in devices() if d.is_default_output] or [d for d in devices() if d.max_output_channels]
     reported = outs[0].default_samplerate if outs else 48000.0

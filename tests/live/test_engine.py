@@ -422,7 +422,7 @@ def test_crossfade_with_alignment_does_not_click(first, then):
     unbroken tone (levels and delays may change)."""
     from rtq.chain import Chain
     from rtq.live.engine import LiveEngine, engine_callback
-    from rtq.live.stream import NullStream
+    from rtq.live.nullstream import NullStream
 
     block = 64
     engine = LiveEngine(

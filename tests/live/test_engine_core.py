@@ -1,20 +1,18 @@
 """The live engine's compiled audio path, driven block by block through its real
 PortAudio callback (called directly, no audio server): live output against offline
-rendering, bypass, error solo, chain switches, non-finite input."""
+rendering, bypass, error solo, chain switches, non-finite input, the first callback of
+a wide stream."""
 from __future__ import annotations
 
-import ctypes
-import mmap
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
 from rtq.chain import Chain
+from rtq.live.callback import CONTINUE
 from rtq.live.engine import LiveEngine, engine_callback
-from rtq.live.stream import CONTINUE, NullStream, prefault
+from rtq.live.nullstream import NullStream
 from rtq.program import META_CAPTURE
 from rtq.stages import Gain, Oversample, Requantize
 
@@ -180,45 +178,6 @@ def resident_bytes() -> int:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 
 
-def resident_pages(buffer: mmap.mmap) -> np.ndarray:
-    """``mincore(2)``: which pages of an anonymous mapping are resident."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.mincore.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_void_p]
-    address = ctypes.addressof(ctypes.c_char.from_buffer(buffer))
-    pages = np.zeros(len(buffer) // mmap.PAGESIZE, np.uint8)
-    assert libc.mincore(address, len(buffer), pages.ctypes.data) == 0, ctypes.get_errno()
-    return (pages & 1).astype(bool)
-
-
-@pytest.mark.parametrize("offset, frames", [(0, 4096), (16, 4096), (16, 4093), (4092, 1)],
-                         ids=["aligned", "malloc-offset", "ragged", "straddling"])
-@pytest.mark.parametrize("writeable", [True, False], ids=["writable", "read-only"])
-def test_prefault_maps_every_page_of_the_array_and_keeps_its_data(offset, frames, writeable):
-    """On 4 KiB pages of a fresh mapping (no huge pages): every page the array touches
-    is resident afterwards, the pages around it are not (the array at malloc's 16-byte
-    offset with a whole number of pages missed its last page before)."""
-    pages = 2 + (offset + 8 * frames + mmap.PAGESIZE - 1) // mmap.PAGESIZE
-    with mmap.mmap(-1, pages * mmap.PAGESIZE) as buffer:
-        start = mmap.PAGESIZE + offset
-        first, last = start // mmap.PAGESIZE, (start + 8 * frames - 1) // mmap.PAGESIZE
-        array = np.frombuffer(buffer, np.float64, frames, start)
-        expected = np.zeros(frames)
-        if writeable and frames > 1:
-            array[frames // 2] = expected[frames // 2] = 2.5      # one page in the middle
-        array.flags.writeable = writeable
-        assert resident_pages(buffer)[first:last + 1].sum() == (writeable and frames > 1)
-        prefault(array)
-        after = resident_pages(buffer)
-        assert after[first:last + 1].all() and not after[0] and not after[-1], after
-        assert np.array_equal(array, expected)
-        del array
-
-
-def test_prefault_refuses_a_strided_array():
-    with pytest.raises(ValueError, match="C-contiguous"):
-        prefault(np.zeros((8, 2))[:, 0])
-
-
 def test_first_callback_of_a_wide_stream_faults_no_memory_in():
     """Before the fix the first block of 64 channels faulted the 67 MB of meter taps in
     (82 MB more resident, 156 ms in the callback)."""
@@ -236,21 +195,3 @@ def test_first_callback_of_a_wide_stream_faults_no_memory_in():
         assert resident_bytes() - before < (1 << 20)
     finally:
         engine.close()
-
-
-@pytest.mark.parametrize("ending", ["exit", "drop"])
-def test_a_null_stream_left_running_ends_the_process_cleanly(ending):
-    """The compiled clock never takes the GIL, so nothing stopped it at exit, and it ran
-    on into freed arrays (SIGSEGV, 4 runs of 4); nor may dropping the session free the
-    chain the clock still runs."""
-    script = (
-        "import gc, time\n"
-        "from rtq.live.session import LiveSession\n"
-        "session = LiveSession('tpdf-16', notice=lambda line: None)\n"
-        "session.start()\n"
-        "time.sleep(0.2)\n"
-        + ("del session\ngc.collect()\ntime.sleep(0.2)\n" if ending == "drop" else "")
-    )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "JACK_NO_START_SERVER": "1", "JACK_DEFAULT_SERVER": "rtq-none"})
-    assert done.returncode == 0, done.stderr

@@ -31,10 +31,7 @@ import soundfile as sf
 from rtq.live.portaudio import JACK_PORTS
 from rtq.live.wakeup import DEVICE, system_limit
 
-try:  # tests/live as a package, or (as now) as rootdir-relative modules
-    from .test_engine import Capture, live_span
-except ImportError:
-    from test_engine import Capture, live_span
+from .test_engine import Capture, live_span
 
 REPO = Path(__file__).resolve().parents[2]
 RATE = 48000

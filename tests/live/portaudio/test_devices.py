@@ -3,7 +3,7 @@
 import pytest
 
 from rtq.errors import RtqError
-from rtq.live.devices import Device, devices, devices_text, host_apis, resolve
+from rtq.live.portaudio.devices import Device, devices, devices_text, host_apis, resolve
 
 
 def _device(index, name, ins=2, outs=2, default=False):

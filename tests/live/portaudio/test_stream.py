@@ -4,13 +4,13 @@ No timing assertions on callback durations (machines are noisy): only counts,
 sample values and "the program stops within 2 s when its server dies".
 """
 
-import ctypes
 import select
 import signal
 import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import jack
 import numba
@@ -18,34 +18,13 @@ import numpy as np
 import pytest
 
 from rtq.errors import RtqError
-from rtq.jit import kernel
+from rtq.jit import address_as_void_pointer, kernel
+from rtq.live.callback import CALLBACKS, COMMAND, COMPLETE, FINISHED, USER
 from rtq.live.portaudio import JACK_PORTS
-from rtq.live.stream import (
-    ABORT,
-    CALLBACKS,
-    COMMAND,
-    COMPLETE,
-    CONTINUE,
-    FINISHED,
-    FRAMES,
-    HIST_ADDR,
-    HIST_BINS,
-    HIST_LEN,
-    IN_CHANNELS,
-    INPUT_OVERFLOWS,
-    LAST_START_NS,
-    OUT_CHANNELS,
-    OUTPUT_UNDERFLOWS,
-    SAMPLERATE,
-    USER,
-    WORDS,
-    DuplexStream,
-    NullStream,
-    address_as_void_pointer,
-    make_callback,
-    passthrough,
-)
+from rtq.live.portaudio.stream import DuplexStream
 from rtq.live.wakeup import WakeupLatency
+
+from ..blocks import make_callback, passthrough
 
 # User words of ramp_recorder: bound recording array (address, frames, channels), armed flag, frame counter.
 REC, ARMED, COUNT = 0, 3, 4
@@ -121,24 +100,6 @@ def bits(a):
     return np.ascontiguousarray(a).view(np.uint32)
 
 
-def test_compiled_callback_called_directly_copies_and_counts():
-    callback = make_callback(passthrough)
-    assert make_callback(passthrough) is callback
-    ctl = np.zeros(USER, np.int64)
-    hist = np.zeros(HIST_BINS, np.int64)
-    ctl[[WORDS, IN_CHANNELS, OUT_CHANNELS, SAMPLERATE]] = USER, 2, 2, 48000
-    ctl[[HIST_ADDR, HIST_LEN]] = hist.ctypes.data, hist.size
-    inp = np.random.default_rng(1).standard_normal((64, 2)).astype(np.float32)
-    out = np.zeros_like(inp)
-    status = 2 | 4  # paInputOverflow | paOutputUnderflow
-    assert callback.ctypes(inp.ctypes.data, out.ctypes.data, 64, 0, status, ctl.ctypes.data) == CONTINUE
-    assert np.array_equal(bits(out), bits(inp))
-    assert ctl[CALLBACKS] == 1 and ctl[FRAMES] == 64 and ctl[LAST_START_NS] > 0
-    assert ctl[INPUT_OVERFLOWS] == 1 and ctl[OUTPUT_UNDERFLOWS] == 1 and hist.sum() == 1
-    ctl[COMMAND] = ABORT
-    assert callback.ctypes(inp.ctypes.data, out.ctypes.data, 64, 0, 0, ctl.ctypes.data) == ABORT
-
-
 # Each attempt is 0.6 s of audio; the VM's noise reaches several xruns a second at times.
 ATTEMPTS = 8
 
@@ -168,7 +129,7 @@ def test_passthrough_is_bit_exact_through_jack(client):
 
     client.set_xrun_callback(lambda delay: harness.__setitem__("xruns", harness["xruns"] + 1))
     # As rtq live on a sound card: the CPU latency request halves this VM's xruns.
-    with WakeupLatency(0), DuplexStream(passthrough, blocksize=blocksize, channels=2) as stream:
+    with WakeupLatency(0), DuplexStream(make_callback(passthrough), blocksize=blocksize, channels=2) as stream:
         stream.start()
         client.activate()
         stream.wait(0.05)  # let PortAudio finish its own connections first
@@ -204,7 +165,7 @@ def test_bound_arrays_and_loopback_delay(client, blocksize):
     """Own outputs wired to own inputs: the recorded ramp is bit-exact, late by period + blocksize."""
     client.activate()
     recording = np.zeros((12000, 2), np.float32)
-    with DuplexStream(ramp_recorder, blocksize=blocksize, user_words=5) as stream:
+    with DuplexStream(make_callback(ramp_recorder), blocksize=blocksize, user_words=5) as stream:
         assert stream.bind(REC, recording) == 3
         stream.start()
         stream.wait(0.05)  # let PortAudio finish its own connections first
@@ -247,30 +208,15 @@ def frames_while_python_spins(stream) -> tuple[int, float]:
 @pytest.mark.audio
 def test_busy_python_thread_does_not_stop_callbacks():
     """A thread spinning in Python holds the GIL for 1.5 s; the callback never needs it."""
-    with DuplexStream(passthrough, blocksize=64) as stream:
+    with DuplexStream(make_callback(passthrough), blocksize=64) as stream:
         stream.start()
         frames, expected = frames_while_python_spins(stream)
     assert 0.9 * expected <= frames <= 1.1 * expected + 64
 
 
-def test_the_null_stream_plays_while_this_thread_holds_the_gil():
-    """The null stream's clock is native too: its blocks go on while this thread holds
-    the GIL in one 0.5 s C call (a Python clock loop played 10 blocks of 281 while a
-    thread spun in Python for 1.5 s)."""
-    usleep = ctypes.PyDLL(None).usleep      # PyDLL: called with the GIL held
-    usleep.argtypes = [ctypes.c_uint]
-    with NullStream(passthrough, blocksize=256) as stream:
-        stream.start()
-        stream.wait(0.2)
-        before = stream.stats().callbacks
-        usleep(500_000)
-        during = stream.stats().callbacks - before
-    assert during >= 25, during             # 94 are due; a GIL-bound clock plays at most 1
-
-
 @pytest.mark.audio
 def test_block_fn_can_end_the_stream_and_it_restarts():
-    with DuplexStream(complete_after_20, blocksize=64) as stream:
+    with DuplexStream(make_callback(complete_after_20), blocksize=64) as stream:
         stream.start()
         assert stream.wait(5) is False  # finished before the timeout
         first = stream.stats().callbacks
@@ -296,16 +242,17 @@ def test_block_fn_can_end_the_stream_and_it_restarts():
 )
 def test_open_errors_are_one_clear_line(kwargs, expected):
     with pytest.raises(RtqError, match=expected) as err:
-        DuplexStream(passthrough, **kwargs)
+        DuplexStream(make_callback(passthrough), **kwargs)
     assert "\n" not in str(err.value)
 
 
-CHILD = """
-import sys
+TESTS = Path(__file__).resolve().parents[2]
+CHILD = f"import sys\nsys.path.insert(0, {str(TESTS)!r})\n" + """
+from live.blocks import make_callback, passthrough
 from rtq.errors import RtqError
-from rtq.live.stream import DuplexStream, passthrough
+from rtq.live.portaudio.stream import DuplexStream
 try:
-    with DuplexStream(passthrough, blocksize=64) as stream:
+    with DuplexStream(make_callback(passthrough), blocksize=64) as stream:
         stream.start()
         print("running", flush=True)
         stream.wait()
