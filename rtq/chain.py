@@ -6,10 +6,10 @@ from typing import Iterable
 
 import numpy as np
 
-from .errors import PresetError
+from .presets import load_preset
 from .processor import Processor
-from .spec import MAX_SEED, PresetSpec, StageSpec, checked_integer
-from .stages import Gain, Oversample, Quantize, Requantize, Stage
+from .spec import MAX_SEED, PresetSpec, checked_integer
+from .stages import Stage, stage_from_spec, walk
 
 
 class Chain(Processor):
@@ -41,7 +41,8 @@ class Chain(Processor):
     def latency(self) -> float:
         """Delay of the output, in samples at the stream rate (fractional for some
         oversamplers); :meth:`process` output is this late, ``chain(x, rate)`` and
-        ``rtq render`` compensate it (rounded to the nearest sample)."""
+        ``rtq render`` compensate it (rounded to the nearest sample:
+        :attr:`latency_samples`)."""
         return sum(stage.latency for stage in self.stages)
 
     def net_gain(self) -> float:
@@ -50,13 +51,7 @@ class Chain(Processor):
 
     def quantizers(self) -> list[Stage]:
         """The requantize and quantize stages, in order, nested ones included."""
-        found = []
-        for stage in self.stages:
-            if isinstance(stage, Oversample):
-                found += stage.quantizers()
-            elif stage.is_quantizer:
-                found.append(stage)
-        return found
+        return [place.stage for place in walk(self.stages) if place.stage.is_quantizer]
 
     @classmethod
     def from_spec(cls, spec: PresetSpec, seed: int | None = None) -> "Chain":
@@ -68,21 +63,4 @@ class Chain(Processor):
     @classmethod
     def from_preset(cls, source: str | os.PathLike, seed: int | None = None) -> "Chain":
         """Load a preset (a path or a shipped name) and build its chain."""
-        from .presets import load_preset
-
         return cls.from_spec(load_preset(source), seed)
-
-
-def stage_from_spec(spec: StageSpec) -> Stage:
-    p = spec.params
-    if spec.kind == "gain":
-        return Gain(p["db"], where=spec.where)
-    if spec.kind == "requantize":
-        return Requantize(p["bits"], p["dither"]["type"], p["dither"]["amplitude"],
-                          p["shaping"], where=spec.where)
-    if spec.kind == "quantize":
-        return Quantize(p["law"], p["bits"], where=spec.where)
-    if spec.kind == "oversample":
-        return Oversample(p["factor"], [stage_from_spec(s) for s in p["chain"]], p["phase"],
-                          p["quality"], p["integer_latency"], where=spec.where)
-    raise PresetError(f"{spec.location()}: stage '{spec.kind}' is not supported yet")

@@ -8,13 +8,82 @@ exactly; ``latency`` is in samples at the stream rate.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field, replace
+
 import numpy as np
 
-from .program import OP_SANITIZE, Program, ProgramBuilder, process_in_place, program_words, reset_program
+from .dsp.requantize import COUNT_CLIPS, COUNT_RESETS
+from .dsp.shaping import ErrorFilter
+from .program import (COUNT_NONFINITE, OP_SANITIZE, Program, ProgramBuilder, Tap, process_in_place, program_words,
+                      reset_program)
 from .spec import checked_integer, stream_rate
 
 DEFAULT_MAX_BLOCK = 4096
 _BLOCK_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@dataclass(frozen=True)
+class QuantizerInfo:
+    """What the meter needs to know about a prepared quantizer; the prepared processor
+    keeps one per quantizer (:attr:`Processor.quantizer_info`), the stage holds none."""
+
+    path: tuple[int, ...]   # the quantizer's place in the tree (rtq.stages.walk)
+    stage: object           # the Requantize or Quantize stage
+    bits: int
+    step: float
+    dither: str
+    error_filter: ErrorFilter | None
+    sample_rate: float
+    op_index: int           # the op's row in the program (its counters)
+    taps: tuple[Tap, Tap] | None = None     # (input, output) when prepared with taps
+
+
+@dataclass
+class EmitContext:
+    """Where a stage is being placed: its rate, work level, dither-stream path, and
+    whether quantizers get meter taps; ``quantizers`` collects what they report."""
+
+    sample_rate: float
+    level: int = 0
+    seed: int = 0
+    path: tuple[int, ...] = ()
+    taps: bool = False
+    stream_rate: float = 0.0        # the rate outside every oversample stage
+    quantizers: dict = field(default_factory=dict)   # path -> QuantizerInfo, shared by nested contexts
+
+
+def emit_stages(stages, builder: ProgramBuilder, ctx: EmitContext) -> None:
+    """Emit ``stages`` in order; with ``ctx.taps``, tap each quantizer's input and output."""
+    for index, stage in enumerate(stages):
+        here = replace(ctx, path=ctx.path + (index,))
+        tap_in = builder.add_tap(ctx.level) if ctx.taps and stage.is_quantizer else None
+        info = stage.emit(builder, here)
+        if info is not None:
+            taps = (tap_in, builder.add_tap(ctx.level)) if tap_in is not None else None
+            ctx.quantizers[here.path] = replace(info, taps=taps)
+
+
+def flush_and_trim(blocks, latency: int, silence: np.ndarray):
+    """Latency compensation, the one rule for ``chain(x, rate)`` and ``rtq render``: the
+    pieces to process are every block of ``blocks``, then ``latency`` frames of silence
+    (taken from ``silence``, zeroed before each use, in pieces of at most its length);
+    each is yielded with how many of its first frames to drop once processed, so that
+    what is kept is the input's length, aligned with it."""
+    to_skip = latency
+
+    def pieces():
+        yield from blocks
+        left = latency
+        while left > 0:
+            n = min(left, silence.shape[0])
+            silence[:n] = 0.0
+            yield silence[:n]
+            left -= n
+
+    for block in pieces():
+        skip = min(to_skip, block.shape[0])
+        to_skip -= skip
+        yield block, skip
 
 
 class Processor:
@@ -27,6 +96,7 @@ class Processor:
         self._init = None
         self.sample_rate: float | None = None
         self.channels: int | None = None
+        self.quantizer_info: dict[tuple[int, ...], QuantizerInfo] = {}
 
     def _stages(self):
         raise NotImplementedError
@@ -48,7 +118,7 @@ class Processor:
 
         With ``taps``, meter taps record the chain's input and output
         (:attr:`input_tap`, :attr:`output_tap`) and every quantizer's input and output
-        (``stage.info.taps``).  ``first_channel`` makes this processor stand for channels
+        (``taps`` of its :attr:`quantizer_info`).  ``first_channel`` makes this processor stand for channels
         ``first_channel ..`` of a wider stream: it takes their dither streams, so
         processors for the parts of a stream (see :meth:`process_columns`) together give
         exactly the output of one processor for all of it.  May raise
@@ -57,15 +127,15 @@ class Processor:
         whole Hz from 1000 to 768000 (:func:`~rtq.spec.stream_rate`), ``channels`` and
         ``max_block`` at least 1, ``first_channel`` at least 0.
         """
-        from .stages import EmitContext, emit_stages
-
         sample_rate = stream_rate(sample_rate)
         channels = checked_integer(channels, "channels", 1)
         builder = ProgramBuilder(channels, checked_integer(max_block, "max_block", 1),
                                  checked_integer(first_channel, "first_channel", 0))
         builder.add_op(OP_SANITIZE, 0)
         self.input_tap = builder.add_tap(0) if taps else None
-        emit_stages(self._stages(), builder, EmitContext(sample_rate, 0, int(self.seed), (), taps, sample_rate))
+        ctx = EmitContext(sample_rate, 0, int(self.seed), (), taps, sample_rate)
+        emit_stages(self._stages(), builder, ctx)
+        self.quantizer_info = ctx.quantizers
         self.output_tap = builder.add_tap(0) if taps else None
         self.program, self._init = builder.build()
         self._words = program_words(self.program)
@@ -79,12 +149,8 @@ class Processor:
         clipped, non-finite input samples (made 0 or full scale), and resets of
         designed-NTF loops that overloaded (:data:`rtq.dsp.requantize.RESET_AFTER_OVERLOADS`
         samples in a row)."""
-        from .chain import Chain
-        from .dsp.requantize import COUNT_CLIPS, COUNT_RESETS
-        from .program import COUNT_NONFINITE
-
         counters = self.program.counters
-        rows = [stage.info.op_index for stage in Chain(self._stages()).quantizers()]
+        rows = [info.op_index for info in self.quantizer_info.values()]
         return ([int(counters[rows, c, COUNT_CLIPS].sum()) for c in range(self.channels)],
                 [int(counters[0, c, COUNT_NONFINITE]) for c in range(self.channels)],
                 [int(counters[rows, c, COUNT_RESETS].sum()) for c in range(self.channels)])
@@ -93,17 +159,20 @@ class Processor:
         """Raise the :class:`~rtq.errors.PresetError` that :meth:`prepare` would raise at
         ``sample_rate`` (a shaping table with no entry for it, a designed band at or
         above its Nyquist), without allocating the state or compiling anything."""
-        from .chain import Chain
-        from .stages import EmitContext, emit_stages
-
         sample_rate = stream_rate(sample_rate)
-        prepared = [(stage, stage.info) for stage in Chain(self._stages()).quantizers()]
-        try:
-            emit_stages(self._stages(), ProgramBuilder(1, 1),
-                        EmitContext(sample_rate, 0, int(self.seed), (), False, sample_rate))
-        finally:  # what the meter reads of a prepared chain stays as it was
-            for stage, info in prepared:
-                stage.info = info
+        emit_stages(self._stages(), ProgramBuilder(1, 1), EmitContext(sample_rate, 0, int(self.seed), (), False,
+                                                                       sample_rate))
+
+    @property
+    def latency(self) -> float:
+        """Delay of the output, in samples at the stream rate (may be fractional)."""
+        raise NotImplementedError
+
+    @property
+    def latency_samples(self) -> int:
+        """:attr:`latency` rounded to the nearest sample: what ``chain(x, rate)`` and
+        ``rtq render`` drop from the start, and what the meter and the live engine align by."""
+        return int(round(self.latency))
 
     def process(self, block: np.ndarray) -> None:
         """Process ``block`` (frames, channels), float32 or float64, C-contiguous, in place.
@@ -154,7 +223,8 @@ class Processor:
         +-1.0 (integer PCM is refused rather than guessed at: divide int16 by 32768).
         With ``compensate_latency`` (the default), the output is aligned with the input
         and as long, exactly as ``rtq render`` writes it: the chain is flushed with
-        ``round(latency)`` frames of silence and as many of its first frames are dropped.
+        :attr:`latency_samples` frames of silence and as many of its first frames are
+        dropped (:func:`flush_and_trim`).
         ``compensate_latency=False`` returns what a stream hears (:meth:`process`): the
         same samples, ``latency`` frames late.
         """
@@ -163,7 +233,7 @@ class Processor:
             raise TypeError(f"expected floating-point audio (full scale +-1.0) of shape (frames,) or "
                             f"(frames, channels), got {samples.dtype} of shape {samples.shape}")
         frames = samples.shape[0]
-        delay = int(round(self.latency)) if compensate_latency else 0
+        delay = self.latency_samples if compensate_latency else 0
         channels = 1 if samples.ndim == 1 else samples.shape[1]
         x = np.zeros((frames + delay, channels))
         x[:frames] = samples.reshape(frames, channels)
@@ -171,7 +241,9 @@ class Processor:
             self.prepare(sample_rate, channels)
         else:
             self.reset()
-        self.process(x)
-        y = x[delay:]
+        dropped = 0     # the silence is x's tail: what is kept is contiguous, x[delay:]
+        for block, skip in flush_and_trim([x[:frames]], delay, x[frames:]):
+            self.process(block)
+            dropped += skip
+        y = x[dropped:]
         return y[:, 0].copy() if samples.ndim == 1 else y
-

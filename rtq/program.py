@@ -45,16 +45,17 @@ from numba import types
 from .jit import address_as_void_pointer, kernel
 from .native import Entry
 
-from .dsp.g711 import compand_block
-from .dsp.oversample import oversample_down, oversample_up
-from .dsp.requantize import requantize_block
+from .dsp.g711 import compand_op
+from .dsp.gain import gain_op
+from .dsp.oversample import down_op, up_op
+from .dsp.requantize import requantize_op
 
 OP_SANITIZE = 1
 OP_GAIN = 2
 OP_REQUANTIZE = 3
 OP_COMPAND = 4
 OP_TAP = 5
-OP_OVERSAMPLE_UP = 6      # args: child level, coefficient count, state words
+OP_OVERSAMPLE_UP = 6
 OP_OVERSAMPLE_DOWN = 7    # args: parent level, row of the matching OP_OVERSAMPLE_UP
 
 OP_WIDTH = 16
@@ -123,33 +124,22 @@ def _execute(prog, m):
         if code == OP_SANITIZE:
             _sanitize(buf, n, cnt[k])
         elif code == OP_GAIN:
-            g = fp[p]
-            for c in range(nch):
-                for t in range(n):
-                    buf[c, t] *= g
+            gain_op(buf, n, fp[p:])
         elif code == OP_REQUANTIZE:
-            na = op[COL_ARG0]
-            nb = op[COL_ARG0 + 1]
-            pa = p + 8
-            requantize_block(buf, n, fp[p:p + 7], op[COL_ARG0 + 2], fp[p + 7],
-                             fp[pa:pa + na], fp[pa + na:pa + na + nb], fs[s:s_end],
-                             ist[i:i + 2], rng[r:r + nch], cnt[k])
+            requantize_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:s_end], ist[i:], rng[r:r + nch], cnt[k])
         elif code == OP_COMPAND:
-            compand_block(buf, n, op[COL_ARG0], cnt[k])
+            compand_op(buf, n, op[COL_ARG0:], cnt[k])
         elif code == OP_TAP:
             if capture < 0 or op[COL_FACTOR] == 1:
                 _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])
             elif capture > 0:   # the window's last frames may end inside this piece
                 _tap(buf, min(n, capture * op[COL_FACTOR]), taps[op[COL_ARG0]], ist[i:i + 1])
         elif code == OP_OVERSAMPLE_UP:
-            coeffs = fp[p:p + op[COL_ARG0 + 1]]
-            state = fs[s:s + op[COL_ARG0 + 2]]
-            oversample_up(coeffs, buf, n, state, work[op[COL_ARG0]])
+            up_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:], work)
         elif code == OP_OVERSAMPLE_DOWN:
             up = ops[op[COL_ARG0 + 1]]
-            coeffs = fp[up[COL_P_OFF]:up[COL_P_OFF] + up[COL_ARG0 + 1]]
-            state = fs[up[COL_S_OFF]:up[COL_S_OFF] + up[COL_ARG0 + 2]]
-            oversample_down(coeffs, buf, m * up[COL_FACTOR], state, work[op[COL_ARG0]])
+            down_op(buf, m * up[COL_FACTOR], fp[up[COL_P_OFF]:], up[COL_ARG0:], fs[up[COL_S_OFF]:],
+                    work[op[COL_ARG0]])
     if capture > 0:     # a meter writes only while it is 0: no update is lost
         meta[META_CAPTURE] = max(capture - m, 0)
 

@@ -39,9 +39,9 @@ from .native import Entry
 from .chain import Chain
 from .program import META_MAX_BLOCK
 from .errors import RtqError, UsageError
+from .processor import flush_and_trim
 from .report import check_destination
 from .spec import check_file_rate
-from .stages import Quantize, Requantize
 
 DEFAULT_BLOCK = 32768
 # Largest piece the chain's program works on at once (its work buffers, at every rate
@@ -66,39 +66,40 @@ class RenderResult:
     resets: list[int] = field(default_factory=list)    #: designed-NTF loops reset after overloads
 
 
+def _output_grid(chain: Chain):
+    """The grid the chain's last stage leaves its output on (:meth:`Stage.output_grid
+    <rtq.stages.base.Stage.output_grid>`), or None."""
+    return chain.stages[-1].output_grid() if chain.stages else None
+
+
 def output_grid_bits(chain: Chain) -> int | None:
     """Word length of the grid the chain's output lies on (None if it is not on a grid)."""
-    last = chain.stages[-1] if chain.stages else None
-    if isinstance(last, Requantize) and last.bits >= 2:
-        return last.bits
-    if isinstance(last, Quantize):
-        return 16
-    return None
+    grid = _output_grid(chain)
+    return grid.bits if grid else None
 
 
 def default_subtype(chain: Chain) -> str:
     """The output subtype that follows the last stage: PCM_16/24/32 for a requantize to
     that many bits (and PCM_32 for 25 to 31 bits, which FLOAT cannot hold), ULAW/ALAW
     for a G.711 quantize, FLOAT otherwise."""
-    last = chain.stages[-1] if chain.stages else None
-    if isinstance(last, Quantize):
-        return _LAW_SUBTYPES[last.law]
-    grid = output_grid_bits(chain)
-    if grid in (16, 24, 32):
-        return f"PCM_{grid}"
-    return "PCM_32" if grid is not None and grid > 24 else "FLOAT"
+    grid = _output_grid(chain)
+    if grid is not None and grid.law:
+        return _LAW_SUBTYPES[grid.law]
+    bits = output_grid_bits(chain)
+    if bits in (16, 24, 32):
+        return f"PCM_{bits}"
+    return "PCM_32" if bits is not None and bits > 24 else "FLOAT"
 
 
 def holds_exactly(chain: Chain, subtype: str) -> bool:
     """Whether a file of ``subtype`` stores the chain's output without changing it."""
-    grid = output_grid_bits(chain)
-    last = chain.stages[-1] if chain.stages else None
+    grid = _output_grid(chain)
     if subtype in _INT_PCM_BITS:
-        return grid is not None and grid <= _INT_PCM_BITS[subtype]
+        return grid is not None and grid.bits <= _INT_PCM_BITS[subtype]
     if subtype in _LAW_SUBTYPES.values():
-        return isinstance(last, Quantize) and _LAW_SUBTYPES[last.law] == subtype
+        return grid is not None and grid.law is not None and _LAW_SUBTYPES[grid.law] == subtype
     if subtype == "FLOAT":
-        return grid is None or grid <= 24
+        return grid is None or grid.bits <= 24
     return subtype == "DOUBLE"
 
 
@@ -135,11 +136,8 @@ def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
 
 
 def _describe_output(chain: Chain) -> str:
-    last = chain.stages[-1] if chain.stages else None
-    if isinstance(last, Quantize):
-        return f"{last.law} codes"
-    grid = output_grid_bits(chain)
-    return f"{grid}-bit grid" if grid else "not on an integer grid"
+    grid = _output_grid(chain)
+    return str(grid) if grid else "not on an integer grid"
 
 
 @kernel
@@ -278,7 +276,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         rate, channels, total = src.samplerate, src.channels, src.frames
         chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
         subtype = choose_subtype(chain, fmt, subtype)
-        latency = int(round(chain.latency)) if compensate_latency else 0
+        latency = chain.latency_samples if compensate_latency else 0
         try:
             fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
         except OSError as err:
@@ -462,11 +460,10 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
     """The block loop: read, process in place, drop the latency, write, flush."""
     work_dtype = _work_dtype(src.subtype, subtype)
     tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
-    to_skip = latency
     done = 0
     written = 0
     with _Pipeline(src, dst, block_size, work_dtype, _OUT_DTYPES.get(subtype, np.float64)) as pipe:
-        for block in _with_flush(pipe.blocks(), tail, latency):
+        for block, start in flush_and_trim(pipe.blocks(), latency, tail):
             n = block.shape[0]
             done += n
             if observer:   # it reads the meter taps, which hold one program piece
@@ -476,8 +473,6 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
                     observer(groups.chain)
             else:
                 groups.process(block)
-            start = min(to_skip, n)
-            to_skip -= start
             if n > start:
                 pipe.write(block[start:], subtype)
                 written += n - start
@@ -486,16 +481,6 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
     if progress:
         progress.update(src.frames, final=True)
     return written
-
-
-def _with_flush(blocks, tail, latency):
-    """The file's blocks, then ``latency`` frames of silence to flush the chain."""
-    yield from blocks
-    while latency > 0:
-        n = min(latency, tail.shape[0])
-        tail[:n] = 0.0
-        yield tail[:n]
-        latency -= n
 
 
 # Integer subtypes take exact codes: int16 (y * 2^15) for 16-bit and G.711 files (libsndfile

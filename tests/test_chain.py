@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from rtq.chain import Chain
+from rtq.dsp.shaping import select_table
 from rtq.program import COUNT_NONFINITE, OP_SANITIZE
 from rtq.errors import PresetError
 from rtq.stages import Gain, Oversample, Quantize, Requantize, format_rates, usable_rates
@@ -189,7 +190,7 @@ def test_non_finite_replacement_values():
     y = chain(x, 48000)
     assert list(y) == [0.0, 1.0 - 2.0 ** -15, -1.0, 0.25]
     assert chain.program.counters[0, 0, COUNT_NONFINITE] == 3
-    assert chain.program.counters[stage.info.op_index, 0, 0] == 1     # +1.0 saturates
+    assert chain.program.counters[chain.quantizer_info[(0,)].op_index, 0, 0] == 1     # +1.0 saturates
 
 
 RATE_CASES = {
@@ -247,11 +248,11 @@ def test_usable_rates_print_the_whole_rates_and_stay_small():
 
 def test_check_leaves_a_prepared_chain_as_it_was():
     chain = Chain([Requantize(16, "tpdf", shaping="shibata")]).prepare(44100, 2, 64, taps=True)
-    info = chain.quantizers()[0].info
+    info = chain.quantizer_info[(0,)]
     chain.check(48000)
     with pytest.raises(PresetError, match="no table for 96000 Hz"):
         chain.check(96000)
-    assert chain.quantizers()[0].info is info and info.taps is not None
+    assert chain.quantizer_info[(0,)] is info and info.taps is not None
 
 
 @pytest.mark.parametrize("make, message", [
@@ -361,3 +362,25 @@ def test_chain_seed_is_a_64_bit_integer(seed):
 def test_chain_holds_stages_only():
     with pytest.raises(TypeError, match="a chain holds stages"):
         Chain(["requantize"])
+
+
+def test_a_stage_shared_by_two_chains_keeps_each_chains_preparation():
+    """Prepare results live on the prepared chain, keyed by place, not on the stage: the
+    second chain's preparation at 48 kHz left the first chain's quantizer reading 48000."""
+    q = Requantize(16, "tpdf", shaping="shibata")
+    first = Chain([q]).prepare(44100, 2, 64, taps=True)
+    second = Chain([Gain(-1), q]).prepare(48000, 2, 64)
+    assert first.quantizer_info[(0,)].sample_rate == 44100 and first.quantizer_info[(0,)].taps is not None
+    assert second.quantizer_info[(1,)].sample_rate == 48000 and second.quantizer_info[(1,)].taps is None
+    assert first.quantizer_info[(0,)].error_filter == select_table("shibata", 44100)
+    assert second.quantizer_info[(1,)].error_filter == select_table("shibata", 48000)
+    assert first.quantizer_info[(0,)].stage is second.quantizer_info[(1,)].stage is q
+    assert not hasattr(q, "info")
+
+
+def test_a_stage_used_twice_in_one_chain_has_one_entry_per_place():
+    q = Requantize(8, "tpdf")
+    chain = Chain([q, Oversample(2, [q])]).prepare(48000, 1, 64)
+    assert list(chain.quantizer_info) == [(0,), (1, 0)]
+    assert [info.sample_rate for info in chain.quantizer_info.values()] == [48000, 96000]
+    assert len({info.op_index for info in chain.quantizer_info.values()}) == 2

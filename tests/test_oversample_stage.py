@@ -277,7 +277,7 @@ def _shaped_error(factor, order, phase, quality, x, seed=3, bits=8):
     chain = Chain([Oversample(factor, [quant], phase, quality, True)], seed=seed)
     ident = Chain([Oversample(factor, [], phase, quality, True)])
     y = chain(x, FS)
-    counters = chain.program.counters[quant.info.op_index, 0]
+    counters = chain.program.counters[chain.quantizer_info[(0, 0)].op_index, 0]
     assert counters[0] == 0 and counters[2] == 0, "clips or loop resets"
     return y - ident(x, FS)
 
@@ -462,7 +462,7 @@ def test_dsd64_snr_at_half_scale():
     y = chain(_modulator_sine(0.5, WARM_DSD + N_DSD), FS, compensate_latency=False)[WARM_DSD:]
     assert _sqnr_db(y, K_DSD) >= 100.0
     assert 20 * np.log10(_tone_amplitude(y, K_DSD) / 0.5) == pytest.approx(0.0, abs=0.01)
-    counters = chain.program.counters[chain.quantizers()[0].info.op_index, 0]
+    counters = chain.program.counters[chain.quantizer_info[(1, 0)].op_index, 0]
     assert counters[0] == 0 and counters[2] == 0
 
 
@@ -472,7 +472,7 @@ def test_dsd64_stable_just_below_its_maximum_input():
     >= 100 dB (measured 121.1 dB)."""
     chain = _dsd_chain()
     y = chain(_modulator_sine(10 ** (-5.5 / 20), WARM_DSD + N_DSD), FS, compensate_latency=False)[WARM_DSD:]
-    counters = chain.program.counters[chain.quantizers()[0].info.op_index, 0]
+    counters = chain.program.counters[chain.quantizer_info[(1, 0)].op_index, 0]
     assert counters[0] == 0 and counters[2] == 0, counters
     assert _sqnr_db(y, K_DSD) >= 100.0
 
@@ -486,7 +486,7 @@ def test_dsd64_overload_is_counted_bounded_and_recovers():
     samples) of the loud part the quiet sine is back at >= 100 dB SQNR (measured 120.7
     dB) with no further clip or reset."""
     chain = _dsd_chain().prepare(FS, 1, 4096)
-    row = chain.quantizers()[0].info.op_index
+    row = chain.quantizer_info[(1, 0)].op_index
     seg = 8820
     parts = [(0.5, seg), (1.0, seg), (2.0, seg), (0.5, WARM_DSD), (0.5, N_DSD)]
     counts, outs, start = [], [], 0

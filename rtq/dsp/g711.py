@@ -82,6 +82,20 @@ def alaw_decode(code):
 
 LAW_MU = 0
 LAW_A = 1
+LAWS = {"mu-law": LAW_MU, "a-law": LAW_A}
+"""The companding laws by name (presets, ``Quantize``)."""
+
+
+def pack(law: str) -> dict:
+    """A compander's op for :meth:`rtq.program.ProgramBuilder.add_op`, read back by
+    :func:`compand_op`: ``args`` holds the law's code."""
+    return {"args": (LAWS[law],)}
+
+
+@kernel
+def compand_op(buf, n, args, counters):
+    """Run the op :func:`pack` laid out."""
+    compand_block(buf, n, args[0], counters)
 
 
 @kernel

@@ -1082,6 +1082,33 @@ def oversample_down(coeffs, x, n, state, out):
 
 
 # --------------------------------------------------------------------------------------
+# The program's ops
+# --------------------------------------------------------------------------------------
+
+
+def pack(design: OversamplerDesign, channels: int, inner_level: int) -> dict:
+    """An up-sampler's op for :meth:`rtq.program.ProgramBuilder.add_op`, read back by
+    :func:`up_op` and, for the matching down-sampler, :func:`down_op`: ``params`` are
+    the design's ``coeffs``, ``args`` the work level the inner chain runs at, the
+    coefficient count and the state words (the state both directions share)."""
+    words = design.state_size(channels)
+    return {"params": design.coeffs, "state_words": words, "args": (inner_level, design.coeffs.size, words)}
+
+
+@kernel
+def up_op(buf, n, params, args, state, work):
+    """Up-sample ``buf[:, :n]`` into the work level of the inner chain (:func:`pack`)."""
+    oversample_up(params[:args[1]], buf, n, state[:args[2]], work[args[0]])
+
+
+@kernel
+def down_op(buf, n, up_params, up_args, up_state, out):
+    """Down-sample ``n`` frames of ``buf`` (the inner chain's level) into ``out``, with the
+    parameters and state of the up-sampler op (:func:`pack`) it pairs with."""
+    oversample_down(up_params[:up_args[1]], buf, n, up_state[:up_args[2]], out)
+
+
+# --------------------------------------------------------------------------------------
 # Offline convenience wrapper (allocates; not for the real-time path)
 # --------------------------------------------------------------------------------------
 

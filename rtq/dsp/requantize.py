@@ -55,6 +55,8 @@ DITHER_GAUSSIAN = 4
 
 DITHER_CODES = {"none": DITHER_NONE, "rpdf": DITHER_RPDF, "tpdf": DITHER_TPDF,
                 "tpdf-hp": DITHER_TPDF_HP, "gaussian": DITHER_GAUSSIAN}
+DITHER_TYPES = tuple(DITHER_CODES)
+"""The dither names, in the order presets, the live controls and the help list them."""
 
 # Standard deviation of the Gaussian dither in LSB at amplitude 1: 0.5 LSB, the value
 # that makes the error's variance practically independent of the signal (Wannamaker).
@@ -157,6 +159,43 @@ def state_per_channel(a_taps: int, b_taps: int) -> int:
     if b_taps:
         return RECURSIVE_ORDER + _MISC
     return history_length(a_taps) + _MISC
+
+
+def grid_of(bits: int) -> tuple[float, float, float, float]:
+    """``(step, off, lo, hi)`` of the ``bits``-bit grid (see the module docstring)."""
+    if bits == 1:
+        return 2.0, 0.5, -0.5, 0.5
+    return 2.0 ** (1 - bits), 0.0, -(2.0 ** (bits - 1)), 2.0 ** (bits - 1) - 1
+
+
+# The op's layout.  params: step, 1/step, off, lo, hi, ebound, reset_after (the grid,
+# _GRID_WORDS), the dither amplitude, then a, then b; args: len(a), len(b), dither code.
+_GRID_WORDS = 7
+
+
+def pack(bits: int, dither: str, amplitude: float, a, b, reset_after: int) -> dict:
+    """A requantizer's op for :meth:`rtq.program.ProgramBuilder.add_op` (its ``params``,
+    ``args``, state and integer state), read back by :func:`requantize_op`: ``bits``,
+    ``dither`` (a :data:`DITHER_TYPES` name) at ``amplitude``, error-feedback ``a`` and
+    ``b`` (as :func:`kernel_coefficients` lays them out), and ``reset_after`` overloads
+    in a row that reset the loop (0: never)."""
+    step, off, lo, hi = grid_of(bits)
+    kind = DITHER_CODES[dither]
+    ebound = 0.5 + dither_peak_lsb(kind, amplitude)
+    grid = [step, 1.0 / step, off, lo, hi, ebound, reset_after]
+    return {"params": np.concatenate([grid, [amplitude], a, b]),
+            "state_per_channel": state_per_channel(a.size, b.size),
+            "istate": (history_length(a.size) - HISTORY_SLACK, 0), "args": (a.size, b.size, kind)}
+
+
+@kernel
+def requantize_op(buf, n, params, args, state, pos, rng, counters):
+    """Run the op :func:`pack` laid out (``params`` and ``args`` start at its own words)."""
+    na = args[0]
+    nb = args[1]
+    pa = _GRID_WORDS + 1
+    requantize_block(buf, n, params[:_GRID_WORDS], args[2], params[_GRID_WORDS], params[pa:pa + na],
+                     params[pa + na:pa + na + nb], state, pos[:2], rng, counters)
 
 
 @kernel

@@ -272,7 +272,7 @@ class LiveEngine:
         self.fade = max(1, int(round(fade_ms * 1e-3 * self.samplerate)))
         asked = None if align_latency is None else checked_integer(align_latency, "align_latency", 0, MAX_ALIGN)
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
-        self.align = int(round(chain.latency)) if asked is None else asked
+        self.align = chain.latency_samples if asked is None else asked
         if self.align > MAX_ALIGN:
             raise ValueError(f"chain latency {self.align} exceeds the {MAX_ALIGN} samples the engine can align")
         self._slots = [chain, None]
@@ -327,7 +327,7 @@ class LiveEngine:
         self.stream.hold(slot, chain.program)   # eng holds its arrays' addresses
         base = SLOTS + slot * PROGRAM_WORDS
         self.eng[base:base + PROGRAM_WORDS] = program_words(chain.program)
-        self.eng[SLOT_DELAY + slot] = self.align - int(round(chain.latency))
+        self.eng[SLOT_DELAY + slot] = self.align - chain.latency_samples
 
     # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
@@ -359,7 +359,7 @@ class LiveEngine:
         finish first; with ``wait``, also for this one (so the old chain can be freed).
         """
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
-        latency = int(round(chain.latency))
+        latency = chain.latency_samples
         if latency > MAX_ALIGN:
             raise ValueError(f"chain latency {latency} exceeds the {MAX_ALIGN} samples the engine can align")
         self._wait_idle(timeout)

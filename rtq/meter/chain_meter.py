@@ -262,39 +262,6 @@ def net_gain_db(gain: float) -> float | None:
     return round(20.0 * math.log10(gain), 6) + 0.0 if gain > 0 else None
 
 
-def quantizer_stages(stages, path=()):
-    """``(path, stage)`` of every quantizer in ``stages``, depth first (stages holding an
-    inner chain expose it as ``.stages``)."""
-    found = []
-    for index, stage in enumerate(stages):
-        here = path + (index,)
-        if getattr(stage, "is_quantizer", False):
-            found.append((here, stage))
-        inner = getattr(stage, "stages", None)
-        if inner:
-            found.extend(quantizer_stages(inner, here))
-    return found
-
-
-def stage_label(stage) -> str:
-    """A short description such as ``requantize 16-bit tpdf shibata``."""
-    if stage.kind == "requantize":
-        label = f"requantize {stage.bits}-bit {stage.dither}"
-        if stage.amplitude != 1.0:
-            label += f" x{stage.amplitude:g}"
-        shaping = stage.shaping
-        if shaping.get("kind") == "table":
-            label += f" {shaping['name']}"
-        elif shaping.get("kind") == "fir":
-            label += f" fir({len(shaping['coefficients'])})"
-        elif shaping.get("kind") == "design":
-            label += f" ntf order {shaping.get('order')}"
-        return label
-    if stage.kind == "quantize":
-        return f"quantize {stage.law} {stage.bits}-bit"
-    return stage.kind
-
-
 def _is_uniform(info) -> bool:
     """A uniform N-bit grid (requantize), rather than G.711 companding."""
     return info.step == grid_step(info.bits)
@@ -421,13 +388,13 @@ class ChainMeter:
             return r
 
         self._entries: list[_Entry] = []
-        quantizers = quantizer_stages(chain.stages)
-        for path, stage in quantizers:
-            info = stage.info
-            if info is None or info.taps is None:
+        quantizers = list(chain.quantizer_info.values())
+        for info in quantizers:
+            stage, path = info.stage, info.path
+            if info.taps is None:
                 raise ValueError(f"stage {path} was not prepared with taps")
             tap_in, tap_out = info.taps
-            label = stage_label(stage)
+            label = stage.label()
             meter = _meter_for(info, stage, self.channels, nfft, momentary_s, path[0], label,
                                tap_in.factor)
             extra = {"bits": info.bits}
@@ -438,10 +405,10 @@ class ChainMeter:
             self._entries.append(_Entry(meter, pair, history, path, extra, [info.op_index],
                                         factor=tap_in.factor))
 
-        last = chain.stages[-1] if chain.stages else None
-        if last is not None and getattr(last, "is_quantizer", False) and last.info.taps[0].factor == 1:
-            e2e = _meter_for(last.info, last, self.channels, nfft, momentary_s, None, "end to end")
-            extra = {"bits": last.info.bits}
+        last = chain.quantizer_info.get((len(chain.stages) - 1,))   # the last stage, if a quantizer
+        if last is not None and last.taps[0].factor == 1:
+            e2e = _meter_for(last, last.stage, self.channels, nfft, momentary_s, None, "end to end")
+            extra = {"bits": last.bits}
         else:
             e2e = ErrorMeter(self.sample_rate, self.channels, None, "none", nfft=nfft,
                              momentary_s=momentary_s, stage="end to end")
@@ -454,7 +421,7 @@ class ChainMeter:
                           "taps": len(fractional.taps), "error_floor_db": ERROR_FLOOR_DB}})
         history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
         self._end_to_end = _Entry(e2e, pair, history, (), extra,
-                                  [s.info.op_index for _, s in quantizers], gain=self.net_gain)
+                                  [info.op_index for info in quantizers], gain=self.net_gain)
         # From the start, the clip and non-finite counters count from the program's
         # start too (a render's meter is created after its first block).
         counts = self._read_counts()

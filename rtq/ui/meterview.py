@@ -14,7 +14,7 @@ import time
 
 import numpy as np
 
-from ..meter.chain_meter import ChainMeter, quantizer_stages, stage_label
+from ..meter.chain_meter import ChainMeter
 
 REFRESH_S = 0.1          # one frame (or JSON line) every 100 ms: 10 Hz
 MOMENTARY_DUTY = 3.0     # momentary figures: at most one refresh per 3x its cost
@@ -58,9 +58,9 @@ class MeterView:
             return False
         self.meter = ChainMeter(chain, from_start=True, windowed=True)
         self.meters_created += 1
-        found = quantizer_stages(chain.stages)
-        self.labels = [stage_label(s) for _, s in found]
-        self.rates = [float(s.info.sample_rate) for _, s in found]
+        found = chain.quantizer_info.values()
+        self.labels = [info.stage.label() for info in found]
+        self.rates = [float(info.sample_rate) for info in found]
         self._static = {}
         self.invalidate()
         return True

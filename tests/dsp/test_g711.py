@@ -63,7 +63,7 @@ def test_quantize_stage_equals_audioop_roundtrip_code_for_code(law):
     y = chain(x, 8000)
     ref = reference_roundtrip(law, ALL16)
     assert np.array_equal(y * 32768.0, ref.astype(np.float64))
-    assert chain.program.counters[stage.info.op_index, 0, 0] == 0      # nothing clipped
+    assert chain.program.counters[chain.quantizer_info[(0,)].op_index, 0, 0] == 0      # nothing clipped
     # the companding characteristic is monotonic and odd-ish: 255 (mu) / 256 (A) levels
     assert np.all(np.diff(y) >= 0.0)
     assert np.unique(y).size == (255 if law == "mu-law" else 256)
@@ -86,7 +86,7 @@ def test_quantize_rounds_to_the_16_bit_grid_first_and_counts_clips(law):
     sat = np.clip(np.rint(x * 32768.0), -32768, 32767)
     ref = np.stack([reference_roundtrip(law, sat[:, c]) for c in range(2)], axis=1)
     assert np.array_equal(y * 32768.0, ref.astype(np.float64))
-    assert list(chain.program.counters[stage.info.op_index, :, 0]) == [1, 3]
+    assert list(chain.program.counters[chain.quantizer_info[(0,)].op_index, :, 0]) == [1, 3]
 
 
 def test_mu_law_after_gain_in_a_chain():

@@ -448,9 +448,9 @@ def test_shaping_recovers_after_clipping(name, fs, loud):
     buf = x.reshape(-1, 1).copy()
     clips = chain.program.counters[:, 0, 0]
     chain.process(buf[:n_loud])
-    loud_clips = clips[stage.info.op_index]
+    loud_clips = clips[chain.quantizer_info[(0,)].op_index]
     chain.process(buf[n_loud:n_loud + settle])
-    settle_clips = clips[stage.info.op_index]
+    settle_clips = clips[chain.quantizer_info[(0,)].op_index]
     chain.process(buf[n_loud + settle:])
     y = buf[:, 0]
 
@@ -458,7 +458,7 @@ def test_shaping_recovers_after_clipping(name, fs, loud):
     assert np.max(np.abs(y)) <= 1.0
     assert np.all(np.isfinite(chain.program.fstate))
     assert loud_clips > n_loud // 4
-    assert clips[stage.info.op_index] == settle_clips          # no clip once recovered
+    assert clips[chain.quantizer_info[(0,)].op_index] == settle_clips          # no clip once recovered
 
     e = (y[n_loud + settle:] - xq[settle:]) / q
     fresh = run([Requantize(16, "tpdf", shaping=name)], xq, fs, seed=9)
@@ -537,7 +537,7 @@ def test_recursive_kernel_matches_the_textbook_loop(shaping_param, fs):
         chain = Chain([stage]).prepare(fs, channels, 512)
         y = x[:, :channels].copy()
         chain.process(y)
-        counts = chain.program.counters[stage.info.op_index]
+        counts = chain.program.counters[chain.quantizer_info[(0,)].op_index]
         for c in range(channels):
             want, clips, resets = expected[c]
             assert np.array_equal(y[:, c], want), f"{channels} channels: channel {c} differs"
@@ -569,7 +569,7 @@ def test_grid_codes_and_saturation(bits):
     y = chain(x, FS)
     ideal = np.rint(x / q)
     assert np.array_equal(y, q * np.clip(ideal, lo, hi))
-    clips = chain.program.counters[stage.info.op_index, :, 0]
+    clips = chain.program.counters[chain.quantizer_info[(0,)].op_index, :, 0]
     expect = np.sum((ideal > hi) | (ideal < lo), axis=0)
     assert np.array_equal(clips, expect) and expect[0] > expect[1] > 0
     assert y.max() == hi * q and y.min() == lo * q
@@ -582,7 +582,7 @@ def test_grid_codes_and_saturation(bits):
         codes = yd / q
         assert np.array_equal(codes, np.rint(codes))
         assert codes.min() >= lo and codes.max() <= hi
-        assert np.all(ch.program.counters[st.info.op_index, :, 0] > 0)
+        assert np.all(ch.program.counters[ch.quantizer_info[(0,)].op_index, :, 0] > 0)
 
 
 @pytest.mark.parametrize("dither", ["none", "tpdf", "rpdf", "gaussian"])

@@ -75,7 +75,7 @@ def test_oversampled_chain_is_bit_identical_to_offline():
     assert np.array_equal(pump(engine, x, [64, 17]), expected)
     # With no meter attached, its oversampled taps recorded nothing (the stream-rate ones did).
     prog = engine.chain.program
-    stage_taps = engine.chain.stages[1].stages[0].info.taps
+    stage_taps = engine.chain.quantizer_info[(1, 0)].taps
     assert prog.meta[META_CAPTURE] == 0
     assert [int(prog.istate[t.written_index]) for t in stage_taps] == [0, 0]
     assert int(prog.istate[engine.chain.output_tap.written_index]) == len(x)

@@ -188,8 +188,8 @@ def test_clips_and_nonfinite_come_from_the_program_counters():
     _, meter = run(chain, x, block=512)
     report = meter.report()
     counters = chain.program.counters
-    for stage, q in zip(report["stages"], chain.quantizers()):
-        assert stage["clips"] == counters[q.info.op_index, :, 0].tolist()
+    for stage, q in zip(report["stages"], chain.quantizer_info.values()):
+        assert stage["clips"] == counters[q.op_index, :, 0].tolist()
         assert stage["nonfinite"] == [0, 3]
     assert report["stages"][0]["clips"][0] >= 10
     assert report["end_to_end"]["clips"] == [sum(s["clips"][c] for s in report["stages"]) for c in range(2)]
@@ -391,7 +391,7 @@ def test_oversampled_taps_record_capture_windows_only_when_asked():
 
     chain = Chain([Oversample(8, [Requantize(8, "tpdf")])], seed=3)
     chain.prepare(FS, 2, 64, taps=True)
-    tap_in, tap_out = chain.stages[0].stages[0].info.taps
+    tap_in, tap_out = chain.quantizer_info[(0, 0)].taps
     written = chain.program.istate
 
     def counts():

@@ -1,0 +1,71 @@
+"""``oversample``: run an inner chain at ``factor`` times the rate, between cascaded
+half-band up- and down-samplers (:mod:`rtq.dsp.oversample`)."""
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+
+from ..dsp import oversample as kernel
+from ..processor import emit_stages
+from ..program import OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP
+from .base import Stage
+
+
+class Oversample(Stage):
+    """Run ``stages`` at ``factor`` times the rate: cascaded half-band up-sampling, the
+    inner chain, then down-sampling (:mod:`rtq.dsp.oversample`).
+
+    Parameters
+    ----------
+    factor : int
+        2, 4, 8, 16, 32 or 64.
+    phase : str
+        ``linear`` (FIR, exact latency) or ``minimum`` (IIR, lowest latency).
+    quality : str
+        ``draft``, ``normal`` or ``high`` (declared ripple and rejection).
+    integer_latency : bool
+        Pad the latency to a whole number of stream samples.
+    """
+
+    kind = "oversample"
+
+    def __init__(self, factor: int, stages, phase: str = "linear", quality: str = "high",
+                 integer_latency: bool = False, *, where=None):
+        super().__init__(where)
+        self.factor = int(factor)
+        self.stages = list(stages)
+        self.phase = phase
+        self.quality = quality
+        self.integer_latency = bool(integer_latency)
+        self.design = kernel.design_oversampler(self.factor, phase, quality, self.integer_latency)
+
+    @property
+    def rate_factor(self) -> int:
+        return self.factor
+
+    def children(self) -> list[Stage]:
+        return self.stages
+
+    @property
+    def latency(self) -> float:
+        """The up and down filters' delay plus the inner stages', in stream samples."""
+        return self.design.latency + sum(s.latency for s in self.stages) / self.factor
+
+    def net_gain(self) -> float:
+        return float(np.prod([s.net_gain() for s in self.stages]))
+
+    def emit(self, builder, ctx):
+        inner = builder.add_level(builder.levels[ctx.level] * self.factor)
+        up = builder.add_op(OP_OVERSAMPLE_UP, ctx.level, **kernel.pack(self.design, builder.channels, inner))
+        emit_stages(self.stages, builder, replace(ctx, level=inner, sample_rate=ctx.sample_rate * self.factor))
+        builder.add_op(OP_OVERSAMPLE_DOWN, inner, args=(ctx.level, up))
+
+    def describe(self):
+        return {"factor": self.factor, "phase": self.phase, "quality": self.quality,
+                "integer_latency": self.integer_latency, "latency": self.latency,
+                "chain": [{s.kind: s.describe()} for s in self.stages]}
+
+    def info_line(self, rate: float, stream_rate: float) -> str:
+        return (f"oversample x{self.factor}, {self.phase} phase, {self.quality} quality, "
+                f"latency {self.design.latency:.4g} samples")
