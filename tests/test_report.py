@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 
 import numpy as np
@@ -134,3 +135,23 @@ def test_end_to_end_figures_meet_a_fractional_latency(tmp_path):
     for key in ("snr_db", "sinad_db", "rms_dbfs"):
         np.testing.assert_allclose(figures[False][key], figures[True][key], atol=0.5)
     assert min(figures[False]["snr_db"]) > 105
+
+
+def test_loop_resets_are_in_the_report(tmp_path, capsys):
+    """A sigma-delta loop driven 6 dB over full scale is reset after overloading: stderr
+    said how often, the report did not.  Each stage's entry holds its own resets per
+    channel, the end-to-end entry the chain's, equal to stderr's count."""
+    preset = tmp_path / "hot.yaml"
+    preset.write_text("chain:\n  - gain: {db: 6.0}\n  - oversample:\n      factor: 4\n"
+                      "      chain:\n        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n")
+    x = 0.99 * np.sin(np.arange(6000) * 2 * np.pi * 1000 / 48000)[:, None] * np.ones((1, 2))
+    path = write_input(tmp_path / "tone.wav", x.astype(np.float32).astype(np.float64), 48000)
+    report_path = tmp_path / "r.json"
+    assert main(["render", str(preset), str(path), str(tmp_path / "out.wav"), "--subtype", "FLOAT",
+                 "--report", str(report_path)]) == 0
+    line = next(line for line in capsys.readouterr().err.splitlines() if "loop reset" in line)
+    per_channel = [int(n) for n in re.fullmatch(r"rtq: \d+ noise-shaping loop resets after overloads "
+                                                r"\(ch1 (\d+), ch2 (\d+)\)", line).groups()]
+    report = strict_json(report_path.read_text())
+    assert min(per_channel) > 0
+    assert report["stages"][0]["loop_resets"] == report["end_to_end"]["loop_resets"] == per_channel

@@ -37,11 +37,13 @@ import threading
 import numpy as np
 
 from ..chain import Chain
-from ..dsp.requantize import COUNT_CLIPS
+from ..dsp.requantize import COUNT_CLIPS, COUNT_RESETS
 from ..program import CAPTURE_ALWAYS, COUNT_NONFINITE, META_CAPTURE, TapReader
 from .delay import ERROR_FLOOR_DB, FractionalDelay
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
 
+# What a metered point counts of its ops' counters (report key: counter slot).
+COUNTED = {"clips": COUNT_CLIPS, "loop_resets": COUNT_RESETS}
 HISTORY_INTERVAL_S = 0.1
 HISTORY_POINTS = 2048
 MAX_NFFT = 8 * NFFT
@@ -278,12 +280,13 @@ def _meter_for(info, stage, channels, nfft, momentary_s, index, label, factor=1)
 
 
 class _Entry:
-    """One metered point: its meter, tap pair, level history and counter rows."""
+    """One metered point: its meter, tap pair, level history and counter rows (the
+    program ops whose clips, loop resets and overloads it counts)."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
-                 clip_rows, gain=1.0, factor=1):
+                 rows, gain=1.0, factor=1):
         self.meter, self.pair, self.history = meter, pair, history
-        self.path, self.extra, self.clip_rows, self.gain = path, extra, clip_rows, gain
+        self.path, self.extra, self.rows, self.gain = path, extra, rows, gain
         self.factor = factor     # the tap's rate in stream rates
         self.skipped = 0         # frames between capture windows (never recorded)
         self.window_starts: list[int] = []   # tap positions where a capture window began
@@ -422,22 +425,16 @@ class ChainMeter:
         history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
         self._end_to_end = _Entry(e2e, pair, history, (), extra,
                                   [info.op_index for info in quantizers], gain=self.net_gain)
-        # From the start, the clip and non-finite counters count from the program's
-        # start too (a render's meter is created after its first block).
-        counts = self._read_counts()
-        self._counts = tuple(np.zeros_like(c) for c in counts) if from_start else counts
+        # From the start, the program's counters count from its start too (a render's
+        # meter is created after its first block).
+        counts = self.program.counters.copy()
+        self._counts = np.zeros_like(counts) if from_start else counts
         top = max((entry.factor for entry in self._entries), default=1)
         self._window = max(1, ring // top) if windowed and top > 1 else None
         self._stream = chain.input_tap     # always recording: the stream position
         self._arm()
 
     # -- reading --------------------------------------------------------------------------
-
-    def _read_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        counters = self.program.counters
-        clips = counters[:, :, COUNT_CLIPS].copy()
-        nonfinite = counters[0, :, COUNT_NONFINITE].copy()
-        return clips, nonfinite
 
     def _arm(self) -> None:
         """Start recording the oversampled taps: always, or one capture window."""
@@ -474,13 +471,13 @@ class ChainMeter:
                         entry.skipped += max(elapsed - self._window, 0) * entry.factor
                 self._arm()
             frames = self._end_to_end.consume()
-            clips, nonfinite = self._read_counts()
-            old_clips, old_nonfinite = self._counts
-            d_clips = np.where(clips >= old_clips, clips - old_clips, clips)   # reset: restart
-            d_nonfinite = np.where(nonfinite >= old_nonfinite, nonfinite - old_nonfinite, nonfinite)
-            self._counts = clips, nonfinite
+            counts = self.program.counters.copy()
+            new = np.where(counts >= self._counts, counts - self._counts, counts)   # reset: restart
+            self._counts = counts
             for entry in (*self._entries, self._end_to_end):
-                entry.meter.add_counts(d_clips[entry.clip_rows].sum(axis=0), d_nonfinite)
+                rows = new[entry.rows]
+                entry.meter.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
+                                       **{name: rows[:, :, slot].sum(axis=0) for name, slot in COUNTED.items()})
             return frames
 
     def report(self, window: str = "integrated") -> dict:
@@ -491,9 +488,11 @@ class ChainMeter:
         ``level_history``) and ``end_to_end`` (also with ``fractional_delay``: the taps
         and error floor of the filter that delayed the input, None for a whole latency).
 
-        ``clips`` of a stage are its own saturations (program counters), ``nonfinite``
-        the non-finite input samples the chain's input sanitizer replaced (counted at the
-        stream rate, for every stage); ``clips`` end to end sum all quantizers.
+        ``clips`` and ``loop_resets`` of a stage are its own (program counters: samples
+        saturated, and designed-NTF loops reset after overloading), ``nonfinite`` the
+        non-finite input samples the chain's input sanitizer replaced (counted at the
+        stream rate, for every stage); end to end, ``clips`` and ``loop_resets`` sum all
+        quantizers.
         """
         with self._lock:
             return {

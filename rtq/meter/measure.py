@@ -55,10 +55,12 @@ Figures (``result()``, one list entry per channel unless noted)
     For each bit of the N-bit output code (two's complement of ``rint(y / q)``, clamped
     to the code range; LSB first), whether it was seen both 0 and 1.  ``off_grid``
     counts output samples more than 1e-6 LSB away from the grid.
-``clips``, ``nonfinite``
-    Counts the caller reports with :meth:`ErrorMeter.add_counts`; ``nonfinite`` also
-    counts sample positions where ``x`` or ``y`` was not finite (the meter zeroes both
-    there, so the error is 0 at those positions).
+``clips``, ``nonfinite``, ``loop_resets``, ``overloads``
+    Counts the caller reports with :meth:`ErrorMeter.add_counts` (:data:`COUNTS`; a
+    chain's meter reports its program's counters: samples clipped, non-finite input
+    samples, resets of designed-NTF loops, samples above a designed NTF's maximum stable
+    amplitude); ``nonfinite`` also counts sample positions where ``x`` or ``y`` was not
+    finite (the meter zeroes both there, so the error is 0 at those positions).
 ``sinad_db``, ``enob``
     When the input is a sine: ``SINAD = 10 log10(signal / residual)`` from a
     least-squares fit of ``y`` by ``a x[n] + b (x[n] - x[n-1]) + c``.  For a sine ``x``
@@ -106,6 +108,7 @@ FULL_SCALE_RANGE = 2.0     # IEEE 1241's FSR: full scale is +-1
 ENOB_DEFINITION = "IEEE 1241: SINAD referred to a full-scale sine"
 ITU468_DETECTOR = "RMS, not the standard's quasi-peak"
 WINDOWS = ("integrated", "momentary")
+COUNTS = ("clips", "nonfinite", "loop_resets", "overloads")
 
 # Dither power density in LSB^2 per unit amplitude^2, as a function of w (rad/sample);
 # its mean over [0, pi] is the dither's power.
@@ -158,8 +161,8 @@ class _Stats:
         self.gram = zeros(4, 4)
         self.spec_e = zeros(nbins)
         self.spec_x = zeros(nbins)
-        self.clips = zeros(dtype=np.int64)
-        self.nonfinite = zeros(dtype=np.int64)
+        for name in COUNTS:
+            setattr(self, name, zeros(dtype=np.int64))
 
     def add(self, other: _Stats) -> None:
         for name, value in vars(other).items():
@@ -312,15 +315,17 @@ class ErrorMeter:
         self._fill = 0
         self._x_last = None
 
-    def add_counts(self, clips=0, nonfinite=0) -> None:
+    def add_counts(self, **counts) -> None:
         """Add events the meter cannot see in ``(x, y)``, e.g. saturation inside the stage.
 
         Parameters
         ----------
-        clips, nonfinite : int or array_like of int, shape (channels,)
-            Counts to add (a scalar applies to every channel).
+        clips, nonfinite, loop_resets, overloads : int or array_like of int, shape (channels,)
+            Counts to add (a scalar applies to every channel); see :data:`COUNTS`.
         """
-        for name, count in (("clips", clips), ("nonfinite", nonfinite)):
+        for name, count in counts.items():
+            if name not in COUNTS:
+                raise ValueError(f"unknown count {name!r}; expected one of {COUNTS}")
             count = np.broadcast_to(np.asarray(count, dtype=np.int64), (self.channels,))
             if np.any(count < 0):
                 raise ValueError(f"{name} counts must be >= 0")
@@ -443,8 +448,7 @@ class ErrorMeter:
             "psnr_db": _db(psnr),
             "snr_db": _db(snr),
             "dc_lsb": [float(v) for v in st.sum_e / n / step] if n and step else None,
-            "clips": st.clips.tolist(),
-            "nonfinite": st.nonfinite.tolist(),
+            **{name: getattr(st, name).tolist() for name in COUNTS},
             "off_grid": st.off_grid.tolist() if step else None,
             "bits_in_use": self._bits_in_use(st),
             "histogram": self._histogram(st),

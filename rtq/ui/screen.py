@@ -90,6 +90,7 @@ _FIGURES = (
     ("ENOB re FS", "enob", "bits", "{:.2f}"),           # IEEE 1241: re a full-scale sine
     ("clips", "clips", "", "{:d}"),
     ("non-finite", "nonfinite", "", "{:d}"),
+    ("loop resets", "loop_resets", "", "{:d}"),
 )
 _CURVES = (("error PSD", "bold yellow"), ("target", "cyan"), ("floor", "magenta"))
 _MODES = {"normal": ("NORMAL", "bold green"), "bypass": ("BYPASS", "bold yellow"),
