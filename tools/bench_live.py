@@ -83,10 +83,12 @@ HEAVY, FALLBACK = "dsd64-1bit", "converter-8bit-8x"
 DRIVER = r"""
 import json, sys, threading, time
 from rtq.live.session import LiveSession
+from rtq.live.sources import Source
 
 preset, blocksize, seconds, busy, out, qos = (sys.argv[1], int(sys.argv[2]), float(sys.argv[3]), sys.argv[4] == "1",
                                               sys.argv[5], sys.argv[6] == "1")
-session = LiveSession(preset, samplerate=48000, blocksize=blocksize, source="noise:-20", cpu_latency_qos=qos)
+session = LiveSession(preset, samplerate=48000, blocksize=blocksize, source=Source.noise(-20),
+                      cpu_latency_qos=qos)
 halt = threading.Event()
 
 

@@ -38,11 +38,13 @@ import numpy as np
 
 from ..jit import kernel
 from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program
-from ..spec import checked_integer, checked_number
+from ..spec import checked_integer, checked_number, stream_rate
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
 from ..native import Entry
 from .callback import CALLBACK_SIGNATURE, USER, begin_callback, end_callback, prefault
+from .limits import MAX_BLOCKSIZE, MAX_CHANNELS, PIECE
+from .sources import BUFFER, DEVICE, NOISE, TONE, Source
 
 # Integer control words (engine array ``eng``).
 ACTIVE = 0          # slot whose chain is playing
@@ -244,17 +246,28 @@ class LiveEngine:
         that calls ``callback``, reserving ``user_words`` control-block words.
     chain : Chain
         The chain to start with (prepared here, with meter taps).
-    samplerate, channels, blocksize : stream format
-    source : tuple
-        ``("device",)``, ``("buffer", array)`` (looped), ``("tone", hz, dbfs)`` or
-        ``("noise", dbfs)`` (uniform white noise of that RMS).
+    samplerate : float
+        The stream's rate, whole Hz (:func:`~rtq.spec.stream_rate`).
+    channels : int
+        Channels of the stream, 1 to :data:`~rtq.live.limits.MAX_CHANNELS`.
+    blocksize : int
+        Frames per callback, 0 to :data:`~rtq.live.limits.MAX_BLOCKSIZE` (0: the host's
+        choice); the chain runs on pieces of at most :data:`~rtq.live.limits.PIECE` frames.
+    source : Source
+        What plays through the chain (:class:`~rtq.live.sources.Source`): the device input,
+        a looped buffer (of ``channels`` channels, or mono), a tone or noise.
     align_latency : int, optional
         Samples by which the dry path is delayed and every chain's output is aligned
         (default: the chain's latency, rounded).  Give the largest latency of the chains
         you will switch between (a listening test) to keep every switch aligned; switching
         to a chain with more latency raises it (at most :data:`MAX_ALIGN`).
     fade_ms : float
-        Length of every crossfade (chain switch, bypass, solo).
+        Length of every crossfade (chain switch, bypass, solo), 0.1 to 1000 ms.
+
+    Raises
+    ------
+    ValueError
+        For an argument out of range, naming it.
 
     Notes
     -----
@@ -264,13 +277,19 @@ class LiveEngine:
     """
 
     def __init__(self, stream_factory, chain, *, samplerate: float, channels: int,
-                 blocksize: int, source=("device",), align_latency: int | None = None,
+                 blocksize: int, source: Source | None = None, align_latency: int | None = None,
                  fade_ms: float = 10.0):
-        self.samplerate = float(samplerate)
-        self.channels = int(channels)
-        self.max_block = int(blocksize) if blocksize else 1024
-        self.fade = max(1, int(round(fade_ms * 1e-3 * self.samplerate)))
+        self.samplerate = stream_rate(samplerate, "samplerate")
+        self.channels = checked_integer(channels, "channels", 1, MAX_CHANNELS)
+        blocksize = checked_integer(blocksize, "blocksize", 0, MAX_BLOCKSIZE)
+        self.max_block = min(blocksize or PIECE, PIECE)
+        self.fade = max(1, int(round(checked_number(fade_ms, "fade_ms", 0.1, 1000.0) * 1e-3 * self.samplerate)))
         asked = None if align_latency is None else checked_integer(align_latency, "align_latency", 0, MAX_ALIGN)
+        source = Source.device() if source is None else source
+        if not isinstance(source, Source):
+            raise TypeError(f"source must be an rtq.live.sources.Source, got {type(source).__name__}")
+        source = source.for_channels(self.channels)
+        source.check_rate(self.samplerate)
         chain.prepare(self.samplerate, self.channels, self.max_block, taps=True)
         self.align = chain.latency_samples if asked is None else asked
         if self.align > MAX_ALIGN:
@@ -299,25 +318,20 @@ class LiveEngine:
             self.stream.bind(word, array)
         self._install(0, chain)
 
-    def _set_source(self, source) -> None:
-        kind = source[0]
-        if kind == "device":
+    def _set_source(self, source: Source) -> None:
+        """Write ``source`` (checked: the stream's channels and rate) into the control words."""
+        if source.kind == DEVICE:
             self.eng[SOURCE] = SOURCE_DEVICE
-        elif kind == "buffer":
-            data = np.ascontiguousarray(source[1], dtype=np.float64)
-            if data.ndim != 2 or data.shape[1] != self.channels or not len(data):
-                raise ValueError(f"source buffer must be (frames, {self.channels})")
-            self.source = data
+        elif source.kind == BUFFER:
+            self.source = source.data
             self.eng[SOURCE] = SOURCE_BUFFER
-        elif kind == "tone":
-            self.fctl[TONE_STEP] = float(source[1]) / self.samplerate
-            self.fctl[TONE_AMP] = np.sqrt(2.0) * 10.0 ** (float(source[2]) / 20.0)
+        elif source.kind == TONE:
+            self.fctl[TONE_STEP] = source.hz / self.samplerate
+            self.fctl[TONE_AMP] = np.sqrt(2.0) * 10.0 ** (source.dbfs / 20.0)
             self.eng[SOURCE] = SOURCE_TONE
-        elif kind == "noise":
-            self.fctl[NOISE_AMP] = np.sqrt(3.0) * 10.0 ** (float(source[1]) / 20.0)
+        elif source.kind == NOISE:
+            self.fctl[NOISE_AMP] = np.sqrt(3.0) * 10.0 ** (source.dbfs / 20.0)
             self.eng[SOURCE] = SOURCE_NOISE
-        else:
-            raise ValueError(f"unknown source {source!r}")
 
     def _install(self, slot: int, chain) -> None:
         # Oversampled taps record only while a meter asks (see rtq.program).

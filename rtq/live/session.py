@@ -9,124 +9,75 @@ the new chain on the calling thread and hands it to the audio thread, which cros
 at a block boundary.  A control that cannot be honoured (a shaping table missing at
 the stream's rate, say) raises :class:`~rtq.errors.RtqError` and leaves the sound as it
 was.
+
+Arguments are typed (a :class:`~rtq.live.sources.Source`, seconds, device indices or
+names) and checked first, in the session's own words: ``LiveSession(channels=0)``
+raises a ValueError about ``channels``.  Reading command-line text is the command's job
+(:mod:`rtq.commands.live`).
 """
 from __future__ import annotations
 
 import contextlib
 import copy
 import json
-import math
-import os
 import sys
 import threading
 import time
 from dataclasses import dataclass
-
-import numpy as np
+from typing import Callable
 
 from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
-from ..spec import (BITS_RANGE, STREAM_RATE_HZ, PresetSpec, check_file_rate, check_samplerate, checked_integer,
-                    requirement, stream_rate)
+from ..spec import BITS_RANGE, STREAM_RATE_HZ, PresetSpec, checked_integer, requirement, stream_rate
 from ..stages import Requantize
+from .engine import LiveEngine
+from .limits import MAX_BLOCKSIZE, MAX_CHANNELS
+from .sources import DEVICE, Source
 from .wakeup import WakeupLatency
 
 DEFAULT_PRESET = "cd-16-shibata"
-FULL_SCALE_SINE_DBFS = 20 * math.log10(math.sqrt(0.5))  # -3.01: dBFS is RMS against amplitude 1
-FULL_SCALE_NOISE_DBFS = 20 * math.log10(1 / math.sqrt(3))  # -4.77: uniform noise peaks at sqrt(3) RMS
-FALLBACK_SOURCE = "tone:1000:-20"
+#: What plays when there is no audio device and no source was given.
+FALLBACK_SOURCE = Source.tone(1000.0, -20.0)
 DITHERS = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
 SHAPINGS = ("none", "first-order", "lipshitz", "f-weighted", "modified-e-weighted",
             "improved-e-weighted", "gesemann", "shibata", "low-shibata", "high-shibata")
+LATENCIES = ("low", "high")
+
+
+def checked_channels(value, name: str = "channels") -> int:
+    """``value`` as a channel count (1 to :data:`~rtq.live.limits.MAX_CHANNELS`), or a
+    ValueError naming ``name``."""
+    return checked_integer(value, name, 1, MAX_CHANNELS)
+
+
+def checked_blocksize(value, name: str = "blocksize") -> int:
+    """``value`` as frames per callback (0, the host's choice, to
+    :data:`~rtq.live.limits.MAX_BLOCKSIZE`), or a ValueError naming ``name``."""
+    if requirement(value, 0, MAX_BLOCKSIZE, integer=True):
+        raise ValueError(f"{name} must be 0 (the host's choice) or a whole number of frames up to "
+                         f"{MAX_BLOCKSIZE}, got {value!r}")
+    return int(value)
+
+
+def checked_latency(value, name: str = "latency"):
+    """``value`` as a suggested stream latency: ``"low"``, ``"high"`` (the device's
+    defaults) or seconds (a finite number >= 0); otherwise a ValueError naming ``name``."""
+    if isinstance(value, str) and value in LATENCIES:
+        return value
+    if requirement(value, 0.0):
+        raise ValueError(f"{name} must be 'low', 'high' or seconds >= 0, got {value!r}")
+    return float(value)
 
 
 @dataclass
-class Source:
-    """Where the audio comes from: the device input, a looped file, a tone or noise."""
+class _StreamChoice:
+    """Where a session plays: a device (through PortAudio) or the null stream, at which
+    rate, opened by ``factory(callback, user_words)``."""
 
-    kind: str                      # "device" | "buffer" | "tone" | "noise"
-    data: np.ndarray | None = None
-    samplerate: float | None = None
-    hz: float = 0.0
-    dbfs: float = 0.0
-    path: str = ""                 # of a "buffer"
-
-    def engine_source(self):
-        return {"device": ("device",), "buffer": ("buffer", self.data),
-                "tone": ("tone", self.hz, self.dbfs), "noise": ("noise", self.dbfs)}[self.kind]
-
-    def describe(self) -> str:
-        if self.kind == "tone":
-            return f"tone:{self.hz:g}:{self.dbfs:g}"
-        if self.kind == "noise":
-            return f"noise:{self.dbfs:g}"
-        return f"{self.path} (looped)" if self.kind == "buffer" else "device input"
-
-
-def parse_source(text: str | None, channels: int) -> Source:
-    """``tone:HZ:DBFS``, ``noise:DBFS``, a path to an audio file (looped), or None."""
-    if text is None:
-        return Source("device")
-    kind, *fields = text.split(":")
-    if kind not in ("tone", "noise"):
-        return _file_source(text, channels)
-    try:
-        numbers = [float(field) for field in fields]
-    except ValueError:
-        numbers = []
-    if (len(numbers) != (2 if kind == "tone" else 1) or not all(map(math.isfinite, numbers))
-            or (kind == "tone" and numbers[0] <= 0)):
-        raise UsageError(f"bad --input {text!r}; use tone:HZ:DBFS (e.g. tone:1000:-20) or noise:DBFS")
-    if kind == "noise":
-        if numbers[0] > FULL_SCALE_NOISE_DBFS:
-            raise UsageError(f"--input {text}: noise above {FULL_SCALE_NOISE_DBFS:.2f} dBFS would clip (it is "
-                             "uniform: its peaks are sqrt(3) times its RMS)")
-        return Source("noise", dbfs=numbers[0])
-    if numbers[1] > FULL_SCALE_SINE_DBFS:
-        raise UsageError(f"--input {text}: a tone above {FULL_SCALE_SINE_DBFS:.2f} dBFS would clip (dBFS is "
-                         "RMS against amplitude 1, so a full-scale sine reads -3.01 dBFS)")
-    return Source("tone", hz=numbers[0], dbfs=numbers[1])
-
-
-def _file_source(path: str, channels: int) -> Source:
-    import soundfile as sf
-
-    if not os.path.exists(path):
-        raise UsageError(f"--input {path}: no such file (or use tone:HZ:DBFS / noise:DBFS)")
-    try:
-        with sf.SoundFile(path) as audio:
-            check_file_rate(audio.samplerate, f"--input {path}")
-            data, rate = audio.read(dtype="float64", always_2d=True), audio.samplerate
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise UsageError(f"--input {path}: not a readable audio file ({err})") from None
-    if not len(data):
-        raise UsageError(f"--input {path}: the file holds no audio")
-    if data.shape[1] == 1 and channels > 1:
-        data = np.repeat(data, channels, axis=1)
-    elif data.shape[1] != channels:
-        raise UsageError(f"--input {path} has {data.shape[1]} channels; the stream has {channels} "
-                         "(use --channels)")
-    return Source("buffer", data=np.ascontiguousarray(data), samplerate=float(rate), path=path)
-
-
-def _device_query(value: str | None):
-    """A device given on the command line: an index or a name substring."""
-    if value is None:
-        return None
-    return int(value) if value.strip().isdigit() else value
-
-
-def _latency(value: str):
-    if value in ("low", "high"):
-        return value
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (math.isfinite(seconds) and seconds >= 0):
-        raise UsageError(f"--latency must be low, high or seconds, not {value!r}")
-    return seconds
+    on_device: bool
+    samplerate: float
+    factory: Callable
 
 
 class LiveSession:
@@ -136,17 +87,22 @@ class LiveSession:
     ----------
     preset : str or PresetSpec or None
         Path or shipped name, or a loaded preset; default :data:`DEFAULT_PRESET`.
-    device, input_device, output_device : str or None
-        Index or name substring; None for the default device.
+    device, input_device, output_device : int, str or None
+        A device index or a case-insensitive name substring
+        (:func:`~rtq.live.portaudio.devices.resolve`); None for the default device.
+        ``device`` serves both directions unless the other two say otherwise.
     samplerate : float or None
-        Stream rate; default: the device's (or the input file's, or 48000 Hz).
+        Stream rate, whole Hz from 1000 to 768000; default: a source buffer's rate, else
+        the output device's default rate (48000 Hz on the null stream).
     blocksize : int
-        Frames per block; 0 lets the host choose.
-    latency : str
-        ``low``, ``high`` or seconds.
+        Frames per callback, 0 (the host's choice) to :data:`~rtq.live.limits.MAX_BLOCKSIZE`.
+    latency : "low", "high" or float
+        The device's default low or high latency, or seconds.
     channels : int
-    source : str or None
-        ``--input``: ``tone:HZ:DBFS``, ``noise:DBFS`` or a file.
+        1 to :data:`~rtq.live.limits.MAX_CHANNELS`.
+    source : Source or None
+        What plays through the chain (:class:`~rtq.live.sources.Source`); default the
+        device input (with no audio device: :data:`FALLBACK_SOURCE`).
     seed : int or None
         Overrides the preset's seed.
     notice : callable
@@ -162,6 +118,16 @@ class LiveSession:
         A listening test that switches between known chains passes the largest of their
         latencies, so that every switch and bypass stays time-aligned from the start.
 
+    Raises
+    ------
+    ValueError
+        An argument out of range, naming it; a
+        :class:`~rtq.live.sources.SourceRateError` for a source the stream's rate cannot
+        play.
+    RtqError
+        A preset that cannot be used (:class:`~rtq.errors.PresetError`), a device or rate
+        the audio system refuses (one line).
+
     Notes
     -----
     The controls below may be called from any one thread at a time (the screen's, or a
@@ -170,79 +136,48 @@ class LiveSession:
     :meth:`close` they raise :class:`~rtq.errors.RtqError`.
     """
 
-    def __init__(self, preset: str | None = None, *, device=None, input_device=None,
-                 output_device=None, samplerate=None, blocksize: int = 0, latency: str = "low",
-                 channels: int = 2, source: str | None = None, seed: int | None = None,
+    def __init__(self, preset: str | PresetSpec | None = None, *, device=None, input_device=None,
+                 output_device=None, samplerate: float | None = None, blocksize: int = 0,
+                 latency="low", channels: int = 2, source: Source | None = None, seed: int | None = None,
                  notice=None, cpu_latency_qos: bool | None = None, align_latency: int | None = None):
         self.closed = False
         self.notice = notice or (lambda line: print(f"rtq: {line}", file=sys.stderr))
+        # The arguments, each checked in its own name, before anything is opened.
+        self.channels = checked_channels(channels)
+        self.blocksize = checked_blocksize(blocksize)
+        latency = checked_latency(latency)
+        asked_rate = None if samplerate is None else stream_rate(samplerate, "samplerate")
+        if source is not None and not isinstance(source, Source):
+            raise TypeError(f"source must be an rtq.live.sources.Source, got {type(source).__name__}")
+        source = (source or Source.device()).for_channels(self.channels)
+        if source.kind != DEVICE and input_device is not None:
+            raise ValueError(f"input_device has no use with a source other than the device input "
+                             f"({source.describe()})")
         self.seed = seed
-        check_samplerate(samplerate)
-        if requirement(channels, 1, integer=True):
-            raise UsageError(f"--channels must be a whole number at least 1, not {channels!r}")
-        self.channels = int(channels)
-        if requirement(blocksize, 0, integer=True):
-            raise UsageError(f"--blocksize must be 0 (host's choice) or a whole number of frames, not {blocksize!r}")
         self.spec = preset if isinstance(preset, PresetSpec) else load_preset(preset or DEFAULT_PRESET)
-        self.source = parse_source(source, self.channels)
-        stream_latency = _latency(latency)
-        explicit = any(d is not None for d in (device, input_device, output_device))
-        from .engine import LiveEngine
-        from .nullstream import NullStream
-        from .portaudio.devices import devices   # initialises PortAudio: quietly, as rtq's JACK client
-        from .portaudio.stream import DuplexStream, UnsupportedRate
-
-        usable = [d for d in devices() if d.max_output_channels > 0]
-        on_device = bool(usable or explicit)
-        self.wakeup = WakeupLatency(0)
-        self._hold_wakeup = on_device if cpu_latency_qos is None else bool(cpu_latency_qos)
-        if on_device:
-            rate = samplerate or self.source.samplerate
-            if self.source.kind != "device" and input_device is not None:
-                raise UsageError(f"--input-device has no use with --input {source}")
-            in_dev = _device_query(input_device if input_device is not None else device)
-            out_dev = _device_query(output_device if output_device is not None else device)
-            # A built-in source needs no capture: output only (a playback-only device works).
-            in_channels = self.channels if self.source.kind == "device" else 0
-
-            def factory(callback, words):
-                try:
-                    return DuplexStream(callback, device=(in_dev, out_dev), samplerate=rate,
-                                        blocksize=blocksize, latency=stream_latency,
-                                        channels=(in_channels, self.channels), user_words=words)
-                except UnsupportedRate as err:
-                    if samplerate is None and self.source.samplerate:
-                        raise UnsupportedRate(f"{err} (the rate of --input {source}; resample the file to "
-                                              "one of those rates)") from None
-                    raise
-        else:
-            if self.source.kind == "device":
-                self.source = parse_source(FALLBACK_SOURCE, self.channels)
-            rate = samplerate or self.source.samplerate or 48000.0
-
-            def factory(callback, words):
-                return NullStream(callback, samplerate=rate, blocksize=blocksize or 256,
-                                  channels=self.channels, user_words=words)
-        rate = rate or _default_output_rate()
-        if self.source.kind == "tone" and self.source.hz >= rate / 2:
-            raise UsageError(f"--input tone at {self.source.hz:g} Hz: at or above half the stream's "
-                             f"{rate:g} Hz")
-        if self.source.samplerate and abs(self.source.samplerate - rate) > 0.5:
-            raise UsageError(f"--input file runs at {self.source.samplerate:g} Hz but the stream at "
-                             f"{rate:g} Hz; use --samplerate {self.source.samplerate:g}")
         chain = self._chain(self.spec)
-        chain.check(rate)
-        if not on_device:  # after the checks: a usage error is the only line, not a second one
-            self.notice(f"no audio device found; playing {self.source.describe()} through the "
+
+        # Where to play, and at which rate; then what that rate allows.
+        choice = _choose_stream(source, self.channels, asked_rate, self.blocksize, latency,
+                                device, input_device, output_device)
+        if not choice.on_device and source.kind == DEVICE:
+            source = FALLBACK_SOURCE
+        self.source = source
+        source.check_rate(choice.samplerate)
+        chain.check(choice.samplerate)
+        if not choice.on_device:  # after the checks: an error is the only line, not a second one
+            self.notice(f"no audio device found; playing {source.describe()} through the "
                         "chain into a silent real-time output")
+
+        self.wakeup = WakeupLatency(0)
+        self._hold_wakeup = choice.on_device if cpu_latency_qos is None else bool(cpu_latency_qos)
         with _notice_if_slow(self.notice, 2.0, "compiling the chain and the audio callback for "
                              "this machine (cached for later starts)"):
-            self.engine = LiveEngine(factory, chain, samplerate=rate, channels=self.channels,
-                                     blocksize=blocksize or 1024, source=self.source.engine_source(),
+            self.engine = LiveEngine(choice.factory, chain, samplerate=choice.samplerate,
+                                     channels=self.channels, blocksize=self.blocksize, source=source,
                                      align_latency=align_latency)
         self.stream = self.engine.stream
         self.samplerate = self.stream.samplerate
-        self.blocksize = blocksize
         self.started = None
         self.lost: str | None = None
 
@@ -501,6 +436,37 @@ def _last_requantize(chain: Chain) -> Requantize | None:
     return stages[-1] if stages else None
 
 
+def _choose_stream(source: Source, channels: int, samplerate: float | None, blocksize: int, latency,
+                   device, input_device, output_device) -> _StreamChoice:
+    """A sound card (through PortAudio) if one with outputs exists or a device was named,
+    else the null stream; at ``samplerate``, else the source buffer's rate, else the
+    output device's default rate (48000 Hz on the null stream)."""
+    from .nullstream import NullStream
+    from .portaudio.devices import devices   # initialises PortAudio: quietly, as rtq's JACK client
+    from .portaudio.stream import DuplexStream
+
+    named = any(d is not None for d in (device, input_device, output_device))
+    if named or any(d.max_output_channels > 0 for d in devices()):
+        rate = samplerate or source.samplerate or _default_output_rate()
+        in_device = input_device if input_device is not None else device
+        out_device = output_device if output_device is not None else device
+        # A built-in source needs no capture: output only (a playback-only device works).
+        in_channels = channels if source.kind == DEVICE else 0
+
+        def factory(callback, words):
+            return DuplexStream(callback, device=(in_device, out_device), samplerate=rate, blocksize=blocksize,
+                                latency=latency, channels=(in_channels, channels), user_words=words)
+
+        return _StreamChoice(True, rate, factory)
+    rate = samplerate or source.samplerate or 48000.0
+
+    def null_factory(callback, words):
+        return NullStream(callback, samplerate=rate, blocksize=blocksize or 256, channels=channels,
+                          user_words=words)
+
+    return _StreamChoice(False, rate, null_factory)
+
+
 def _default_output_rate() -> float:
     """The default output device's default rate, to whole Hz (PortAudio reports ALSA's as
     a ratio, not always whole); a UsageError if rtq runs no stream at it."""
@@ -512,24 +478,4 @@ def _default_output_rate() -> float:
         return stream_rate(round(reported))
     except ValueError:
         raise UsageError(f"the output device's default rate, {reported:g} Hz, is not a stream rate rtq runs "
-                         f"(whole Hz from {STREAM_RATE_HZ[0]} to {STREAM_RATE_HZ[1]}); use --samplerate") from None
-
-
-def format_summary(summary: dict) -> str:
-    """The exit summary, a few lines."""
-    load = summary["callback_load"]
-
-    def pct(v):
-        return "-" if v is None else f"{v * 100:.1f} %"
-
-    return "\n".join([
-        f"rtq live: {summary['preset']} at {summary['samplerate']:g} Hz for {summary['seconds']:.1f} s, "
-        f"{summary['callbacks']} callbacks, {summary['frames']} frames",
-        f"  xruns: {summary['xruns']} (input overflows {summary['input_overflows']}, "
-        f"output underflows {summary['output_underflows']})",
-        f"  callback load (of the block period): p50 {pct(load['p50'])}, p99 {pct(load['p99'])}, "
-        f"max {pct(load['max'])}",
-        f"  clips per channel: {summary['clips']}; noise-shaping loop resets: {summary['loop_resets']}",
-        f"  non-finite input samples: {summary['nonfinite']}; chain switches: {summary['switches']}",
-        f"  CPU wake-up latency request: {summary['cpu_latency_qos']}",
-    ])
+                       f"(whole Hz from {STREAM_RATE_HZ[0]} to {STREAM_RATE_HZ[1]}); ask for a samplerate") from None

@@ -297,11 +297,12 @@ def run_captured(server, tmp_path, preset, schedule, seconds, check, attempts=4)
     client or to the session's stream), the run is repeated: the xrun, not rtq, may
     have broken the sound.  A failure without an xrun is final."""
     from rtq.live.session import LiveSession
+    from rtq.live.sources import Source
 
     for attempt in range(attempts):
         with Capture(server, seconds + 10, tmp_path / f"capture-{attempt}.npy") as capture:
             session = LiveSession(preset, samplerate=RATE, blocksize=64,
-                                  source=f"tone:{TONE_HZ:g}:{TONE_DBFS:g}")
+                                  source=Source.tone(TONE_HZ, TONE_DBFS))
             try:
                 capture.wait_connected()
                 pending = sorted(schedule, key=lambda item: item[0])
@@ -423,12 +424,13 @@ def test_crossfade_with_alignment_does_not_click(first, then):
     from rtq.chain import Chain
     from rtq.live.engine import LiveEngine, engine_callback
     from rtq.live.nullstream import NullStream
+    from rtq.live.sources import Source
 
     block = 64
     engine = LiveEngine(
         lambda callback, words: NullStream(callback, samplerate=RATE, blocksize=block, user_words=words),
         Chain.from_preset(first), samplerate=RATE, channels=2, blocksize=block,
-        source=("tone", TONE_HZ, TONE_DBFS))
+        source=Source.tone(TONE_HZ, TONE_DBFS))
     inp, out = np.zeros((block, 2), np.float32), np.zeros((block, 2), np.float32)
     ctl = engine.stream.ctl
 
@@ -477,8 +479,9 @@ def test_run_waits_out_each_interval(jack_server, with_tick):
     """One wait per interval, tick or not (without a tick, run() once spun on zero-length
     waits: a core busy, and the dying-server test crashed at exit 5 times in 8)."""
     from rtq.live.session import LiveSession
+    from rtq.live.sources import Source
 
-    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source="noise:-30")
+    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source=Source.noise(-30))
     waits, ticks = [], []
     wait = session.stream.wait
 

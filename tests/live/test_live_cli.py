@@ -365,7 +365,11 @@ def test_a_cold_cache_says_it_is_compiling(no_server_env, tmp_path):
     (["--samplerate", 44100, "--input", "FILE"],
      "rtq: --input file runs at 48000 Hz but the stream at 44100 Hz; use --samplerate 48000"),
     (["--meter-stage", 2], "rtq: --meter-stage 2: the chain has 1 quantizer (use 1 to 1, or 0 for end to end)"),
-], ids=["tone-above-nyquist", "file-at-another-rate", "no-such-meter-stage"])
+    (["--channels", 100000], "rtq: --channels must be an integer from 1 to 64, got 100000"),
+    (["--blocksize", 100000000],
+     "rtq: --blocksize must be 0 (the host's choice) or a whole number of frames up to 16384, got 100000000"),
+], ids=["tone-above-nyquist", "file-at-another-rate", "no-such-meter-stage", "too-many-channels",
+        "too-large-blocks"])
 def test_without_audio_device_a_usage_error_is_the_only_line(no_server_env, signal_file, args, message):
     """Not the no-device notice and then the error: the user sees what to fix."""
     args = [signal_file[0] if a == "FILE" else a for a in args]
@@ -430,9 +434,16 @@ def test_without_audio_device_a_named_device_is_an_error(no_server_env):
     (["--stats-json", "/no/such/dir/s.json"], 2, "rtq: --stats-json /no/such/dir/s.json: no such directory",
      None),
     (["--meter-stage", 3], 2, "rtq: --meter-stage 3: the chain has 1 quantizer", None),
+    (["--channels", 0], 2, "rtq: --channels must be an integer from 1 to 64, got 0", None),
+    (["--channels", 100000], 2, "rtq: --channels must be an integer from 1 to 64, got 100000", None),
+    (["--blocksize", 100000000], 2, "rtq: --blocksize must be 0 (the host's choice) or a whole number of frames "
+                                    "up to 16384, got 100000000", None),
+    (["--input", "noise:-30", "--input-device", "0"], 2, "rtq: --input-device has no use with --input noise:-30",
+     None),
 ], ids=["bad-tone", "bad-noise", "missing-file", "bad-device", "bad-rate", "bad-blocksize", "bad-preset",
         "nan-duration", "zero-rate", "rate-in-khz", "bad-latency", "nan-noise", "negative-tone", "clipping-tone", "clipping-noise",
-        "tone-above-nyquist", "stats-in-missing-directory", "no-such-meter-stage"])
+        "tone-above-nyquist", "stats-in-missing-directory", "no-such-meter-stage",
+        "no-channels", "too-many-channels", "too-large-blocks", "input-device-with-a-source"])
 def test_live_usage_errors_are_one_line(jack_server, args, status, prefix, contains):
     done = run_rtq("live", "--duration", 1, *args, env=env_for(jack_server))
     assert done.returncode == status, done.stderr

@@ -7,7 +7,8 @@ import math
 
 import pytest
 
-from rtq.errors import PresetError, RtqError, UsageError
+from rtq.errors import PresetError, RtqError
+from rtq.live.sources import Source, SourceRateError
 
 RATE = 48000
 
@@ -16,7 +17,7 @@ RATE = 48000
 def session(jack_server):
     from rtq.live.session import LiveSession
 
-    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source="tone:1000:-20")
+    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source=Source.tone(1000, -20))
     yield session
     session.close()
 
@@ -84,7 +85,8 @@ def test_align_latency_is_the_listening_tests_choice(jack_server):
     """The README's listening-test example, with the session as a context manager."""
     from rtq.live.session import LiveSession
 
-    with LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source="noise:-30", align_latency=107) as session:
+    with LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source=Source.noise(-30),
+                     align_latency=107) as session:
         assert session.engine.align == 107
         session.start()
         session.switch_preset("dsd64-1bit")   # 107 samples: no misaligned crossfade
@@ -93,18 +95,60 @@ def test_align_latency_is_the_listening_tests_choice(jack_server):
     assert session.closed
     for bad in (9000, -1, 7.5):
         with pytest.raises(ValueError, match="align_latency must be an integer from 0 to 8192"):
-            LiveSession("tpdf-16", source="noise:-30", align_latency=bad)
+            LiveSession("tpdf-16", source=Source.noise(-30), align_latency=bad)
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"samplerate": 48}, "--samplerate must be a whole number of Hz from 1000 to 768000, got 48"),
-    ({"samplerate": 44100.5}, "--samplerate must be a whole number of Hz from 1000 to 768000, got 44100.5"),
-    ({"blocksize": 3.5}, "--blocksize must be 0 (host's choice) or a whole number of frames, not 3.5"),
-    ({"channels": 0}, "--channels must be a whole number at least 1, not 0"),
+    ({"samplerate": 48}, "samplerate must be a whole number of Hz from 1000 to 768000, got 48"),
+    ({"samplerate": 44100.5}, "samplerate must be a whole number of Hz from 1000 to 768000, got 44100.5"),
+    ({"blocksize": 3.5}, "blocksize must be 0 (the host's choice) or a whole number of frames up to 16384, got 3.5"),
+    ({"blocksize": 100_000_000}, "blocksize must be 0 (the host's choice) or a whole number of frames up to 16384, "
+                                 "got 100000000"),
+    ({"channels": 0}, "channels must be an integer from 1 to 64, got 0"),
+    ({"channels": 100_000}, "channels must be an integer from 1 to 64, got 100000"),
+    ({"latency": "medium"}, "latency must be 'low', 'high' or seconds >= 0, got 'medium'"),
+    ({"latency": -0.1}, "latency must be 'low', 'high' or seconds >= 0, got -0.1"),
+    ({"source": Source.noise(-30), "input_device": 0},
+     "input_device has no use with a source other than the device input (noise:-30)"),
+    ({"source": Source.buffer([[0.0, 0.1, 0.2]]), "channels": 2}, "source buffer has 3 channels; the stream has 2"),
 ])
-def test_session_arguments_are_checked_first(jack_server, options, message):
+def test_session_arguments_are_checked_first_in_their_own_names(jack_server, options, message):
+    """The library names its parameters (the command line, its options: test_live_cli)."""
     from rtq.live.session import LiveSession
 
-    with pytest.raises(UsageError) as caught:
-        LiveSession("tpdf-16", source="tone:1000:-20", **options)
+    options = {"source": Source.tone(1000, -20), **options}
+    with pytest.raises(ValueError) as caught:
+        LiveSession("tpdf-16", **options)
     assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("source, message", [
+    (Source.tone(30000, -20), "source tone at 30000 Hz: at or above half the stream's 48000 Hz"),
+    (Source.buffer([[0.0, 0.0]], samplerate=44100), "source buffer runs at 44100 Hz but the stream at 48000 Hz"),
+])
+def test_a_source_the_rate_cannot_play_is_refused(jack_server, source, message):
+    from rtq.live.session import LiveSession
+
+    with pytest.raises(SourceRateError) as caught:
+        LiveSession("tpdf-16", samplerate=RATE, source=source)
+    assert str(caught.value) == message
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Source.tone(0, -20), "tone hz must be a finite number above 0, got 0"),
+    (lambda: Source.tone(1000, -3), "a tone above -3.01 dBFS would clip"),
+    (lambda: Source.tone(1000, math.nan), "tone dbfs must be a finite number, got nan"),
+    (lambda: Source.noise(-4.7), "noise above -4.77 dBFS would clip"),
+    (lambda: Source.buffer([]), "source buffer must hold frames x channels samples"),
+    (lambda: Source.buffer([0.5], samplerate=48), "source buffer samplerate must be a whole number of Hz"),
+])
+def test_sources_check_their_arguments(make, message):
+    with pytest.raises(ValueError) as caught:
+        make()
+    assert str(caught.value).startswith(message)
+
+
+def test_a_mono_buffer_plays_on_every_channel():
+    source = Source.buffer([0.25, -0.5]).for_channels(3)
+    assert source.data.shape == (2, 3) and (source.data[:, 2] == [0.25, -0.5]).all()
+    assert source.describe() == "source buffer (looped)"

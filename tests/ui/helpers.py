@@ -11,15 +11,16 @@ from pathlib import Path
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[2]
-TONE = "tone:1000:-20"
+TONE = "tone:1000:-20"             # --input of the command; make_session plays the same
 TPDF_16_DBFS = -6.02 * 16          # -96.33 dBFS: TPDF dither at 16 bits (theory.md)
 TPDF_15_DBFS = -6.02 * 15
 
 
 def make_session(preset="tpdf-16", **kw):
     from rtq.live.session import LiveSession
+    from rtq.live.sources import Source
 
-    return LiveSession(preset, source=TONE, samplerate=48000, notice=lambda line: None, **kw)
+    return LiveSession(preset, source=Source.tone(1000, -20), samplerate=48000, notice=lambda line: None, **kw)
 
 
 def recording_console(height=50):
