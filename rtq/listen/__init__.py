@@ -3,15 +3,25 @@
 The public API, imported on first use (``import rtq.listen`` starts no audio and loads
 no NumPy kernels):
 
+:class:`AbxTest`, :class:`MushraTest`
+    a whole test driven from Python: a host or a scripted listener, no terminal;
+:class:`ListeningTest`
+    a checked test file (:mod:`rtq.listen.testfile`);
 :func:`binomial_p`
-    the exact one-sided binomial p-value of an ABX score (:mod:`rtq.listen.stats`).
+    the exact one-sided binomial p-value of an ABX score (:mod:`rtq.listen.stats`);
+:func:`verify`
+    check a test's log (:mod:`rtq.listen.verification`).
 """
 from __future__ import annotations
 
 import importlib
 
 _EXPORTS = {
+    "AbxTest": "abx",
+    "MushraTest": "mushra",
+    "ListeningTest": "testfile",
     "binomial_p": "stats",
+    "verify": "verification",
 }
 __all__ = sorted(_EXPORTS)
 
