@@ -11,7 +11,7 @@ import pytest
 from rtq.listen import AbxTest, MushraTest, verify
 from rtq.listen import scoring
 
-from .helpers import SilentComparison, make_test
+from listening import SilentComparison, make_test
 
 
 @pytest.fixture(autouse=True)

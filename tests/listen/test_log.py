@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from rtq.listen import AbxTest, MushraTest, verify
 from rtq.listen.log import GENESIS, LogError, canonical, commitment, read_lines, seal, secret_path
 
-from .helpers import SilentComparison, make_test
+from listening import SilentComparison, make_test
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -160,26 +160,27 @@ def test_verify_mushra(tmp_path):
     assert "ok: t (mushra), listener bob: reference mean 100.0" in verified.summary
 
 
-def test_a_forger_who_rehashes_cannot_change_an_answer(tmp_path):
-    """Change trial 3's answer and recompute every hash: the stated results no longer
-    follow from the answers (the final line)."""
+def _change_answer(records):
+    next(r for r in records if r["record"] == "trial" and r["trial"] == 3)["answer"] = "B"
+
+
+def _change_assignments(records):
+    records[-1]["assignments"] = ["A"] * 8           # as if the listener, who always answered A, was right
+
+
+@pytest.mark.parametrize("forge, message", [
+    (_change_answer, "the results stated are not those of the answers"),
+    (_change_assignments, "the revealed nonce and assignments do not match the commitment"),
+])
+def test_a_forger_who_rehashes_everything_is_caught(tmp_path, forge, message):
+    """Change trial 3's answer, or the revealed assignments, and recompute every hash:
+    the final line no longer holds."""
     log = tmp_path / "a.jsonl"
     run_abx(make_test(tmp_path, trials=8), log)
     records = lines_of(log)
-    trial = next(r for r in records if r["record"] == "trial" and r["trial"] == 3)
-    trial["answer"] = "B"
+    forge(records)
     rewrite(log, records)
-    with pytest.raises(LogError, match=rf"{log}:11: the results stated are not those of the answers"):
-        verify(log)
-
-
-def test_a_forger_who_rehashes_cannot_change_the_assignments(tmp_path):
-    log = tmp_path / "a.jsonl"
-    run_abx(make_test(tmp_path, trials=8), log)
-    records = lines_of(log)
-    records[-1]["assignments"] = ["A"] * 8          # the listener always answered A
-    rewrite(log, records)
-    with pytest.raises(LogError, match=rf"{log}:11: the revealed nonce and assignments do not match the commitment"):
+    with pytest.raises(LogError, match=rf"{log}:11: {message}"):
         verify(log)
 
 
@@ -264,7 +265,7 @@ def test_the_unchanged_logs_verify(finished_logs, tmp_path):
 _CHILD = """
 import os, signal, sys
 from pathlib import Path
-from tests.listen.helpers import SilentComparison, make_test
+from listening import SilentComparison, make_test
 from rtq.listen import AbxTest
 
 tmp = Path(sys.argv[1])
@@ -279,7 +280,7 @@ os.kill(os.getpid(), signal.SIGKILL)      # a crash in the middle of trial 6
 
 
 def test_a_killed_test_loses_no_trial_and_resumes(tmp_path):
-    env = dict(os.environ, PYTHONPATH=f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), str(ROOT / "tests"), os.environ.get("PYTHONPATH", "")]))
     child = subprocess.run([sys.executable, "-c", textwrap.dedent(_CHILD), str(tmp_path)], env=env, cwd=ROOT,
                            capture_output=True, text=True)
     assert child.returncode == -signal.SIGKILL, child.stderr
