@@ -3,6 +3,9 @@
 The public API, imported on first use (``import rtq.listen`` starts no audio and loads
 no NumPy kernels):
 
+:class:`Comparison`
+    the conditions of one item running at once, the output selecting one
+    (:mod:`rtq.listen.comparison`; :class:`TooHeavy` when they cannot run in real time);
 :class:`AbxTest`, :class:`MushraTest`
     a whole test driven from Python: a host or a scripted listener, no terminal;
 :class:`ListeningTest`
@@ -17,6 +20,8 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
+    "Comparison": "comparison",
+    "TooHeavy": "comparison",
     "AbxTest": "abx",
     "MushraTest": "mushra",
     "ListeningTest": "testfile",

@@ -12,17 +12,9 @@ from rtq.live.nullstream import NullStream
 from rtq.live.sources import Source
 from rtq.live.synchronised import SynchronisedEngine
 
-RATE = 48000
-FADE = 240          # 5 ms at 48 kHz
+from .expected import FADE, RATE, expected_output, music
+
 BLOCK = 64
-
-
-def music(frames: int, seed: int = 3) -> np.ndarray:
-    """Two tones and some noise, stereo, well below full scale."""
-    rng = np.random.default_rng(seed)
-    t = np.arange(frames)[:, None] / RATE
-    x = 0.3 * np.sin(2 * np.pi * np.array([441.0, 1234.5]) * t) + 0.05 * rng.standard_normal((frames, 2))
-    return x.astype(np.float32).astype(np.float64)   # exact in float32, as a file's samples are
 
 
 def chains():
@@ -58,67 +50,11 @@ class Player:
         return np.concatenate(self.blocks)
 
 
-def rendered(x, start, end, frames, gains=(1.0, 1.0, 1.0)):
-    """Each condition's offline rendering (``chain(x, rate)``) of what the engine feeds its
-    chains: the loop region, again and again; times its gain."""
-    region = x[start:end]
-    fed = np.concatenate([region] * (frames // len(region) + 2))
-    return [gain * chain(fed, RATE) for gain, chain in zip(gains, chains())]
-
-
 def test_fade_shape_is_a_raised_cosine_strictly_inside_0_1():
     shape = fade_out_shape(FADE)
     assert shape.shape == (FADE,) and np.all((shape > 0) & (shape < 1))
     assert np.allclose(shape + shape[::-1], 1.0, atol=1e-15)
     assert np.all(np.diff(shape) < 0)
-
-
-def declared(length, d, changes, jumps, switch="dip"):
-    """The gain and the condition heard at every output frame, from the declared shapes:
-    silence for the chains' start-up (``d`` frames), a rise where the first input is
-    heard and where the first selection starts, a dip (or crossfade, or cut) at each
-    ``(frame, slot)`` change, a dip around each loop jump."""
-    shape = fade_out_shape(FADE)
-    rise = shape[::-1]
-    gain = np.ones(length)
-    which = np.zeros(length, int)
-    incoming = np.full(length, -1)
-    gain_in = np.zeros(length)
-    gain[:d] = 0.0
-    gain[d:d + FADE] *= rise
-    if switch != "cut":       # the first selection rises from silence, as after a pause
-        gain[:FADE] *= rise
-    for q, slot in changes:
-        if switch == "dip":
-            gain[q:q + FADE] *= shape
-            gain[q + FADE:q + 2 * FADE] *= rise
-            which[q + FADE:] = slot
-        elif switch == "crossfade":
-            gain[q:q + FADE] *= shape
-            incoming[q:q + FADE] = slot
-            gain_in[q:q + FADE] = rise
-            which[q + FADE:] = slot
-        else:
-            which[q:] = slot
-    for jump in jumps:
-        gain[jump - FADE:jump] *= shape
-        gain[jump:jump + FADE] *= rise
-        gain_in[jump - FADE:jump] *= shape
-        gain_in[jump:jump + FADE] *= rise
-    return gain, which, incoming, gain_in
-
-
-def expected_output(x, start, end, length, d, changes, jumps, switch="dip", gains=(1.0, 1.0, 1.0)):
-    renders = rendered(x, start, end, length, gains)
-    gain, which, incoming, gain_in = declared(length, d, changes, jumps, switch)
-    index = np.maximum(np.arange(length) - d, 0)
-    heard = np.stack([renders[s][i] for i, s in zip(index, which)])
-    value = gain[:, None] * heard
-    crossing = incoming >= 0
-    if crossing.any():
-        other = np.stack([renders[s][i] for i, s in zip(index[crossing], incoming[crossing])])
-        value[crossing] += gain_in[crossing, None] * other
-    return value, heard, gain == 1.0
 
 
 def play_script(engine, script):
@@ -144,7 +80,7 @@ def test_switches_and_loop_jumps_equal_rendering_times_the_declared_gains(switch
     out = play_script(engine, [(100, 0), (150, 1), (150, 2), (100, 0)])
     changes = [(100 * BLOCK, 1), (250 * BLOCK, 2), (400 * BLOCK, 0)]
     jumps = [(end - start) + d]       # the loop's jump back, heard D frames after it is made
-    want, heard, full = expected_output(x, start, end, len(out), d, changes, jumps, switch)
+    want, heard, full = expected_output(chains(), x, start, end, len(out), d, changes, jumps, switch)
     assert np.array_equal(out[full], heard[full].astype(np.float32))
     assert np.abs(out - want).max() <= 2e-7
     if switch == "dip":
