@@ -9,15 +9,16 @@ that chain has been producing all along.  :class:`rtq.listen.AbxTest` and
 """
 from __future__ import annotations
 
-import os
 import time
 
 import numpy as np
 
 from ..chain import Chain
 from ..errors import RtqError, UsageError
-from ..spec import PresetSpec, check_file_rate
+from ..spec import PresetSpec
 from ..live.callback import HIST_ADDR, HIST_BINS, HIST_LEN, IN_CHANNELS, LAST_DURATION_NS
+from ..live.session import choose_stream
+from ..live.sources import DEVICE, Source
 from ..live.synchronised import SWITCHES, SynchronisedEngine
 from .level import linear, matching_gains, stand_in
 
@@ -50,7 +51,7 @@ class Comparison:
         An audio file (played in a loop), ``"live"`` (the sound card's input), or samples
         ``(frames, channels)`` at ``samplerate``.
     samplerate : float, optional
-        The stream's rate: default the file's (48000 Hz for ``live``).
+        The stream's rate: default the file's (for ``live``, the output device's).
     channels, blocksize, device : stream format and device (``blocksize`` 0: the host's
         choice; ``device`` an index or name, None: the default).
     switch : str
@@ -93,12 +94,19 @@ class Comparison:
                                                                    else self.names[0])
         if self.reference not in self.names:
             raise ValueError(f"reference {self.reference!r} is not one of the conditions ({', '.join(self.names)})")
-        self.live_input = isinstance(source, str) and source == "live"
-        data, rate = (None, None) if self.live_input else _samples(source, samplerate)
-        self.samplerate = float(samplerate or rate or 48000.0)
+        item = _item(source, samplerate)
+        self.live_input = item.kind == DEVICE
+        if stream is None:
+            choice = choose_stream(item, channels, samplerate, blocksize, "low", device, None, None)
+            if self.live_input and not choice.on_device:
+                raise UsageError("the test plays the sound card's input (`live`), but no audio device was found")
+            stream, samplerate = choice.factory, choice.samplerate
+        self.samplerate = float(samplerate or item.samplerate or 48000.0)
         self.channels = int(channels)
+        item = item.for_channels(self.channels)
+        item.check_rate(self.samplerate)
+        data = item.data
         if data is not None:
-            data = _for_channels(data, self.channels, source)
             self._frames = len(data)
             start, end = self._loop_frames(loop if loop is not None else (0.0, len(data) / self.samplerate))
         elif loop is not None:
@@ -114,10 +122,9 @@ class Comparison:
         else:
             self.gains_db = {name: 0.0 for name in self.names}
             self.loudness_lufs = {}
-        factory = stream or _stream_factory(self.live_input, self.samplerate, self.channels, blocksize, device)
         self.engine = SynchronisedEngine(
-            factory, chains, samplerate=self.samplerate, channels=self.channels, blocksize=blocksize,
-            source=("device",) if data is None else ("buffer", data), switch=switch,
+            stream, chains, samplerate=self.samplerate, channels=self.channels,
+            blocksize=blocksize, source=item, switch=switch,
             gains=[linear(self.gains_db[name]) for name in self.names],
             loop=None if data is None else (start, end))
         self.switch = switch
@@ -268,54 +275,12 @@ def _chain(name: str, value, seed: int | None) -> Chain:
     raise TypeError(f"condition {name!r} must be a Chain, a PresetSpec or None, got {type(value).__name__}")
 
 
-def _samples(source, samplerate) -> tuple[np.ndarray, float | None]:
-    """The item's samples (frames, channels) and their rate, from a file or an array."""
+def _item(source, samplerate) -> Source:
+    """The item: a file, samples at ``samplerate``, or the sound card's input (``live``)."""
+    if isinstance(source, str) and source == "live":
+        return Source.device()
     if isinstance(source, np.ndarray):
         if samplerate is None:
             raise ValueError("samples given as an array need a samplerate")
-        data = source[:, None] if source.ndim == 1 else source
-        return np.ascontiguousarray(data, dtype=np.float64), None
-    import soundfile as sf
-
-    path = os.fspath(source)
-    if not os.path.exists(path):
-        raise UsageError(f"{path}: no such file")
-    try:
-        with sf.SoundFile(path) as audio:
-            check_file_rate(audio.samplerate, path)
-            data, rate = audio.read(dtype="float64", always_2d=True), audio.samplerate
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise UsageError(f"{path}: not a readable audio file ({err})") from None
-    if samplerate is not None and abs(float(samplerate) - rate) > 0.5:
-        raise UsageError(f"{path} runs at {rate} Hz but the stream at {float(samplerate):g} Hz")
-    return np.ascontiguousarray(data), float(rate)
-
-
-def _for_channels(data: np.ndarray, channels: int, source) -> np.ndarray:
-    if data.shape[1] == channels:
-        return data
-    if data.shape[1] == 1:
-        return np.ascontiguousarray(np.repeat(data, channels, axis=1))
-    raise UsageError(f"{source} has {data.shape[1]} channels; the test plays {channels}")
-
-
-def _stream_factory(live_input: bool, samplerate: float, channels: int, blocksize: int, device):
-    """A sound card through PortAudio if one with outputs exists (or ``device`` names
-    one), else the null stream (silent, real time)."""
-    from ..live.nullstream import NullStream
-    from ..live.portaudio.devices import devices
-    from ..live.portaudio.stream import DuplexStream
-
-    if device is not None or any(d.max_output_channels > 0 for d in devices()):
-        def factory(callback, words):
-            return DuplexStream(callback, device=(device, device), samplerate=samplerate, blocksize=blocksize,
-                                latency="low", channels=(channels if live_input else 0, channels),
-                                user_words=words)
-        return factory
-    if live_input:
-        raise UsageError("the test plays the sound card's input (`live`), but no audio device was found")
-
-    def null_factory(callback, words):
-        return NullStream(callback, samplerate=samplerate, blocksize=blocksize or 256, channels=channels,
-                          user_words=words)
-    return null_factory
+        return Source.buffer(source, samplerate)
+    return Source.file(source)

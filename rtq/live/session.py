@@ -158,7 +158,7 @@ class LiveSession:
         chain = self._chain(self.spec)
 
         # Where to play, and at which rate; then what that rate allows.
-        choice = _choose_stream(source, self.channels, asked_rate, self.blocksize, latency,
+        choice = choose_stream(source, self.channels, asked_rate, self.blocksize, latency,
                                 device, input_device, output_device)
         if not choice.on_device and source.kind == DEVICE:
             source = FALLBACK_SOURCE
@@ -436,7 +436,7 @@ def _last_requantize(chain: Chain) -> Requantize | None:
     return stages[-1] if stages else None
 
 
-def _choose_stream(source: Source, channels: int, samplerate: float | None, blocksize: int, latency,
+def choose_stream(source: Source, channels: int, samplerate: float | None, blocksize: int, latency,
                    device, input_device, output_device) -> _StreamChoice:
     """A sound card (through PortAudio) if one with outputs exists or a device was named,
     else the null stream; at ``samplerate``, else the source buffer's rate, else the
