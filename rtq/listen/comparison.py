@@ -223,7 +223,8 @@ class Comparison:
             self.select(name)
 
     def pause(self) -> None:
-        """Dip to silence and hold the playhead; :meth:`start` resumes."""
+        """Dip to silence and hold the playhead (a file's; the stream runs on, silent);
+        :meth:`start` resumes the condition that was playing."""
         resume = self.selected
         self.select(None)
         self._resume = resume
@@ -254,6 +255,12 @@ class Comparison:
     def position(self) -> float:
         """Seconds into the item of what is heard now (the playhead)."""
         return self.engine.position / self.samplerate
+
+    @property
+    def frames(self) -> int:
+        """Stream frames output since the start (paused ones too): the clock of
+        :attr:`played`; monotonic, readable from the control thread."""
+        return self.engine.stream_frames
 
     @property
     def played(self) -> list[tuple[str, int, int]]:
