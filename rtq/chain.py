@@ -10,6 +10,7 @@ from .presets import load_preset
 from .processor import Processor
 from .spec import MAX_SEED, PresetSpec, checked_integer
 from .stages import Stage, stage_from_spec, walk
+from .stages.limits import check_tree
 
 
 class Chain(Processor):
@@ -30,6 +31,7 @@ class Chain(Processor):
             if not isinstance(stage, Stage):
                 raise TypeError(f"a chain holds stages (Gain, Requantize, Quantize, Oversample from rtq.stages), "
                                 f"got {stage!r}")
+        check_tree(self.stages)
         self.seed = checked_integer(seed, "seed", 0, MAX_SEED)
         self.name = name
         self.description = description

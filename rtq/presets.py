@@ -16,10 +16,11 @@ present, defaults filled):
     ``{"db": float}``, from -120 to +24 dB.
 ``requantize``
     ``{"bits": int, "dither": {"type": str, "amplitude": float}, "shaping": dict}``;
-    ``bits`` from 1 to 32; ``dither`` is a type name (see :data:`DITHER_TYPES`, default
-    ``tpdf``) or a mapping ``{type, amplitude}`` (amplitude >= 0, default 1.0);
-    ``shaping`` (default none) is one of ``{"kind": "none"}``,
-    ``{"kind": "table", "name": str}`` (see :data:`SHAPING_TABLES`),
+    ``bits`` from 1 to 32; ``dither`` is a type name (see
+    :data:`rtq.dsp.requantize.DITHER_TYPES`, default ``tpdf``) or a mapping ``{type,
+    amplitude}`` (amplitude >= 0, default 1.0); ``shaping`` (default none) is one of
+    ``{"kind": "none"}``, ``{"kind": "table", "name": str}`` (see
+    :data:`rtq.dsp.shaping.TABLE_NAMES`),
     ``{"kind": "fir", "coefficients": tuple[float, ...]}`` (1 to 64 values) or
     ``{"kind": "design", "order": int, "band_hz": float | None}`` (order 1 to 7).
 ``quantize``
@@ -28,8 +29,17 @@ present, defaults filled):
     ``{"factor": int, "phase": str, "quality": str, "integer_latency": bool,
     "chain": tuple[StageSpec, ...]}``; the nested chain uses the same grammar.
 
-Every problem found in a file is reported as one ``file:line:column: message`` line, and
-all of a file's problems are raised together as one :class:`~rtq.errors.PresetError`.
+The rules are each stage kind's ``schema`` (:mod:`rtq.stages`; the Python constructors
+follow the same rules) and :data:`TOP_LEVEL`.  Every problem found in a file is
+reported as one ``file:line:column: message`` line, and all of a file's problems are
+raised together as one :class:`~rtq.errors.PresetError`.
+
+Limits (so that no file can exhaust the machine; each far beyond real presets, whose
+largest is under 1 KiB): a preset file holds at most :data:`MAX_PRESET_BYTES` bytes (no
+more is read), expands to at most :data:`MAX_YAML_VALUES` YAML values counting what
+aliases repeat (a "billion laughs" file answers at once), and has at most
+:data:`~rtq.stages.limits.MAX_STAGES` stages; the oversampling limits are the stages'
+(:mod:`rtq.stages.limits`).
 Checks that depend on the stream's sample rate happen when the chain is prepared; they
 use :attr:`StageSpec.where <rtq.spec.StageSpec.where>` to point into the file.
 """
@@ -39,36 +49,31 @@ import difflib
 import os
 import re
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any
 
 import yaml
 
 from rtq.errors import PresetError
-from rtq.spec import (BITS_RANGE, GAIN_DB_RANGE, MAX_SEED, MIN_BAND_HZ, NTF_ORDER_RANGE, PresetSpec, StageSpec,
-                      requirement)
+from rtq.schema import INVALID, NO_VALUE, Checker, Fields, Integer, Problem, Stages, Text, did_you_mean
+from rtq.spec import MAX_SEED, PresetSpec, StageSpec
+from rtq.stages import KINDS
+from rtq.stages.limits import MAX_STAGES, TOO_MANY_STAGES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 """The folder of shipped presets (``presets/`` at the top of the repository)."""
 
-DITHER_TYPES = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
-SHAPING_TABLES = (
-    "first-order",
-    "lipshitz",
-    "f-weighted",
-    "modified-e-weighted",
-    "improved-e-weighted",
-    "gesemann",
-    "shibata",
-    "low-shibata",
-    "high-shibata",
-)
-COMPANDING_LAWS = ("mu-law", "a-law")
-OVERSAMPLE_FACTORS = (2, 4, 8, 16, 32, 64)
-OVERSAMPLE_PHASES = ("linear", "minimum")
-OVERSAMPLE_QUALITIES = ("draft", "normal", "high")
-MAX_FIR_TAPS = 64
+MAX_PRESET_BYTES = 64 * 1024
+MAX_YAML_VALUES = 100_000
 
+TOP_LEVEL = Fields({
+    "name": Text().optional(None),
+    "description": Text().optional(""),
+    "seed": Integer(0, MAX_SEED).optional(None),
+    "chain": Stages(),
+})
+"""The rules of a preset's top level (the stages' are their kinds')."""
+
+_FAST_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)   # libyaml, where PyYAML was built with it
 _YAML_TAG = "tag:yaml.org,2002:"
 # The tags a preset's nodes may carry: those YAML gives plain values anyway.
 _PLAIN_TAGS = {
@@ -76,76 +81,12 @@ _PLAIN_TAGS = {
     yaml.MappingNode: {_YAML_TAG + "map"},
     yaml.SequenceNode: {_YAML_TAG + "seq"},
 }
-_REQUIRED = object()
-_NOT_SCALAR = object()
-
-_Reader = Callable[["_Context", yaml.Node, str], Any]
-"""Reads one value node: ``reader(context, node, path)``; raises :class:`_Invalid`."""
-
-
-class _Invalid(Exception):
-    """One bad value: reported at ``node`` and skipped, so the rest of the file is still checked."""
-
-    def __init__(self, node: yaml.Node, message: str):
-        super().__init__(message)
-        self.node = node
-        self.message = message
-
-
-class _Context:
-    """The file being read and the problems found in it so far."""
-
-    def __init__(self, filename: str):
-        self.filename = filename
-        self.problems: list[tuple[int, int, str]] = []
-        self._constructor = yaml.constructor.SafeConstructor()
-
-    def at(self, node: yaml.Node) -> str:
-        mark = node.start_mark
-        return f"{self.filename}:{mark.line + 1}:{mark.column + 1}"
-
-    def add(self, node: yaml.Node, message: str) -> None:
-        mark = node.start_mark
-        self.problems.append((mark.line, mark.column, f"{self.at(node)}: {message}"))
-
-    def raise_problems(self) -> None:
-        if self.problems:
-            raise PresetError("\n".join(line for *_, line in sorted(self.problems)))
-
-    def read(self, reader: _Reader, node: yaml.Node, path: str) -> Any:
-        """Run ``reader``; on a bad value record the problem and return None."""
-        try:
-            return reader(self, node, path)
-        except _Invalid as bad:
-            self.add(bad.node, bad.message)
-            return None
-
-    def scalar(self, node: yaml.Node) -> Any:
-        """The Python value of a scalar node, or ``_NOT_SCALAR`` for lists and mappings."""
-        if not isinstance(node, yaml.ScalarNode):
-            return _NOT_SCALAR
-        if node.tag == _YAML_TAG + "timestamp":
-            return node.value  # dates are only ever wanted as text (e.g. in a description)
-        try:
-            return self._constructor.construct_object(node)
-        except (ValueError, KeyError):  # an explicit tag on text of another type: !!int sixteen
-            raise _Invalid(node, f"cannot read '{node.value}' as {_short_tag(node.tag)}") from None
-
-    def mapping(self, node: yaml.Node, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
-        """``{key: (key_node, value_node)}``; reports non-text and duplicate keys."""
-        if not isinstance(node, yaml.MappingNode):
-            raise _Invalid(node, f"{path or 'preset'} must be a mapping, got {_show(node)}")
-        pairs: dict[str, tuple[yaml.Node, yaml.Node]] = {}
-        for key_node, value_node in node.value:
-            key = self.scalar(key_node)
-            if not isinstance(key, str):
-                self.add(key_node, f"keys must be text, got {_show(key_node)}")
-            elif key in pairs:
-                first = pairs[key][0].start_mark.line + 1
-                self.add(key_node, f"duplicate key '{key}' in {path or 'preset'} (first at line {first})")
-            else:
-                pairs[key] = (key_node, value_node)
-        return pairs
+# Numbers YAML 1.1 reads as text: an exponent without a point or without a sign (1e-3, 1.0e3).
+_TEXT_EXPONENT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
+# What an audio file starts with (a preset given where audio was meant, or the reverse).
+_AUDIO_MAGIC = ((b"RIFF", "WAV"), (b"RF64", "WAV"), (b"riff", "Wave64"), (b"fLaC", "FLAC"), (b"OggS", "Ogg"),
+                (b"FORM", "AIFF"), (b"caff", "CAF"), (b".snd", "AU"), (b"ID3", "MP3"), (b"wvpk", "WavPack"))
+_AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".caf", ".au", ".w64", ".mp3", ".wv"}
 
 
 def _short_tag(tag: str) -> str:
@@ -167,211 +108,172 @@ def _show(node: yaml.Node) -> str:
     return f"'{text}'" if node.tag == _YAML_TAG + "str" else text
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+def _name(path: tuple) -> str:
+    """A part of the file as messages name it: top-level stages by kind alone
+    (``requantize.bits``), nested ones by their path (``oversample.chain[0].gain.db``)."""
+    parts = path[2:] if len(path) > 2 and path[0] == "chain" else path
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in parts).lstrip(".")
 
 
-def _did_you_mean(word: Any, choices: tuple | list) -> str:
-    if not isinstance(word, str):
-        return ""
-    close = difflib.get_close_matches(word, [str(c) for c in choices], n=1)
-    return f"; did you mean '{close[0]}'?" if close else ""
+class _Reader(Checker):
+    """Reads one file: YAML nodes into plain values (remembering each one's node), then
+    the rules over those; every problem becomes a ``file:line:column: message`` line."""
 
+    def __init__(self, filename: str):
+        super().__init__()
+        self.filename = filename
+        self.lines: list[tuple[int, int, str]] = []   # problems of the YAML itself
+        self.fatal: list[tuple[int, int, str]] = []   # ... that stop the reading (tags, alias loops)
+        self.nodes: dict[tuple, yaml.Node] = {}        # path -> the value's node
+        self.keys: dict[tuple, yaml.Node] = {}         # path -> the node of the key naming it
+        self.values = 0
+        self.stages = 0
+        self._constructor = yaml.constructor.SafeConstructor()
 
-# ----------------------------------------------------------------------------- value readers
+    def at(self, node: yaml.Node) -> str:
+        mark = node.start_mark
+        return f"{self.filename}:{mark.line + 1}:{mark.column + 1}"
 
+    def _line(self, node: yaml.Node, message: str) -> tuple[int, int, str]:
+        return node.start_mark.line, node.start_mark.column, f"{self.at(node)}: {message}"
 
-def _integer(lo: int | None = None, hi: int | None = None) -> _Reader:
-    def read(ctx: _Context, node: yaml.Node, path: str) -> int:
-        value = ctx.scalar(node)
-        problem = requirement(value, lo, hi, integer=True)
-        if problem is None:
-            return value
-        raise _Invalid(node, f"{path} {problem}, got {_show(node)}")
+    # -- YAML nodes to plain values -------------------------------------------------------
 
-    return read
+    def plain(self, node: yaml.Node, path: tuple, open_nodes: set[int]) -> Any:
+        """The plain value of ``node`` (:data:`INVALID` where it cannot be had)."""
+        self.values += 1
+        if self.values > MAX_YAML_VALUES:
+            raise PresetError(f"{self.filename}: the preset expands to more than {MAX_YAML_VALUES} YAML values "
+                              "(counting what aliases repeat), rtq's limit")
+        if id(node) in open_nodes:
+            self.fatal.append(self._line(node, "an alias refers to a node that contains it (recursive structure)"))
+            return INVALID
+        self.nodes[path] = node
+        tagged = node.tag not in _PLAIN_TAGS[type(node)]
+        if tagged:
+            self.fatal.append(self._line(node, f"unsupported YAML tag '{_short_tag(node.tag)}': "
+                                               "presets hold only plain values"))
+        if isinstance(node, yaml.ScalarNode):
+            return INVALID if tagged else self._scalar(node)
+        open_nodes.add(id(node))
+        try:
+            if isinstance(node, yaml.SequenceNode):
+                return [self.plain(item, path + (i,), open_nodes) for i, item in enumerate(node.value)]
+            return self._mapping(node, path, open_nodes)
+        finally:
+            open_nodes.discard(id(node))
 
+    def _scalar(self, node: yaml.ScalarNode) -> Any:
+        if node.tag == _YAML_TAG + "timestamp":
+            return node.value  # dates are only ever wanted as text (e.g. in a description)
+        try:
+            return self._constructor.construct_object(node)
+        except (ValueError, KeyError):  # an explicit tag on text of another type: !!int sixteen
+            self.lines.append(self._line(node, f"cannot read '{node.value}' as {_short_tag(node.tag)}"))
+            return INVALID
 
-# Numbers YAML 1.1 reads as text: an exponent without a point or without a sign (1e-3, 1.0e3).
-_TEXT_EXPONENT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
+    def _mapping(self, node: yaml.MappingNode, path: tuple, open_nodes: set[int]) -> dict:
+        """Reports keys that are not text and duplicate keys (the first one counts)."""
+        result: dict[str, Any] = {}
+        for index, (key_node, value_node) in enumerate(node.value):
+            key = self.plain(key_node, path + ((index,),), open_nodes)   # keys' own paths cannot clash
+            if key is INVALID:
+                continue
+            if not isinstance(key, str):
+                self.lines.append(self._line(key_node, f"keys must be text, got {_show(key_node)}"))
+            elif key in result:
+                first = self.keys[path + (key,)].start_mark.line + 1
+                self.lines.append(self._line(key_node, f"duplicate key '{key}' in {_name(path) or 'preset'} "
+                                                       f"(first at line {first})"))
+            else:
+                self.keys[path + (key,)] = key_node
+                result[key] = self.plain(value_node, path + (key,), open_nodes)
+        return result
 
+    # -- the rules' side ------------------------------------------------------------------
 
-def _number(lo: float | None = None, hi: float | None = None) -> _Reader:
-    def read(ctx: _Context, node: yaml.Node, path: str) -> float:
-        value = ctx.scalar(node)
-        problem = requirement(value, lo, hi)
-        if problem is None:
-            return float(value)
-        hint = ""
-        if isinstance(value, str) and node.style is None and _TEXT_EXPONENT.fullmatch(value):
-            hint = "; YAML reads it as text: write the exponent as in 1.0e-3 or 1.0e+3"
-        raise _Invalid(node, f"{path} {problem}, got {_show(node)}{hint}")
+    def stage(self, value: Any, path: tuple) -> Any:
+        self.stages += 1
+        if self.stages > MAX_STAGES:
+            return self.add(path, TOO_MANY_STAGES) if self.stages == MAX_STAGES + 1 else INVALID
+        if not isinstance(value, dict):
+            return self.add(path, "{name} must be a mapping", value)
+        if len(value) != 1:
+            found = f": {', '.join(value)} (start each stage with '- ')" if value else ""
+            return self.add(path, f"{{name}} must have exactly one key (the stage kind), got {len(value)}{found}")
+        [(kind, params)] = value.items()
+        if kind not in KINDS:
+            hint = did_you_mean(kind, list(KINDS)) or f" (stages: {', '.join(KINDS)})"
+            return self.add(path + (kind,), f"unknown stage '{kind}' {{in_parent}}", hint=hint, at="key")
+        here = path + (kind,)
+        rules = KINDS[kind].schema
+        checked = rules.check(params, here, self)
+        if checked is INVALID:
+            return INVALID
+        where = {"": self.at(self.keys[here])}
+        where.update({key: self.at(self.nodes[here + (key,)]) for key in params if key in rules.fields})
+        return StageSpec(kind, checked, where)
 
-    return read
-
-
-def _choice(options: tuple) -> _Reader:
-    def read(ctx: _Context, node: yaml.Node, path: str) -> Any:
-        value = ctx.scalar(node)
-        if any(type(value) is type(option) and value == option for option in options):
-            return value
-        wanted = str(options[0]) if len(options) == 1 else "one of " + ", ".join(map(str, options))
-        raise _Invalid(node, f"{path} must be {wanted}, got {_show(node)}{_did_you_mean(value, options)}")
-
-    return read
-
-
-def _text(ctx: _Context, node: yaml.Node, path: str) -> str:
-    value = ctx.scalar(node)
-    if isinstance(value, str):
-        return value
-    raise _Invalid(node, f"{path} must be text, got {_show(node)}")
-
-
-def _boolean(ctx: _Context, node: yaml.Node, path: str) -> bool:
-    value = ctx.scalar(node)
-    if isinstance(value, bool):
-        return value
-    raise _Invalid(node, f"{path} must be true or false, got {_show(node)}")
-
-
-def _fields(
-    ctx: _Context,
-    node: yaml.Node,
-    path: str,
-    schema: dict[str, tuple[_Reader, Any]],
-    where: dict[str, str] | None = None,
-    missing_at: yaml.Node | None = None,
-) -> dict[str, Any]:
-    """Read a mapping against ``schema`` (``{key: (reader, default or _REQUIRED)}``).
-
-    Unknown keys and missing required keys are reported (the latter at ``missing_at``,
-    default the mapping itself); the positions of the values present go into ``where``.
-    """
-    pairs = ctx.mapping(node, path)
-    for key, (key_node, _) in pairs.items():
-        if key not in schema:
-            where_text = f"in {path}" if path else "at top level"
-            hint = _did_you_mean(key, list(schema)) or f" (valid keys: {', '.join(schema)})"
-            ctx.add(key_node, f"unknown key '{key}' {where_text}{hint}")
-    values = {}
-    for key, (reader, default) in schema.items():
-        if key in pairs:
-            value_node = pairs[key][1]
-            values[key] = ctx.read(reader, value_node, _join(path, key))
-            if where is not None:
-                where[key] = ctx.at(value_node)
-        elif default is _REQUIRED:
-            ctx.add(missing_at or node, f"{path or 'preset'} is missing required key '{key}'")
+    def _problem_line(self, problem: Problem) -> tuple[int, int, str]:
+        path = problem.path
+        if problem.at == "value":
+            node = self.nodes[path]
         else:
-            values[key] = default
-    return values
+            node = self.keys.get(path) or self.nodes[path]
+        shown = None
+        if problem.value is not NO_VALUE:
+            shown = _show(self.nodes[path])
+            problem = Problem(path, problem.text, problem.value, problem.hint + self._yaml_hint(problem, node),
+                              problem.at, problem.number, problem.choices)
+        parent = _name(path[:-1])
+        return self._line(node, problem.message(_name(path) or "preset", f"in {parent}" if parent else "at top level",
+                                                shown))
 
+    @staticmethod
+    def _yaml_hint(problem: Problem, node: yaml.Node) -> str:
+        """What YAML made of a plain scalar, where that explains the problem."""
+        if not isinstance(node, yaml.ScalarNode) or node.style:    # quoted or a block: not plain
+            return ""
+        if problem.number and node.tag == _YAML_TAG + "str" and _TEXT_EXPONENT.fullmatch(node.value):
+            return "; YAML reads it as text: write the exponent as in 1.0e-3 or 1.0e+3"
+        if node.tag == _YAML_TAG + "bool" and node.value.lower() not in ("true", "false"):   # yes, no, on, off
+            return (f"; YAML reads {node.value} as {'true' if problem.value else 'false'}"
+                    + did_you_mean(node.value, problem.choices))
+        return ""
 
-_DITHER_FIELDS = {
-    "type": (_choice(DITHER_TYPES), "tpdf"),
-    "amplitude": (_number(0), 1.0),
-}
+    def raise_problems(self, lines) -> None:
+        if lines:
+            raise PresetError("\n".join(line for *_, line in sorted(lines)))
 
-
-def _dither(ctx: _Context, node: yaml.Node, path: str) -> dict[str, Any]:
-    if isinstance(node, yaml.MappingNode):
-        return _fields(ctx, node, path, _DITHER_FIELDS)
-    return {"type": _choice(DITHER_TYPES)(ctx, node, path), "amplitude": 1.0}
-
-
-def _coefficients(ctx: _Context, node: yaml.Node, path: str) -> tuple[float, ...]:
-    if not isinstance(node, yaml.SequenceNode) or not 1 <= len(node.value) <= MAX_FIR_TAPS:
-        raise _Invalid(node, f"{path} must be a list of 1 to {MAX_FIR_TAPS} finite numbers, got {_show(node)}")
-    return tuple(ctx.read(_number(), item, f"{path}[{i}]") for i, item in enumerate(node.value))
-
-
-_SHAPING_FIELDS = {
-    "coefficients": (_coefficients, None),
-    "order": (_integer(*NTF_ORDER_RANGE), None),
-    "band_hz": (_number(MIN_BAND_HZ), None),
-}
-
-
-def _shaping(ctx: _Context, node: yaml.Node, path: str) -> dict[str, Any]:
-    if not isinstance(node, yaml.MappingNode):
-        name = _choice(("none",) + SHAPING_TABLES)(ctx, node, path)
-        return {"kind": "none"} if name == "none" else {"kind": "table", "name": name}
-    values = _fields(ctx, node, path, _SHAPING_FIELDS)
-    keys = {key.value: key for key, _ in node.value}
-    if "coefficients" in keys and "order" in keys:
-        raise _Invalid(node, f"{path} takes 'coefficients' or 'order', not both")
-    if "coefficients" in keys:
-        if "band_hz" in keys:
-            raise _Invalid(keys["band_hz"], f"{path}.band_hz applies only to a designed filter ('order')")
-        return {"kind": "fir", "coefficients": values["coefficients"]}
-    if "order" in keys:
-        return {"kind": "design", "order": values["order"], "band_hz": values["band_hz"]}
-    raise _Invalid(node, f"{path} needs 'coefficients' (an FIR filter) or 'order' (a designed filter)")
-
-
-def _chain(ctx: _Context, node: yaml.Node, path: str) -> tuple[StageSpec, ...]:
-    if not isinstance(node, yaml.SequenceNode) or not node.value:
-        raise _Invalid(node, f"{path} must be a non-empty list of stages, got {_show(node)}")
-    return tuple(ctx.read(_stage, item, f"{path}[{i}]") for i, item in enumerate(node.value))
-
-
-def _stage(ctx: _Context, node: yaml.Node, path: str) -> StageSpec:
-    pairs = ctx.mapping(node, path)
-    if len(pairs) != 1:
-        found = f": {', '.join(pairs)} (start each stage with '- ')" if pairs else ""
-        raise _Invalid(node, f"{path} must have exactly one key (the stage kind), got {len(pairs)}{found}")
-    [(kind, (key_node, value_node))] = pairs.items()
-    if kind not in _STAGES:
-        hint = _did_you_mean(kind, list(_STAGES)) or f" (stages: {', '.join(_STAGES)})"
-        raise _Invalid(key_node, f"unknown stage '{kind}' in {path}{hint}")
-    # Top-level stages are named by kind alone (requantize.bits), nested ones by full path.
-    stage_path = kind if path.startswith("chain[") else f"{path}.{kind}"
-    where = {"": ctx.at(key_node)}
-    params = _fields(ctx, value_node, stage_path, _STAGES[kind], where, missing_at=key_node)
-    return StageSpec(kind, params, where)
-
-
-_STAGES: dict[str, dict[str, tuple[_Reader, Any]]] = {
-    "gain": {"db": (_number(*GAIN_DB_RANGE), _REQUIRED)},
-    "requantize": {
-        "bits": (_integer(*BITS_RANGE), _REQUIRED),
-        "dither": (_dither, {"type": "tpdf", "amplitude": 1.0}),
-        "shaping": (_shaping, {"kind": "none"}),
-    },
-    "quantize": {
-        "law": (_choice(COMPANDING_LAWS), _REQUIRED),
-        "bits": (_choice((8,)), 8),
-    },
-    "oversample": {
-        "factor": (_choice(OVERSAMPLE_FACTORS), _REQUIRED),
-        "phase": (_choice(OVERSAMPLE_PHASES), "linear"),
-        "quality": (_choice(OVERSAMPLE_QUALITIES), "high"),
-        "integer_latency": (_boolean, False),
-        "chain": (_chain, _REQUIRED),
-    },
-}
-STAGE_KINDS = tuple(_STAGES)
-
-_TOP_FIELDS = {
-    "name": (_text, None),
-    "description": (_text, ""),
-    "seed": (_integer(0, MAX_SEED), None),
-    "chain": (_chain, _REQUIRED),
-}
-
-
-def _top_level(ctx: _Context, node: yaml.Node, path: str) -> dict[str, Any]:
-    return _fields(ctx, node, path, _TOP_FIELDS)
+    def read(self, root: yaml.Node) -> dict:
+        value = self.plain(root, (), set())
+        self.raise_problems(self.fatal)
+        fields = TOP_LEVEL.check(value, (), self)
+        self.raise_problems(self.lines + [self._problem_line(problem) for problem in self.problems])
+        return fields
 
 
 # ----------------------------------------------------------------------------- documents
 
 
 def _compose(text: str, filename: str) -> yaml.Node:
-    """The document's node tree; YAML errors keep the parser's position."""
+    """The document's node tree; YAML errors keep the parser's position.
+
+    libyaml composes (four times faster); a document it refuses is composed again by
+    PyYAML's own parser, whose messages rtq reports (and which has the last word)."""
+    root = None
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=_FAST_LOADER)
+    except Exception:   # noqa: BLE001 (whatever libyaml refuses, PyYAML judges and words)
+        root = _compose_in_python(text, filename)
+    if root is None:
+        raise PresetError(f"{filename}:1:1: preset is empty (expected a mapping with a 'chain' list)")
+    return root
+
+
+def _compose_in_python(text: str, filename: str) -> yaml.Node | None:
+    try:
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         problem = ", ".join(filter(None, (exc.context, exc.problem)))
@@ -382,27 +284,10 @@ def _compose(text: str, filename: str) -> yaml.Node:
         raise PresetError(f"{filename}:{line}:{column}: invalid YAML: {str(exc).splitlines()[0]}") from None
     except RecursionError:
         raise PresetError(f"{filename}:1:1: invalid YAML: nested too deeply") from None
-    if root is None:
-        raise PresetError(f"{filename}:1:1: preset is empty (expected a mapping with a 'chain' list)")
-    return root
 
 
-def _check_tags(ctx: _Context, node: yaml.Node, open_nodes: set[int]) -> None:
-    """Report tags that would build Python objects (or anything but plain values) and alias loops."""
-    if id(node) in open_nodes:
-        ctx.add(node, "an alias refers to a node that contains it (recursive structure)")
-        return
-    if node.tag not in _PLAIN_TAGS[type(node)]:
-        ctx.add(node, f"unsupported YAML tag '{_short_tag(node.tag)}': presets hold only plain values")
-    children = []
-    if isinstance(node, yaml.MappingNode):
-        children = [child for pair in node.value for child in pair]
-    elif isinstance(node, yaml.SequenceNode):
-        children = node.value
-    open_nodes.add(id(node))
-    for child in children:
-        _check_tags(ctx, child, open_nodes)
-    open_nodes.discard(id(node))
+def _too_large(filename: str) -> PresetError:
+    return PresetError(f"{filename}: the preset is larger than {MAX_PRESET_BYTES} bytes, rtq's limit for a preset")
 
 
 def parse_preset(text: str, filename: str) -> PresetSpec:
@@ -425,12 +310,12 @@ def parse_preset(text: str, filename: str) -> PresetSpec:
     PresetError
         With one ``file:line:column: message`` line per problem found.
     """
-    ctx = _Context(filename)
-    root = _compose(text, filename)
-    _check_tags(ctx, root, set())
-    ctx.raise_problems()
-    fields = ctx.read(_top_level, root, "")
-    ctx.raise_problems()
+    if len(text) > MAX_PRESET_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_PRESET_BYTES:
+        raise _too_large(filename)
+    try:
+        fields = _Reader(filename).read(_compose(text, filename))
+    except RecursionError:
+        raise PresetError(f"{filename}:1:1: invalid YAML: nested too deeply") from None
     return PresetSpec(
         name=fields["name"] or Path(filename).stem,
         description=fields["description"],
@@ -470,15 +355,24 @@ def load_preset(source: str | os.PathLike) -> PresetSpec:
             close = difflib.get_close_matches(source, names, n=3, cutoff=0.4)
             raise PresetError(
                 f"unknown preset '{source}'; "
-                + (f"closest shipped presets: {', '.join(close)}" if close else f"shipped presets: {', '.join(names)}")
-            )
+                + (f"closest shipped presets: {', '.join(close)}" if close else f"shipped presets: {', '.join(names)}"),
+                located=False)
         filename = os.fspath(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        with open(path, "rb") as file:
+            data = file.read(MAX_PRESET_BYTES + 1)    # no more: /dev/zero is not read to the end
     except OSError as exc:
         raise PresetError(f"{filename}: cannot read preset: {exc.strerror}") from None
+    if len(data) > MAX_PRESET_BYTES:
+        raise _too_large(filename)
+    audio = next((kind for magic, kind in _AUDIO_MAGIC if data.startswith(magic)), None)
+    if audio is not None:
+        raise PresetError(f"{filename}: cannot read preset: it looks like an audio file ({audio}), not a YAML preset")
+    try:
+        text = data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        raise PresetError(f"{filename}: cannot read preset: not UTF-8 text") from None
+        what = " (it looks like an audio file)" if path.suffix.lower() in _AUDIO_SUFFIXES else ""
+        raise PresetError(f"{filename}: cannot read preset: not UTF-8 text{what}") from None
     return parse_preset(text, filename)
 
 
@@ -508,31 +402,11 @@ def preset_to_dict(preset: PresetSpec) -> dict[str, Any]:
     data: dict[str, Any] = {"name": preset.name, "description": preset.description}
     if preset.seed is not None:
         data["seed"] = preset.seed
-    data["chain"] = _chain_to_list(preset.chain)
+    data["chain"] = [_stage_to_data(stage) for stage in preset.chain]
     return data
 
 
-def _chain_to_list(chain: tuple[StageSpec, ...]) -> list[dict[str, Any]]:
-    return [{stage.kind: _params_to_dict(stage)} for stage in chain]
-
-
-def _params_to_dict(stage: StageSpec) -> dict[str, Any]:
-    params = dict(stage.params)
-    if stage.kind == "requantize":
-        params["dither"] = dict(params["dither"])
-        params["shaping"] = _shaping_to_data(params["shaping"])
-    elif stage.kind == "oversample":
-        params["chain"] = _chain_to_list(params["chain"])
-    return params
-
-
-def _shaping_to_data(shaping: dict[str, Any]) -> str | dict[str, Any]:
-    kind = shaping["kind"]
-    if kind == "none":
-        return "none"
-    if kind == "table":
-        return shaping["name"]
-    if kind == "fir":
-        return {"coefficients": list(shaping["coefficients"])}
-    band = {} if shaping["band_hz"] is None else {"band_hz": shaping["band_hz"]}
-    return {"order": shaping["order"], **band}
+def _stage_to_data(stage: StageSpec) -> dict[str, Any]:
+    rules = KINDS[stage.kind].schema.fields
+    return {stage.kind: {key: [_stage_to_data(inner) for inner in value] if isinstance(rules[key], Stages)
+                         else rules[key].to_data(value) for key, value in stage.params.items()}}

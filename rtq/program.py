@@ -42,6 +42,7 @@ import numba
 import numpy as np
 from numba import types
 
+from .errors import LimitError
 from .jit import address_as_void_pointer, kernel
 from .native import Entry
 
@@ -76,6 +77,11 @@ META_CAPTURE = 3    # stream frames oversampled taps still record; -1: always (s
 CAPTURE_ALWAYS = -1
 COUNTER_WIDTH = 4
 COUNT_NONFINITE = 1
+MAX_PROGRAM_BYTES = 4 * 2 ** 30
+"""The most memory one prepared program may take (its work buffers, meter taps and
+state): far above any real chain's (``dsd64-1bit`` in stereo with meter taps at
+``rtq render``'s 8192-frame pieces: 144 MiB), low enough that no channel count or block
+size asked for can exhaust the machine."""
 
 
 class Program(NamedTuple):
@@ -310,6 +316,13 @@ class ProgramBuilder:
         ops = np.stack(self.rows) if self.rows else np.zeros((0, OP_WIDTH), np.int64)
         frames = self.max_block * max(self.levels)
         ring = tap_ring_frames(frames) if self.tap_levels else 1
+        words = (len(self.levels) * frames + max(len(self.tap_levels), 1) * ring + n_ops * COUNTER_WIDTH) * self.channels
+        if 8 * (words + self._fs) > MAX_PROGRAM_BYTES:
+            raise LimitError(
+                f"the chain's buffers would take {8 * (words + self._fs) / 2 ** 30:.1f} GiB for {self.channels} "
+                f"channel{'s' * (self.channels != 1)} in blocks of {self.max_block} frames (at up to "
+                f"{max(self.levels)}x the stream rate{', with meter taps' if self.tap_levels else ''}), above rtq's "
+                f"limit of {MAX_PROGRAM_BYTES // 2 ** 30} GiB: use fewer channels or smaller blocks")
         init = ProgramInit(np.array(self.istate_init or [0], dtype=np.int64),
                            np.array(self.rng_init or [0], dtype=np.uint64))
         prog = Program(

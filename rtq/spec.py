@@ -13,11 +13,6 @@ import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
-# What a stage may say, for the preset loader and the stages' own checks alike.
-GAIN_DB_RANGE = (-120.0, 24.0)
-BITS_RANGE = (1, 32)
-NTF_ORDER_RANGE = (1, 7)
-MIN_BAND_HZ = 1.0
 # Largest dither seed (the generators' state is 64-bit; a larger one would wrap).
 MAX_SEED = 2 ** 64 - 1
 # Stream rates a user may ask for (--samplerate), in whole Hz: 8 kHz telephony to 768 kHz
@@ -71,7 +66,9 @@ def stream_rate(value, name: str = "sample_rate") -> float:
     if rate.is_integer() and lo <= rate <= hi:
         return rate
     shown = f"{rate:g}" if not math.isnan(rate) or isinstance(value, float) else reprlib.repr(value)
-    raise ValueError(f"{name} must be a whole number of Hz from {lo} to {hi}, got {shown}")
+    in_hz = round(rate * 1000, 6)    # 48 or 44.1 meant in kHz
+    hint = f"; did you mean {in_hz:g}?" if 0 < rate < lo and in_hz.is_integer() and lo <= in_hz <= hi else ""
+    raise ValueError(f"{name} must be a whole number of Hz from {lo} to {hi}, got {shown}{hint}")
 
 
 def check_samplerate(value, option: str = "--samplerate") -> None:

@@ -7,8 +7,8 @@ import pytest
 
 from rtq.chain import Chain
 from rtq.dsp.shaping import select_table
-from rtq.program import COUNT_NONFINITE, OP_SANITIZE
-from rtq.errors import PresetError
+from rtq.program import COUNT_NONFINITE, MAX_PROGRAM_BYTES, OP_SANITIZE
+from rtq.errors import LimitError, PresetError
 from rtq.stages import Gain, Oversample, Quantize, Requantize, format_rates, usable_rates
 
 CUSTOM = {"coefficients": [1.5, -0.6, 0.2, -0.05, 0.01, 0.003]}   # > 4 taps: far-tap path
@@ -261,9 +261,11 @@ def test_check_leaves_a_prepared_chain_as_it_was():
     (lambda: Requantize(True), "requantize.bits must be an integer from 1 to 32, got True"),
     (lambda: Requantize(16, "blue"), "requantize.dither must be one of none, rpdf, tpdf, tpdf-hp, gaussian"),
     (lambda: Requantize(16, "tpdf", -1.0), "requantize.dither.amplitude must be a finite number >= 0"),
-    (lambda: Requantize(16, shaping={"order": 2.5}), "shaping.order must be an integer from 1 to 7, got 2.5"),
-    (lambda: Requantize(16, shaping={"order": 3, "band_hz": 0.5}), "shaping.band_hz must be a finite number >= 1"),
-    (lambda: Requantize(16, shaping={"order": 3, "bandhz": 5}), "bad shaping"),
+    (lambda: Requantize(16, shaping={"order": 2.5}), "requantize.shaping.order must be an integer from 1 to 7, got 2.5"),
+    (lambda: Requantize(16, shaping={"order": 3, "band_hz": 0.5}),
+     "requantize.shaping.band_hz must be a finite number >= 1"),
+    (lambda: Requantize(16, shaping={"order": 3, "bandhz": 5}),
+     "unknown key 'bandhz' in requantize.shaping; did you mean 'band_hz'?"),
     (lambda: Gain(float("nan")), "gain.db must be a finite number from -120 to 24, got nan"),
     (lambda: Gain(1e6), "gain.db must be a finite number from -120 to 24"),
 ], ids=["negative-bits", "40-bits", "bool-bits", "unknown-dither", "negative-amplitude", "fractional-order",
@@ -343,7 +345,7 @@ def test_process_says_what_is_wrong_with_a_block(block, kind, message):
     ((48000, 2, 0), "max_block must be an integer >= 1, got 0"),   # process() looped for ever
     ((48000, 0, 64), "channels must be an integer >= 1, got 0"),
     ((48000, 2, 64, False, -1), "first_channel must be an integer >= 0, got -1"),
-    ((48, 2, 64), "sample_rate must be a whole number of Hz from 1000 to 768000, got 48"),
+    ((48, 2, 64), "sample_rate must be a whole number of Hz from 1000 to 768000, got 48; did you mean 48000?"),
     ((44100.5, 2, 64), "sample_rate must be a whole number of Hz from 1000 to 768000, got 44100.5"),
 ])
 def test_prepare_refuses_arguments_out_of_range(args, message):
@@ -384,3 +386,17 @@ def test_a_stage_used_twice_in_one_chain_has_one_entry_per_place():
     assert list(chain.quantizer_info) == [(0,), (1, 0)]
     assert [info.sample_rate for info in chain.quantizer_info.values()] == [48000, 96000]
     assert len({info.op_index for info in chain.quantizer_info.values()}) == 2
+
+
+@pytest.mark.parametrize("channels, max_block, taps", [(100000, 4096, True), (2, 100_000_000, False)])
+def test_prepare_refuses_buffers_beyond_the_memory_limit(channels, max_block, taps):
+    """``rtq live --channels 100000`` or ``--blocksize 100000000`` (and a 64x chain's
+    work buffers at them) once grew until the machine ran out of memory: the program's
+    size is known before anything is allocated, and refused in one line above the limit."""
+    with pytest.raises(LimitError) as caught:
+        Chain.from_preset("dsd64-1bit").prepare(48000, channels, max_block, taps=taps)
+    assert str(caught.value).startswith("the chain's buffers would take ")
+    assert str(caught.value).endswith(f"above rtq's limit of {MAX_PROGRAM_BYTES // 2 ** 30} GiB: use fewer channels "
+                                      "or smaller blocks")
+    assert isinstance(caught.value, ValueError)
+    assert sum(a.nbytes for a in Chain.from_preset("dsd64-1bit").prepare(44100, 2, 8192, taps=True).program) < 2 ** 28

@@ -11,6 +11,7 @@ import pytest
 import rtq.commands.presets
 from rtq.cli import main
 from rtq.errors import UsageError
+from rtq.presets import MAX_PRESET_BYTES
 from rtq.presets import shipped_presets
 
 REPO = Path(__file__).resolve().parent.parent
@@ -124,10 +125,91 @@ def test_a_rate_that_is_not_a_stream_rate_is_one_line(command, rate, capsys):
     """Stream rates are whole Hz from 1000 to 768000: 48 (kHz meant) or 44100.5 is a slip."""
     assert main([command, "tpdf-16", "--samplerate", rate]) == 2
     assert capsys.readouterr() == (
-        "", f"rtq: --samplerate must be a whole number of Hz from 1000 to 768000, got {float(rate):g}\n")
+        "", f"rtq: --samplerate must be a whole number of Hz from 1000 to 768000, got {float(rate):g}"
+            + ("; did you mean 48000?" if rate == "48" else "") + "\n")
 
 
 @pytest.mark.parametrize("rate", ["1000", "768000", "44100.0"])
 def test_stream_rates_at_the_ends_of_the_range_resolve(rate, capsys):
     assert main(["info", "tpdf-16", "--samplerate", rate]) == 0
     assert f"stream rate {float(rate):g} Hz" in capsys.readouterr().out
+
+
+# --- presets that would exhaust the machine, and messages a new user meets --------------
+
+LAUGHS = "".join(f"{name}: &{name} [{', '.join([f'*{prev}'] * 9) if prev else ', '.join(['lol'] * 9)}]\n"
+                 for prev, name in zip([None, *"abcdefgh"], "abcdefghi"))
+
+
+def rtq_subprocess(*argv, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    # The timeout only stops a run that would not end: these inputs once took minutes (and
+    # memory) to read; now they are refused after reading a bounded part.
+    return subprocess.run([sys.executable, "-m", "rtq", *map(str, argv)], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("laughs.yaml", LAUGHS + "chain: [gain: {db: 0}]\n",
+     "laughs.yaml: the preset expands to more than 100000 YAML values (counting what aliases repeat), rtq's limit"),
+    ("big.yaml", "chain: [gain: {db: 0}]\n" + "#" * MAX_PRESET_BYTES + "\n",
+     "big.yaml: the preset is larger than 65536 bytes, rtq's limit for a preset"),
+    ("/dev/zero", None, "/dev/zero: the preset is larger than 65536 bytes, rtq's limit for a preset"),
+], ids=["billion-laughs", "too-large", "dev-zero"])
+def test_presets_that_would_exhaust_the_machine_get_one_line(files, name, content, message):
+    """A 375-byte preset of nested aliases kept validate busy 166 s (about 8x per level:
+    this one, of nine levels, would take about 20 minutes); /dev/zero was read until a
+    MemoryError.  Both are refused having read a bounded part."""
+    if content is not None:
+        (files / name).write_text(content)
+        assert name != "laughs.yaml" or len(LAUGHS) < 400
+    result = rtq_subprocess("validate", name, cwd=files)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", message + "\n")
+
+
+def test_a_preset_just_within_the_size_limit_is_read(files, capsys):
+    text = "chain: [gain: {db: 0}]\n"
+    (files / "padded.yaml").write_text(text + "#" * (MAX_PRESET_BYTES - len(text) - 1) + "\n")
+    assert main(["validate", "padded.yaml"]) == 0
+    assert capsys.readouterr() == ("padded.yaml: ok\n", "")
+
+
+@pytest.fixture
+def audio(files):
+    import soundfile as sf
+
+    sf.write(str(files / "in.wav"), [[0.0, 0.0]] * 100, 44100)
+    (files / "notes.flac").write_bytes(b"\xff\xfe\x00not flac")
+    return files
+
+
+@pytest.mark.parametrize("argv, status, out, err", [
+    (["validate", "no.yaml"], 2, "",
+     "no.yaml:2:36: requantize.dither must be one of none, rpdf, tpdf, tpdf-hp, gaussian, got no; "
+     "YAML reads no as false; did you mean 'none'?\n"),
+    (["validate", "upper.yaml"], 2, "",
+     "upper.yaml:2:36: requantize.dither must be one of none, rpdf, tpdf, tpdf-hp, gaussian, got 'TPDF'; "
+     "did you mean 'tpdf'?\n"),
+    (["validate", "tpdf16"], 2, "", "rtq: unknown preset 'tpdf16'; closest shipped presets: tpdf-16, tpdf-24\n"),
+    (["render", "in.wav", "cd-16-shibata", "out.wav"], 2, "",
+     "in.wav: cannot read preset: it looks like an audio file (WAV), not a YAML preset\n"),
+    (["validate", "notes.flac"], 2, "", "notes.flac: cannot read preset: not UTF-8 text (it looks like an audio file)\n"),
+    (["info", "tpdf-16", "--samplerate", "44.1"], 2, "",
+     "rtq: --samplerate must be a whole number of Hz from 1000 to 768000, got 44.1; did you mean 44100?\n"),
+], ids=["yaml-no", "upper-case", "unknown-preset", "swapped-arguments", "binary-file", "rate-in-khz"])
+def test_messages_a_new_user_meets(audio, capsys, argv, status, out, err):
+    (audio / "no.yaml").write_text("chain:\n  - requantize: {bits: 16, dither: no}\n")
+    (audio / "upper.yaml").write_text("chain:\n  - requantize: {bits: 16, dither: TPDF}\n")
+    assert main(argv) == status
+    assert capsys.readouterr() == (out, err)
+    assert not (audio / "out.wav").exists()
+
+
+def test_info_without_a_rate_uses_one_the_preset_runs_at_and_says_so(capsys):
+    """cd-16-lipshitz (a 44.1 kHz table) failed at info's default 48 kHz with no hint."""
+    assert main(["info", "cd-16-lipshitz"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[1] == "seed 1; stream rate 44100 Hz (the preset cannot run at 48000 Hz; its rates: 41895-46305 Hz)"
+    assert "lipshitz shaping (44100 Hz table, 5 taps)  [44100 Hz]" in out[3]
+    assert main(["info", "cd-16-shibata"]) == 0
+    assert capsys.readouterr().out.splitlines()[1] == "seed 1; stream rate 48000 Hz"

@@ -141,7 +141,7 @@ RIPPLE_CASES += [("linear", "high", 64), ("minimum", "high", 64)]
 
 @pytest.mark.parametrize("phase,quality,factor", RIPPLE_CASES)
 def test_passband_ripple_through_identity_chain(phase, quality, factor):
-    """Round trip through ``Oversample(L, [])`` in a chain: |H| within the declared
+    """Round trip through ``Oversample(L, [Gain(0.0)])`` in a chain: |H| within the declared
     +- ripple on every bin of a periodic multitone up to 0.4535 fs, and for single
     sines at 1 kHz, 10 kHz and 19.99 kHz at peak 0.9.
 
@@ -150,7 +150,7 @@ def test_passband_ripple_through_identity_chain(phase, quality, factor):
     half-bands are power complementary).
     """
     spec = ov.QUALITIES[quality]
-    chain = Chain([Gain(0.0), Oversample(factor, [], phase, quality)])
+    chain = Chain([Gain(0.0), Oversample(factor, [Gain(0.0)], phase, quality)])
     h, f, _, _ = _measured_response(chain)
     ripple = np.max(np.abs(20 * np.log10(np.abs(h))))
     assert f[-1] >= ov.PASSBAND - 1e-4
@@ -180,7 +180,7 @@ def test_sweep_round_trip_is_a_pure_delay(quality):
     fade = np.minimum(1.0, np.minimum(np.arange(n), n - 1 - np.arange(n)) / 2048.0)
     x = 0.8 * np.sin(phase) * (0.5 - 0.5 * np.cos(np.pi * fade))
     for factor in (2, 8):
-        chain = Chain([Oversample(factor, [], "linear", quality, integer_latency=True)])
+        chain = Chain([Oversample(factor, [Gain(0.0)], "linear", quality, integer_latency=True)])
         d = int(chain.latency)
         assert d == chain.latency
         y = chain(np.concatenate([x, np.zeros(d)]), FS, compensate_latency=False)
@@ -200,7 +200,7 @@ def test_linear_phase_latency_measured(quality, factor, integer_latency):
     0 .. 0.4535 fs within 0.01 sample (measured: within 1e-7), fractional ones included
     (4x high: 102.5, 16x high: 105.625); with ``integer_latency`` a whole number, and
     the circular cross-correlation of output and input peaks exactly there."""
-    chain = Chain([Oversample(factor, [], "linear", quality, integer_latency)])
+    chain = Chain([Oversample(factor, [Gain(0.0)], "linear", quality, integer_latency)])
     h, f, x, y = _measured_response(chain)
     measured = _phase_slope_delay(h, f)
     assert measured == pytest.approx(chain.latency, abs=0.01)
@@ -222,7 +222,7 @@ def test_minimum_phase_latency_is_dc_group_delay(quality, factor, integer_latenc
     """Minimum phase: ``chain.latency`` = the group delay at DC, measured from the
     phase of the response below 200 Hz, within 0.01 sample (measured: 1e-7); a whole
     number with ``integer_latency`` (4x high: 5.919 -> 7)."""
-    chain = Chain([Oversample(factor, [], "minimum", quality, integer_latency)])
+    chain = Chain([Oversample(factor, [Gain(0.0)], "minimum", quality, integer_latency)])
     h, f, _, _ = _measured_response(chain)
     measured = _dc_group_delay(h, f)
     assert measured == pytest.approx(chain.latency, abs=0.01)
@@ -236,14 +236,14 @@ def test_nested_and_serial_latency_adds_up():
     """Stages' latencies add; a nested stage's latency counts at its own rate (/ L)."""
     inner = Oversample(4, [Gain(-1.0)], "linear", "normal")          # 63.5 at 2 fs
     chain = Chain([Oversample(2, [inner], "linear", "high"), Gain(1.0),
-                   Oversample(8, [], "linear", "draft")])
+                   Oversample(8, [Gain(0.0)], "linear", "draft")])
     assert chain.latency == pytest.approx(95.0 + 63.5 / 2 + 41.25, abs=1e-12)
     h, f, _, _ = _measured_response(chain)
     assert _phase_slope_delay(h, f) == pytest.approx(chain.latency, abs=0.01)
     # the inner gain and the outer gain cancel: unity in band within the ripples
     assert np.max(np.abs(20 * np.log10(np.abs(h)))) <= 0.01 + 0.05 + 0.1
 
-    mixed = Chain([Oversample(4, [Oversample(2, [], "minimum", "high")], "minimum", "normal",
+    mixed = Chain([Oversample(4, [Oversample(2, [Gain(0.0)], "minimum", "high")], "minimum", "normal",
                               integer_latency=True)])
     h, f, _, _ = _measured_response(mixed)
     assert _dc_group_delay(h, f) == pytest.approx(mixed.latency, abs=0.01)
@@ -275,7 +275,7 @@ def _shaped_error(factor, order, phase, quality, x, seed=3, bits=8):
     same stage with an empty inner chain, so ripple and latency cancel exactly)."""
     quant = Requantize(bits, "tpdf", shaping=_design(order) if order else None)
     chain = Chain([Oversample(factor, [quant], phase, quality, True)], seed=seed)
-    ident = Chain([Oversample(factor, [], phase, quality, True)])
+    ident = Chain([Oversample(factor, [Gain(0.0)], phase, quality, True)])
     y = chain(x, FS)
     counters = chain.program.counters[chain.quantizer_info[(0, 0)].op_index, 0]
     assert counters[0] == 0 and counters[2] == 0, "clips or loop resets"

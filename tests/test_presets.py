@@ -12,10 +12,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from rtq.errors import PresetError
+from rtq.dsp.requantize import DITHER_TYPES
+from rtq.dsp.shaping import TABLE_NAMES as SHAPING_TABLES
 from rtq.presets import (
-    DITHER_TYPES,
     PRESET_DIR,
-    SHAPING_TABLES,
     load_preset,
     parse_preset,
     preset_to_dict,

@@ -10,7 +10,7 @@ Not a test: prints a table.  For each resampler, on the same machine in the same
   coherent tones, exact-bin levels of periodic steady-state outputs, worst case over the
   tones and over every band that images / aliases into 0 .. 0.4535 fs.
 
-Resamplers: rtq ``Oversample(4, [], phase, quality)`` chains (linear high, linear normal,
+Resamplers: rtq ``Oversample(4, [Gain(0.0)], phase, quality)`` chains (linear high, linear normal,
 minimum high; throughput through a prepared :class:`~rtq.chain.Chain`, rejection through
 the same kernels' up and down halves), ``soxr.resample`` at HQ and VHQ (whole signal: up,
 then down) and soxr's stream API (``ResampleStream``, blocks of 4096 frames, no
@@ -51,7 +51,7 @@ class Resampler:
 def rtq_resampler(phase: str, quality: str) -> Resampler:
     from rtq.chain import Chain
     from rtq.dsp import oversample as ov
-    from rtq.stages import Oversample
+    from rtq.stages import Gain, Oversample
 
     design = ov.design_oversampler(FACTOR, phase, quality)
 
@@ -66,7 +66,7 @@ def rtq_resampler(phase: str, quality: str) -> Resampler:
     def round_trip(x):
         chain = chains.get(x.shape[1])
         if chain is None:
-            chain = chains[x.shape[1]] = Chain([Oversample(FACTOR, [], phase, quality)])
+            chain = chains[x.shape[1]] = Chain([Oversample(FACTOR, [Gain(0.0)], phase, quality)])
             chain.prepare(RATE, x.shape[1], 4096)
         chain.reset()
         y = x.copy()

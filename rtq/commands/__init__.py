@@ -35,7 +35,7 @@ def check_seed(seed: int | None) -> None:
 def report_error(err: RtqError) -> None:
     """Print a user error to stderr: preset problems as they are (``file:line:col: ...``),
     others after ``rtq:``."""
-    prefix = "" if isinstance(err, PresetError) else "rtq: "
+    prefix = "" if isinstance(err, PresetError) and err.located else "rtq: "
     for line in str(err).splitlines():
         print(prefix + line, file=sys.stderr)
 

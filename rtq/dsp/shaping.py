@@ -100,6 +100,9 @@ TABLES: dict[str, dict[int | None, ErrorFilter]] = {
 }
 
 TABLE_NAMES = tuple(TABLES)
+SHAPING_NAMES = ("none",) + TABLE_NAMES
+"""The noise shapings a name selects, in the order presets, the live controls and the
+help list them (designed and custom filters are given by their parameters)."""
 
 
 def supported_rates(name: str) -> list[int]:

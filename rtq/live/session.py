@@ -29,8 +29,11 @@ from typing import Callable
 from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
 from ..presets import load_preset, shipped_presets
-from ..spec import BITS_RANGE, STREAM_RATE_HZ, PresetSpec, checked_integer, requirement, stream_rate
+from ..dsp.requantize import DITHER_TYPES
+from ..dsp.shaping import SHAPING_NAMES
+from ..spec import STREAM_RATE_HZ, PresetSpec, checked_integer, requirement, stream_rate
 from ..stages import Requantize
+from ..stages.requantize import BITS_RANGE
 from .engine import LiveEngine
 from .limits import MAX_BLOCKSIZE, MAX_CHANNELS
 from .sources import DEVICE, Source
@@ -39,9 +42,8 @@ from .wakeup import WakeupLatency
 DEFAULT_PRESET = "cd-16-shibata"
 #: What plays when there is no audio device and no source was given.
 FALLBACK_SOURCE = Source.tone(1000.0, -20.0)
-DITHERS = ("none", "rpdf", "tpdf", "tpdf-hp", "gaussian")
-SHAPINGS = ("none", "first-order", "lipshitz", "f-weighted", "modified-e-weighted",
-            "improved-e-weighted", "gesemann", "shibata", "low-shibata", "high-shibata")
+DITHERS = DITHER_TYPES      # the controls' cycles, in rtq.dsp's order
+SHAPINGS = SHAPING_NAMES
 LATENCIES = ("low", "high")
 
 
@@ -366,12 +368,10 @@ class LiveSession:
         """Crossfade to a copy of the chain whose controlled stage has ``changes``, checked
         as :class:`~rtq.stages.Requantize` checks its arguments; returns that stage."""
         current = self._controlled()
-        params = {"bits": current.bits, "dither": current.dither, "shaping": current.shaping, **changes}
-        checked = Requantize(params["bits"], params["dither"], current.amplitude, params["shaping"],
-                             where=current.where)
+        checked = current.replaced(**changes)     # the changed parameters lose the preset's location
         chain = copy.deepcopy(self.chain)
         stage = _last_requantize(chain)
-        stage.bits, stage.dither, stage.shaping = checked.bits, checked.dither, checked.shaping
+        stage.bits, stage.dither, stage.shaping, stage.where = checked.bits, checked.dither, checked.shaping, checked.where
         self.engine.switch(chain)
         return stage
 

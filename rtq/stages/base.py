@@ -5,8 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Iterator, NamedTuple
 
+from ..errors import LimitError, PresetError
 from ..processor import EmitContext, Processor, QuantizerInfo
 from ..program import ProgramBuilder
+from ..schema import ArgumentChecker, Fields
 
 
 class Place(NamedTuple):
@@ -42,22 +44,54 @@ class OutputGrid:
 class Stage(Processor):
     """Base class: one element of a chain; a processor on its own too.
 
-    A kind (a subclass, one module each in :mod:`rtq.stages`) sets :attr:`kind`, its
-    parameter rules (``schema``, see :mod:`rtq.stages.registry`), and says what it
-    emits into the program (:meth:`emit`), how it is labelled and described, and what
-    grid its output lies on.
+    A kind (a subclass, one module each in :mod:`rtq.stages`) sets :attr:`kind` and its
+    parameters' rules (:attr:`schema`, which presets and the constructor both follow),
+    and says what it emits into the program (:meth:`emit`), how it is labelled and
+    described, and what grid its output lies on.
+
+    ``where`` maps parameter names (and ``""`` for the stage) to ``file:line:column``
+    for a stage read from a preset (empty for one built in Python), so problems found
+    later (at a stream rate) point into the file.
     """
 
     kind = ""
+    schema = Fields({})
     is_quantizer = False
     rate_factor = 1          # the rate the stage's children run at, in its own rate
 
     def __init__(self, where: dict[str, str] | None = None):
         super().__init__()
-        self.where = where or {}
+        self.where = dict(where or {})
 
-    def _stages(self):
-        return [self]
+    @classmethod
+    def checked(cls, params: dict) -> dict:
+        """``params`` (in the preset grammar) checked by :attr:`schema` and normalised; a
+        ValueError names the first problem (``requantize.bits must be ...``)."""
+        checker = ArgumentChecker(cls.kind, Stage)
+        result = cls.schema.check(params, (), checker)
+        checker.raise_first()
+        return result
+
+    @classmethod
+    def from_params(cls, params: dict, where: dict[str, str]) -> "Stage":
+        """The stage validated preset parameters describe (nested stages already built)."""
+        return cls(**params, where=where)
+
+    def arguments(self) -> dict:
+        """The constructor's arguments that build this stage again."""
+        raise NotImplementedError
+
+    def replaced(self, **changes) -> "Stage":
+        """A new stage like this one with ``changes`` (constructor arguments), checked as
+        the constructor checks them; the changed parameters no longer point into the
+        preset this stage came from (problems with them name the parameter instead)."""
+        where = dict(self.where)
+        where.update({self._where_key(key): "" for key in changes})
+        return type(self)(**{**self.arguments(), **changes}, where=where)
+
+    def _where_key(self, argument: str) -> str:
+        """The preset key a constructor argument is written under."""
+        return argument
 
     def children(self) -> list["Stage"]:
         """Stages this one holds (run at :attr:`rate_factor` times its rate)."""
@@ -77,10 +111,6 @@ class Stage(Processor):
         """Linear gain the stage applies to the signal (quantizers: 1)."""
         return 1.0
 
-    def describe(self) -> dict[str, Any]:
-        """The stage's resolved parameters as plain data."""
-        raise NotImplementedError
-
     def rate_limits(self, factor: int = 1) -> list:
         """What limits the stream rate this stage can run at, when it runs at ``factor``
         times the stream rate (empty: any rate); see :mod:`rtq.stages.rates`."""
@@ -98,5 +128,21 @@ class Stage(Processor):
         """The grid the stage's output lies on, when a chain ends with it (None: none)."""
         return None
 
-    def _location(self, key: str) -> str:
-        return self.where.get(key) or self.where.get("", "<chain>")
+    def location(self, key: str = "") -> str:
+        """Where parameter ``key`` was written: ``file:line:column`` (the stage's own place
+        for a parameter left at its default), else its name (``requantize.shaping``)."""
+        return self._file_location(key) or (f"{self.kind}.{key}" if key else self.kind)
+
+    def _file_location(self, key: str) -> str | None:
+        here = self.where.get(key)
+        if here is None:        # not written: the stage's place ("" once changed in Python)
+            here = self.where.get("")
+        return here or None
+
+    def refuse(self, key: str, message: str):
+        """Raise a limit's refusal of parameter ``key``: a :class:`~rtq.errors.PresetError`
+        at its place in the preset, or a :class:`~rtq.errors.LimitError` naming it."""
+        here = self._file_location(key)
+        if here:
+            raise PresetError(f"{here}: {message}")
+        raise LimitError(f"{self.location(key)}: {message}")

@@ -9,7 +9,9 @@ import numpy as np
 from ..dsp import oversample as kernel
 from ..processor import emit_stages
 from ..program import OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP
+from ..schema import Boolean, Choice, Fields, Stages
 from .base import Stage
+from .limits import check_tree
 
 
 class Oversample(Stage):
@@ -19,7 +21,10 @@ class Oversample(Stage):
     Parameters
     ----------
     factor : int
-        2, 4, 8, 16, 32 or 64.
+        2, 4, 8, 16, 32 or 64 (nested stages multiply, up to
+        :data:`~rtq.stages.limits.MAX_OVERSAMPLING` in all).
+    stages : list of Stage
+        The inner chain (at least one stage; ``[Gain(0)]`` for the filters alone).
     phase : str
         ``linear`` (FIR, exact latency) or ``minimum`` (IIR, lowest latency).
     quality : str
@@ -29,16 +34,40 @@ class Oversample(Stage):
     """
 
     kind = "oversample"
+    schema = Fields({
+        "factor": Choice(kernel.FACTORS),
+        "phase": Choice(kernel.PHASES).optional("linear"),
+        "quality": Choice(tuple(kernel.QUALITIES)).optional("high"),
+        "integer_latency": Boolean().optional(False),
+        "chain": Stages(),
+    })
 
     def __init__(self, factor: int, stages, phase: str = "linear", quality: str = "high",
                  integer_latency: bool = False, *, where=None):
         super().__init__(where)
-        self.factor = int(factor)
-        self.stages = list(stages)
-        self.phase = phase
-        self.quality = quality
-        self.integer_latency = bool(integer_latency)
-        self.design = kernel.design_oversampler(self.factor, phase, quality, self.integer_latency)
+        if not isinstance(stages, (list, tuple, str, bytes, dict)) and hasattr(stages, "__iter__"):
+            stages = list(stages)
+        params = self.checked({"factor": factor, "chain": stages, "phase": phase, "quality": quality,
+                               "integer_latency": integer_latency})
+        self.factor = params["factor"]
+        self.stages = list(params["chain"])
+        self.phase = params["phase"]
+        self.quality = params["quality"]
+        self.integer_latency = params["integer_latency"]
+        check_tree([self])
+        self.design = kernel.design_oversampler(self.factor, self.phase, self.quality, self.integer_latency)
+
+    @classmethod
+    def from_params(cls, params, where):
+        return cls(params["factor"], params["chain"], params["phase"], params["quality"], params["integer_latency"],
+                   where=where)
+
+    def arguments(self) -> dict:
+        return {"factor": self.factor, "stages": self.stages, "phase": self.phase, "quality": self.quality,
+                "integer_latency": self.integer_latency}
+
+    def _where_key(self, argument: str) -> str:
+        return "chain" if argument == "stages" else argument
 
     @property
     def rate_factor(self) -> int:
@@ -60,11 +89,6 @@ class Oversample(Stage):
         up = builder.add_op(OP_OVERSAMPLE_UP, ctx.level, **kernel.pack(self.design, builder.channels, inner))
         emit_stages(self.stages, builder, replace(ctx, level=inner, sample_rate=ctx.sample_rate * self.factor))
         builder.add_op(OP_OVERSAMPLE_DOWN, inner, args=(ctx.level, up))
-
-    def describe(self):
-        return {"factor": self.factor, "phase": self.phase, "quality": self.quality,
-                "integer_latency": self.integer_latency, "latency": self.latency,
-                "chain": [{s.kind: s.describe()} for s in self.stages]}
 
     def info_line(self, rate: float, stream_rate: float) -> str:
         return (f"oversample x{self.factor}, {self.phase} phase, {self.quality} quality, "

@@ -1,7 +1,7 @@
 """The stage kinds by name, and building stages from validated preset specs."""
 from __future__ import annotations
 
-from ..errors import PresetError
+from ..schema import Stages
 from ..spec import StageSpec
 from .base import Stage
 from .gain import Gain
@@ -15,15 +15,7 @@ KINDS: dict[str, type[Stage]] = {kind.kind: kind for kind in (Gain, Requantize, 
 
 def stage_from_spec(spec: StageSpec) -> Stage:
     """Build the stage a validated preset spec describes (nested stages too)."""
-    p = spec.params
-    if spec.kind == "gain":
-        return Gain(p["db"], where=spec.where)
-    if spec.kind == "requantize":
-        return Requantize(p["bits"], p["dither"]["type"], p["dither"]["amplitude"],
-                          p["shaping"], where=spec.where)
-    if spec.kind == "quantize":
-        return Quantize(p["law"], p["bits"], where=spec.where)
-    if spec.kind == "oversample":
-        return Oversample(p["factor"], [stage_from_spec(s) for s in p["chain"]], p["phase"],
-                          p["quality"], p["integer_latency"], where=spec.where)
-    raise PresetError(f"{spec.location()}: stage '{spec.kind}' is not supported yet")
+    kind = KINDS[spec.kind]
+    params = {key: tuple(map(stage_from_spec, value)) if isinstance(kind.schema.fields[key], Stages) else value
+              for key, value in spec.params.items()}
+    return kind.from_params(params, spec.where)

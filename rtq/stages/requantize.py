@@ -2,17 +2,72 @@
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
+from typing import Any
 
 from ..dsp import requantize as kernel
 from ..dsp import shaping
-from ..dsp.ntf import default_band_hz, design_ntf
+from ..dsp.ntf import MAX_ORDER, default_band_hz, design_ntf
 from ..dsp.rng import stream_seed
 from ..errors import PresetError
 from ..processor import QuantizerInfo
 from ..program import OP_REQUANTIZE
-from ..spec import BITS_RANGE, MIN_BAND_HZ, NTF_ORDER_RANGE, checked_integer, checked_number
+from ..schema import INVALID, Choice, Fields, Integer, ListOf, Number, Rule
 from .base import OutputGrid, Stage
 from .rates import RateLimit, RateRange, format_rates
+
+BITS_RANGE = (1, 32)
+MAX_FIR_TAPS = 64
+MIN_BAND_HZ = 1.0
+_SHAPING_FIELDS = Fields({
+    "coefficients": ListOf(Number(), 1, MAX_FIR_TAPS).optional(None),
+    "order": Integer(1, MAX_ORDER).optional(None),
+    "band_hz": Number(MIN_BAND_HZ).optional(None),
+})
+
+
+@dataclass(frozen=True)
+class Shaping(Rule):
+    """Noise shaping: a name (``none`` or a table family, :data:`rtq.dsp.shaping.SHAPING_NAMES`),
+    ``{coefficients: [...]}`` (an FIR error filter of 1 to :data:`MAX_FIR_TAPS` taps) or
+    ``{order: K, band_hz: B}`` (an NTF designed at prepare time, ``band_hz`` optional).
+    Normalised to ``{"kind": "none" | "table" | "fir" | "design", ...}``."""
+
+    default: Any = None
+
+    def check(self, value, path, checker):
+        if not isinstance(value, dict):
+            name = Choice(shaping.SHAPING_NAMES).check(value, path, checker)
+            if name is INVALID:
+                return INVALID
+            return {"kind": "none"} if name == "none" else {"kind": "table", "name": name}
+        values = _SHAPING_FIELDS.check(value, path, checker)
+        if "coefficients" in value and "order" in value:
+            return checker.add(path, "{name} takes 'coefficients' or 'order', not both")
+        if "coefficients" in value:
+            if "band_hz" in value:
+                return checker.add(path + ("band_hz",), "{name} applies only to a designed filter ('order')",
+                                   at="key")
+            return INVALID if values is INVALID else {"kind": "fir", "coefficients": values["coefficients"]}
+        if "order" in value:
+            return INVALID if values is INVALID else {"kind": "design", "order": values["order"],
+                                                      "band_hz": values["band_hz"]}
+        return checker.add(path, "{name} needs 'coefficients' (an FIR filter) or 'order' (a designed filter)")
+
+    def to_data(self, value):
+        kind = value["kind"]
+        if kind == "none":
+            return "none"
+        if kind == "table":
+            return value["name"]
+        if kind == "fir":
+            return {"coefficients": list(value["coefficients"])}
+        band = {} if value["band_hz"] is None else {"band_hz": value["band_hz"]}
+        return {"order": value["order"], **band}
+
+
+_DITHER = Fields({"type": Choice(kernel.DITHER_TYPES).optional("tpdf"), "amplitude": Number(0).optional(1.0)},
+                 short="type")
 
 
 class Requantize(Stage):
@@ -33,17 +88,39 @@ class Requantize(Stage):
     """
 
     kind = "requantize"
+    schema = Fields({
+        "bits": Integer(*BITS_RANGE),
+        "dither": _DITHER.optional({"type": "tpdf", "amplitude": 1.0}),
+        "shaping": Shaping().optional({"kind": "none"}),
+    })
     is_quantizer = True
 
-    def __init__(self, bits: int = 16, dither: str = "tpdf", amplitude: float = 1.0,
+    def __init__(self, bits: int = 16, dither: str | dict = "tpdf", amplitude: float | None = None,
                  shaping: str | dict | None = None, *, where=None):
         super().__init__(where)
-        self.bits = checked_integer(bits, "requantize.bits", *BITS_RANGE)
-        if dither not in kernel.DITHER_CODES:
-            raise ValueError(f"requantize.dither must be one of {', '.join(kernel.DITHER_TYPES)}, got {dither!r}")
-        self.dither = dither
-        self.amplitude = checked_number(amplitude, "requantize.dither.amplitude", 0.0)
-        self.shaping = _normalise_shaping(shaping)
+        if amplitude is not None and not (isinstance(dither, str) and type(amplitude) in (int, float)
+                                          and amplitude == 1.0):   # at the default: the short form
+            dither = {"type": dither, "amplitude": amplitude}
+        if shaping is None:
+            shaping = "none"
+        elif isinstance(shaping, dict) and "kind" in shaping:   # the normalised form a stage holds
+            shaping = _denormalised(shaping)
+        params = self.checked({"bits": bits, "dither": dither, "shaping": shaping})
+        self.bits = params["bits"]
+        self.dither = params["dither"]["type"]
+        self.amplitude = params["dither"]["amplitude"]
+        self.shaping = params["shaping"]
+
+    @classmethod
+    def from_params(cls, params, where):
+        return cls(params["bits"], params["dither"]["type"], params["dither"]["amplitude"], params["shaping"],
+                   where=where)
+
+    def arguments(self) -> dict:
+        return {"bits": self.bits, "dither": self.dither, "amplitude": self.amplitude, "shaping": self.shaping}
+
+    def _where_key(self, argument: str) -> str:
+        return "dither" if argument == "amplitude" else argument
 
     def error_filter(self, sample_rate: float, stream_rate: float = 0.0) -> shaping.ErrorFilter | None:
         """The error-feedback filter used at ``sample_rate`` (None for no shaping).
@@ -60,7 +137,7 @@ class Requantize(Stage):
                 design = design_ntf(self.shaping["order"], sample_rate, self.shaping.get("band_hz"),
                                     stream_rate=stream_rate or sample_rate)
             except ValueError as err:
-                raise PresetError(f"{self._location('shaping')}: {err}") from None
+                raise PresetError(f"{self.location('shaping')}: {err}") from None
             A, B = design.error_feedback()
             return shaping.ErrorFilter(tuple(A), tuple(B))
         if kind == "table":
@@ -68,13 +145,13 @@ class Requantize(Stage):
             filt = shaping.select_table(name, sample_rate)
             if filt is None:
                 raise PresetError(
-                    f"{self._location('shaping')}: shaping '{name}' has no table for "
+                    f"{self.location('shaping')}: shaping '{name}' has no table for "
                     f"{sample_rate:g} Hz; it supports {shaping.rates_text(name)}")
             return filt
-        raise PresetError(f"{self._location('shaping')}: shaping kind '{kind}' is not available")
+        raise PresetError(f"{self.location('shaping')}: shaping kind '{kind}' is not available")
 
     def rate_limits(self, factor: int = 1) -> list[RateLimit]:
-        kind, where = self.shaping["kind"], self._location("shaping")
+        kind, where = self.shaping["kind"], self.location("shaping")
         if kind == "table" and shaping.supported_rates(self.shaping["name"]):
             name, tol = self.shaping["name"], shaping.RATE_TOLERANCE
             ranges = tuple(RateRange(r * (1 - tol) / factor, r * (1 + tol) / factor)
@@ -101,10 +178,6 @@ class Requantize(Stage):
                                **kernel.pack(self.bits, self.dither, self.amplitude, a, b, reset_after))
         step = kernel.grid_of(self.bits)[0]
         return QuantizerInfo(ctx.path, self, self.bits, step, self.dither, filt, ctx.sample_rate, index)
-
-    def describe(self):
-        return {"bits": self.bits, "dither": {"type": self.dither, "amplitude": self.amplitude},
-                "shaping": dict(self.shaping)}
 
     def label(self) -> str:
         label = f"requantize {self.bits}-bit {self.dither}"
@@ -144,29 +217,14 @@ class Requantize(Stage):
         return OutputGrid(self.bits) if self.bits >= 2 else None
 
 
-def _normalise_shaping(shaping_param) -> dict:
-    if shaping_param is None or shaping_param == "none":
-        return {"kind": "none"}
-    if isinstance(shaping_param, str):
-        if shaping_param not in shaping.TABLES:
-            raise ValueError(f"unknown shaping {shaping_param!r}; choose from {', '.join(shaping.TABLE_NAMES)}")
-        return {"kind": "table", "name": shaping_param}
-    if "kind" in shaping_param:   # the normalised form (what a stage holds): checked the same way
-        kind, fields = shaping_param["kind"], set(shaping_param) - {"kind"}
-        if kind == "none" and not fields:
-            return {"kind": "none"}
-        if kind == "table" and fields == {"name"}:
-            return _normalise_shaping(shaping_param["name"])
-        if kind == "fir" and fields == {"coefficients"}:
-            return _normalise_shaping({"coefficients": shaping_param["coefficients"]})
-        if kind == "design" and fields <= {"order", "band_hz"}:
-            return _normalise_shaping({key: shaping_param[key] for key in fields})
-    if set(shaping_param) == {"coefficients"}:
-        return {"kind": "fir", "coefficients": tuple(checked_number(c, "shaping.coefficients[]")
-                                                     for c in shaping_param["coefficients"])}
-    if "order" in shaping_param and set(shaping_param) <= {"order", "band_hz"}:
-        band = shaping_param.get("band_hz")
-        return {"kind": "design", "order": checked_integer(shaping_param["order"], "shaping.order", *NTF_ORDER_RANGE),
-                "band_hz": None if band is None else checked_number(band, "shaping.band_hz", MIN_BAND_HZ)}
-    raise ValueError(f"bad shaping {shaping_param!r}: a table name, {{'coefficients': [...]}} or "
-                     "{'order': K, 'band_hz': B}")
+_NORMALISED_KEYS = {"none": {"kind"}, "table": {"kind", "name"}, "fir": {"kind", "coefficients"},
+                    "design": {"kind", "order", "band_hz"}}
+
+
+def _denormalised(value: dict) -> Any:
+    """A normalised shaping (``{"kind": ...}``, what a stage holds) in the preset grammar,
+    to be checked as written there; a malformed one is left for the check to refuse."""
+    keys = _NORMALISED_KEYS.get(value.get("kind"))
+    if keys is not None and (set(value) == keys or (value["kind"] == "design" and set(value) == keys - {"band_hz"})):
+        return Shaping().to_data({"band_hz": None, **value})
+    return value

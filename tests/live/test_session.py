@@ -99,7 +99,7 @@ def test_align_latency_is_the_listening_tests_choice(jack_server):
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"samplerate": 48}, "samplerate must be a whole number of Hz from 1000 to 768000, got 48"),
+    ({"samplerate": 48}, "samplerate must be a whole number of Hz from 1000 to 768000, got 48; did you mean 48000?"),
     ({"samplerate": 44100.5}, "samplerate must be a whole number of Hz from 1000 to 768000, got 44100.5"),
     ({"blocksize": 3.5}, "blocksize must be 0 (the host's choice) or a whole number of frames up to 16384, got 3.5"),
     ({"blocksize": 100_000_000}, "blocksize must be 0 (the host's choice) or a whole number of frames up to 16384, "
