@@ -10,9 +10,10 @@ import functools
 import hashlib
 import json
 import os
-import tempfile
 from importlib import metadata
 from pathlib import Path
+
+from .files.destination import DestinationError, write_atomic
 
 
 def cache_dir() -> Path:
@@ -33,15 +34,13 @@ def source_digest() -> str:
 
 
 def write_atomically(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename; a failure only
+    """Store ``data`` as ``path`` (:func:`~rtq.files.destination.write_atomic`: complete or
+    not at all, replacing an entry another process stored meanwhile); a failure only
     costs the cache entry."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except OSError:
+        write_atomic(path, data, force=True)
+    except (OSError, DestinationError):
         pass
 
 

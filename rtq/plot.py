@@ -1,7 +1,9 @@
 """Plots of a measurement report (``--plot FILE``), with matplotlib's Agg renderer.
 
 matplotlib is the optional extra ``rtq[plot]``: :func:`require_matplotlib` fails with one
-clear line when it is missing, so commands can check before doing any work.
+clear line when it is missing, so commands can check before doing any work.  The file's
+extension chooses the format (:data:`FORMATS`); the same report gives the same bytes
+(no creation date in PDF or SVG, fixed SVG ids).
 
 One row per metered stage (and end to end): the error spectrum with the theoretical
 floor and target curves, the error histogram in LSB, and the error level over time.
@@ -14,9 +16,11 @@ from pathlib import Path
 import numpy as np
 
 from .errors import UsageError
-from .report import write_atomic
+from .files.destination import write_atomic
 
 MISSING = "--plot needs matplotlib: pip install 'rtq[plot]'"
+# Extension: (matplotlib's format, metadata without the time of drawing).
+FORMATS = {".png": ("png", {}), ".pdf": ("pdf", {"CreationDate": None}), ".svg": ("svg", {"Date": None})}
 
 
 def require_matplotlib() -> None:
@@ -26,6 +30,21 @@ def require_matplotlib() -> None:
         from matplotlib.figure import Figure  # noqa: F401
     except ImportError:
         raise UsageError(MISSING) from None
+
+
+def plot_format(path) -> str:
+    """The format the plot file ``path`` is drawn in, from its extension; a one-line
+    :class:`~rtq.errors.UsageError` for any other."""
+    suffix = Path(path).suffix.lower()
+    if suffix not in FORMATS:
+        raise UsageError(f"--plot {path}: rtq draws PNG, PDF or SVG; name the file .png, .pdf or .svg")
+    return FORMATS[suffix][0]
+
+
+def check_plot_path(path) -> None:
+    """Before any work: ``path`` names a format rtq draws, and matplotlib is there."""
+    plot_format(path)
+    require_matplotlib()
 
 
 def _values(rows) -> np.ndarray:
@@ -102,12 +121,16 @@ def _level(ax, entry: dict) -> None:
         ax.legend(fontsize=7)
 
 
-def plot_report(report: dict, path, title: str | None = None) -> None:
-    """Draw ``report`` (a ChainMeter or analyze report) into the PNG ``path``, atomically.
+def plot_report(report: dict, path, title: str | None = None, *, force: bool = False) -> None:
+    """Draw ``report`` (a ChainMeter or analyze report) into ``path`` (PNG, PDF or SVG by
+    its extension), written by :func:`~rtq.files.destination.write_atomic` (``force``
+    replaces an existing file).
 
     Rows: each entry of ``report["stages"]``, then ``report["end_to_end"]`` when present.
     """
+    fmt = plot_format(path)
     require_matplotlib()
+    import matplotlib
     from matplotlib.figure import Figure
 
     entries = list(report.get("stages") or [])
@@ -125,5 +148,6 @@ def plot_report(report: dict, path, title: str | None = None) -> None:
     if title:
         fig.suptitle(title, fontsize=11)
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    write_atomic(Path(path), buf.getvalue())
+    with matplotlib.rc_context({"svg.hashsalt": "rtq"}):   # SVG ids: fixed, not random
+        fig.savefig(buf, format=fmt, dpi=100, metadata=FORMATS[Path(path).suffix.lower()][1])
+    write_atomic(path, buf.getvalue(), force=force)

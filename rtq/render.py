@@ -1,9 +1,11 @@
 """Offline rendering: a file in, a file out, through the same compiled chain as live.
 
 The input is streamed through soundfile (libsndfile) in blocks, so memory stays bounded
-for any length.  The output appears atomically: it is written to a temporary file beside
-OUTPUT and renamed over it only when complete, so an interrupted render leaves no
-partial OUTPUT.  Integer output is written from the chain's exact codes (the grid value
+for any length (and any block size: :data:`MAX_BUFFER_BYTES`); an input that ends before
+its header's length is an error unless allowed (:class:`~rtq.files.audio.AudioInput`).
+OUTPUT is a :class:`~rtq.files.destination.Destination`: written as an anonymous file
+beside it and linked into place only when complete, never over a file that exists at
+that moment unless forced, so an interrupted or killed render leaves nothing.  Integer output is written from the chain's exact codes (the grid value
 scaled to int16 or int32, which libsndfile stores without further rounding), so reading
 the file back returns exactly what the chain produced.  Where float32 holds the input's
 and the output grid's samples exactly, blocks are read as float32 (less memory traffic;
@@ -20,9 +22,7 @@ import contextlib
 import copy
 import os
 import queue
-import shutil
 import sys
-import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -38,12 +38,17 @@ from .native import Entry
 
 from .chain import Chain
 from .program import META_MAX_BLOCK
-from .errors import RtqError, UsageError
+from .errors import UsageError
+from .files.audio import AudioInput, open_output, output_failure, output_format
+from .files.destination import Destination, check_destination
 from .processor import flush_and_trim
-from .report import check_destination
-from .spec import check_file_rate
 
 DEFAULT_BLOCK = 32768
+# Largest --block-size: about 22 s at 48 kHz, far past any gain in speed.
+MAX_BLOCK = 1 << 20
+# Largest reading or writing buffer (float64 samples); the render keeps _Pipeline.DEPTH of
+# each in flight, so at most 96 MiB whatever the block size and channel count.
+MAX_BUFFER_BYTES = 16 << 20
 # Largest piece the chain's program works on at once (its work buffers, at every rate
 # level, are sized for it); longer blocks are taken in pieces, with the same output.
 PROGRAM_BLOCK = 8192
@@ -64,6 +69,8 @@ class RenderResult:
     clips: list[int] = field(default_factory=list)
     nonfinite: list[int] = field(default_factory=list)
     resets: list[int] = field(default_factory=list)    #: designed-NTF loops reset after overloads
+    missing: int = 0                 #: input frames its header promised and it lacked (allow_short)
+    shortfall: str | None = None     #: one line saying so, if any
 
 
 def _output_grid(chain: Chain):
@@ -78,19 +85,6 @@ def output_grid_bits(chain: Chain) -> int | None:
     return grid.bits if grid else None
 
 
-def default_subtype(chain: Chain) -> str:
-    """The output subtype that follows the last stage: PCM_16/24/32 for a requantize to
-    that many bits (and PCM_32 for 25 to 31 bits, which FLOAT cannot hold), ULAW/ALAW
-    for a G.711 quantize, FLOAT otherwise."""
-    grid = _output_grid(chain)
-    if grid is not None and grid.law:
-        return _LAW_SUBTYPES[grid.law]
-    bits = output_grid_bits(chain)
-    if bits in (16, 24, 32):
-        return f"PCM_{bits}"
-    return "PCM_32" if bits is not None and bits > 24 else "FLOAT"
-
-
 def holds_exactly(chain: Chain, subtype: str) -> bool:
     """Whether a file of ``subtype`` stores the chain's output without changing it."""
     grid = _output_grid(chain)
@@ -103,16 +97,29 @@ def holds_exactly(chain: Chain, subtype: str) -> bool:
     return subtype == "DOUBLE"
 
 
-# Candidates when the default is not available in the container, smallest first.
-_FALLBACKS = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+# What a default may be, smallest first (8-bit PCM, signed or not, before 16-bit ...).
+_BY_SIZE = ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "PCM_32", "FLOAT", "DOUBLE")
+
+
+def default_subtype(chain: Chain, fmt: str) -> str | None:
+    """The smallest subtype of the container ``fmt`` that holds the chain's output
+    exactly: the law's own codes after a G.711 quantize, else the smallest integer PCM
+    that holds the output grid (PCM_U8 for 8 bits in WAV, PCM_S8 in AIFF, PCM_24 for 20
+    bits), else FLOAT (DOUBLE for a grid FLOAT cannot hold, in a container without
+    PCM_32); None if the container holds none."""
+    available = sf.available_subtypes(fmt)
+    grid = _output_grid(chain)
+    if grid is not None and grid.law and _LAW_SUBTYPES[grid.law] in available:
+        return _LAW_SUBTYPES[grid.law]
+    return next((s for s in _BY_SIZE if s in available and holds_exactly(chain, s)), None)
 
 
 def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
-    """Validate ``requested`` (or the default) against the container and the chain.
+    """Validate ``requested`` against the container and the chain, or choose the
+    :func:`default_subtype`.
 
     Only subtypes that hold the chain's output exactly are accepted: anything else would
-    round it a second time, without dither.  Where the default is not available in the
-    container (FLOAT in FLAC, say), the smallest available exact subtype is used.
+    round it a second time, without dither.
     """
     available = sf.available_subtypes(fmt)
     if requested:
@@ -125,14 +132,11 @@ def choose_subtype(chain: Chain, fmt: str, requested: str | None) -> str:
                              "exactly: it would be rounded a second time, without dither; end the "
                              "chain with a matching requantize or quantize stage, or choose another subtype")
         return subtype
-    subtype = default_subtype(chain)
-    if subtype in available:
-        return subtype
-    for candidate in _FALLBACKS:
-        if candidate in available and holds_exactly(chain, candidate):
-            return candidate
-    raise UsageError(f"{fmt} files cannot hold this chain's output ({_describe_output(chain)}) exactly; "
-                     "choose another format")
+    subtype = default_subtype(chain, fmt)
+    if subtype is None:
+        raise UsageError(f"{fmt} files cannot hold this chain's output ({_describe_output(chain)}) exactly; "
+                         "choose another format")
+    return subtype
 
 
 def _describe_output(chain: Chain) -> str:
@@ -173,50 +177,6 @@ def _codes_entry(src_address, dst_address, frames, channels, double, wide):
                     32768.0, 32767.0)
 
 
-def _audio_format(path: Path) -> str:
-    ext = path.suffix.lower().lstrip(".")
-    formats = {k.lower(): k for k in sf.available_formats()}
-    aliases = {"aif": "aiff", "oga": "ogg"}
-    fmt = formats.get(aliases.get(ext, ext))
-    if fmt is None:
-        raise UsageError(f"cannot tell the audio format of {path} from its extension; "
-                         "use .wav, .flac, .aiff, ...")
-    return fmt
-
-
-def _open_input(path: Path) -> sf.SoundFile:
-    if not path.exists():
-        raise UsageError(f"{path}: no such file")
-    try:
-        src = sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        raise UsageError(f"{path}: not a readable audio file ({err})") from None
-    try:
-        check_file_rate(src.samplerate, path)
-    except UsageError:
-        src.close()
-        raise
-    return src
-
-
-def _open_output(path: str, rate: int, channels: int, subtype: str, fmt: str) -> sf.SoundFile:
-    try:
-        return sf.SoundFile(path, "w", rate, channels, subtype, format=fmt)
-    except (sf.LibsndfileError, RuntimeError) as err:
-        raise UsageError(f"cannot write a {fmt} {subtype} file with {channels} channels at "
-                         f"{rate} Hz ({err})") from None
-
-
-def _write_failure(err: BaseException, out: Path) -> RtqError:
-    """One line for a render that could not write its output (nothing was replaced)."""
-    reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err)
-    if isinstance(err, sf.LibsndfileError):
-        with contextlib.suppress(OSError):
-            if shutil.disk_usage(out.parent).free == 0:
-                reason = "no space left on the device"
-    return RtqError(f"cannot write {out}: {reason} (no file was changed)")
-
-
 class _Progress:
     """A one-line progress bar on a terminal; silent otherwise."""
 
@@ -239,10 +199,24 @@ class _Progress:
         self.stream.flush()
 
 
+def check_block_size(block_size) -> int:
+    """``--block-size`` is a whole number of frames from 1 to :data:`MAX_BLOCK`."""
+    if isinstance(block_size, bool) or not isinstance(block_size, int) or not 1 <= block_size <= MAX_BLOCK:
+        raise UsageError(f"--block-size must be a whole number of frames from 1 to {MAX_BLOCK}, got {block_size}")
+    return block_size
+
+
+def io_frames(block_size: int, channels: int, length: int) -> int:
+    """Frames per reading and writing buffer: ``block_size``, but no more than the
+    ``length`` of the stream (frames, flush included) nor :data:`MAX_BUFFER_BYTES` of
+    float64 samples (the output is the same for any)."""
+    return max(1, min(block_size, length, MAX_BUFFER_BYTES // (8 * channels)))
+
+
 def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFAULT_BLOCK,
                 subtype: str | None = None, force: bool = False,
                 compensate_latency: bool = True, progress: bool = True,
-                observer=None) -> RenderResult:
+                observer=None, allow_short: bool = False) -> RenderResult:
     """Render ``input_path`` through ``chain`` into ``output_path``.
 
     Parameters
@@ -250,11 +224,15 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     chain : Chain
         Prepared here for the file's rate and channel count.
     block_size : int
-        Frames per block (the output does not depend on it).
+        Frames per block, 1 to :data:`MAX_BLOCK` (the output does not depend on it).
     subtype : str, optional
-        libsndfile subtype; default follows the chain's last stage.
+        libsndfile subtype; default the smallest that holds the chain's output exactly.
     force : bool
-        Replace an existing OUTPUT (never the INPUT itself).
+        Replace an existing OUTPUT (never the INPUT itself), even one that appears
+        during the render.
+    allow_short : bool
+        Render an input that ends before the length its header promises (the result
+        says how much was missing) instead of failing.
     observer : callable, optional
         Called as ``observer(chain)`` after every block; the chain is then prepared
         with meter taps (:class:`~rtq.program.TapReader` reads them), which is how
@@ -265,41 +243,39 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     UsageError, PresetError
         One-line user errors (unreadable input, existing output, unsupported subtype,
         shaping table missing at the file's rate).
+    RtqError
+        The input failed or ended early (:class:`~rtq.files.audio.InputError`), OUTPUT
+        could not be written, or it appeared during the render
+        (:class:`~rtq.files.destination.DestinationTaken`); OUTPUT was not changed.
     """
     inp, out = Path(input_path), Path(output_path)
-    if block_size < 1:
-        raise UsageError("--block-size must be at least 1")
+    check_block_size(block_size)
     check_destination(out, "OUTPUT", keep=[("INPUT", inp)], force=force)
-    fmt = _audio_format(out)
+    fmt = output_format(out)
     started = time.perf_counter()
-    with _open_input(inp) as src:
-        rate, channels, total = src.samplerate, src.channels, src.frames
+    with AudioInput(inp, allow_short=allow_short) as src:
+        rate, channels = src.samplerate, src.channels
         chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
         subtype = choose_subtype(chain, fmt, subtype)
         latency = chain.latency_samples if compensate_latency else 0
-        try:
-            fd, tmp_name = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".partial")
-        except OSError as err:
-            raise _write_failure(err, out) from None
-        os.close(fd)
-        try:
-            with _open_output(tmp_name, rate, channels, subtype, fmt) as dst:
+        with Destination(out, force=force) as destination:
+            dst = open_output(destination, rate, channels, subtype, fmt)
+            try:
                 with _ChannelGroups(chain, 1 if observer else _cores()) as groups:
-                    written = _stream(groups, src, dst, block_size, latency, subtype,
-                                      _Progress(total) if progress else None, observer)
-            os.chmod(tmp_name, 0o666 & ~_umask())
-            os.replace(tmp_name, out)
-        except BaseException as err:
-            # (the failure is described before the partial file goes: a full disk shows then)
-            failure = _write_failure(err, out) if isinstance(err, (OSError, sf.LibsndfileError)) else None
-            with contextlib.suppress(OSError):
-                os.unlink(tmp_name)
-            if failure is not None:
-                raise failure from None
-            raise
+                    written = _stream(groups, src, dst, io_frames(block_size, channels, src.promised + latency),
+                                      latency, subtype,
+                                      _Progress(src.promised) if progress else None, observer)
+                dst.close()
+            except (OSError, sf.LibsndfileError) as err:
+                raise output_failure(dst, out, err) from None
+            finally:
+                if not dst.closed:    # failing already: the header's rewrite no longer matters
+                    with contextlib.suppress(Exception):
+                        dst.close()
+            destination.publish()
     clips, nonfinite, resets = groups.counts()
     return RenderResult(written, rate, channels, subtype, latency,
-                        time.perf_counter() - started, clips, nonfinite, resets)
+                        time.perf_counter() - started, clips, nonfinite, resets, src.missing, src.shortfall)
 
 
 def _cores() -> int:
@@ -423,7 +399,7 @@ class _Pipeline:
             buf = self.free_in.get()
             if self.stop.is_set():
                 return
-            n = self.src.read(out=buf).shape[0]
+            n = self.src.read_into(buf)
             self.filled.put((buf, n) if n else None)
             if not n:
                 return
@@ -477,9 +453,9 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
                 pipe.write(block[start:], subtype)
                 written += n - start
             if progress:
-                progress.update(min(done, src.frames))
+                progress.update(min(done, src.promised))
     if progress:
-        progress.update(src.frames, final=True)
+        progress.update(src.promised, final=True)
     return written
 
 
@@ -503,11 +479,5 @@ def _convert(block: np.ndarray, out: np.ndarray, subtype: str) -> None:
 
 def _work_dtype(src_subtype: str, out_subtype: str):
     """float32 where it is exact for both the input and the output grid, else float64."""
-    exact_out = out_subtype in ("PCM_S8", "PCM_16", "PCM_24", "ULAW", "ALAW", "FLOAT")
+    exact_out = out_subtype in ("PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "ULAW", "ALAW", "FLOAT")
     return np.float32 if src_subtype in _FLOAT32_EXACT and exact_out else np.float64
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask

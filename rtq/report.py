@@ -3,56 +3,21 @@
 A report is the dict :meth:`rtq.meter.chain_meter.ChainMeter.report` returns (or the
 one ``rtq analyze`` builds, with one entry in ``stages``), plus what was measured
 (``command``, files, preset).  Every figure a meter could not form is ``null``: the file
-is strict JSON (no NaN or Infinity), and appears atomically, like rendered audio: it is
-written beside its destination and renamed over it once complete.
+is strict JSON (no NaN or Infinity), and is a :class:`~rtq.files.destination.Destination`
+like rendered audio: it appears complete, and over an existing file only with ``force``.
 """
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
-from .errors import UsageError
+from .files.destination import check_destination, write_atomic
+from .plot import check_plot_path, plot_report
 
 FORMAT_VERSION = 1
-
-
-def same_file(a, b) -> bool:
-    """True if the paths ``a`` and ``b`` name one file: the same inode when both exist,
-    else the same real path."""
-    a, b = Path(a), Path(b)
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return os.path.realpath(a) == os.path.realpath(b)
-
-
-def check_destination(path, what: str = "--report", *, keep=(), force: bool = False) -> Path:
-    """Fail early (before any work) if ``path`` cannot or must not be written.
-
-    Its folder must exist, be a folder and be writable, and ``path`` must not be a
-    folder.  ``keep`` holds ``(label, path)`` pairs of the command's other files, which
-    ``path`` may never be, even with ``force``; any other existing file is replaced only
-    with ``force``.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise UsageError(f"{what} {path} is a directory")
-    if not path.parent.exists():
-        raise UsageError(f"{what} {path}: no such directory {path.parent}")
-    if not path.parent.is_dir():
-        raise UsageError(f"{what} {path}: {path.parent}: not a directory")
-    if not os.access(path.parent, os.W_OK | os.X_OK):
-        raise UsageError(f"{what} {path}: cannot write in {path.parent}")
-    for label, other in keep:
-        if other is not None and same_file(path, other):
-            raise UsageError(f"{what} {path} is the {label} file; rtq never writes over it")
-    if path.exists() and not force:
-        raise UsageError(f"{what} {path} exists; use --force to replace it")
-    return path
 
 
 def clean(value):
@@ -89,50 +54,28 @@ def dumps(report: dict) -> str:
     return json.dumps(clean(report), allow_nan=False, indent=1) + "\n"
 
 
-def write_atomic(path, data: bytes | str) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and a
-    rename, so ``path`` is either the old file or the complete new one."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data.encode() if isinstance(data, str) else data)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(tmp, 0o666 & ~mask)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def write_report(path, report: dict) -> None:
-    """Write ``report`` as strict JSON to ``path``, atomically."""
-    write_atomic(path, dumps(report))
+def write_report(path, report: dict, *, force: bool = False) -> None:
+    """Write ``report`` as strict JSON to ``path`` (:func:`~rtq.files.destination.write_atomic`)."""
+    write_atomic(path, dumps(report), force=force)
 
 
 def save(measurements: dict, command: str, report_path=None, plot_path=None,
-         title: str | None = None, **about) -> dict:
+         title: str | None = None, *, force: bool = False, **about) -> dict:
     """Write the report JSON to ``report_path`` and/or its plot to ``plot_path`` (either
-    may be None); returns the report."""
+    may be None; an existing file is replaced only with ``force``); returns the report."""
     report = make_report(measurements, command, **about)
     if report_path:
-        write_report(report_path, report)
+        write_report(report_path, report, force=force)
     if plot_path:
-        from .plot import plot_report
-
-        plot_report(report, plot_path, title)
+        plot_report(report, plot_path, title, force=force)
     return report
 
 
 def check_outputs(report_path=None, plot_path=None, *, keep=(), force: bool = False) -> None:
-    """Before any work: matplotlib is there for a plot, and both destinations can be
-    written (:func:`check_destination`), neither over the other."""
+    """Before any work: the plot's format and matplotlib (:func:`~rtq.plot.check_plot_path`),
+    and both destinations can be written (:func:`check_destination`), neither over the other."""
     if plot_path:
-        from .plot import require_matplotlib
-
-        require_matplotlib()
+        check_plot_path(plot_path)
         check_destination(plot_path, "--plot", keep=keep, force=force)
     if report_path:
         check_destination(report_path, "--report", keep=[*keep, ("--plot", plot_path)], force=force)

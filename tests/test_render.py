@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from filesystems import anonymous_files
 from signals import make_signal, write_input
 
 from rtq.chain import Chain
@@ -40,7 +41,7 @@ EXACT_CASES = [
     ("tpdf-24", 48000, 2, "PCM_24"),
     ("telephone-mulaw", 8000, 2, "ULAW"),
     ("telephone-alaw", 8000, 2, "ALAW"),
-    ("lofi-6", 44100, 2, "FLOAT"),
+    ("lofi-6", 44100, 2, "PCM_U8"),        # 6-bit grid: WAV's smallest exact integer subtype
     ("cd-16-gesemann", 44100, 2, "PCM_16"),
     ("cd-16-gesemann", 48000, 1, "PCM_16"),
 ]
@@ -78,23 +79,21 @@ def test_stored_codes_are_the_stage_output(tmp_path, preset, rate, channels, sub
     render_file(Chain.from_preset(preset), inp, out, progress=False)
     y = Chain.from_preset(preset)(x, rate)
 
-    if subtype in ("PCM_16", "ULAW", "ALAW"):
+    if subtype in ("PCM_16", "ULAW", "ALAW", "PCM_U8"):
         codes = sf.read(str(out), dtype="int16", always_2d=True)[0]
         expected = np.rint(y * 32768.0)
         assert np.array_equal(expected, y * 32768.0)      # y lies on the 16-bit grid
         assert np.array_equal(codes.astype(np.float64), expected)
-    elif subtype == "PCM_24":
+        if subtype == "PCM_U8":                           # lofi-6: the 6-bit grid, in 8 bits
+            assert np.array_equal(np.rint(y * 32.0), y * 32.0) and len(np.unique(y)) > 30
+    else:
+        assert subtype == "PCM_24"
         raw = sf.read(str(out), dtype="int32", always_2d=True)[0]
         assert not np.any(raw & 0xFF)                     # 24-bit container, low byte zero
         expected = np.rint(y * 2.0 ** 23)
         assert np.array_equal(expected, y * 2.0 ** 23)
         assert np.array_equal((raw >> 8).astype(np.float64), expected)
         assert len(np.unique(raw)) > 1000                 # not a trivially coarse signal
-    else:
-        stored = sf.read(str(out), dtype="float32", always_2d=True)[0]
-        assert np.array_equal(y.astype(np.float32).astype(np.float64), y)
-        assert np.array_equal(stored, y.astype(np.float32))
-        assert np.array_equal(np.rint(y * 32.0), y * 32.0)    # lofi-6: 6-bit grid
 
 
 def test_flac_of_a_16_bit_chain_is_pcm_16_and_exact(tmp_path):
@@ -153,21 +152,24 @@ def call_with_timeout(fn, timeout=HANG_SECONDS):
 
 
 class Interrupt:
-    """An observer that raises ``exc`` on its ``at``-th block, after checking that a
-    partial temp file exists beside OUTPUT at that moment.  It first waits a little, as
-    a Ctrl-C during a long render would find the I/O threads idle, waiting for buffers
-    (without the wait the outcome would depend on thread timing)."""
+    """An observer that raises ``exc`` on its ``at``-th block, after noting what the
+    directory lists and which unnamed files (O_TMPFILE) this process holds open in it at
+    that moment.  It first waits a little, as a Ctrl-C during a long render would find
+    the I/O threads idle, waiting for buffers (without the wait the outcome would depend
+    on thread timing)."""
 
     def __init__(self, directory: Path, exc: BaseException, at: int = 4):
         self.directory, self.exc, self.at = directory, exc, at
         self.calls = 0
         self.seen: set[str] = set()
+        self.unnamed: list[str] = []
 
     def __call__(self, chain):
         self.calls += 1
         if self.calls == self.at:
             time.sleep(0.2)
             self.seen = listing(self.directory)
+            self.unnamed = anonymous_files("self", self.directory)
             raise self.exc
 
 
@@ -181,10 +183,9 @@ def test_interrupted_render_leaves_no_output_and_no_temp_file(tmp_path, exc):
         block_size=256, progress=False, observer=stop))
     assert raised is exc
     assert stop.calls == 4
-    partial = stop.seen - {"in.wav"}
-    assert len(partial) == 1 and next(iter(partial)).endswith(".partial")   # it was streaming
-    assert "out.wav" not in stop.seen
-    assert listing(tmp_path) == {"in.wav"}
+    assert len(stop.unnamed) == 1              # it was streaming, into a file with no name
+    assert stop.seen == {"in.wav"}
+    assert listing(tmp_path) == {"in.wav"} and anonymous_files("self", tmp_path) == []
 
 
 def test_interrupt_on_the_last_block_leaves_no_output_and_no_temp_file(tmp_path):
@@ -196,18 +197,19 @@ def test_interrupt_on_the_last_block_leaves_no_output_and_no_temp_file(tmp_path)
         block_size=1024, progress=False, observer=stop))
     assert isinstance(raised, KeyboardInterrupt)
     assert stop.calls == 3
-    assert any(name.endswith(".partial") for name in stop.seen)
-    assert listing(tmp_path) == {"in.wav"}
+    assert len(stop.unnamed) == 1 and stop.seen == {"in.wav"}
+    assert listing(tmp_path) == {"in.wav"} and anonymous_files("self", tmp_path) == []
 
 
 def test_interrupted_forced_render_keeps_the_old_output(tmp_path):
     inp = write_input(tmp_path / "in.wav", make_signal(3000, 2), 44100)
     out = tmp_path / "out.wav"
     out.write_bytes(b"previous contents")
+    stop = Interrupt(tmp_path, KeyboardInterrupt(), at=3)
     raised = call_with_timeout(lambda: render_file(
-        Chain.from_preset("tpdf-16"), inp, out, block_size=100, force=True, progress=False,
-        observer=Interrupt(tmp_path, KeyboardInterrupt(), at=3)))
+        Chain.from_preset("tpdf-16"), inp, out, block_size=100, force=True, progress=False, observer=stop))
     assert isinstance(raised, KeyboardInterrupt)
+    assert len(stop.unnamed) == 1 and stop.seen == {"in.wav", "out.wav"}
     assert out.read_bytes() == b"previous contents"
     assert listing(tmp_path) == {"in.wav", "out.wav"}
 

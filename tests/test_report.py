@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -56,7 +57,7 @@ def test_report_has_every_contract_key_and_the_right_numbers(wav, tmp_path, caps
     np.testing.assert_allclose(report["end_to_end"]["rms_dbfs"], 10 * np.log10(np.mean(e ** 2, axis=0)),
                                atol=1e-6)
     np.testing.assert_allclose(report["stages"][0]["rms_dbfs"], -96.33, atol=0.15)
-    assert not list(tmp_path.glob(".*partial"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.wav", "out.wav", "report.json"]
 
 
 def test_shaped_preset_report_and_plot(wav, tmp_path):
@@ -155,3 +156,41 @@ def test_loop_resets_are_in_the_report(tmp_path, capsys):
     report = strict_json(report_path.read_text())
     assert min(per_channel) > 0
     assert report["stages"][0]["loop_resets"] == report["end_to_end"]["loop_resets"] == per_channel
+
+
+MAGIC = {".png": PNG_MAGIC, ".pdf": b"%PDF-", ".svg": b"<?xml"}
+
+
+def test_plot_format_follows_the_extension_and_the_same_report_gives_the_same_bytes(wav, tmp_path):
+    """--plot r.pdf wrote PNG data into the .pdf file."""
+    pytest.importorskip("matplotlib")
+    from rtq.plot import plot_report
+
+    path, _ = wav
+    plots = [tmp_path / f"r{ext}" for ext in MAGIC]
+    assert main(["render", "tpdf-16", str(path), str(tmp_path / "out.wav"), "--report", str(tmp_path / "r.json"),
+                 "--plot", str(plots[1])]) == 0
+    report = strict_json((tmp_path / "r.json").read_text())
+    for plot in plots:
+        plot_report(report, plot, "title", force=True)
+        assert plot.read_bytes().startswith(MAGIC[plot.suffix]), plot
+    assert b"<svg" in plots[2].read_bytes()[:1000]
+    first = [p.read_bytes() for p in plots]
+    time.sleep(1.1)
+    for plot, data in zip(plots, first):
+        plot_report(report, plot, "title", force=True)
+        assert plot.read_bytes() == data, plot
+
+
+@pytest.mark.parametrize("command", ["render", "analyze"])
+def test_a_plot_format_rtq_does_not_draw_is_one_line_before_any_work(wav, tmp_path, capsys, command):
+    path, _ = wav
+    second = tmp_path / "out.wav"
+    if command == "analyze":
+        sf.write(second, sf.read(path)[0], FS, subtype="PCM_16")
+    status = main([command, str(path), str(second), "--plot", str(tmp_path / "r.jpg")] if command == "analyze"
+                  else [command, "tpdf-16", str(path), str(second), "--plot", str(tmp_path / "r.jpg")])
+    assert (status, capsys.readouterr()) == (2, ("", f"rtq: --plot {tmp_path / 'r.jpg'}: rtq draws PNG, PDF or "
+                                                     "SVG; name the file .png, .pdf or .svg\n"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == (["in.wav", "out.wav"] if command == "analyze"
+                                                          else ["in.wav"])

@@ -24,6 +24,10 @@ import sys
 
 ALIGN_S = 30.0
 BLOCK_FRAMES = 1 << 16
+MAX_LAG_S = 60.0
+# Largest sample magnitude measured: +60 dBFS, far above any float file's headroom, and
+# low enough that sums of squares over any file stay finite.
+MAX_LEVEL = 1000.0
 UNITY_SIGMAS = 4.0
 UNITY_MAX_DB = 0.01   # smaller level changes may be an error that follows the signal
 SUBTYPE_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
@@ -43,7 +47,10 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--bits", type=int, metavar="N",
                         help="word length of PROCESSED (default: from its subtype, PCM_16 -> 16)")
     parser.add_argument("--max-lag", type=float, default=1.0, metavar="SECONDS",
-                        help="largest lag searched either way (default 1 s)")
+                        help=f"largest lag searched either way (default 1 s, at most {MAX_LAG_S:g} s)")
+    parser.add_argument("--allow-short", action="store_true",
+                        help="measure files that end before the length their header promises (truncated or "
+                             "damaged); by default that is an error")
     parser.set_defaults(run=run)
 
 
@@ -52,49 +59,58 @@ def run(args: argparse.Namespace) -> int:
 
     check_outputs(args.report, args.plot, keep=[("REFERENCE", args.reference), ("PROCESSED", args.processed)],
                   force=args.force)
-    result = analyze_files(args.reference, args.processed, bits=args.bits, max_lag_s=args.max_lag)
+    result = analyze_files(args.reference, args.processed, bits=args.bits, max_lag_s=args.max_lag,
+                           allow_short=args.allow_short)
     print_summary(result)
+    for line in result["shortfalls"]:
+        print(f"rtq: {line}", file=sys.stderr)
     if args.report or args.plot:
         save(result, "analyze", args.report, args.plot,
-             title=f"rtq analyze {args.reference} {args.processed}")
+             title=f"rtq analyze {args.reference} {args.processed}", force=args.force)
     return 0
 
 
-def _open(path):
-    from pathlib import Path
-
-    import soundfile as sf
-
-    from rtq.errors import UsageError
-
-    if not Path(path).exists():
-        raise UsageError(f"{path}: no such file")
-    if Path(path).is_dir():
-        raise UsageError(f"{path}: is a directory, not an audio file")
-    try:
-        return sf.SoundFile(str(path))
-    except (sf.LibsndfileError, RuntimeError, OSError) as err:
-        detail = str(err).splitlines()[0] if str(err) else type(err).__name__
-        raise UsageError(f"{path}: not a readable audio file ({detail})") from None
-
-
-def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: float = 1.0,
-                  align_s: float = ALIGN_S, block_frames: int = BLOCK_FRAMES) -> dict:
-    """Align and measure; returns a report dict (one entry in ``stages``) with
-    ``alignment`` (``lag_samples``, ``lag_ms``, ``gain_db``, ``frames``, ...)."""
+def _checked(block, what: str, path, first: int):
+    """``block`` (read from frame ``first`` of ``path``) if its finite samples lie within
+    +-:data:`MAX_LEVEL`; otherwise a one-line error: such a file is no audio signal, and
+    its squares would overflow or swamp every figure."""
     import numpy as np
 
     from rtq.errors import UsageError
+
+    magnitude = np.abs(block, where=np.isfinite(block), out=np.zeros_like(block))
+    if magnitude.size and magnitude.max() > MAX_LEVEL:
+        frame = first + int(np.argmax(magnitude.max(axis=1)))
+        peak = float(magnitude.max())
+        raise UsageError(f"{what} {path} holds a sample of {peak:.3g} ({20 * np.log10(peak):+.0f} dBFS) at frame "
+                         f"{frame}: rtq measures samples within +-{MAX_LEVEL:g} ({20 * np.log10(MAX_LEVEL):+.0f} dBFS)")
+    return block
+
+
+def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: float = 1.0,
+                  align_s: float = ALIGN_S, block_frames: int = BLOCK_FRAMES, allow_short: bool = False) -> dict:
+    """Align and measure; returns a report dict (one entry in ``stages``) with
+    ``alignment`` (``lag_samples``, ``lag_ms``, ``gain_db``, ``frames``, ...) and
+    ``shortfalls`` (lines on files taken short, with ``allow_short``).
+
+    The files are :class:`~rtq.files.audio.AudioInput`: at rates rtq runs, read with
+    errors that name them, and checked against the length their headers promise."""
+    import numpy as np
+
+    from rtq.errors import UsageError
+    from rtq.files.audio import AudioInput
     from rtq.meter.align import AlignedReference, align, fractional_lag, whole_or_fractional
     from rtq.meter.delay import ERROR_FLOOR_DB
     from rtq.meter.chain_meter import LevelHistory
     from rtq.meter.measure import ErrorMeter
+    from rtq.spec import requirement
 
     if bits is not None and not 1 <= bits <= 32:
         raise UsageError(f"--bits must be in 1..32, got {bits}")
-    if max_lag_s < 0:
-        raise UsageError("--max-lag must be >= 0")
-    with _open(reference) as ref, _open(processed) as proc:
+    problem = requirement(max_lag_s, 0, MAX_LAG_S)
+    if problem is not None:
+        raise UsageError(f"--max-lag {problem} seconds, got {max_lag_s}")
+    with AudioInput(reference, allow_short=allow_short) as ref, AudioInput(processed, allow_short=allow_short) as proc:
         if ref.samplerate != proc.samplerate:
             raise UsageError(f"sample rates differ: {reference} is {ref.samplerate} Hz, "
                              f"{processed} is {proc.samplerate} Hz; resample first")
@@ -108,8 +124,8 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
             bits_source = proc.subtype
         head = int(round(align_s * rate))
         max_lag = int(round(max_lag_s * rate))
-        ref_head = ref.read(min(head, ref.frames), dtype="float64", always_2d=True)
-        proc_head = proc.read(min(head + max_lag, proc.frames), dtype="float64", always_2d=True)
+        ref_head = _checked(ref.read(min(head, ref.frames)), "REFERENCE", reference, 0)
+        proc_head = _checked(proc.read(min(head + max_lag, proc.frames)), "PROCESSED", processed, 0)
         whole, gain_db, ref_aligned, proc_aligned = align(ref_head, proc_head, rate, max_lag_s)
         fraction, lag_sigma = fractional_lag(ref_aligned, proc_aligned)
         lag = whole_or_fractional(whole, fraction, lag_sigma)
@@ -126,16 +142,16 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         meter = ErrorMeter(rate, channels, bits, "tpdf" if bits else "none", index=0,
                            stage="processed - gain x reference")
         history = LevelHistory(rate, channels)
-        reference = AlignedReference(ref, lag, start)
+        aligned = AlignedReference(ref, lag, start)
         proc.seek(start)
         done = 0
         while done < total:
             n = min(block_frames, total - done)
-            y = proc.read(n, dtype="float64", always_2d=True)
+            y = _checked(proc.read(n), "PROCESSED", processed, start + done)
             n = len(y)
             if n == 0:
                 break
-            x = reference.read(n) * gain
+            x = _checked(aligned.read(n), "REFERENCE", reference, start + done - round(lag)) * gain
             meter.update(x, y)
             e = y - x
             history.update(np.where(np.isfinite(e), e, 0.0))
@@ -143,7 +159,7 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         entry = meter.result()
         entry["level_history"] = history.result()
         entry["bits_source"] = bits_source if bits else None
-        delay = reference.fractional
+        delay = aligned.fractional
         alignment = {
             "lag_samples": int(lag) if lag == whole else lag, "lag_sigma_samples": lag_sigma,
             "lag_ms": 1000.0 * lag / rate,
@@ -157,8 +173,9 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         }
         files = {"reference": {"path": str(reference), "subtype": ref.subtype, "format": ref.format},
                  "processed": {"path": str(processed), "subtype": proc.subtype, "format": proc.format}}
+        shortfalls = [f.shortfall for f in (ref, proc) if f.shortfall]
     return {"sample_rate": float(rate), "channels": channels, "window": "integrated",
-            "files": files, "alignment": alignment, "stages": [entry]}
+            "files": files, "alignment": alignment, "stages": [entry], "shortfalls": shortfalls}
 
 
 def _applied_gain(ref, proc, gain: float) -> tuple[float, float]:

@@ -13,7 +13,7 @@ import os
 import sys
 
 from rtq.commands import check_positive, check_seed, interrupts_kept
-from rtq.errors import UsageError
+from rtq.errors import RtqError, UsageError
 from rtq.live.limits import MAX_BLOCKSIZE, MAX_CHANNELS
 from rtq.spec import check_samplerate
 
@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
     from rtq.live.session import DEFAULT_PRESET, checked_blocksize, checked_channels
     from rtq.presets import load_preset
-    from rtq.report import check_destination
+    from rtq.files.destination import check_destination
 
     check_positive(args.duration, "--duration")
     check_samplerate(args.samplerate)
@@ -201,10 +201,10 @@ def _play(args, session, stage) -> int:
               f"{display.rate_hz:.1f} frames/s", file=out)
     if args.stats_json:
         try:
-            session.write_stats(args.stats_json)
-        except OSError as err:  # checked before the run; the disk can still fill up
-            print(f"rtq: --stats-json {args.stats_json}: {err.strerror or err}", file=sys.stderr)
-            status = status or 1
+            session.write_stats(args.stats_json, force=args.force)
+        except RtqError as err:  # checked before the run; the disk can still fill up
+            print(f"rtq: {err}", file=sys.stderr)
+            status = status or err.exit_status
     if session.lost:
         # PortAudio still holds the abandoned stream, and libjack's thread for it may
         # outlive the server; the interpreter's teardown then crashed now and then

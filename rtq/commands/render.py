@@ -15,24 +15,28 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
     parser.add_argument("--block-size", type=int, metavar="N",
                         help="frames read, processed and written at a time (does not change the output; "
-                             "default 32768)")
+                             "default 32768, at most 1048576)")
     parser.add_argument("--subtype", metavar="S",
                         help="output subtype (PCM_16, PCM_24, FLOAT, ULAW, ...); default follows the last stage")
     parser.add_argument("--force", action="store_true",
                         help="replace OUTPUT, and the --report and --plot files, if they exist "
                              "(never INPUT)")
+    parser.add_argument("--allow-short", action="store_true",
+                        help="render an INPUT that ends before the length its header promises "
+                             "(truncated or damaged) and say how much was missing; by default that is an error")
     parser.add_argument("--no-latency-compensation", action="store_true",
                         help="keep the chain's delay instead of time-aligning OUTPUT with INPUT")
     parser.add_argument("--report", metavar="FILE", help="write the error measurements of the whole file as JSON")
     parser.add_argument("--plot", metavar="FILE",
-                        help="draw error spectrum, histogram and level per stage as PNG (needs rtq[plot])")
+                        help="draw error spectrum, histogram and level per stage; PNG, PDF or SVG by the "
+                             "extension (needs rtq[plot])")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
     from rtq.presets import load_preset
-    from rtq.render import DEFAULT_BLOCK, render_file
+    from rtq.render import DEFAULT_BLOCK, check_block_size, render_file
 
     metering = bool(args.report or args.plot)
     observer = None
@@ -44,16 +48,19 @@ def run(args: argparse.Namespace) -> int:
                       force=args.force)
         observer = RenderMeter()
     check_seed(args.seed)
+    block_size = DEFAULT_BLOCK if args.block_size is None else check_block_size(args.block_size)
     chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
-    result = render_file(chain, args.input, args.output, block_size=DEFAULT_BLOCK if args.block_size is None else args.block_size,
-                         subtype=args.subtype, force=args.force,
+    result = render_file(chain, args.input, args.output, block_size=block_size,
+                         subtype=args.subtype, force=args.force, allow_short=args.allow_short,
                          compensate_latency=not args.no_latency_compensation, observer=observer)
+    if result.shortfall:
+        print(f"rtq: {result.shortfall}", file=sys.stderr)
     if metering:
         from rtq.report import save
 
         save(observer.finish(chain).report(), "render", args.report, args.plot,
-             title=f"rtq render {args.preset}: {args.input}", preset=args.preset,
-             input=args.input, output=args.output)
+             title=f"rtq render {args.preset}: {args.input}", force=args.force, preset=args.preset,
+             input=args.input, output=args.output, input_frames_missing=result.missing)
     for what, label, counts in (("sample", "clipped", result.clips), ("sample", "non-finite input", result.nonfinite),
                                 ("noise-shaping loop reset", "after overloads", result.resets)):
         if any(counts):

@@ -28,6 +28,7 @@ from typing import Callable
 
 from ..chain import Chain
 from ..errors import PresetError, RtqError, UsageError
+from ..files.destination import write_atomic
 from ..presets import load_preset, shipped_presets
 from ..dsp.requantize import DITHER_TYPES
 from ..dsp.shaping import SHAPING_NAMES
@@ -406,10 +407,9 @@ class LiveSession:
             "cpu_latency_qos": self.wakeup.status,
         }
 
-    def write_stats(self, path: str) -> None:
-        from ..report import write_atomic
-
-        write_atomic(path, json.dumps(self.summary(), indent=2))
+    def write_stats(self, path: str, *, force: bool = False) -> None:
+        """Write :meth:`summary` as JSON to ``path`` (replacing a file only with ``force``)."""
+        write_atomic(path, json.dumps(self.summary(), indent=2), force=force)
 
 
 @contextlib.contextmanager

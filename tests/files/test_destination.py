@@ -1,0 +1,172 @@
+"""``rtq.files.destination``: files that appear complete or not at all, never over one
+that exists without ``force`` (even one that appears during the work), and temporaries
+of dead writers removed safely.  Real files and real processes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filesystems import anonymous_files
+
+from rtq.files.destination import (Destination, DestinationError, DestinationTaken, remove_stale_temporaries,
+                                   temporary_name, write_atomic)
+
+
+def listing(directory: Path) -> set[str]:
+    return set(os.listdir(directory))
+
+
+def test_a_destination_has_no_name_until_published(tmp_path):
+    with Destination(tmp_path / "out.bin") as destination:
+        assert destination.anonymous
+        os.write(destination.fd, b"complete")
+        assert listing(tmp_path) == set() and len(anonymous_files("self", tmp_path)) == 1
+        destination.publish()
+        assert (tmp_path / "out.bin").read_bytes() == b"complete"
+    assert listing(tmp_path) == {"out.bin"} and anonymous_files("self", tmp_path) == []
+    assert (tmp_path / "out.bin").stat().st_mode & 0o777 == 0o666 & ~current_umask()
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def test_a_file_that_appears_meanwhile_is_left_alone_and_the_result_kept_beside_it(tmp_path):
+    (tmp_path / "out.rtq-1.wav").write_bytes(b"an earlier kept result")
+    with Destination(tmp_path / "out.wav") as destination:
+        os.write(destination.fd, b"the render")
+        (tmp_path / "out.wav").write_bytes(b"PRECIOUS")         # appears during the work
+        with pytest.raises(DestinationTaken) as taken:
+            destination.publish()
+    assert taken.value.exit_status == 1
+    assert str(taken.value) == (f"{tmp_path / 'out.wav'} appeared while rtq worked; it was left alone and the "
+                                f"result is in {tmp_path / 'out.rtq-2.wav'} (--force replaces it)")
+    assert (tmp_path / "out.wav").read_bytes() == b"PRECIOUS"
+    assert (tmp_path / "out.rtq-1.wav").read_bytes() == b"an earlier kept result"
+    assert (tmp_path / "out.rtq-2.wav").read_bytes() == b"the render"
+    assert listing(tmp_path) == {"out.wav", "out.rtq-1.wav", "out.rtq-2.wav"}
+
+
+def test_force_replaces_even_a_file_that_appeared_meanwhile(tmp_path):
+    (tmp_path / "out.wav").write_bytes(b"old")
+    with Destination(tmp_path / "out.wav", force=True) as destination:
+        os.write(destination.fd, b"new")
+        (tmp_path / "out.wav").unlink()
+        (tmp_path / "out.wav").write_bytes(b"appeared")
+        destination.publish()
+    assert (tmp_path / "out.wav").read_bytes() == b"new"
+    assert listing(tmp_path) == {"out.wav"}
+
+
+def test_leaving_without_publishing_leaves_nothing(tmp_path):
+    (tmp_path / "out.wav").write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        with Destination(tmp_path / "out.wav", force=True) as destination:
+            os.write(destination.fd, b"half")
+            raise KeyboardInterrupt
+    assert listing(tmp_path) == {"out.wav"} and (tmp_path / "out.wav").read_bytes() == b"old"
+    assert anonymous_files("self", tmp_path) == []
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_write_atomic(tmp_path, force):
+    path = tmp_path / "r.json"
+    write_atomic(path, "{}\n", force=force)
+    assert path.read_text() == "{}\n"
+    if force:
+        write_atomic(path, b"[]\n", force=True)
+        assert path.read_text() == "[]\n"
+    else:
+        with pytest.raises(DestinationTaken):
+            write_atomic(path, "[]\n")
+        assert path.read_text() == "{}\n" and (tmp_path / "r.rtq-1.json").read_text() == "[]\n"
+
+
+@pytest.mark.parametrize("case", ["missing-directory", "read-only-filesystem"])
+def test_what_cannot_be_written_is_one_line_with_status_1(tmp_path, case):
+    path = {"missing-directory": tmp_path / "nodir" / "r.json", "read-only-filesystem": Path("/proc/r.json")}[case]
+    with pytest.raises(DestinationError) as caught:
+        write_atomic(path, "{}")
+    assert caught.value.exit_status == 1 and "\n" not in str(caught.value)
+    assert str(caught.value).startswith(f"cannot write {path}: ") and str(caught.value).endswith(
+        "(no file was changed)")
+
+
+# --- temporaries of writers that died (filesystems without O_TMPFILE) --------------------
+
+HOLD = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o666)
+fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited (and been reaped)."""
+    child = subprocess.Popen(["true"])
+    child.wait()
+    return child.pid
+
+
+def test_only_temporaries_of_dead_unlocked_writers_are_removed(tmp_path):
+    """A writer killed with SIGKILL leaves its named temporary; the next writer removes
+    it.  Kept: this process's own, a live process's, one whose PID is gone but whose
+    lock is held (a writer in another PID namespace), and files that are no temporary."""
+    name = temporary_name("out.wav")
+    assert name.startswith(".out.wav.rtq-") and name.endswith(".tmp")
+    killed_name = f".out.wav.rtq-{dead_pid()}-0a1b2c3d.tmp"   # its writer died before locking
+    holder_name = f".out.wav.rtq-{dead_pid()}-4e5f6a7b.tmp"   # PID gone, lock held
+    (tmp_path / killed_name).write_bytes(b"partial")
+    (tmp_path / name).write_bytes(b"ours")
+    (tmp_path / "out.wav").write_bytes(b"the user's")
+    (tmp_path / ".out.wav.rtq-1-zzzzzzzz.tmp").write_bytes(b"no temporary of rtq's")
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / holder_name)], stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert holder.stdout.readline() == "locked\n"
+        # a writer that is killed while it holds its lock: the kernel drops the lock
+        victim = subprocess.Popen([sys.executable, "-c", HOLD, str(tmp_path / "victim.tmp")],
+                                  stdout=subprocess.PIPE, text=True)
+        assert victim.stdout.readline() == "locked\n"
+        victim_name = f".out.wav.rtq-{victim.pid}-8c9d0e1f.tmp"
+        os.rename(tmp_path / "victim.tmp", tmp_path / victim_name)
+        assert remove_stale_temporaries(tmp_path) == [killed_name]         # the victim lives
+        victim.send_signal(signal.SIGKILL)
+        victim.wait()
+        assert remove_stale_temporaries(tmp_path) == [victim_name]
+        assert listing(tmp_path) == {name, holder_name, "out.wav", ".out.wav.rtq-1-zzzzzzzz.tmp"}
+    finally:
+        holder.kill()
+        holder.wait()
+    # once its holder is gone too, that one goes
+    assert remove_stale_temporaries(tmp_path) == [holder_name]
+
+
+def test_a_forced_publication_removes_stale_temporaries(tmp_path):
+    stale = tmp_path / f".out.wav.rtq-{dead_pid()}-00112233.tmp"
+    stale.write_bytes(b"left by a killed writer")
+    write_atomic(tmp_path / "out.wav", b"new", force=True)
+    assert listing(tmp_path) == {"out.wav"}
+
+
+def test_sigkill_while_writing_leaves_nothing(tmp_path):
+    script = ("import os, sys, time\nfrom rtq.files.destination import Destination\n"
+              "d = Destination(sys.argv[1])\nos.write(d.fd, b'x' * 1000000)\nprint('writing', flush=True)\n"
+              "time.sleep(60)\n")
+    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path / "out.wav")], stdout=subprocess.PIPE,
+                             text=True)
+    assert child.stdout.readline() == "writing\n"
+    assert len(anonymous_files(child.pid, tmp_path)) == 1 and listing(tmp_path) == set()
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    time.sleep(0.05)
+    assert listing(tmp_path) == set()
