@@ -1,10 +1,12 @@
-"""Real filesystems for the file-handling tests: what a process holds open, and small
-tmpfs mounts that fill up (root only)."""
+"""Real filesystems for the file-handling tests: what a process holds open, small tmpfs
+mounts that fill up, and a FUSE filesystem without O_TMPFILE (root only)."""
 from __future__ import annotations
 
 import contextlib
 import os
 import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -47,3 +49,31 @@ def fill(directory: Path) -> None:
     finally:
         os.close(fd)
     assert os.statvfs(directory).f_bavail == 0
+
+
+@contextlib.contextmanager
+def without_tmpfile(base: Path, links: bool = True):
+    """A directory on a real filesystem that has no O_TMPFILE (and, unless ``links``, no
+    hard links): :mod:`passthrough_fs` over ``base/fuse-root``, mounted at ``base/fuse``."""
+    if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
+        pytest.skip("mounting a FUSE filesystem needs root and /dev/fuse (CI has both)")
+    root, mountpoint = base / "fuse-root", base / "fuse"
+    root.mkdir()
+    mountpoint.mkdir()
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("passthrough_fs.py")), str(root),
+                               str(mountpoint), *([] if links else ["--no-links"])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while not os.path.ismount(mountpoint):
+            assert server.poll() is None, server.communicate()
+            assert time.monotonic() < deadline, "the FUSE filesystem did not mount"
+            time.sleep(0.05)
+        yield mountpoint
+    finally:
+        subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()

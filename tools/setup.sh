@@ -43,7 +43,7 @@ EOF
 fi
 
 # --- system packages ------------------------------------------------------
-apt_packages=(libportaudio2 libsndfile1 jackd2 sox ffmpeg)
+apt_packages=(libportaudio2 libsndfile1 jackd2 sox ffmpeg fuse3)
 ((venv_needed)) && apt_packages+=(python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -4,6 +4,7 @@ of dead writers removed safely.  Real files and real processes."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -11,10 +12,13 @@ import time
 from pathlib import Path
 
 import pytest
-from filesystems import anonymous_files
+from filesystems import anonymous_files, without_tmpfile
 
 from rtq.files.destination import (Destination, DestinationError, DestinationTaken, remove_stale_temporaries,
                                    temporary_name, write_atomic)
+
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def listing(directory: Path) -> set[str]:
@@ -170,3 +174,53 @@ def test_sigkill_while_writing_leaves_nothing(tmp_path):
     child.wait()
     time.sleep(0.05)
     assert listing(tmp_path) == set()
+
+
+# --- filesystems without O_TMPFILE (a FUSE filesystem), with and without hard links --------
+
+def temporaries(directory: Path) -> list[str]:
+    return [name for name in os.listdir(directory) if re.fullmatch(r"\..*\.rtq-\d+-[0-9a-f]{8}\.tmp", name)]
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard-links", "no-hard-links"])
+def test_without_o_tmpfile_a_named_temporary_is_published_without_clobbering(tmp_path, links):
+    with without_tmpfile(tmp_path, links) as directory:
+        with Destination(directory / "out.wav") as destination:
+            assert not destination.anonymous
+            os.write(destination.fd, b"first")
+            assert len(temporaries(directory)) == 1 and listing(directory) == set(temporaries(directory))
+            assert temporaries(directory)[0].startswith(f".out.wav.rtq-{os.getpid()}-")
+            destination.publish()
+        assert listing(directory) == {"out.wav"} and (directory / "out.wav").read_bytes() == b"first"
+        with Destination(directory / "out.wav") as destination:
+            os.write(destination.fd, b"second")
+            with pytest.raises(DestinationTaken) as taken:
+                destination.publish()
+        assert taken.value.kept == directory / "out.rtq-1.wav"
+        assert (directory / "out.wav").read_bytes() == b"first"
+        assert (directory / "out.rtq-1.wav").read_bytes() == b"second"
+        write_atomic(directory / "out.wav", b"third", force=True)
+        assert (directory / "out.wav").read_bytes() == b"third"
+        assert listing(directory) == {"out.wav", "out.rtq-1.wav"}
+
+
+def test_without_o_tmpfile_a_killed_renders_temporary_is_removed_by_the_next(tmp_path):
+    from signals import make_signal, write_input
+
+    with without_tmpfile(tmp_path) as directory:
+        write_input(directory / "in.wav", make_signal(48000 * 60, 2, seed=3, rate=48000), 48000)
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+        argv = [sys.executable, "-m", "rtq", "render", "dsd64-1bit", "in.wav", "out.wav"]
+        child = subprocess.Popen(argv, cwd=directory, env=env, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while not temporaries(directory):
+            assert child.poll() is None and time.monotonic() < deadline, child.communicate()
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        left = temporaries(directory)
+        assert left and left[0].startswith(f".out.wav.rtq-{child.pid}-")
+        done = subprocess.run([*argv[:4], "tpdf-16", "in.wav", "out.wav"], cwd=directory, env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        assert listing(directory) == {"in.wav", "out.wav"}
