@@ -84,15 +84,17 @@ def check_samplerate(value, option: str = "--samplerate") -> None:
 
 
 def check_file_rate(rate: int, path) -> None:
-    """An audio file to be rendered or played runs at a stream rate (:func:`stream_rate`);
-    otherwise a one-line :class:`~rtq.errors.UsageError` naming the file."""
+    """An audio file to be rendered, played or analyzed runs at a stream rate
+    (:func:`stream_rate`); otherwise a one-line :class:`~rtq.errors.UsageError` naming the
+    file and its rate (in whole Hz where it is whole: 1000000, not 1e+06)."""
     from .errors import UsageError
 
     try:
         stream_rate(rate)
     except ValueError:
         lo, hi = STREAM_RATE_HZ
-        raise UsageError(f"{path} runs at {rate:g} Hz; rtq runs streams at whole rates from {lo} to {hi} Hz "
+        shown = f"{int(rate)}" if float(rate).is_integer() else f"{rate:g}"
+        raise UsageError(f"{path} runs at {shown} Hz; rtq runs streams at whole rates from {lo} to {hi} Hz "
                          "(resample the file)") from None
 
 

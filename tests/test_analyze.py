@@ -340,3 +340,87 @@ def test_sub_sample_lag_and_its_precision_against_a_known_delay():
         estimates.append(lag)
         sigmas.append(sigma)
     assert 1 / 1.5 < np.std(estimates) / np.mean(sigmas) < 1.5
+
+
+# --- what analyze reads: one-line errors naming the file, the limits, short files ---------
+
+def _pair(tmp_path, x, rate=FS, ref_subtype="FLOAT", proc=None):
+    sf.write(tmp_path / "ref.wav", x, rate, subtype=ref_subtype)
+    sf.write(tmp_path / "proc.wav", tpdf_16(x) if proc is None else proc, rate, subtype="PCM_16")
+    return str(tmp_path / "ref.wav"), str(tmp_path / "proc.wav")
+
+
+ARGUMENT_ERRORS = {   # name: (extra arguments, how the files are made, the line)
+    "max-lag-nan": (["--max-lag", "nan"], None, "rtq: --max-lag must be a finite number from 0 to 60 seconds, got nan"),
+    "max-lag-inf": (["--max-lag", "inf"], None, "rtq: --max-lag must be a finite number from 0 to 60 seconds, got inf"),
+    "max-lag-beyond": (["--max-lag", "61"], None,
+                       "rtq: --max-lag must be a finite number from 0 to 60 seconds, got 61.0"),
+    "rate-1-hz": ([], 1, "rtq: {ref} runs at 1 Hz; rtq runs streams at whole rates from 1000 to 768000 Hz "
+                         "(resample the file)"),
+    "rate-1-mhz": ([], 1_000_000, "rtq: {ref} runs at 1000000 Hz; rtq runs streams at whole rates from 1000 to "
+                                  "768000 Hz (resample the file)"),
+    "huge-reference": ([], "huge", "rtq: REFERENCE {ref} holds a sample of 1e+30 (+600 dBFS) at frame 0: rtq "
+                                   "measures samples within +-1000 (+60 dBFS)"),
+    "overflowing-reference": ([], "overflowing", "rtq: REFERENCE {ref} holds a sample of 1e+300 (+6000 dBFS) at "
+                                                 "frame 0: rtq measures samples within +-1000 (+60 dBFS)"),
+}
+
+
+@pytest.mark.parametrize("case", list(ARGUMENT_ERRORS))
+def test_bad_arguments_and_files_are_one_line_with_status_2(tmp_path, capsys, case):
+    """--max-lag nan|inf were tracebacks; 1 Hz and 1 MHz files (which render refuses) were
+    measured; a reference of 1e30 read 'gain: -600.000 dB' with status 0, one of 1e300 a
+    NumPy RuntimeWarning (overflow in the correlation's sums of squares)."""
+    import warnings
+
+    extra, make, line = ARGUMENT_ERRORS[case]
+    x = noise(FS // 4, 2)
+    if isinstance(make, int):
+        ref, proc = _pair(tmp_path, x, rate=make)
+    elif make in ("huge", "overflowing"):
+        x[0, 0] = 1e30 if make == "huge" else 1e300
+        ref, proc = _pair(tmp_path, x, ref_subtype="DOUBLE", proc=noise(FS // 4, 2))
+    else:
+        ref, proc = _pair(tmp_path, x)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        status = main(["analyze", ref, proc, *extra, "--report", str(tmp_path / "r.json")])
+    assert (status, capsys.readouterr()) == (2, ("", line.format(ref=ref) + "\n"))
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_a_directory_is_one_line(tmp_path, capsys):
+    ref, _ = _pair(tmp_path, noise(FS // 4, 2))
+    assert main(["analyze", ref, str(tmp_path)]) == 2
+    assert capsys.readouterr() == ("", f"rtq: {tmp_path} is a directory, not an audio file\n")
+
+
+def test_a_short_file_is_an_error_unless_allowed_and_then_said(tmp_path, capsys):
+    """A truncated file was measured over what it held, with no word."""
+    x = noise(FS, 2)
+    ref, proc = _pair(tmp_path, x)
+    size = Path(proc).stat().st_size
+    with open(proc, "r+b") as f:
+        f.truncate(size - (FS // 2) * 4)           # half the frames go
+    assert main(["analyze", ref, proc]) == 1
+    assert capsys.readouterr() == ("", f"rtq: {proc} ends after {FS // 2} of the {FS} frames its header promises "
+                                       f"({FS // 2} missing: truncated or damaged); --allow-short takes what is "
+                                       "there\n")
+    assert main(["analyze", ref, proc, "--allow-short"]) == 0
+    out, err = capsys.readouterr()
+    assert f"measured:    {FS // 2} frames" in out
+    assert err == (f"rtq: {proc} ended after {FS // 2} of the {FS} frames its header promises: {FS // 2} frames "
+                   f"({FS // 2 / FS:.3f} s) missing\n")
+
+
+def test_a_file_that_fails_while_read_is_named(tmp_path, capsys):
+    x = noise(FS * 2, 2)
+    sf.write(tmp_path / "ref.wav", x, FS, subtype="FLOAT")
+    sf.write(tmp_path / "proc.flac", tpdf_16(x), FS, subtype="PCM_16")
+    data = bytearray((tmp_path / "proc.flac").read_bytes())
+    data[len(data) // 2:len(data) // 2 + 2000] = bytes(2000)
+    (tmp_path / "proc.flac").write_bytes(bytes(data))
+    assert main(["analyze", str(tmp_path / "ref.wav"), str(tmp_path / "proc.flac")]) == 1
+    err = capsys.readouterr().err
+    assert re.fullmatch(rf"rtq: cannot read {tmp_path / 'proc.flac'}: [^\n]*flac decoder[^\n]* after \d+ of "
+                        rf"{2 * FS} frames\n", err), err
