@@ -262,9 +262,9 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
             dst = open_output(destination, rate, channels, subtype, fmt)
             try:
                 with _ChannelGroups(chain, 1 if observer else _cores()) as groups:
-                    written = _stream(groups, src, dst, io_frames(block_size, channels, src.promised + latency),
-                                      latency, subtype,
-                                      _Progress(src.promised) if progress else None, observer)
+                    length = block_size if src.promised is None else src.promised + latency
+                    written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
+                                      _Progress(src.promised) if progress and src.promised else None, observer)
                 dst.close()
             except (OSError, sf.LibsndfileError) as err:
                 raise output_failure(dst, out, err) from None

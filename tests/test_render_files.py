@@ -320,3 +320,17 @@ def test_a_wav_written_to_a_pipe_promises_no_length_and_renders_whole(tmp_path, 
     assert main(["render", "tpdf-16", "piped.wav", "out.wav"]) == 0
     assert capsys.readouterr() == ("", "")
     assert sf.info("out.wav").frames == sf.info("piped.wav").frames == 44100
+
+
+def test_an_input_read_from_a_pipe_promises_no_length_and_renders_whole(tmp_path):
+    """libsndfile cannot measure a pipe (a WAV from ffmpeg says 0xFFFFFFFF): nothing to
+    compare, no probe of a file that cannot be read twice, not a word on stderr."""
+    ffmpeg = subprocess.Popen(["ffmpeg", "-loglevel", "error", "-f", "lavfi", "-i", "sine=frequency=1000:duration=1",
+                               "-c:a", "pcm_s16le", "-f", "wav", "-"], stdout=subprocess.PIPE)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    done = subprocess.run([sys.executable, "-m", "rtq", "render", "tpdf-16", "/dev/stdin", "out.wav"],
+                          stdin=ffmpeg.stdout, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    ffmpeg.stdout.close()
+    assert ffmpeg.wait(30) == 0
+    assert (done.returncode, done.stdout, done.stderr) == (0, "", "")
+    assert sf.info(str(tmp_path / "out.wav")).frames == 44100

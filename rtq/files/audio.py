@@ -99,7 +99,10 @@ class _LongView:
         return self.pos
 
     def read(self, size: int = -1) -> bytes:
-        data = os.pread(self.fd, max(size, 0), self.pos)
+        try:
+            data = os.pread(self.fd, max(size, 0), self.pos)
+        except OSError:         # (an exception would only be printed by the cffi callback)
+            data = b""
         self.pos += len(data)
         return data
 
@@ -107,23 +110,32 @@ class _LongView:
         raise OSError("read-only")
 
 
-def declared_frames(fd: int, info: sf.SoundFile) -> int | None:
-    """The frames the header of the open file ``info`` declares, where libsndfile would
-    cut that to the bytes present (:data:`_DECLARED_LENGTH_BITS`); None elsewhere, and
-    where the header declares no length (a length field at its maximum: a WAV written
-    to a pipe says 0xFFFFFFFF; or a count libsndfile derives from the file's size)."""
-    bits = _DECLARED_LENGTH_BITS.get(info.format)
+def _as_promise(frames: int, info: sf.SoundFile) -> int | None:
+    """``frames`` as a promise of the header of ``info``, or None where it is none: a
+    32-bit length field at its maximum (0xFFFFFFFF: a WAV written to a pipe), libsndfile's
+    "unknown" (a stream it cannot measure), or a count derived from :class:`_LongView`'s
+    length."""
     width = _BYTES_PER_SAMPLE.get(info.subtype)
-    if bits is None or width is None:
+    if frames >= _VIEW_BYTES // 16:
+        return None
+    if width and _DECLARED_LENGTH_BITS.get(info.format, 64) == 32 and frames >= (2 ** 32 - 1) // (width * info.channels):
+        return None
+    return frames
+
+
+def declared_frames(fd: int, info: sf.SoundFile) -> int | None:
+    """The frames the header of the open file ``info`` declares where libsndfile would cut
+    that to the bytes present (a regular file in one of :data:`_DECLARED_LENGTH_BITS`'s
+    containers, uncompressed); None elsewhere, and where the header promises no length
+    (:func:`_as_promise`)."""
+    if (info.format not in _DECLARED_LENGTH_BITS or info.subtype not in _BYTES_PER_SAMPLE
+            or not stat.S_ISREG(os.fstat(fd).st_mode)):
         return None
     try:
         with sf.SoundFile(_LongView(fd)) as view:
-            frames = view.frames
+            return _as_promise(view.frames, info)
     except (sf.LibsndfileError, RuntimeError, OSError):
         return None
-    frame_bytes = width * info.channels
-    unknown = min(2 ** bits - 1, _VIEW_BYTES // 2) // frame_bytes
-    return None if frames >= unknown else frames
 
 
 class AudioInput:
@@ -135,6 +147,14 @@ class AudioInput:
     allow_short : bool
         Take a file that ends before its header's length as it is (:attr:`shortfall`
         then says how much is missing) instead of raising :class:`InputError`.
+
+    Attributes
+    ----------
+    promised : int or None
+        The frames the header promises (None: it promises no length, as a stream read
+        from a pipe or a WAV written to one).
+    frames : int
+        The frames libsndfile offers (fewer than promised for a file cut on disk).
 
     Raises
     ------
@@ -166,8 +186,10 @@ class AudioInput:
                 raise UsageError(f"{self.path}: not a readable audio file ({detail})") from None
             try:
                 check_file_rate(self.file.samplerate, self.path)
-                self.promised = max(self.file.frames, declared_frames(fd, self.file) or 0)
-                if self.promised > self.file.frames:     # cut on disk: known now
+                promises = [n for n in (_as_promise(self.file.frames, self.file), declared_frames(fd, self.file))
+                            if n is not None]
+                self.promised = max(promises) if promises else None     # None: no length known
+                if self.promised is not None and self.promised > self.file.frames:   # cut on disk: known now
                     self._check_end(self.file.frames)
             except BaseException:
                 self.file.close()
@@ -194,8 +216,8 @@ class AudioInput:
         self.position += n
         if failure is not None:
             if not self.allow_short:
-                raise InputError(f"cannot read {self.path}: {failure} after {self.position} of {self.promised} "
-                                 "frames")
+                of = "" if self.promised is None else f" of {self.promised}"
+                raise InputError(f"cannot read {self.path}: {failure} after {self.position}{of} frames")
             self.failure = failure
         if failure is not None or n < buf.shape[0]:
             self._exhausted = True
@@ -220,7 +242,7 @@ class AudioInput:
         """The file ends at frame ``end``: fine if that is the length promised or more;
         else an :class:`InputError`, or with ``allow_short`` :attr:`missing` frames."""
         self.end = end if self.end is None else min(self.end, end)
-        if end < self.promised and not self.allow_short:
+        if self.promised is not None and end < self.promised and not self.allow_short:
             raise self._short(end)
 
     def _short(self, end: int) -> InputError:
@@ -231,7 +253,7 @@ class AudioInput:
     @property
     def missing(self) -> int:
         """Frames the header promised that the file did not have (once its end was seen)."""
-        return 0 if self.end is None else max(self.promised - self.end, 0)
+        return 0 if self.end is None or self.promised is None else max(self.promised - self.end, 0)
 
     @property
     def shortfall(self) -> str | None:
