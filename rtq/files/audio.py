@@ -19,6 +19,12 @@ into its header whatever rtq asks (MAT5) is refused, as is SD2, whose resource f
 libsndfile writes as a second file.  A system error (a full disk) is
 :func:`~rtq.files.destination.write_failure` whenever it happens; a container that
 cannot hold the stream is a usage error.
+
+Both sides call libsndfile through soundfile's cffi handle (``soundfile._snd``) where
+soundfile's own methods fall short: its ``read`` seeks back and forth around every block
+and, when a decoder fails, raises without the count of frames it delivered; it does not
+declare ``SFC_SET_ADD_PEAK_CHUNK``; and its errors carry libsndfile's generic text
+(``System error.``) where ``sf_strerror`` has the system's (``No space left on device``).
 """
 from __future__ import annotations
 

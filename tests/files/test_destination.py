@@ -3,6 +3,7 @@ that exists without ``force`` (even one that appears during the work), and tempo
 of dead writers removed safely.  Real files and real processes."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -12,7 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
-from filesystems import anonymous_files, without_tmpfile
+from filesystems import anonymous_files, fill, small_tmpfs, without_tmpfile
 
 from rtq.files.destination import (Destination, DestinationError, DestinationTaken, remove_stale_temporaries,
                                    temporary_name, write_atomic)
@@ -224,3 +225,36 @@ def test_without_o_tmpfile_a_killed_renders_temporary_is_removed_by_the_next(tmp
                               capture_output=True, text=True, timeout=120)
         assert done.returncode == 0, done.stderr
         assert listing(directory) == {"in.wav", "out.wav"}
+
+
+# --- rtq live --stats-json: the same rules --------------------------------------------------
+
+def live(*args, cwd: Path, **popen) -> subprocess.Popen:
+    """``rtq live`` on the silent built-in output (a JACK server that does not run)."""
+    env = {**os.environ, "JACK_NO_START_SERVER": "1", "JACK_DEFAULT_SERVER": f"rtq-no-server-{os.getpid()}",
+           "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    return subprocess.Popen([sys.executable, "-m", "rtq", "live", *map(str, args)], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+
+
+def test_live_stats_on_a_full_disk_is_the_one_rule(tmp_path):
+    with small_tmpfs(tmp_path / "disk", "64k") as disk:
+        fill(disk)
+        child = live("--duration", 0.5, "--stats-json", "disk/s.json", cwd=tmp_path)
+        out, err = child.communicate(timeout=120)
+        assert child.returncode == 1, err
+        assert err.splitlines()[-1] == "rtq: cannot write disk/s.json: No space left on device (no file was changed)"
+        assert not (disk / "s.json").exists()
+
+
+def test_live_stats_that_appear_during_the_session_are_left_alone(tmp_path):
+    child = live("--duration", 3, "--json", "--stats-json", "s.json", cwd=tmp_path)
+    assert child.stdout.readline().startswith("{")         # playing: the check is behind it
+    (tmp_path / "s.json").write_text("the user's\n")
+    out, err = child.communicate(timeout=120)
+    assert child.returncode == 1, err
+    assert err.splitlines()[-1] == ("rtq: s.json appeared while rtq worked; it was left alone and the result is in "
+                                    "s.rtq-1.json (--force replaces it)")
+    assert (tmp_path / "s.json").read_text() == "the user's\n"
+    assert json.loads((tmp_path / "s.rtq-1.json").read_text())["preset"]
+    assert listing(tmp_path) == {"s.json", "s.rtq-1.json"}
