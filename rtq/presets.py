@@ -25,6 +25,8 @@ present, defaults filled):
     ``{"kind": "design", "order": int, "band_hz": float | None}`` (order 1 to 7).
 ``quantize``
     ``{"law": "mu-law" | "a-law", "bits": 8}``.
+``lowpass``
+    ``{"hz": float}``, from 10 to 100000 Hz: BS.1534-3's anchor low-pass at ``hz``.
 ``oversample``
     ``{"factor": int, "phase": str, "quality": str, "integer_latency": bool,
     "chain": tuple[StageSpec, ...]}``; the nested chain uses the same grammar.

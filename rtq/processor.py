@@ -233,14 +233,14 @@ class Processor:
             raise TypeError(f"expected floating-point audio (full scale +-1.0) of shape (frames,) or "
                             f"(frames, channels), got {samples.dtype} of shape {samples.shape}")
         frames = samples.shape[0]
-        delay = self.latency_samples if compensate_latency else 0
         channels = 1 if samples.ndim == 1 else samples.shape[1]
-        x = np.zeros((frames + delay, channels))
-        x[:frames] = samples.reshape(frames, channels)
         if self.program is None or self.sample_rate != sample_rate or self.channels != channels:
             self.prepare(sample_rate, channels)
         else:
             self.reset()
+        delay = self.latency_samples if compensate_latency else 0   # known once prepared (a lowpass's)
+        x = np.zeros((frames + delay, channels))
+        x[:frames] = samples.reshape(frames, channels)
         dropped = 0     # the silence is x's tail: what is kept is contiguous, x[delay:]
         for block, skip in flush_and_trim([x[:frames]], delay, x[frames:]):
             self.process(block)

@@ -48,6 +48,7 @@ from .native import Entry
 
 from .dsp.g711 import compand_op
 from .dsp.gain import gain_op
+from .dsp.lowpass import lowpass_op
 from .dsp.oversample import down_op, up_op
 from .dsp.requantize import requantize_op
 
@@ -58,6 +59,7 @@ OP_COMPAND = 4
 OP_TAP = 5
 OP_OVERSAMPLE_UP = 6
 OP_OVERSAMPLE_DOWN = 7    # args: parent level, row of the matching OP_OVERSAMPLE_UP
+OP_LOWPASS = 8
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -142,6 +144,8 @@ def _execute(prog, m):
                 _tap(buf, min(n, capture * op[COL_FACTOR]), taps[op[COL_ARG0]], ist[i:i + 1])
         elif code == OP_OVERSAMPLE_UP:
             up_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:], work)
+        elif code == OP_LOWPASS:
+            lowpass_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:s_end], ist[i:i + 1])
         elif code == OP_OVERSAMPLE_DOWN:
             up = ops[op[COL_ARG0 + 1]]
             down_op(buf, m * up[COL_FACTOR], fp[up[COL_P_OFF]:], up[COL_ARG0:], fs[up[COL_S_OFF]:],

@@ -89,6 +89,12 @@ PINNED = {
     "lofi-6": (
         "cbc4b51610bbc6b27f5b56521daa70d7fda0b87fc0207eff29bfc7e71cfd0a48",
         "cbc4b51610bbc6b27f5b56521daa70d7fda0b87fc0207eff29bfc7e71cfd0a48"),
+    "lowpass-3500": (
+        "4653fbf86027f74bd5c8e38601c8482d093de998fc8da07f7dfdff4e5ec3b77c",
+        "008c0f4363d7cfbeaecd1989565d81b2e04c8d4ef2bda347935837df6e2c6b56"),
+    "lowpass-7000": (
+        "999d4df2f9f411815e2e429040029733a35281e1342365b1567f2e2e289e45e5",
+        "381314f51ed495405fc9fea47a6fea43b4a61d1c3915ae9afd5414051e2729ba"),
     "telephone-alaw": (
         "979ae17ae9d32473673e19eb7f95b3267b71897d16506c1855febfa18cafaf1f",
         "979ae17ae9d32473673e19eb7f95b3267b71897d16506c1855febfa18cafaf1f"),

@@ -14,11 +14,12 @@ kernel and packing in :mod:`rtq.dsp`, and its opcode with one branch in
 """
 from .base import OutputGrid, Place, Stage, walk
 from .gain import Gain
+from .lowpass import Lowpass
 from .oversample import Oversample
 from .quantize import Quantize
 from .rates import RateLimit, RateRange, format_rates, usable_rates
 from .registry import KINDS, stage_from_spec
 from .requantize import Requantize
 
-__all__ = ["Stage", "Gain", "Requantize", "Quantize", "Oversample", "KINDS", "stage_from_spec", "walk", "Place",
+__all__ = ["Stage", "Gain", "Requantize", "Quantize", "Oversample", "Lowpass", "KINDS", "stage_from_spec", "walk", "Place",
            "OutputGrid", "RateLimit", "RateRange", "usable_rates", "format_rates"]
