@@ -20,7 +20,7 @@ from ..live.callback import HIST_ADDR, HIST_BINS, HIST_LEN, IN_CHANNELS, LAST_DU
 from ..live.session import choose_stream
 from ..live.sources import DEVICE, Source
 from ..live.synchronised import SWITCHES, SynchronisedEngine
-from .level import linear, matching_gains, stand_in
+from .level import level_matched, linear, stand_in
 
 ORIGINAL = "original"
 """The condition name of the unprocessed input (an empty chain)."""
@@ -89,7 +89,7 @@ class Comparison:
         self.names: tuple[str, ...] = tuple(conditions)
         self.presets: dict[str, PresetSpec | None] = {
             name: value if isinstance(value, PresetSpec) else None for name, value in conditions.items()}
-        chains = [_chain(name, value, seed) for name, value in conditions.items()]
+        chains = [condition_chain(name, value, seed) for name, value in conditions.items()]
         self.reference = reference if reference is not None else (ORIGINAL if ORIGINAL in self.names
                                                                    else self.names[0])
         if self.reference not in self.names:
@@ -113,15 +113,13 @@ class Comparison:
             raise ValueError("the live input has no loop points")
         # Level matching, offline, through the same chains: over the loop region, or for
         # the live input a stand-in (rtq.listen.level.stand_in).
-        region = data[start:end] if data is not None else stand_in(self.samplerate, self.channels)
         if level_match:
-            outputs = {name: chain(region, self.samplerate) for name, chain in zip(self.names, chains)}
-            self.gains_db, self.loudness_lufs = matching_gains(
-                outputs, self.samplerate, self.reference, "the live input's stand-in" if data is None
-                else "the loop region")
+            region = data[start:end] if data is not None else stand_in(self.samplerate, self.channels)
+            _, self.gains_db, self.loudness_lufs = level_matched(
+                dict(zip(self.names, chains)), region, self.samplerate, self.reference, True,
+                "the live input's stand-in" if data is None else "the loop region")
         else:
-            self.gains_db = {name: 0.0 for name in self.names}
-            self.loudness_lufs = {}
+            self.gains_db, self.loudness_lufs = {name: 0.0 for name in self.names}, {}
         self.engine = SynchronisedEngine(
             stream, chains, samplerate=self.samplerate, channels=self.channels,
             blocksize=blocksize, source=item, switch=switch,
@@ -272,7 +270,9 @@ class Comparison:
                 for (frame, slot), (following, _) in zip(changes, changes[1:]) if slot >= 0]
 
 
-def _chain(name: str, value, seed: int | None) -> Chain:
+def condition_chain(name: str, value, seed: int | None = None) -> Chain:
+    """The chain of condition ``name``: ``value`` itself (a Chain), a PresetSpec's chain
+    (with ``seed``, else the preset's), or for None an empty chain (``original``)."""
     if value is None:
         return Chain([], name=ORIGINAL)
     if isinstance(value, Chain):

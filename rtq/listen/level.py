@@ -42,6 +42,20 @@ def matching_gains(outputs: dict[str, np.ndarray], samplerate: float, reference:
     return {name: lufs[reference] - value for name, value in lufs.items()}, lufs
 
 
+def level_matched(chains: dict, region: np.ndarray, samplerate: float, reference: str, match: bool = True,
+                  what: str = "the item") -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, float]]:
+    """Each chain's offline output over ``region`` (``chain(region, rate)``: latency
+    compensated, from a fresh state, exactly what the live comparison plays on its first
+    pass), the gains (dB) that loudness-match them to ``reference`` (all 0 without
+    ``match``), and the loudness measured (empty without ``match``): the one rule the
+    live comparison and the export share."""
+    outputs = {name: chain(region, samplerate) for name, chain in chains.items()}
+    if not match:
+        return outputs, {name: 0.0 for name in chains}, {}
+    gains, lufs = matching_gains(outputs, samplerate, reference, what)
+    return outputs, gains, lufs
+
+
 def stand_in(samplerate: float, channels: int) -> np.ndarray:
     """What a `live` item (the sound card's input, unknown in advance) is level-matched
     on: pink noise (a spectrum music approaches on average), 10 s at -23 LUFS, the same
