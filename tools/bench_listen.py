@@ -1,0 +1,220 @@
+#!/usr/bin/env python3
+"""Benchmark: listening tests (rtq.listen.Comparison) on a JACK dummy server.
+
+Three measurements, each against JACK's ``jack_thru`` (C, no Python) in alternating
+turns of the same run (rtq, jack_thru, rtq, ...; this VM's background noise drifts over
+minutes, and short turns expose both to the same drift), xruns counted from jackd's own
+log as in ``tools/bench_live.py`` (whose server, log and statistics this reuses):
+
+* ABX at 64 frames: two conditions of the ``cd-16-shibata`` class (``cd-16-shibata``
+  and ``cd-16-high-shibata``: 16-bit TPDF with 9-tap noise shaping) running at once on a
+  looped 10 s noise item, the selection switching A/B every 0.5 s (dips included);
+  targets: callback p99 at most 10 % of the period, xruns at most 1.5x jack_thru's;
+* MUSHRA at 256 frames: twelve shipped presets at once (the heaviest twelve that keep
+  under the 70 % refusal limit are not chosen: the list is fixed, below), switching
+  every 0.5 s;
+* time from spawning a process that builds the ABX comparison and selects A (what
+  ``rtq listen`` does before the first trial) to the first audio frame at a capture
+  client, warm caches; target under 1 s.
+
+Usage::
+
+    python tools/bench_listen.py [--seconds 30] [--slots 3] [--starts 4]
+
+The callback load (duration / period) comes from the engine's histogram (p50, p99) and
+its exact maximum; the prepare-time cost estimate (what the 70 % refusal uses) is
+printed beside it.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_live import (RATE, Log, causes, env_for, merged, pct, per_minute, rate_ratio, run_thru,  # noqa: E402
+                        start_server, wait_line)
+from jack_server import JackServer, stop_clients  # noqa: E402
+
+ABX = ["cd-16-shibata", "cd-16-high-shibata"]
+MUSHRA = ["cd-16-shibata", "cd-16-high-shibata", "cd-16-low-shibata", "cd-16-lipshitz", "cd-16-f-weighted",
+          "cd-16-gesemann", "cd-16-improved-e-weighted", "cd-16-modified-e-weighted", "tpdf-16", "tpdf-24",
+          "converter-8bit-8x", "telephone-mulaw"]
+
+# The rtq side, in its own process: a Comparison of PRESETS over ITEM (a file), block
+# BLOCK, switching every 0.5 s; prints "running" at the first callback, "done" after
+# SECONDS more, then writes the stream's statistics and the cost estimate (JSON) to OUT.
+DRIVER = r"""
+import json, sys, time
+from rtq.chain import Chain
+from rtq.listen import Comparison
+
+presets, item, block, seconds, out = sys.argv[1].split(","), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
+with Comparison({name: Chain.from_preset(name) for name in presets}, item, blocksize=block) as comparison:
+    comparison.select(presets[0])
+    comparison.start()
+    stream = comparison.engine.stream
+    while stream.stats().callbacks == 0:
+        stream.wait(0.01)
+    print("running", flush=True)
+    began = time.monotonic()
+    k = 0
+    while time.monotonic() - began < seconds:
+        stream.wait(0.5)
+        k += 1
+        comparison.select(presets[k % len(presets)])
+    st = stream.stats()
+print("done", flush=True)
+with open(out, "w") as f:
+    json.dump({"callback_load": {"p50": st.load_p50, "p99": st.load_p99, "max": st.load_max},
+               "xruns": st.xruns, "estimate": comparison.callback_cost}, f)
+"""
+
+# Builds the ABX comparison and plays A: time from spawn to the first audio frame.
+STARTER = r"""
+import sys
+from rtq.chain import Chain
+from rtq.listen import Comparison
+
+with Comparison({name: Chain.from_preset(name) for name in sys.argv[1].split(",")}, sys.argv[2],
+                blocksize=64) as comparison:
+    comparison.select(sys.argv[1].split(",")[0])
+    comparison.start()
+    comparison.engine.stream.wait(1.0)
+"""
+
+
+def run_rtq(server: JackServer, presets, item, blocksize, seconds) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "summary.json"
+        child = subprocess.Popen([sys.executable, "-c", DRIVER, ",".join(presets), item, str(blocksize),
+                                  str(seconds), str(out)], env=env_for(server), stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        try:
+            wait_line(child, "running")
+            time.sleep(0.5)
+            log = Log(server)
+            wait_line(child, "done", seconds + 60)
+            xruns = log.xruns()
+            child.wait(60)
+        finally:
+            if child.poll() is None:
+                child.kill()
+                child.wait()
+        summary = json.loads(out.read_text())
+    return {"xruns": xruns, "seconds": seconds - 0.5, "summary": summary}
+
+
+def time_to_first_sound(server: JackServer, item: str, starts: int) -> list[float]:
+    import jack
+    import numpy as np
+
+    client = jack.Client("bench-first-sound", no_start_server=True, servername=server.name)
+    sinks = [client.inports.register(f"in_{c}") for c in range(2)]
+    state = {"first": None}
+    appeared = threading.Event()
+
+    @client.set_process_callback
+    def process(n):
+        if state["first"] is None and any(np.any(p.get_array()) for p in sinks):
+            state["first"] = time.monotonic()
+
+    client.set_port_registration_callback(lambda port, register: appeared.set(), only_available=False)
+    client.activate()
+    results = []
+    try:
+        for _ in range(starts + 1):          # the first warms the caches
+            before = {p.name for p in client.get_ports(is_output=True, is_audio=True)}
+            state["first"] = None
+            spawned = time.monotonic()
+            child = subprocess.Popen([sys.executable, "-c", STARTER, ",".join(ABX), item], env=env_for(server),
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+            ports = []
+            while len(ports) < 2 and child.poll() is None:
+                appeared.wait(0.005)
+                appeared.clear()
+                try:
+                    ports = sorted(p.name for p in client.get_ports(r"^rtq(-[0-9]+)?:", is_output=True, is_audio=True)
+                                   if p.name not in before)
+                except jack.JackError:
+                    continue
+            for source, sink in zip(ports, sinks):
+                client.connect(source, sink)
+            child.wait(120)
+            if child.returncode != 0 or state["first"] is None:
+                raise RuntimeError(f"the comparison failed: {child.stderr.read()}")
+            results.append(state["first"] - spawned)
+    finally:
+        client.deactivate()
+        client.close()
+    return results[1:]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=30.0, help="length of each measurement (default 30)")
+    parser.add_argument("--slots", type=int, default=3, help="turns alternating rtq and jack_thru (default 3)")
+    parser.add_argument("--starts", type=int, default=4, help="starts timed (default 4)")
+    args = parser.parse_args(argv)
+    import numpy as np
+    import soundfile as sf
+
+    slots = max(args.slots, 1)
+    seconds = max(args.seconds, 2.0 * slots)
+    began = time.monotonic()
+    rows = []
+    starts = []
+    with tempfile.TemporaryDirectory() as tmp:
+        item = str(Path(tmp) / "item.wav")
+        noise = np.random.default_rng(0).uniform(-0.3, 0.3, (10 * RATE, 2))
+        sf.write(item, noise, RATE, subtype="PCM_24")
+        for label, presets, blocksize in (("ABX", ABX, 64), ("MUSHRA", MUSHRA, 256)):
+            name = f"rtq-bench-listen-{os.getpid()}"
+            server = start_server(name, blocksize)
+            try:
+                turns = []
+                for _ in range(slots):
+                    turns.append((run_rtq(server, presets, item, blocksize, seconds / slots),
+                                  run_thru(server, seconds / slots, False)))
+                rtq, thru = merged([t[0] for t in turns]), merged([t[1] for t in turns])
+                rtq["summary"]["estimate"] = statistics.median(t[0]["summary"]["estimate"] for t in turns)
+                rows.append((label, len(presets), blocksize, rtq, thru))
+                print(f"  {label} block {blocksize}: rtq {per_minute(rtq):.1f} xruns/min, jack_thru "
+                      f"{per_minute(thru):.1f}", file=sys.stderr, flush=True)
+                if blocksize == 64:
+                    starts = time_to_first_sound(server, item, args.starts)
+            finally:
+                stop_clients(name)
+                server.stop()
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), "?")
+    print(f"rtq listen benchmark: jackd -d dummy, {RATE} Hz, period = block size; {seconds:g} s per measurement "
+          f"in {slots} turns alternating with jack_thru; {os.cpu_count()} CPUs ({cpu}); load average "
+          f"{os.getloadavg()[0]:.1f}; total {time.monotonic() - began:.0f} s")
+    print()
+    header = (f"{'test':>6} {'conds':>5} {'block':>5} | {'estimate':>8} {'p50 load':>8} {'p99 load':>8} {'max load':>8} | "
+              f"{'rtq xruns/min':>13} {'jack_thru xruns/min':>19} | {'ratio (95 % CI)':>19} | causes (rtq; jack_thru)")
+    print(header)
+    print("-" * len(header))
+    for label, count, blocksize, rtq, thru in rows:
+        load = rtq["summary"]["callback_load"]
+        ratio, lo, hi = rate_ratio(rtq, thru)
+        print(f"{label:>6} {count:>5} {blocksize:>5} | {pct(rtq['summary']['estimate']):>8} {pct(load['p50']):>8} "
+              f"{pct(load['p99']):>8} {pct(load['max']):>8} | {per_minute(rtq):>13.1f} {per_minute(thru):>19.1f} | "
+              f"{f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | {causes(rtq)}; {causes(thru)}")
+    if starts:
+        print()
+        print(f"start to first sound (ABX, block 64, warm caches, {len(starts)} starts): median "
+              f"{statistics.median(starts):.2f} s (min {min(starts):.2f}, max {max(starts):.2f})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
