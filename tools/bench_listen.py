@@ -34,13 +34,12 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_live import (RATE, Log, causes, env_for, merged, pct, per_minute, rate_ratio, run_thru,  # noqa: E402
-                        start_server, wait_line)
+                        start_server, time_to_first_audio, wait_line)
 from jack_server import JackServer, stop_clients  # noqa: E402
 
 ABX = ["cd-16-shibata", "cd-16-high-shibata"]
@@ -113,48 +112,10 @@ def run_rtq(server: JackServer, presets, item, blocksize, seconds) -> dict:
 
 
 def time_to_first_sound(server: JackServer, item: str, starts: int) -> list[float]:
-    import jack
-    import numpy as np
-
-    client = jack.Client("bench-first-sound", no_start_server=True, servername=server.name)
-    sinks = [client.inports.register(f"in_{c}") for c in range(2)]
-    state = {"first": None}
-    appeared = threading.Event()
-
-    @client.set_process_callback
-    def process(n):
-        if state["first"] is None and any(np.any(p.get_array()) for p in sinks):
-            state["first"] = time.monotonic()
-
-    client.set_port_registration_callback(lambda port, register: appeared.set(), only_available=False)
-    client.activate()
-    results = []
-    try:
-        for _ in range(starts + 1):          # the first warms the caches
-            before = {p.name for p in client.get_ports(is_output=True, is_audio=True)}
-            state["first"] = None
-            spawned = time.monotonic()
-            child = subprocess.Popen([sys.executable, "-c", STARTER, ",".join(ABX), item], env=env_for(server),
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-            ports = []
-            while len(ports) < 2 and child.poll() is None:
-                appeared.wait(0.005)
-                appeared.clear()
-                try:
-                    ports = sorted(p.name for p in client.get_ports(r"^rtq(-[0-9]+)?:", is_output=True, is_audio=True)
-                                   if p.name not in before)
-                except jack.JackError:
-                    continue
-            for source, sink in zip(ports, sinks):
-                client.connect(source, sink)
-            child.wait(120)
-            if child.returncode != 0 or state["first"] is None:
-                raise RuntimeError(f"the comparison failed: {child.stderr.read()}")
-            results.append(state["first"] - spawned)
-    finally:
-        client.deactivate()
-        client.close()
-    return results[1:]
+    """Seconds from spawning :data:`STARTER` to the first audio frame, per start (after
+    one start that warms the caches)."""
+    command = [sys.executable, "-c", STARTER, ",".join(ABX), item]
+    return [first for _, first in time_to_first_audio(server, ABX[0], starts + 1, command)[1:]]
 
 
 def main(argv=None) -> int:

@@ -336,9 +336,11 @@ def causes(result: dict) -> str:
 
 
 # ---------------------------------------------------------------------------
-def time_to_first_audio(server: JackServer, preset: str, starts: int) -> list[tuple[float, float]]:
+def time_to_first_audio(server: JackServer, preset: str, starts: int, command: list[str] | None = None
+                        ) -> list[tuple[float, float]]:
     """(seconds to the ports' registration, seconds to the first audio frame) per start of
-    ``rtq live``, measured by a capture client connected as soon as the ports appear."""
+    ``rtq live`` (or of ``command``, which plays through rtq's JACK client), measured by a
+    capture client connected as soon as the ports appear."""
     import jack
     import numpy as np
 
@@ -362,9 +364,9 @@ def time_to_first_audio(server: JackServer, preset: str, starts: int) -> list[tu
             appeared.clear()
             spawned = time.monotonic()
             child = subprocess.Popen(
-                [sys.executable, "-m", "rtq", "live", preset, "--input", "noise:-20", "--blocksize", "64",
-                 "--duration", "1.5"], env=env_for(server), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                text=True)
+                command or [sys.executable, "-m", "rtq", "live", preset, "--input", "noise:-20", "--blocksize", "64",
+                            "--duration", "1.5"], env=env_for(server), stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE, text=True)
             ports = []
             while len(ports) < 2 and child.poll() is None:
                 appeared.wait(0.005)
@@ -379,7 +381,7 @@ def time_to_first_audio(server: JackServer, preset: str, starts: int) -> list[tu
                 client.connect(source, sink)
             child.wait(60)
             if child.returncode != 0 or state["first"] is None:
-                raise RuntimeError(f"rtq live failed: {child.stderr.read()}")
+                raise RuntimeError(f"{(command or ['rtq live'])[0]} failed: {child.stderr.read()}")
             results.append((registered - spawned, state["first"] - spawned))
     finally:
         client.deactivate()
