@@ -121,10 +121,11 @@ def _as_promise(frames: int, info: sf.SoundFile) -> int | None:
     32-bit length field at its maximum (0xFFFFFFFF: a WAV written to a pipe), libsndfile's
     "unknown" (a stream it cannot measure), or a count derived from :class:`_LongView`'s
     length."""
-    width = _BYTES_PER_SAMPLE.get(info.subtype)
-    if frames >= _VIEW_BYTES // 16:
+    frame_bytes = _BYTES_PER_SAMPLE.get(info.subtype, 1) * info.channels
+    if frames * frame_bytes >= _VIEW_BYTES // 2:
         return None
-    if width and _DECLARED_LENGTH_BITS.get(info.format, 64) == 32 and frames >= (2 ** 32 - 1) // (width * info.channels):
+    if (_DECLARED_LENGTH_BITS.get(info.format) == 32 and info.subtype in _BYTES_PER_SAMPLE
+            and frames >= (2 ** 32 - 1) // frame_bytes):
         return None
     return frames
 

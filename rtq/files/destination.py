@@ -200,16 +200,13 @@ class Destination:
         self.path = Path(path)
         self.force = force
         self.published = False
-        self.fd = -1
+        self.fd = self._dir = -1
         self._temp: str | None = None      # the file's name while it has one (no O_TMPFILE)
         try:
             self._dir = os.open(self.path.parent, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
-        except OSError as err:
-            raise write_failure(self.path, err) from None
-        try:
             self._create()
         except OSError as err:
-            os.close(self._dir)
+            self.close()
             raise write_failure(self.path, err) from None
 
     @property
@@ -226,10 +223,12 @@ class Destination:
                 if err.errno not in _NO_TMPFILE:
                     raise
         remove_stale_temporaries(self.path.parent)
-        self._temp = temporary_name(self.path.name)
-        self.fd = os.open(self._temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
+        temp = temporary_name(self.path.name)
+        self.fd = os.open(temp, os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o666,
                           dir_fd=self._dir)
-        fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        self._temp = temp
+        with contextlib.suppress(OSError):   # a filesystem without locks: the PID alone guards it
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
 
     def publish(self) -> Path:
         """Give the complete file its name; returns ``path``.

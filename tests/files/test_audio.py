@@ -127,3 +127,57 @@ def test_containers_rtq_cannot_write_as_promised_are_refused(tmp_path, signal_fi
     with pytest.raises(UsageError, match=f"rtq does not write {ext.upper()} files.*{why}"):
         render_file(GRIDS["16"](), signal_file, tmp_path / f"out.{ext}", progress=False)
     assert not (tmp_path / f"out.{ext}").exists()
+
+
+# --- inputs: the length the header promises ----------------------------------------------
+
+@pytest.mark.parametrize("fmt,subtype", [("WAV", "PCM_16"), ("WAV", "FLOAT"), ("WAVEX", "PCM_24"), ("RF64", "PCM_16"),
+                                         ("AIFF", "PCM_16"), ("AU", "PCM_32"), ("W64", "PCM_16"), ("FLAC", "PCM_16")])
+def test_a_file_cut_on_disk_is_short_against_its_header(tmp_path, fmt, subtype):
+    """libsndfile cuts the length of an uncompressed file to its bytes (a WAV that
+    promises 48 000 frames and holds 32 000 reads as 32 000): the header's own figure is
+    the promise.  (W64's reader derives the length from the file's size, so a cut W64
+    is short against nothing; FLAC's header length is libsndfile's own.)"""
+    from rtq.files.audio import AudioInput, InputError
+
+    path = tmp_path / f"in.{fmt.lower()}"
+    sf.write(str(path), np.zeros((48000, 2)), 48000, format=fmt, subtype=subtype)
+    size = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:size * 2 // 3])
+    present = sf.info(str(path)).frames
+    if fmt == "W64":
+        with AudioInput(path) as audio:
+            assert audio.promised == audio.frames == present
+        return
+    if fmt == "FLAC":
+        assert present == 48000          # libsndfile's count is the header's: reading finds the cut
+        with pytest.raises(InputError, match=r"after \d+ of (the )?48000 frames"):   # ends, or the decoder fails
+            with AudioInput(path) as audio:
+                while audio.read(8192).shape[0]:
+                    pass
+        return
+    assert present < 48000
+    with pytest.raises(InputError) as short:
+        AudioInput(path)
+    assert str(short.value) == (f"{path} ends after {present} of the 48000 frames its header promises "
+                                f"({48000 - present} missing: truncated or damaged); --allow-short takes what is "
+                                "there")
+    with AudioInput(path, allow_short=True) as audio:
+        assert (audio.promised, audio.frames, audio.missing) == (48000, present, 48000 - present)
+        assert audio.read(48000).shape == (present, 2)
+
+
+def test_a_wav_left_unclosed_promises_what_it_holds(tmp_path):
+    """A WAV whose writer died before the header's sizes were written (RIFF 8, data 0)."""
+    from rtq.files.audio import AudioInput
+
+    path = tmp_path / "unclosed.wav"
+    sf.write(str(path), np.zeros((1000, 1)), 48000, subtype="PCM_16")
+    data = bytearray(path.read_bytes())
+    data[4:8] = (8).to_bytes(4, "little")
+    data[40:44] = (0).to_bytes(4, "little")
+    assert data[36:40] == b"data"
+    path.write_bytes(bytes(data))
+    with AudioInput(path) as audio:
+        assert audio.promised == audio.frames == 1000 and audio.read(2000).shape == (1000, 1)
+        assert audio.missing == 0 and audio.shortfall is None
