@@ -100,7 +100,9 @@ class Program(NamedTuple):
 
 @kernel
 def _sanitize(buf, n, counters):
-    """NaN -> 0, +-Inf -> +-1 (full scale), each counted; keeps them out of filter state."""
+    """NaN -> 0, +-Inf -> +-1 (full scale), each counted; keeps them out of filter state.
+    ``buf`` is channels x frames (a planar work buffer, or an interleaved block's
+    transpose)."""
     for c in range(buf.shape[0]):
         for i in range(n):
             v = buf[c, i]
@@ -110,6 +112,16 @@ def _sanitize(buf, n, counters):
                     buf[c, i] = 0.0
                 else:
                     buf[c, i] = 1.0 if v > 0 else -1.0
+
+
+@kernel
+def sanitize_input(prog, x, n):
+    """Clean ``x[:n]`` ((frames, channels), in place) as ``prog``'s input sanitizer (its
+    first op, :data:`OP_SANITIZE`) would, counting into that op's counters: for a caller
+    that needs the clean input itself (the live engine's dry path).  The program then
+    finds nothing more to replace, so every non-finite sample is counted once, where the
+    chain's meter and :meth:`~rtq.processor.Processor.counts` read it."""
+    _sanitize(x[:n].T, n, prog[6][0])
 
 
 @kernel

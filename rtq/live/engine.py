@@ -3,8 +3,11 @@
 Everything here runs inside the stream's compiled callback (:mod:`rtq.live.callback`):
 :func:`engine_block` rebuilds the engine's arrays from addresses in the control block
 and makes one compiled call per block that fills the source block (the device input,
-a looped buffer, a tone or noise; NaN/Inf replaced and counted, so no path sees them),
-runs chain programs (:func:`rtq.program.run_program`, the same code as offline
+a looped buffer, a tone or noise) and cleans it with a chain's own input sanitizer
+(:func:`rtq.program.sanitize_input`: NaN -> 0, +-Inf -> full scale), so no path (the
+chains, the dry path, the speakers) sees a non-finite sample and each is counted once,
+in that chain's counters, where its meter and the exit summary read it (the live
+mixer: the playing chain's; the select mixer: slot 0's), runs chain programs (:func:`rtq.program.run_program`, the same code as offline
 rendering), delays each slot's output by ``D - its latency`` so every path is aligned
 to the alignment latency ``D``, and mixes.  The mixer is chosen once (``MIXER``):
 
@@ -60,7 +63,7 @@ import numba
 import numpy as np
 
 from ..jit import kernel
-from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program
+from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program, sanitize_input
 from ..spec import checked_integer, checked_number, stream_rate
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
@@ -80,7 +83,6 @@ SOURCE_POS = 6      # read position in the source buffer
 DRY_DELAY = 7       # alignment latency D
 MIXER = 8           # MIXER_* below
 RING_POS = 10       # write position of the delay rings
-NONFINITE = 11      # NaN/Inf samples replaced in the source
 FRAMES = 12         # frames processed (the chains' input frames; a frozen playhead holds it)
 LOOP_START = 13     # the buffer source plays [LOOP_START, LOOP_END) in a loop
 LOOP_END = 14
@@ -160,8 +162,9 @@ USER_WORDS = 33
 
 
 @kernel
-def _fill_source(eng, fctl, src, source, noise, inp, n):
-    """Write ``n`` frames of the selected source into ``src`` (NaN -> 0, +-Inf -> +-1).
+def _fill_source(eng, fctl, src, source, noise, inp, n, counting):
+    """Write ``n`` frames of the selected source into ``src``, cleaned by the input
+    sanitizer of the program ``counting`` (which counts what it replaces).
 
     The buffer source jumps back to ``LOOP_START`` at processed frame ``NEXT_JUMP`` and
     notes when the jump will be heard (``JUMP_LAST``); positions past the buffer's end
@@ -200,11 +203,7 @@ def _fill_source(eng, fctl, src, source, noise, inp, n):
         else:
             for c in range(nch):
                 src[t, c] = inp[t, c]
-        for c in range(nch):
-            v = src[t, c]
-            if not np.isfinite(v):
-                eng[NONFINITE] += 1
-                src[t, c] = 0.0 if np.isnan(v) else (1.0 if v > 0 else -1.0)
+    sanitize_input(counting, src, n)
 
 
 @kernel
@@ -324,7 +323,7 @@ def _select(eng, fctl, src, wet, rings, slots, gains, shape, events, source, noi
         eng[FROZEN] = 0
     if eng[LOOP_REQUEST] != eng[LOOP_SEEN]:
         _apply_loop(eng, fade)
-    _fill_source(eng, fctl, src, source, noise, inp, n)
+    _fill_source(eng, fctl, src, source, noise, inp, n, program_at(slots[0], SLOT_PROGRAM))
     count = slots.shape[0]
     for k in range(count):
         run_program(program_at(slots[k], SLOT_PROGRAM), src[:n], wet[k, :n])
@@ -409,7 +408,7 @@ def engine_process(eng, fctl, src, wet, dry, rings, slots, gains, shape, events,
     if eng[MIXER] == MIXER_SELECT:
         _select(eng, fctl, src, wet, rings, slots, gains, shape, events, source, noise, inp, out, n)
     else:
-        _fill_source(eng, fctl, src, source, noise, inp, n)
+        _fill_source(eng, fctl, src, source, noise, inp, n, program_at(slots[eng[ACTIVE]], SLOT_PROGRAM))
         _live_mix(eng, fctl, src, wet, dry, rings, slots, out, n)
 
 
@@ -573,10 +572,6 @@ class Engine:
         """Frames the chains have processed."""
         return int(self.eng[FRAMES])
 
-    @property
-    def nonfinite(self) -> int:
-        return int(self.eng[NONFINITE])
-
 
 def fade_out_shape(length: int) -> np.ndarray:
     """The select mixer's fade-out: ``0.5 (1 + cos(pi (i + 1/2) / length))`` for ``i <
@@ -639,6 +634,7 @@ class LiveEngine(Engine):
             raise ValueError(f"chain latency {self.align} exceeds the {MAX_ALIGN} samples the engine can align")
         self._open(stream_factory, source=source, slots=2, mixer=MIXER_LIVE)
         self._slots = [chain, None]
+        self._retired = ([0] * self.channels, [0] * self.channels, [0] * self.channels)
         self.solo_gain_db = SOLO_GAIN_DB
         self._mode = "normal"
         self.eng[XF_LEN] = self.fade
@@ -690,7 +686,11 @@ class LiveEngine(Engine):
             if time.monotonic() > deadline:
                 raise TimeoutError("the audio thread did not complete the switch")
             time.sleep(0.002)
-        self._slots[1 - self.eng[ACTIVE]] = None
+        idle = 1 - int(self.eng[ACTIVE])
+        if self._slots[idle] is not None:   # retired: its counts are final
+            self._retired = tuple([a + b for a, b in zip(total, counts)]
+                                  for total, counts in zip(self._retired, self._slots[idle].counts()))
+            self._slots[idle] = None
 
     def bypass(self, on: bool = True) -> None:
         """Hear the input (delayed by the alignment latency) instead of the chain."""
@@ -723,3 +723,17 @@ class LiveEngine(Engine):
     @property
     def switches(self) -> int:
         return int(self.eng[ACK])
+
+    def counts(self) -> tuple[list[int], list[int], list[int]]:
+        """Per channel since the engine started, over every chain it played (as
+        :meth:`~rtq.processor.Processor.counts`): samples the quantizers clipped,
+        non-finite source samples replaced, designed-NTF loop resets.  While a switch
+        fades, both chains run and count."""
+        chains = [chain.counts() for chain in self._slots if chain is not None]
+        return tuple([sum(values) for values in zip(retired, *(counts[k] for counts in chains))]
+                     for k, retired in enumerate(self._retired))
+
+    @property
+    def nonfinite(self) -> int:
+        """Non-finite source samples replaced, all channels (:meth:`counts`)."""
+        return sum(self.counts()[1])

@@ -386,7 +386,7 @@ class LiveSession:
         blocksize = self.blocksize or self.stream.blocksize or (
             round(st.frames / st.callbacks) if st.callbacks else 0)
         period = blocksize / self.samplerate
-        clips, _, resets = self.chain.counts()
+        clips, nonfinite, resets = self.engine.counts()
         return {
             "preset": self.spec.name,
             "samplerate": self.samplerate,
@@ -401,7 +401,7 @@ class LiveSession:
             "period_ms": round(period * 1e3, 3) if period else None,
             "clips": clips,
             "loop_resets": resets,
-            "nonfinite": self.engine.nonfinite,
+            "nonfinite": sum(nonfinite),
             "switches": self.engine.switches,
             "lost": self.lost,
             "cpu_latency_qos": self.wakeup.status,

@@ -174,6 +174,43 @@ def test_non_finite_device_input_is_replaced_and_counted():
     assert np.array_equal(out, ref)
 
 
+def test_non_finite_input_is_counted_once_where_the_chain_meter_reads_it():
+    """One sanitizer: the chain's own (its program's first op), applied to the source
+    before the dry path and the chains see it, so the count is in the chain's counters
+    (which its meter and the summary read), once (the engine cleaned the source first,
+    and the chain's sanitizer, finding nothing, counted 0: the meter read [0, 0])."""
+    from rtq.meter.chain_meter import ChainMeter
+
+    x = signal(4000)
+    x[100:110, 0] = np.nan
+    x[200:203, 1] = np.inf
+    x[3000, 1] = -np.inf
+    chain = Chain.from_preset("tpdf-16")
+    engine = make_engine(chain)
+    meter = ChainMeter(chain, from_start=True)
+    pump(engine, x, [64])
+    meter.poll()
+    assert chain.counts()[1] == [10, 4] and engine.counts()[1] == [10, 4] and engine.nonfinite == 14
+    assert meter.report("integrated")["end_to_end"]["nonfinite"] == [10, 4]
+
+
+def test_non_finite_input_never_reaches_the_dry_path():
+    """Bypassed (the dry input, aligned) and error solo (which subtracts the dry input):
+    every output sample finite, and bypass plays the cleaned input exactly."""
+    x = signal(12000)
+    x[5000:5100, 0] = np.nan
+    x[6000:6050, 1] = np.inf
+    x[7000:7050, 0] = -np.inf
+    engine = make_engine(Chain.from_preset("undithered-8"))
+    engine.bypass(True)
+    out = pump(engine, x, [64])
+    clean = np.nan_to_num(x, nan=0.0, posinf=1.0, neginf=-1.0)
+    assert np.all(np.isfinite(out)) and np.array_equal(out[engine.fade:], clean[engine.fade:])
+    engine.solo(True)
+    assert np.all(np.isfinite(pump(engine, x, [64])))
+    assert engine.nonfinite == 2 * 200
+
+
 def resident_bytes() -> int:
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")

@@ -8,6 +8,7 @@ import re
 import time
 from pathlib import Path
 
+import numpy as np
 from rich.console import Console
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -16,11 +17,25 @@ TPDF_16_DBFS = -6.02 * 16          # -96.33 dBFS: TPDF dither at 16 bits (theory
 TPDF_15_DBFS = -6.02 * 15
 
 
-def make_session(preset="tpdf-16", **kw):
+def make_session(preset="tpdf-16", source=None, **kw):
     from rtq.live.session import LiveSession
     from rtq.live.sources import Source
 
-    return LiveSession(preset, source=Source.tone(1000, -20), samplerate=48000, notice=lambda line: None, **kw)
+    return LiveSession(preset, source=source or Source.tone(1000, -20), samplerate=48000,
+                       notice=lambda line: None, **kw)
+
+
+def nan_laced(seconds: float = 10.0, rate: int = 48000):
+    """A stereo -20 dBFS 1 kHz tone with a burst of non-finite samples in its first 0.1 s
+    (NaN, +Inf and -Inf on both channels, 53 in all) and none after: a session shorter
+    than ``seconds`` meets each once.  Returns (samples, count)."""
+    t = np.arange(int(seconds * rate)) / rate
+    x = np.repeat((0.1 * np.sin(2 * np.pi * 1000 * t))[:, None], 2, axis=1)
+    x[1000:1030, 0] = np.nan
+    x[2000:2010, 1] = np.inf
+    x[3000:3013:3, 0] = -np.inf
+    x[4000:4008, 1] = np.nan
+    return x, int(np.count_nonzero(~np.isfinite(x)))
 
 
 def recording_console(height=50):

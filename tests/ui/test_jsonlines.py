@@ -10,7 +10,7 @@ import numpy as np
 
 from rtq.ui.jsonlines import json_record, run_json, third_octave_bands
 
-from .helpers import ROOT, TONE, TPDF_16_DBFS, make_session, rtq_env
+from .helpers import ROOT, TONE, TPDF_16_DBFS, make_session, nan_laced, rtq_env
 
 
 def test_third_octave_bands_keep_the_power():
@@ -113,3 +113,25 @@ def test_cli_json_mode_imports_no_terminal_library():
         loaded[name] = proc.stderr.splitlines()[-1]
     assert loaded["json"] == "[]"
     assert "'rich'" in loaded["screen"]
+
+
+def test_cli_json_shows_non_finite_source_samples_as_the_summary_does(tmp_path):
+    """``rtq live --input NAN-LACED.wav --json``: the meter's momentary count holds the
+    burst while it is in its window, each line's ``counts`` the run's totals, both equal
+    to the exit summary's and the stats file's (the meter read 0 and 0)."""
+    import soundfile as sf
+
+    samples, count = nan_laced()
+    path, stats = tmp_path / "nan.wav", tmp_path / "stats.json"
+    sf.write(path, samples, 48000, subtype="FLOAT")
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtq", "live", "tpdf-16", "--input", str(path), "--duration", "2", "--json",
+         "--stats-json", str(stats)],
+        capture_output=True, text=True, timeout=60, env=rtq_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    records = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert len(records) >= 5
+    assert max(sum(r["meter"]["nonfinite"]) for r in records if r["meter"]) == count == 53
+    assert sum(records[-1]["counts"]["nonfinite"]) == count
+    assert json.loads(stats.read_text())["nonfinite"] == count
+    assert f"non-finite input samples: {count};" in proc.stderr

@@ -22,8 +22,8 @@ import pytest
 from rtq.ui.quit import Quit
 from rtq.ui.screen import KEYMAP, LiveDisplay
 
-from .helpers import (ROOT, TONE, TPDF_15_DBFS, TPDF_16_DBFS, ScriptedKeys, figure_row, make_session, numbers,
-                      recording_console, rtq_env, run_for, screen_text, settled)
+from .helpers import (ROOT, TONE, TPDF_15_DBFS, TPDF_16_DBFS, ScriptedKeys, figure_row, make_session, nan_laced,
+                      numbers, recording_console, rtq_env, run_for, screen_text, settled)
 
 
 # ---------------------------------------------------------------------------------------
@@ -85,6 +85,22 @@ def test_rates_read_as_people_write_them():
 
     assert [rate_text(r) for r in (44100, 48000.0, 352800, 2822400, 3072000, 768000 * 64)] == [
         "44100 Hz", "48000 Hz", "352800 Hz", "2.8224 MHz", "3.072 MHz", "49.152 MHz"]
+
+
+def test_non_finite_source_samples_show_on_the_screen_as_in_the_summary():
+    """A NaN-laced source: the meter's integrated non-finite count, on the screen, is
+    the exit summary's (it read 0 and 0 while the summary counted them)."""
+    from rtq.live.sources import Source
+
+    samples, count = nan_laced()
+    session = make_session("tpdf-16", source=Source.buffer(samples, 48000))
+    display = LiveDisplay(session, console=recording_console())
+    run_for(session, display, 6.0, until=settled)
+    display.view.update(force=True)
+    text = screen_text(display)
+    shown = numbers(figure_row(text, "non-finite"))
+    assert len(shown) == 4 and sum(shown[2:]) == count == 53, text   # integrated L + R
+    assert session.summary()["nonfinite"] == count
 
 
 def test_help_overlay_lists_every_key():
