@@ -37,7 +37,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                         help="tone:HZ:DBFS, noise:DBFS or an audio file (looped) instead of the device input; "
                              "dBFS is RMS against amplitude 1 (a full-scale sine is -3.01 dBFS)")
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
-    parser.add_argument("--duration", type=float, metavar="SECONDS", help="stop after this long")
+    parser.add_argument("--duration", type=float, metavar="SECONDS",
+                        help="play for this long, counted from the first block (a first start on a fresh "
+                             "cache compiles before it plays, and says so), then stop")
     parser.add_argument("--stats-json", metavar="FILE", help="write the exit summary as JSON")
     parser.add_argument("--force", action="store_true", help="replace the --stats-json file if it exists")
     parser.add_argument("--json", action="store_true",
@@ -177,17 +179,18 @@ def _play(args, session, stage) -> int:
     display = None
     status = 0
     try:
-        session.start()   # audio first; the meter (SciPy, 0.5 s) loads while it plays
         if args.json:
             from rtq.ui.jsonlines import run_json   # no terminal library: rich is not loaded
 
-            run_json(session, args.duration, stage=stage)
-        elif sys.stdout.isatty() and not args.no_display:
-            from rtq.ui.screen import run_screen
-
-            display = run_screen(session, args.duration, stage=stage)
+            run_json(session, args.duration, stage=stage)   # builds the meter, then starts: all metered
         else:
-            session.run(args.duration)
+            session.start()   # audio first; the meter (SciPy, 0.5 s) loads while it plays
+            if sys.stdout.isatty() and not args.no_display:
+                from rtq.ui.screen import run_screen
+
+                display = run_screen(session, args.duration, stage=stage)
+            else:
+                session.run(args.duration)
     except KeyboardInterrupt:
         pass
     except StreamLost as err:

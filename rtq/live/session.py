@@ -35,6 +35,7 @@ from ..dsp.shaping import SHAPING_NAMES
 from ..spec import STREAM_RATE_HZ, PresetSpec, checked_integer, requirement, stream_rate
 from ..stages import Requantize
 from ..stages.requantize import BITS_RANGE
+from .callback import COMMAND, COMPLETE
 from .engine import LiveEngine
 from .limits import MAX_BLOCKSIZE, MAX_CHANNELS
 from .sources import DEVICE, Source
@@ -181,7 +182,8 @@ class LiveSession:
                                      align_latency=align_latency)
         self.stream = self.engine.stream
         self.samplerate = self.stream.samplerate
-        self.started = None
+        self.started: float | None = None   # time.monotonic() of start() and of the stop
+        self.stopped: float | None = None
         self.lost: str | None = None
 
     # -- set-up helpers -----------------------------------------------------------
@@ -203,37 +205,67 @@ class LiveSession:
             self.started = time.monotonic()
 
     def run(self, duration: float | None = None, tick=None, interval: float = 0.1) -> None:
-        """Play until ``duration`` seconds have passed, Ctrl-C, or the stream is lost.
+        """Play for ``duration`` seconds from the first block (None: until Ctrl-C), or
+        until the stream is lost; then close the session.
 
         ``tick(session)`` is called every ``interval`` seconds on this thread (the
         screen), on a fixed schedule: a tick that takes part of the interval does not
         delay the next one, and one that takes more than half of it is followed by half
-        an interval's rest, so the screen never keeps this thread (and a core) busy.
-        Raises :class:`~rtq.live.callback.StreamLost` when the audio server or device goes
-        away (within 2 s).
+        an interval's rest, so the screen never keeps this thread (and a core) busy.  A
+        tick that would end after ``duration`` (judged by the last one's cost) is left
+        out, and the stream stops at ``duration`` even while a tick runs (a timer thread
+        sets the command word the callback returns): a meter update of a heavily
+        oversampled stage can take seconds (a 1024x stage's, 17 s on a busy machine),
+        and the stream played on until it returned.  The update under way still
+        finishes; if that takes over a second, a notice says so.  Raises
+        :class:`~rtq.live.callback.StreamLost` when the audio server or device goes away
+        (within 2 s).
         """
         self.start()
+        end = None if duration is None else self.started + duration
         due = self.started + interval
+        cost = 0.0
+        timer = None
+        if end is not None:
+            timer = threading.Timer(max(end - time.monotonic(), 0.0), self._end_stream)
+            timer.daemon = True
+            timer.start()
         try:
             while True:
                 now = time.monotonic()
-                left = None if duration is None else self.started + duration - now
-                if left is not None and left <= 0:
+                if end is not None and now >= end:
                     break
                 wait = max(due - now, 0.0)
-                if not self.stream.wait(min(wait, left) if left is not None else wait):
+                if not self.stream.wait(wait if end is None else min(wait, end - now)):
                     break
-                if time.monotonic() >= due:
-                    if tick is not None:
+                now = time.monotonic()
+                if now >= due:
+                    if tick is not None and (end is None or now + cost < end):
                         tick(self)
+                        cost = time.monotonic() - now
                     due = max(due + interval, time.monotonic() + interval / 2)
+            late = time.monotonic() - end if end is not None else 0.0
+            if late > 1.0:
+                self.notice(f"played {duration:g} s as asked; the meter update under way then took "
+                            f"{late:.1f} s more to finish")
         finally:
+            if timer is not None:
+                timer.cancel()
             self.close()
+
+    def _end_stream(self) -> None:
+        """Ask the callback to end the stream (a plain store of the command word; any
+        thread), noting when."""
+        if self.stopped is None:
+            self.stopped = time.monotonic()
+        self.stream.ctl[COMMAND] = COMPLETE
 
     def close(self) -> None:
         """Stop the stream (after its clients are done) and release it and the CPU
         latency request; idempotent.  The session cannot be started again."""
         self.closed = True
+        if self.started is not None and self.stopped is None:
+            self.stopped = time.monotonic()
         try:
             self.engine.close()
         finally:
@@ -391,7 +423,7 @@ class LiveSession:
             "preset": self.spec.name,
             "samplerate": self.samplerate,
             "blocksize": blocksize,
-            "seconds": round(time.monotonic() - self.started, 3) if self.started else 0.0,
+            "seconds": round((self.stopped or time.monotonic()) - self.started, 3) if self.started else 0.0,
             "callbacks": st.callbacks,
             "frames": st.frames,
             "input_overflows": st.input_overflows,

@@ -152,3 +152,47 @@ def test_a_mono_buffer_plays_on_every_channel():
     source = Source.buffer([0.25, -0.5]).for_channels(3)
     assert source.data.shape == (2, 3) and (source.data[:, 2] == [0.25, -0.5]).all()
     assert source.describe() == "source buffer (looped)"
+
+
+def test_run_leaves_out_a_tick_that_would_end_after_the_duration(session):
+    """``run(duration)`` plays for ``duration``: a tick is left out when, at the last
+    tick's cost, it would end after it (a 64x stage's meter tick takes 0.45 s here, and
+    ``--duration 2`` played 2.3 s).  Checked on the ticks' own clock, not on speed."""
+    import time
+
+    spans = []
+
+    def slow_tick(s):
+        began = time.monotonic()
+        time.sleep(0.3)
+        spans.append((began - s.started, time.monotonic() - s.started))
+
+    session.run(1.0, tick=slow_tick, interval=0.1)
+    assert spans, "no tick ran"
+    for (began, ended), (next_began, _) in zip(spans, spans[1:]):
+        assert next_began + (ended - began) < 1.0 + 0.01, spans
+    assert session.summary()["seconds"] == round(session.stopped - session.started, 3)
+
+
+def test_the_stream_stops_at_the_duration_while_a_tick_runs_on(jack_server):
+    """A tick far longer than the duration (a 1024x stage's meter update took 17 s): the
+    stream still stops at the duration (it played on until the tick returned: 20.5 s
+    for --duration 2), the tick finishes, and a notice says how long it took."""
+    import time
+
+    from rtq.live.session import LiveSession
+
+    notices, seen = [], {}
+    session = LiveSession("tpdf-16", samplerate=RATE, blocksize=64, source=Source.noise(-30),
+                          notice=notices.append)
+
+    def long_tick(s):
+        if not seen:
+            time.sleep(1.6)
+            seen["frames"], seen["ended"] = s.stream.stats().frames, time.monotonic()
+
+    session.run(0.3, tick=long_tick, interval=0.1)
+    assert session.stopped < seen["ended"]                     # asked to stop while the tick ran
+    assert session.stream.stats().frames == seen["frames"]     # and nothing played after it
+    assert len(notices) == 1 and notices[0].startswith("played 0.3 s as asked; the meter update under way "
+                                                       "then took "), notices

@@ -135,3 +135,21 @@ def test_cli_json_shows_non_finite_source_samples_as_the_summary_does(tmp_path):
     assert sum(records[-1]["counts"]["nonfinite"]) == count
     assert json.loads(stats.read_text())["nonfinite"] == count
     assert f"non-finite input samples: {count};" in proc.stderr
+
+
+def test_cli_json_meters_the_whole_duration():
+    """``rtq live --json`` builds the meter before the first block, so ``--duration`` is
+    all metered: with a meter whose set-up takes 1.5 s (SciPy and filter designs on a
+    cold cache can take longer), ``--duration 1`` wrote no line at all, the set-up
+    having used up the duration after the audio had started."""
+    probe = ("import sys, time, rtq.cli, rtq.ui.jsonlines as jsonlines\n"
+             "real = jsonlines.MeterView\n"
+             "jsonlines.MeterView = lambda *args, **options: (time.sleep(1.5), real(*args, **options))[1]\n"
+             f"sys.exit(rtq.cli.main(['live', 'tpdf-16', '--input', {TONE!r}, '--samplerate', '48000',\n"
+             "                         '--duration', '1', '--json']))\n")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                          env=rtq_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert len(lines) >= 5, proc.stderr
+
