@@ -1,16 +1,47 @@
-"""rtq: real-time and offline audio requantizer.
+"""rtq: a real-time and offline audio requantizer.
 
-Subpackages load on first use: ``import rtq`` starts no audio and compiles nothing;
-``rtq.listen`` (listening tests) is imported when first named.
+The public API (everything else in the package is internal and may change)::
+
+    from rtq import Chain, Gain, Requantize, Quantize, Oversample, LiveSession, Source, load_preset, RtqError
+
+    chain = Chain([Gain(-0.1), Requantize(16, "tpdf", shaping="shibata")], seed=1)
+    y = chain(x, 44100)                         # a whole signal, latency compensated
+    chain = Chain.from_preset("cd-16-shibata")  # or a preset (a path or a shipped name)
+
+and the subpackage ``rtq.listen`` (listening tests).  Names load when first used (PEP
+562): ``import rtq`` starts no audio and compiles nothing, and only ``LiveSession``
+loads the live engine, which initialises PortAudio.
 """
 from __future__ import annotations
 
 import importlib
 
-_LAZY = ("listen",)
+_NAMES = {
+    "Chain": "rtq.chain",
+    "Gain": "rtq.stages",
+    "Requantize": "rtq.stages",
+    "Quantize": "rtq.stages",
+    "Oversample": "rtq.stages",
+    "LiveSession": "rtq.live.session",
+    "Source": "rtq.live.sources",
+    "load_preset": "rtq.presets",
+    "RtqError": "rtq.errors",
+}
+_SUBPACKAGES = ("listen",)
+
+__all__ = [*_NAMES, *_SUBPACKAGES]
 
 
 def __getattr__(name: str):
-    if name in _LAZY:
-        return importlib.import_module(f"{__name__}.{name}")
-    raise AttributeError(f"module 'rtq' has no attribute {name!r}")
+    if name in _NAMES:
+        value = getattr(importlib.import_module(_NAMES[name]), name)
+    elif name in _SUBPACKAGES:
+        value = importlib.import_module(f"{__name__}.{name}")
+    else:
+        raise AttributeError(f"module 'rtq' has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -58,8 +58,6 @@ import yaml
 from rtq.errors import PresetError
 from rtq.schema import INVALID, NO_VALUE, Checker, Fields, Integer, Problem, Stages, Text, did_you_mean
 from rtq.spec import MAX_SEED, PresetSpec, StageSpec
-from rtq.stages import KINDS
-from rtq.stages.limits import MAX_STAGES, TOO_MANY_STAGES
 
 PRESET_DIR = Path(__file__).resolve().parent.parent / "presets"
 """The folder of shipped presets (``presets/`` at the top of the repository)."""
@@ -89,6 +87,14 @@ _TEXT_EXPONENT = re.compile(r"[-+]?[0-9][0-9_]*(\.[0-9_]*)?[eE][-+]?[0-9]+")
 _AUDIO_MAGIC = ((b"RIFF", "WAV"), (b"RF64", "WAV"), (b"riff", "Wave64"), (b"fLaC", "FLAC"), (b"OggS", "Ogg"),
                 (b"FORM", "AIFF"), (b"caff", "CAF"), (b".snd", "AU"), (b"ID3", "MP3"), (b"wvpk", "WavPack"))
 _AUDIO_SUFFIXES = {".wav", ".flac", ".ogg", ".oga", ".opus", ".aif", ".aiff", ".caf", ".au", ".w64", ".mp3", ".wv"}
+
+
+def _stage_kinds():
+    """The stage kinds (:data:`rtq.stages.KINDS`) and the stage limit, with its words."""
+    from rtq.stages import KINDS   # start-up cost: the stage kinds load Numba, which parsing rtq's command line does without
+    from rtq.stages.limits import MAX_STAGES, TOO_MANY_STAGES
+
+    return KINDS, (MAX_STAGES, TOO_MANY_STAGES)
 
 
 def _short_tag(tag: str) -> str:
@@ -121,9 +127,10 @@ class _Reader(Checker):
     """Reads one file: YAML nodes into plain values (remembering each one's node), then
     the rules over those; every problem becomes a ``file:line:column: message`` line."""
 
-    def __init__(self, filename: str):
+    def __init__(self, filename: str, what: str = "preset"):
         super().__init__()
         self.filename = filename
+        self.what = what            # what the file is, in messages
         self.lines: list[tuple[int, int, str]] = []   # problems of the YAML itself
         self.fatal: list[tuple[int, int, str]] = []   # ... that stop the reading (tags, alias loops)
         self.nodes: dict[tuple, yaml.Node] = {}        # path -> the value's node
@@ -131,6 +138,7 @@ class _Reader(Checker):
         self.values = 0
         self.stages = 0
         self._constructor = yaml.constructor.SafeConstructor()
+        self.kinds, self.max_stages = _stage_kinds()
 
     def at(self, node: yaml.Node) -> str:
         mark = node.start_mark
@@ -145,7 +153,7 @@ class _Reader(Checker):
         """The plain value of ``node`` (:data:`INVALID` where it cannot be had)."""
         self.values += 1
         if self.values > MAX_YAML_VALUES:
-            raise PresetError(f"{self.filename}: the preset expands to more than {MAX_YAML_VALUES} YAML values "
+            raise PresetError(f"{self.filename}: the {self.what} expands to more than {MAX_YAML_VALUES} YAML values "
                               "(counting what aliases repeat), rtq's limit")
         if id(node) in open_nodes:
             self.fatal.append(self._line(node, "an alias refers to a node that contains it (recursive structure)"))
@@ -154,7 +162,7 @@ class _Reader(Checker):
         tagged = node.tag not in _PLAIN_TAGS[type(node)]
         if tagged:
             self.fatal.append(self._line(node, f"unsupported YAML tag '{_short_tag(node.tag)}': "
-                                               "presets hold only plain values"))
+                                               f"{self.what}s hold only plain values"))
         if isinstance(node, yaml.ScalarNode):
             return INVALID if tagged else self._scalar(node)
         open_nodes.add(id(node))
@@ -185,7 +193,7 @@ class _Reader(Checker):
                 self.lines.append(self._line(key_node, f"keys must be text, got {_show(key_node)}"))
             elif key in result:
                 first = self.keys[path + (key,)].start_mark.line + 1
-                self.lines.append(self._line(key_node, f"duplicate key '{key}' in {_name(path) or 'preset'} "
+                self.lines.append(self._line(key_node, f"duplicate key '{key}' in {_name(path) or self.what} "
                                                        f"(first at line {first})"))
             else:
                 self.keys[path + (key,)] = key_node
@@ -196,19 +204,19 @@ class _Reader(Checker):
 
     def stage(self, value: Any, path: tuple) -> Any:
         self.stages += 1
-        if self.stages > MAX_STAGES:
-            return self.add(path, TOO_MANY_STAGES) if self.stages == MAX_STAGES + 1 else INVALID
+        if self.stages > self.max_stages[0]:
+            return self.add(path, self.max_stages[1]) if self.stages == self.max_stages[0] + 1 else INVALID
         if not isinstance(value, dict):
             return self.add(path, "{name} must be a mapping", value)
         if len(value) != 1:
             found = f": {', '.join(value)} (start each stage with '- ')" if value else ""
             return self.add(path, f"{{name}} must have exactly one key (the stage kind), got {len(value)}{found}")
         [(kind, params)] = value.items()
-        if kind not in KINDS:
-            hint = did_you_mean(kind, list(KINDS)) or f" (stages: {', '.join(KINDS)})"
+        if kind not in self.kinds:
+            hint = did_you_mean(kind, list(self.kinds)) or f" (stages: {', '.join(self.kinds)})"
             return self.add(path + (kind,), f"unknown stage '{kind}' {{in_parent}}", hint=hint, at="key")
         here = path + (kind,)
-        rules = KINDS[kind].schema
+        rules = self.kinds[kind].schema
         checked = rules.check(params, here, self)
         if checked is INVALID:
             return INVALID
@@ -228,7 +236,7 @@ class _Reader(Checker):
             problem = Problem(path, problem.text, problem.value, problem.hint + self._yaml_hint(problem, node),
                               problem.at, problem.number, problem.choices)
         parent = _name(path[:-1])
-        return self._line(node, problem.message(_name(path) or "preset", f"in {parent}" if parent else "at top level",
+        return self._line(node, problem.message(_name(path) or self.what, f"in {parent}" if parent else "at top level",
                                                 shown))
 
     @staticmethod
@@ -247,10 +255,10 @@ class _Reader(Checker):
         if lines:
             raise PresetError("\n".join(line for *_, line in sorted(lines)))
 
-    def read(self, root: yaml.Node) -> dict:
+    def read(self, root: yaml.Node, rules: Fields) -> dict:
         value = self.plain(root, (), set())
         self.raise_problems(self.fatal)
-        fields = TOP_LEVEL.check(value, (), self)
+        fields = rules.check(value, (), self)
         self.raise_problems(self.lines + [self._problem_line(problem) for problem in self.problems])
         return fields
 
@@ -258,7 +266,7 @@ class _Reader(Checker):
 # ----------------------------------------------------------------------------- documents
 
 
-def _compose(text: str, filename: str) -> yaml.Node:
+def _compose(text: str, filename: str, what: str = "preset") -> yaml.Node:
     """The document's node tree; YAML errors keep the parser's position.
 
     libyaml composes (four times faster); a document it refuses is composed again by
@@ -269,7 +277,8 @@ def _compose(text: str, filename: str) -> yaml.Node:
     except Exception:   # noqa: BLE001 (whatever libyaml refuses, PyYAML judges and words)
         root = _compose_in_python(text, filename)
     if root is None:
-        raise PresetError(f"{filename}:1:1: preset is empty (expected a mapping with a 'chain' list)")
+        raise PresetError(f"{filename}:1:1: {what} is empty (expected a mapping"
+                          + (" with a 'chain' list)" if what == "preset" else ")"))
     return root
 
 
@@ -288,8 +297,22 @@ def _compose_in_python(text: str, filename: str) -> yaml.Node | None:
         raise PresetError(f"{filename}:1:1: invalid YAML: nested too deeply") from None
 
 
-def _too_large(filename: str) -> PresetError:
-    return PresetError(f"{filename}: the preset is larger than {MAX_PRESET_BYTES} bytes, rtq's limit for a preset")
+def _too_large(filename: str, what: str) -> PresetError:
+    return PresetError(f"{filename}: the {what} is larger than {MAX_PRESET_BYTES} bytes, rtq's limit for a {what}")
+
+
+def parse_document(text: str, filename: str, rules: Fields, what: str = "preset") -> dict:
+    """YAML text checked against ``rules`` as a preset is (safe plain values only, the
+    size and alias limits, every problem at ``filename:line:column``, all raised together
+    as one :class:`~rtq.errors.PresetError`); returns the checked, normalised values.
+    For files of rtq's own that hold presets' kind of data (listening tests); ``what``
+    names such a file in messages (``test is empty``)."""
+    if len(text) > MAX_PRESET_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_PRESET_BYTES:
+        raise _too_large(filename, what)
+    try:
+        return _Reader(filename, what).read(_compose(text, filename, what), rules)
+    except RecursionError:
+        raise PresetError(f"{filename}:1:1: invalid YAML: nested too deeply") from None
 
 
 def parse_preset(text: str, filename: str) -> PresetSpec:
@@ -312,12 +335,7 @@ def parse_preset(text: str, filename: str) -> PresetSpec:
     PresetError
         With one ``file:line:column: message`` line per problem found.
     """
-    if len(text) > MAX_PRESET_BYTES or len(text.encode("utf-8", "surrogatepass")) > MAX_PRESET_BYTES:
-        raise _too_large(filename)
-    try:
-        fields = _Reader(filename).read(_compose(text, filename))
-    except RecursionError:
-        raise PresetError(f"{filename}:1:1: invalid YAML: nested too deeply") from None
+    fields = parse_document(text, filename, TOP_LEVEL)
     return PresetSpec(
         name=fields["name"] or Path(filename).stem,
         description=fields["description"],
@@ -360,22 +378,28 @@ def load_preset(source: str | os.PathLike) -> PresetSpec:
                 + (f"closest shipped presets: {', '.join(close)}" if close else f"shipped presets: {', '.join(names)}"),
                 located=False)
         filename = os.fspath(path)
+    return parse_preset(read_text(path, filename), filename)
+
+
+def read_text(path: str | os.PathLike, filename: str, what: str = "preset") -> str:
+    """The text of a YAML file rtq reads (a preset, or ``what``): at most
+    :data:`MAX_PRESET_BYTES` (no more is read), UTF-8; an audio file is named as one.
+    PresetError otherwise."""
     try:
         with open(path, "rb") as file:
             data = file.read(MAX_PRESET_BYTES + 1)    # no more: /dev/zero is not read to the end
     except OSError as exc:
-        raise PresetError(f"{filename}: cannot read preset: {exc.strerror}") from None
+        raise PresetError(f"{filename}: cannot read {what}: {exc.strerror}") from None
     if len(data) > MAX_PRESET_BYTES:
-        raise _too_large(filename)
+        raise _too_large(filename, what)
     audio = next((kind for magic, kind in _AUDIO_MAGIC if data.startswith(magic)), None)
     if audio is not None:
-        raise PresetError(f"{filename}: cannot read preset: it looks like an audio file ({audio}), not a YAML preset")
+        raise PresetError(f"{filename}: cannot read {what}: it looks like an audio file ({audio}), not a YAML {what}")
     try:
-        text = data.decode("utf-8-sig")
+        return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        what = " (it looks like an audio file)" if path.suffix.lower() in _AUDIO_SUFFIXES else ""
-        raise PresetError(f"{filename}: cannot read preset: not UTF-8 text{what}") from None
-    return parse_preset(text, filename)
+        audio = " (it looks like an audio file)" if Path(path).suffix.lower() in _AUDIO_SUFFIXES else ""
+        raise PresetError(f"{filename}: cannot read {what}: not UTF-8 text{audio}") from None
 
 
 def shipped_presets() -> list[PresetSpec]:
@@ -409,6 +433,6 @@ def preset_to_dict(preset: PresetSpec) -> dict[str, Any]:
 
 
 def _stage_to_data(stage: StageSpec) -> dict[str, Any]:
-    rules = KINDS[stage.kind].schema.fields
+    rules = _stage_kinds()[0][stage.kind].schema.fields
     return {stage.kind: {key: [_stage_to_data(inner) for inner in value] if isinstance(rules[key], Stages)
                          else rules[key].to_data(value) for key, value in stage.params.items()}}

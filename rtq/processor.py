@@ -87,7 +87,17 @@ def flush_and_trim(blocks, latency: int, silence: np.ndarray):
 
 
 class Processor:
-    """Base of :class:`~rtq.stages.Stage` and :class:`~rtq.chain.Chain`."""
+    """Base of :class:`~rtq.stages.Stage` and :class:`~rtq.chain.Chain`.
+
+    For users (the public API): :meth:`prepare`, :meth:`process`, :meth:`reset`, calling
+    it on a whole signal (:meth:`__call__`), :attr:`latency` and :attr:`latency_samples`,
+    :meth:`counts`, :meth:`check`, and :attr:`sample_rate` and :attr:`channels` once
+    prepared; :meth:`process_columns` for hosts that run processors for the parts of a
+    stream on threads of their own.
+
+    For rtq's meters and engines (internal, may change): :attr:`program` (the compiled
+    program's arrays), :attr:`quantizer_info`, :attr:`input_tap` and :attr:`output_tap`.
+    """
 
     seed = 0
 

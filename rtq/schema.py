@@ -19,8 +19,6 @@ import reprlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-
 from .spec import requirement
 
 NO_VALUE = object()
@@ -74,6 +72,16 @@ class Checker:
         raise NotImplementedError
 
 
+def _is_bool(value: Any) -> bool:
+    """A bool, NumPy's included (rtq.schema does not import NumPy: start-up cost)."""
+    return isinstance(value, bool) or (type(value).__module__ == "numpy" and type(value).__name__.startswith("bool"))
+
+
+def _is_list(value: Any) -> bool:
+    """A list, a tuple or a one-dimensional array."""
+    return isinstance(value, (list, tuple)) or (getattr(value, "ndim", None) == 1 and hasattr(value, "__len__"))
+
+
 def did_you_mean(word: Any, choices) -> str:
     """``; did you mean 'x'?`` for the choice closest to ``word`` (case ignored), or ''."""
     if not isinstance(word, str):
@@ -86,14 +94,14 @@ def did_you_mean(word: Any, choices) -> str:
 def shown(value: Any) -> str:
     """How a Python value is quoted in messages: its repr for scalars, described for
     collections (as the reader describes YAML's)."""
-    if isinstance(value, (list, tuple, np.ndarray)):
+    if _is_list(value):
         count = len(value)
         return f"a list of {count} item{'s' * (count != 1)}" if count else "an empty list"
     if isinstance(value, dict):
         return "a mapping"
-    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+    if isinstance(value, numbers.Integral) and not _is_bool(value):
         return str(int(value))
-    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)):
+    if isinstance(value, numbers.Real) and not _is_bool(value):
         return repr(float(value))
     return reprlib.repr(value)
 
@@ -160,8 +168,7 @@ class Choice(Rule):
         for option in self.options:
             if isinstance(option, str) and isinstance(value, str) and value == option:
                 return option
-            if (isinstance(option, int) and isinstance(value, numbers.Integral)
-                    and not isinstance(value, (bool, np.bool_)) and value == option):
+            if isinstance(option, int) and isinstance(value, numbers.Integral) and not _is_bool(value) and value == option:
                 return option
         wanted = (str(self.options[0]) if len(self.options) == 1 else
                   "one of " + ", ".join(map(str, self.options)))
@@ -182,7 +189,7 @@ class Boolean(Rule):
     default: Any = REQUIRED
 
     def check(self, value, path, checker):
-        if isinstance(value, (bool, np.bool_)):
+        if _is_bool(value):
             return bool(value)
         return checker.add(path, "{name} must be true or false", value)
 
@@ -197,8 +204,7 @@ class ListOf(Rule):
     default: Any = REQUIRED
 
     def check(self, value, path, checker):
-        if not isinstance(value, (list, tuple, np.ndarray)) or np.ndim(value) != 1 or not (
-                self.lo <= len(value) and (self.hi is None or len(value) <= self.hi)):
+        if not _is_list(value) or not (self.lo <= len(value) and (self.hi is None or len(value) <= self.hi)):
             size = f"{self.lo} to {self.hi}" if self.hi is not None else f"at least {self.lo}"
             return checker.add(path, f"{{name}} must be a list of {size} {self.item.what}", value)
         items = tuple(check(self.item, item, path + (i,), checker) for i, item in enumerate(value))

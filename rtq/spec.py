@@ -13,6 +13,8 @@ import reprlib
 from dataclasses import dataclass, field
 from typing import Any
 
+from .errors import UsageError
+
 # Largest dither seed (the generators' state is 64-bit; a larger one would wrap).
 MAX_SEED = 2 ** 64 - 1
 # Stream rates a user may ask for (--samplerate), in whole Hz: 8 kHz telephony to 768 kHz
@@ -74,8 +76,6 @@ def stream_rate(value, name: str = "sample_rate") -> float:
 def check_samplerate(value, option: str = "--samplerate") -> None:
     """A stream rate asked for (``--samplerate``, a session's ``samplerate``) is one
     (:func:`stream_rate`), if given; otherwise a one-line :class:`~rtq.errors.UsageError`."""
-    from .errors import UsageError
-
     if value is not None:
         try:
             stream_rate(value, option)
@@ -87,8 +87,6 @@ def check_file_rate(rate: int, path) -> None:
     """An audio file to be rendered, played or analyzed runs at a stream rate
     (:func:`stream_rate`); otherwise a one-line :class:`~rtq.errors.UsageError` naming the
     file and its rate (in whole Hz where it is whole: 1000000, not 1e+06)."""
-    from .errors import UsageError
-
     try:
         stream_rate(rate)
     except ValueError:

@@ -615,3 +615,22 @@ def test_any_text_either_loads_or_raises_preset_error(text):
         parse_preset(text, "fuzz.yaml")
     except PresetError as err:
         assert all(line.startswith("fuzz.yaml:") for line in str(err).splitlines())
+
+
+def test_other_yaml_files_of_rtq_are_read_as_presets_are():
+    """parse_document serves files that are not presets (listening tests): the same
+    safety, limits and file:line:column messages, their own rules and name."""
+    from rtq.presets import parse_document
+    from rtq.schema import Fields, Integer, Text
+
+    rules = Fields({"name": Text(), "trials": Integer(1, 100).optional(16)})
+    assert parse_document("name: t\n", "t.yaml", rules, "test") == {"name": "t", "trials": 16}
+    with pytest.raises(PresetError) as caught:
+        parse_document("trials: 0\nnmae: x\n", "t.yaml", rules, "test")
+    assert str(caught.value).splitlines() == [
+        "t.yaml:1:1: test is missing required key 'name'",
+        "t.yaml:1:9: trials must be an integer from 1 to 100, got 0",
+        "t.yaml:2:1: unknown key 'nmae' at top level; did you mean 'name'?",
+    ]
+    with pytest.raises(PresetError, match=r"^t.yaml:1:1: test is empty \(expected a mapping\)$"):
+        parse_document("", "t.yaml", rules, "test")

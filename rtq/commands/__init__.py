@@ -13,6 +13,7 @@ import math
 import sys
 
 from rtq.errors import PresetError, RtqError, UsageError
+from rtq.spec import MAX_SEED, checked_integer
 
 
 def check_positive(value: float | None, option: str) -> None:
@@ -23,8 +24,6 @@ def check_positive(value: float | None, option: str) -> None:
 
 def check_seed(seed: int | None) -> None:
     """``--seed`` lies in the range presets and chains allow (0 to 2**64 - 1), if given."""
-    from rtq.spec import MAX_SEED, checked_integer
-
     if seed is not None:
         try:
             checked_integer(seed, "--seed", 0, MAX_SEED)

@@ -264,7 +264,7 @@ def design_halfband_fir(fp: float, atten_db: float) -> np.ndarray:
 
 def _cd_complex(x: float | np.ndarray, y: float, m: float) -> np.ndarray:
     """Jacobi ``cd(x + i y | m)`` for real x, y (Abramowitz & Stegun 16.21)."""
-    from scipy import special
+    from scipy import special  # design time only: keeps start-up light
     s, c, d, _ = special.ellipj(x, m)
     s1, c1, d1, _ = special.ellipj(y, 1.0 - m)
     den = c1 ** 2 + m * s ** 2 * s1 ** 2
@@ -281,7 +281,7 @@ def _elliptic_halfband(order: int, fp: float) -> tuple[np.ndarray, np.ndarray, f
     (``epsilon^2 = 1 / L``) its poles are ``j sqrt(k) cd((2i-1) K / N - j K' / 2, k)``,
     on the unit circle, and map to ``z = +- j sqrt(beta)``.
     """
-    from scipy import special
+    from scipy import special  # design time only: keeps start-up light
     k = math.tan(math.pi * fp) ** 2
     m = k * k
     kk = special.ellipk(m)
@@ -344,7 +344,7 @@ def halfband_response(stage: "HalfbandStage", f: np.ndarray) -> np.ndarray:
 
     Includes the unit DC gain normalisation (the up-sampler multiplies by 2).
     """
-    from scipy import signal
+    from scipy import signal  # analysis only: keeps start-up light
     f = np.asarray(f, dtype=float)
     if stage.kind == "fir":
         h = _fir_from_g(stage.taps)
