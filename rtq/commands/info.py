@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 
 from rtq.spec import check_samplerate
+from rtq.ui.units import rate_text
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -56,5 +57,5 @@ def describe_lines(stages, stream_rate: float) -> list[str]:
     from rtq.stages import walk   # start-up cost (Numba), as in run
 
     return [f"{'  ' * len(place.path)}{place.path[-1] + 1}. "
-            f"{place.stage.info_line(stream_rate * place.factor, stream_rate)}  [{stream_rate * place.factor:.0f} Hz]"
+            f"{place.stage.info_line(stream_rate * place.factor, stream_rate)}  [{rate_text(stream_rate * place.factor)}]"
             for place in walk(stages)]

@@ -75,17 +75,14 @@ everything; the float operations for every output sample are the same whatever t
 block boundaries).  Audio buffers are planar float64 ``(channels, frames)``, as a
 program's work buffers are: any strides work, C-contiguous rows run fastest (the
 interleaving of the top stages then vectorises; (frames, channels) views would cost a
-strided access per sample, 4.9 us more per 64x block of 64 stereo frames).
+strided access per sample: BENCHMARKS.md).
 Input is processed in passes of ``P = PASS_TOP / L`` stream frames (any block length
 works); between stages the data flows through per-channel line buffers in the state.
 
-Performance (4x up + down, stereo, 10 s at 48 kHz, blocks of 4096 frames, on the
-project's 2-core Zen 5 VM): linear ``high`` (140 dB) about 15 ms, linear ``normal``
-11 ms, minimum ``high`` 17 ms; soxr HQ (139 dB measured) 16-17 ms, soxr VHQ 19-20 ms,
-scipy ``resample_poly`` 62 ms.  FIR inner loops are vectorised across time with the
-taps' symmetry exploited (one multiply per coefficient pair, none for the zero taps
-or the pure-delay branch); the IIR recursions run eight independent dependency
-chains (two sections x two branches x two channels) per loop.
+FIR inner loops are vectorised across time with the taps' symmetry exploited (one
+multiply per coefficient pair, none for the zero taps or the pure-delay branch); the
+IIR recursions run eight independent dependency chains (two sections x two branches x
+two channels) per loop.  How fast that is, against soxr and scipy: BENCHMARKS.md.
 
 ``coeffs`` (``OversamplerDesign.coeffs``, flat float64, read only by kernels)::
 

@@ -400,10 +400,9 @@ saturated, ``e = q - ((xs - off) - o)`` clamped, ``y = (q + off) step``.
 Word k of both channels sits in the two lanes of ``pairs[k]`` (see
 :func:`~rtq.dsp.simd.word_pairs`; ``a`` and ``b`` spread the same way), so their two
 loop-carried chains share every instruction, and no lane moves: the state's shift is a
-renaming of registers.  On Zen 3 this takes 5-23 % less time a sample than words
-packed four to a register (whose shift and broadcasts of ``e`` and ``o`` sit on the
-loop's path) for orders 1-6, and 12 % more for order 7, whose 21 registers of state and
-coefficients no longer fit (BENCHMARKS.md).  Returns ``(pairs, y_c, y_d, events)``: ``events`` bit 0/1 =
+renaming of registers: faster than words packed four to a register (whose shift and
+broadcasts of ``e`` and ``o`` sit on the loop's path) for orders 1-6; order 7's 21
+registers of state and coefficients no longer fit (measured: BENCHMARKS.md).  Returns ``(pairs, y_c, y_d, events)``: ``events`` bit 0/1 =
 channel c/d saturated, bit 2/3 = its error was clamped (an overload).  Loop resets are
 left to the caller (:func:`~rtq.dsp.simd.clear_lane`).
 """
