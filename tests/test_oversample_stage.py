@@ -632,7 +632,7 @@ def test_render_compensates_the_latency(tmp_path):
     assert np.array_equal(z, chain(x, FS, compensate_latency=False).astype(np.float32).astype(np.float64))
 
 
-_STAGE_LINE = re.compile(r"^(\s+)\d+\. (\S+).*  \[(\S+) Hz\]$")
+_STAGE_LINE = re.compile(r"^(\s+)\d+\. (\S+).*  \[(\S+) (M?)Hz\]$")   # rates from 1 MHz in MHz
 
 
 def _info(capsys, preset, rate):
@@ -643,7 +643,7 @@ def _info(capsys, preset, rate):
     for line in out.splitlines():
         m = _STAGE_LINE.match(line)
         if m:
-            stages.append((len(m.group(1)) // 2, m.group(2), float(m.group(3))))
+            stages.append((len(m.group(1)) // 2, m.group(2), float(m.group(3)) * (1e6 if m.group(4) else 1)))
     latency = re.search(r"^latency: (\S+) samples \((\S+) ms\)$", out, re.M)
     return stages, float(latency.group(1)), float(latency.group(2))
 
