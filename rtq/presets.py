@@ -138,7 +138,7 @@ class _Reader(Checker):
         self.values = 0
         self.stages = 0
         self._constructor = yaml.constructor.SafeConstructor()
-        self.kinds, self.max_stages = _stage_kinds()
+        self.kinds: dict | None = None        # the stage kinds, loaded at the first stage
 
     def at(self, node: yaml.Node) -> str:
         mark = node.start_mark
@@ -203,6 +203,8 @@ class _Reader(Checker):
     # -- the rules' side ------------------------------------------------------------------
 
     def stage(self, value: Any, path: tuple) -> Any:
+        if self.kinds is None:
+            self.kinds, self.max_stages = _stage_kinds()
         self.stages += 1
         if self.stages > self.max_stages[0]:
             return self.add(path, self.max_stages[1]) if self.stages == self.max_stages[0] + 1 else INVALID

@@ -3,13 +3,10 @@
 An idle CPU sleeps in an idle state, and the deeper the state the longer it takes to
 wake: the audio thread's wake-up, and the audio server's timer, start late by that
 much every block.  In a virtual machine the idle state is a halt that hands the CPU
-back to the host, which runs other work on it and leaves our caches cold.  Measured on
-a KVM guest (2 vCPUs, ``haltpoll`` idle driver) with ``tools/bench_callback.py``: a
-64-frame block of ``dsd64-1bit`` paced one per period took p50 108.9 us and p99 223 us
-without the request, 94.8 and 150 us with it; on the JACK dummy server the request
-halved ``jack_thru``'s xruns (BENCHMARKS.md).  The price: the polling CPU competes for
-its core's execution units, so work running back to back on a sibling gets slower
-(there p50 55.7 -> 80.7 us).
+back to the host, which runs other work on it and leaves our caches cold.  The request
+below shortens a paced block's callback and the audio server's xruns; its price is that
+the polling CPU competes for its core's execution units, so work running back to back on
+a sibling gets slower (measured with ``tools/bench_callback.py``: BENCHMARKS.md).
 
 Writing a maximum latency to ``/dev/cpu_dma_latency`` asks the kernel to use no idle
 state slower than that to leave, on every CPU, for as long as the file stays open; the
