@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
 import os
 import queue
 import sys
@@ -71,6 +72,8 @@ class RenderResult:
     resets: list[int] = field(default_factory=list)    #: designed-NTF loops reset after overloads
     missing: int = 0                 #: input frames its header promised and it lacked (allow_short)
     shortfall: str | None = None     #: one line saying so, if any
+    sha256: str | None = None        #: of OUTPUT's bytes, when asked for
+    kept: bool = False               #: OUTPUT existed with exactly these bytes and was left as it was
 
 
 def _output_grid(chain: Chain):
@@ -216,7 +219,8 @@ def io_frames(block_size: int, channels: int, length: int) -> int:
 def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFAULT_BLOCK,
                 subtype: str | None = None, force: bool = False,
                 compensate_latency: bool = True, progress: bool = True,
-                observer=None, allow_short: bool = False) -> RenderResult:
+                observer=None, allow_short: bool = False, threads: int | None = None,
+                sha256: bool = False, keep_identical: bool = False) -> RenderResult:
     """Render ``input_path`` through ``chain`` into ``output_path``.
 
     Parameters
@@ -237,6 +241,15 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         Called as ``observer(chain)`` after every block; the chain is then prepared
         with meter taps (:class:`~rtq.program.TapReader` reads them), which is how
         :class:`~rtq.meter.chain_meter.RenderMeter` measures a render.
+    threads : int, optional
+        Most channel groups run in parallel (default: one per core; one with an observer).
+    sha256 : bool
+        Compute the SHA-256 of OUTPUT's bytes (``result.sha256``) from the finished
+        file, before it gets its name.
+    keep_identical : bool
+        An existing OUTPUT that holds exactly this render's bytes is left as it is
+        (``result.kept``) instead of being refused; one that differs is refused as
+        without it, once rendered.  (``rtq batch``, resuming after a kill.)
 
     Raises
     ------
@@ -250,7 +263,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     """
     inp, out = Path(input_path), Path(output_path)
     check_block_size(block_size)
-    check_destination(out, "OUTPUT", keep=[("INPUT", inp)], force=force)
+    check_destination(out, "OUTPUT", keep=[("INPUT", inp)], force=force or keep_identical)
     fmt = output_format(out)
     started = time.perf_counter()
     with AudioInput(inp, allow_short=allow_short) as src:
@@ -261,7 +274,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         with Destination(out, force=force) as destination:
             dst = open_output(destination, rate, channels, subtype, fmt)
             try:
-                with _ChannelGroups(chain, 1 if observer else _cores()) as groups:
+                with _ChannelGroups(chain, 1 if observer else threads or _cores()) as groups:
                     length = block_size if src.promised is None else src.promised + latency
                     written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
                                       _Progress(src.promised) if progress and src.promised else None, observer)
@@ -272,10 +285,24 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                 if not dst.closed:    # failing already: the header's rewrite no longer matters
                     with contextlib.suppress(Exception):
                         dst.close()
-            destination.publish()
+            digest = _sha256(destination.fd) if sha256 or keep_identical else None
+            kept = keep_identical and not force and out.exists()
+            if kept and _sha256(out) != digest:
+                raise UsageError(f"OUTPUT {out} exists; use --force to replace it")
+            if not kept:
+                destination.publish()
     clips, nonfinite, resets = groups.counts()
     return RenderResult(written, rate, channels, subtype, latency,
-                        time.perf_counter() - started, clips, nonfinite, resets, src.missing, src.shortfall)
+                        time.perf_counter() - started, clips, nonfinite, resets, src.missing, src.shortfall,
+                        digest if sha256 else None, kept)
+
+
+def _sha256(file) -> str:
+    """SHA-256 (hex) of the bytes of ``file``: a path, or a descriptor read from offset 0
+    (its own offset is left as it was)."""
+    with open(os.dup(file) if isinstance(file, int) else file, "rb") as f:
+        f.seek(0)
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def _cores() -> int:
