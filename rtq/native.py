@@ -28,7 +28,9 @@ a resolved entry's address takes no lock and allocates nothing.
 from __future__ import annotations
 
 import builtins
+import contextlib
 import ctypes
+import fcntl
 import functools
 import hashlib
 import os
@@ -114,15 +116,40 @@ class Entry:
                 self._address, self._keepalive = compiled.address, compiled
                 return
             path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
-            try:
-                self._address, self._keepalive = _link(path.read_bytes())
+            if self._load(path):
                 return
-            except (OSError, ValueError, RuntimeError):
-                pass  # missing, unreadable or stale: compile it
-            # Not from Numba's cache: a library loaded from there no longer holds its object.
-            compiled = numba.cfunc(self.signature, error_model="numpy")(self.pyfunc)
-            _store(path, compiled)
-            self._address, self._keepalive = compiled.address, compiled
+            # One process compiles, others on this machine (a batch's workers) wait and link.
+            with _compiling(path):
+                if self._load(path):
+                    return
+                # Not from Numba's cache: a library loaded from there no longer holds its object.
+                compiled = numba.cfunc(self.signature, error_model="numpy")(self.pyfunc)
+                _store(path, compiled)
+                self._address, self._keepalive = compiled.address, compiled
+
+    def _load(self, path: Path) -> bool:
+        try:
+            self._address, self._keepalive = _link(path.read_bytes())
+            return True
+        except (OSError, ValueError, RuntimeError):
+            return False   # missing, unreadable or stale: compile it
+
+
+@contextlib.contextmanager
+def _compiling(path: Path):
+    """Hold an exclusive lock beside ``path`` (``flock``, dropped by the kernel however
+    the process ends) while one entry is compiled; no lock if none can be had."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path.with_suffix(".lock"), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    except OSError:
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def _enabled() -> bool:

@@ -136,3 +136,39 @@ def test_process_columns_refuses_columns_the_block_does_not_have():
     for first in (2, -1):
         with pytest.raises(ValueError, match="columns"):
             chain.process_columns(block, first)
+
+
+# Three processes resolve the same entry on a machine with an empty cache at once; each
+# compile is counted (and slowed, to widen the window) through numba.cfunc.
+CONCURRENT_PROBE = """
+import os, sys, time
+import numba
+from numba import types
+from rtq import native
+compile_cfunc = numba.cfunc
+def counted(*args, **kwargs):
+    with open(sys.argv[1], "a") as f:
+        f.write("compiled\\n")
+    time.sleep(0.5)
+    return compile_cfunc(*args, **kwargs)
+numba.cfunc = counted
+@native.Entry(types.int64(types.int64))
+def twice(x):
+    return 2 * x
+print(twice.ctypes(21))
+"""
+
+
+def test_processes_on_one_machine_compile_an_entry_once(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "probe.py"
+    script.write_text(CONCURRENT_PROBE)
+    env = {**os.environ, "RTQ_CACHE_DIR": str(tmp_path / "cache"), "RTQ_NATIVE_CACHE": "1"}
+    count = tmp_path / "compiles"
+    workers = [subprocess.Popen([sys.executable, str(script), str(count)], env=env, stdout=subprocess.PIPE,
+                                text=True) for _ in range(3)]
+    assert [w.communicate(timeout=120)[0] for w in workers] == ["42\n"] * 3
+    assert count.read_text() == "compiled\n"

@@ -2,7 +2,7 @@
 # Install what rtq needs on Debian (root or sudo, Python >= 3.11, no sound card
 # required).  Idempotent and quick when everything is already there.
 #
-#   bash tools/setup.sh            # install missing apt packages + pip install -e '.[test,bench,plot]'
+#   bash tools/setup.sh            # install missing apt packages + pip install -e '.[test,bench,plot,cluster]'
 #   bash tools/setup.sh --python   # same, then print the Python interpreter to use
 #
 # The interpreter is $PYTHON (default python3).  If it is an externally managed
@@ -76,8 +76,9 @@ fi
 # --- Python packages --------------------------------------------------------
 # Skip pip when rtq is installed editable from this checkout with the current
 # version and scripts, and every requirement of pyproject.toml (dependencies
-# plus the test, bench and plot extras: the tests draw the plots) is satisfied.
-extras=test,bench,plot
+# plus the test, bench, plot and cluster extras: the tests draw the plots and run a Dask
+# LocalCluster) is satisfied.
+extras=test,bench,plot,cluster
 if ! "$python" -P - "$root" "$extras" <<'EOF'
 import importlib.metadata as md
 import json
