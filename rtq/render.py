@@ -298,11 +298,16 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
 
 
 def _sha256(file) -> str:
-    """SHA-256 (hex) of the bytes of ``file``: a path, or a descriptor read from offset 0
-    (its own offset is left as it was)."""
-    with open(os.dup(file) if isinstance(file, int) else file, "rb") as f:
-        f.seek(0)
-        return hashlib.file_digest(f, "sha256").hexdigest()
+    """SHA-256 (hex) of a file's bytes: ``file`` is a path, or a descriptor (read from
+    its start with ``pread``, its offset untouched)."""
+    if not isinstance(file, int):
+        with open(file, "rb") as f:
+            return hashlib.file_digest(f, "sha256").hexdigest()
+    digest, offset = hashlib.sha256(), 0
+    while chunk := os.pread(file, 1 << 20, offset):
+        digest.update(chunk)
+        offset += len(chunk)
+    return digest.hexdigest()
 
 
 def _cores() -> int:

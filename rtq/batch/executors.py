@@ -1,0 +1,135 @@
+"""Where a batch runs: worker processes on this machine, or a Dask cluster, all behind
+``concurrent.futures.Executor``'s interface (Dask's through ``Client.get_executor``).
+
+- :class:`ProcessPool`: ``--jobs N``, long-lived processes forked from a server that has
+  loaded the renderer (:mod:`rtq.batch.warm`); a pool broken by the death of one of
+  its processes is replaced at the next submit.
+- :func:`dask_executor`: ``--local-cluster N`` starts a Dask ``LocalCluster`` of N
+  single-threaded worker processes on this machine; ``--scheduler ADDRESS`` connects to
+  a running scheduler.  Dask and distributed are imported only here, and only then.
+"""
+from __future__ import annotations
+
+import contextlib
+import logging
+import multiprocessing
+import os
+import signal
+from concurrent.futures import Executor, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+from ..errors import UsageError
+
+INSTALL_HINT = "pip install 'rtq[cluster]'"
+
+
+def cores() -> int:
+    """CPUs this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _start_worker() -> None:
+    # Ctrl-C reaches the whole process group: the batch process stops the workers itself.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def start_server():
+    """Start the server local workers fork from (it imports :mod:`rtq.batch.warm`);
+    returns its ``multiprocessing`` context.  Called early, the server loads the
+    renderer while this process plans the batch."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["rtq.batch.warm"])
+    from multiprocessing import forkserver
+
+    forkserver.ensure_running()
+    return context
+
+
+class ProcessPool(Executor):
+    """``workers`` long-lived processes on this machine (a ``ProcessPoolExecutor`` whose
+    processes fork from a server that imported :mod:`rtq.batch.warm`).
+
+    When a process dies (killed, out of memory), ``ProcessPoolExecutor`` fails every
+    call in flight with ``BrokenProcessPool`` and takes no more; this pool then starts
+    a fresh one at the next :meth:`submit`.
+    """
+
+    def __init__(self, workers: int):
+        self.workers = workers
+        self._context = start_server()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_start_worker)
+
+    def submit(self, fn, /, *args, **kwargs):
+        if self._pool is None:
+            self._pool = self._new_pool()
+        try:
+            return self._pool.submit(fn, *args, **kwargs)
+        except BrokenProcessPool:
+            self._pool.shutdown(wait=False)
+            self._pool = self._new_pool()
+            return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=wait, cancel_futures=cancel_futures)
+
+    def terminate(self) -> None:
+        """Stop at once: cancel what waits and kill the processes (their renders leave
+        nothing: outputs appear only when complete)."""
+        if self._pool is None:
+            return
+        processes = list((getattr(self._pool, "_processes", None) or {}).values())
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.kill()
+        for process in processes:
+            with contextlib.suppress(Exception):
+                process.join(5)
+
+
+def _import_distributed():
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(f"a Dask cluster needs Dask and distributed: {INSTALL_HINT}") from None
+    return distributed
+
+
+@contextlib.contextmanager
+def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = None):
+    """A ``concurrent.futures`` executor on a Dask cluster: a ``LocalCluster`` of
+    ``local_cluster`` single-threaded worker processes, or the scheduler at
+    ``scheduler`` (``tcp://HOST:8786``).  Yields ``(executor, workers)``: ``workers``
+    counts the threads the cluster has now."""
+    distributed = _import_distributed()
+    import dask
+
+    # A task on a worker that dies fails at once (KilledWorker): rtq.batch.run retries
+    # it once, alone, so a file that kills its worker fails only its own job.
+    # Dask's own log lines (a worker lost, a result gathered again) are not the user's:
+    # what happens to each job is in its record and the summary.
+    logging.getLogger("distributed").setLevel(logging.CRITICAL)
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        with contextlib.ExitStack() as stack:
+            if local_cluster is not None:
+                cluster = stack.enter_context(distributed.LocalCluster(
+                    n_workers=local_cluster, threads_per_worker=1, processes=True, dashboard_address=":0",
+                    silence_logs=logging.CRITICAL, preload=["rtq.batch.warm"]))
+                client = stack.enter_context(distributed.Client(cluster))
+            else:
+                try:
+                    client = stack.enter_context(distributed.Client(scheduler, timeout="10s"))
+                except (OSError, TimeoutError) as err:
+                    raise UsageError(f"--scheduler {scheduler}: cannot connect ({err})") from None
+            workers = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
+            yield client.get_executor(pure=False), max(workers, 1)
+
+
+def worker_lost(err: BaseException) -> bool:
+    """Whether a job's exception says its worker process died (not the job's own error)."""
+    return isinstance(err, BrokenProcessPool) or (type(err).__name__ == "KilledWorker"
+                                                   and type(err).__module__.startswith("distributed"))

@@ -1,0 +1,123 @@
+"""``rtq batch PRESET [PRESET ...] --inputs ... --out DIR``: many files, many presets."""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import sys
+
+
+def add(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "batch", help="render many files through one or more presets, on every core or a Dask cluster",
+        description="Render every input through every preset: each job is exactly `rtq render PRESET INPUT "
+                    "OUTPUT --seed S`, with S derived from the base seed, the preset and the input's path, so "
+                    "outputs do not depend on scheduling. Resumable: run the same command again after an "
+                    "interruption and only the missing jobs run.")
+    parser.add_argument("presets", metavar="PRESET", nargs="+", help="preset files or shipped preset names")
+    parser.add_argument("--inputs", metavar="PATH_OR_GLOB", nargs="+", required=True,
+                        help="audio files, folders (searched recursively) or globs; - reads paths from stdin")
+    parser.add_argument("--out", metavar="DIR", required=True, help="output folder (made if missing)")
+    parser.add_argument("--name", metavar="TEMPLATE", default="{stem}.{preset}{ext}",
+                        help="output name under DIR, with {stem}, {relpath}, {preset}, {ext} "
+                             "(default {stem}.{preset}{ext})")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--jobs", metavar="N", type=int,
+                       help="worker processes on this machine (default: one per core)")
+    where.add_argument("--local-cluster", metavar="N", type=int,
+                       help="start a Dask LocalCluster of N worker processes (needs rtq[cluster])")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask cluster of this scheduler, tcp://HOST:8786 (needs rtq[cluster])")
+    parser.add_argument("--seed", type=int, help="base seed (default each preset's, else 0)")
+    parser.add_argument("--subtype", metavar="S", help="output subtype for every job (default follows each preset)")
+    parser.add_argument("--report", action="store_true",
+                        help="write each job's render report beside its output (OUTPUT.json) and a summary "
+                             "(rtq-batch-summary.json and .csv) in DIR")
+    parser.add_argument("--allow-short", action="store_true",
+                        help="render inputs that end before the length their header promises (as rtq render)")
+    parser.add_argument("--manifest", metavar="FILE", help="JSON Lines manifest (default DIR/rtq-batch.jsonl)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace existing outputs this batch did not write (never an input)")
+    parser.add_argument("--dry-run", action="store_true", help="list the jobs and what would be skipped; render nothing")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from rtq.errors import UsageError
+
+    for option in ("jobs", "local_cluster"):
+        value = getattr(args, option)
+        if value is not None and value < 1:
+            raise UsageError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if not (args.dry_run or args.local_cluster or args.scheduler):
+        from rtq.batch.executors import start_server
+
+        start_server()     # its imports overlap the planning's (0.5-1 s each)
+    from rtq.batch.jobs import plan
+
+    jobs = plan(args.presets, args.inputs, args.out, name=args.name, seed=args.seed, subtype=args.subtype,
+                report=args.report, force=args.force, allow_short=args.allow_short, manifest=args.manifest, stdin=sys.stdin)
+    if args.dry_run:
+        return _dry_run(jobs)
+    return _render(jobs, args)
+
+
+def _render(jobs, args) -> int:
+    from rtq.batch.executors import cores, dask_executor
+    from rtq.batch.progress import ProgressBar, Tally
+    from rtq.batch.scheduler import run, threads_per_render
+
+    tally = Tally(jobs)           # the wall time counts the workers' start
+    with contextlib.ExitStack() as stack:
+        if args.local_cluster or args.scheduler:
+            executor, workers = stack.enter_context(dask_executor(local_cluster=args.local_cluster,
+                                                                  scheduler=args.scheduler))
+            # A remote cluster's machines are not this one: one thread per render there.
+            threads = threads_per_render(args.local_cluster) if args.local_cluster else 1
+        else:
+            executor, workers = None, args.jobs or cores()
+            threads = threads_per_render(workers)
+        finals = {}
+        try:
+            with ProgressBar(jobs) as bar:
+                for record in run(jobs, executor, workers=workers, threads=threads):
+                    tally.add(record)
+                    finals[record["output"]] = record
+                    bar.update(record, tally)
+        except KeyboardInterrupt:     # Ctrl-C or SIGTERM: what is done is recorded
+            print(f"{tally.summary()}; interrupted: the same command resumes it", file=sys.stderr)
+            raise
+    print(tally.summary(), file=sys.stderr)
+    for line in tally.failure_lines(jobs[0].manifest):
+        print(line, file=sys.stderr)
+    if args.report:
+        from rtq.batch.summary import write_summary
+
+        write_summary([finals[job.output] for job in jobs], args.out)
+    return 1 if tally.counts["failed"] else 0
+
+
+def _dry_run(jobs) -> int:
+    import os
+
+    from rtq.batch.identity import file_sha256
+    from rtq.batch.manifest import read_records
+    from rtq.batch.worker import up_to_date
+
+    records = read_records(jobs[0].manifest)
+    counts: dict[str, int] = {}
+    for job in jobs:
+        previous = records.get(job.output)
+        action = "render"
+        if os.path.lexists(job.output):
+            ours = bool(previous) and previous.get("status") == "done"
+            try:
+                fresh = ours and up_to_date(job, previous, file_sha256(job.input))
+            except OSError:
+                fresh = False
+            action = "skip" if fresh else "replace" if ours or job.force else "exists"
+        counts[action] = counts.get(action, 0) + 1
+        print(f"{action:8} {job.input} -> {job.output} ({job.preset}, seed {job.seed})")
+    print(f"{len(jobs)} jobs: " + ", ".join(f"{n} {what}" for what, n in counts.items())
+          + ("; 'exists': an output the batch did not write, kept if the render gives the same bytes, "
+             "else refused without --force" if "exists" in counts else ""))
+    return 0

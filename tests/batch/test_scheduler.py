@@ -1,0 +1,209 @@
+"""Running batches in real processes: local worker processes and a real Dask
+LocalCluster give the same bytes and manifests; a job is ``rtq render`` with its seed;
+SIGKILL of the whole batch at several moments, then the same command again, gives the
+uninterrupted batch; a worker that dies fails only its own job, retried once, alone."""
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+import rtq.batch
+from rtq.batch.scheduler import WORKER_DIED
+from rtq.cli import main
+
+from .helpers import (audio_files, final_records, make_corpus, manifest_lines, processes_holding, run_rtq,
+                      start_rtq)
+
+PRESETS = ("cd-16-shibata", "dsd64-1bit")
+NAME = "{relpath}.{preset}{ext}"
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("corpus") / "in"
+    make_corpus(folder, 8, seconds=1.0)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def reference(corpus, tmp_path_factory) -> Path:
+    """The batch run once, uninterrupted, on two local worker processes."""
+    out = tmp_path_factory.mktemp("reference") / "out"
+    result = run_rtq("batch", *PRESETS, "--inputs", corpus, "--out", out, "--name", NAME, "--jobs", "2")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("rtq batch: 16 jobs: 16 done, 0 skipped, 0 failed; 16.0 s of audio rendered in ")
+    assert len(result.stderr.splitlines()) == 1
+    return out
+
+
+def batch_argv(corpus, out, *extra):
+    return ("batch", *PRESETS, "--inputs", corpus, "--out", out, "--name", NAME, *extra)
+
+
+@pytest.mark.parametrize("where", [("--jobs", "1"), ("--local-cluster", "2")])
+def test_same_bytes_and_manifest_whatever_runs_the_jobs(corpus, reference, tmp_path, where):
+    out = tmp_path / "out"
+    result = run_rtq(*batch_argv(corpus, out, *where))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr      # no Dask chatter
+    assert audio_files(out) == audio_files(reference)
+    assert final_records(out / "rtq-batch.jsonl", out) == final_records(reference / "rtq-batch.jsonl", reference)
+    lines = manifest_lines(out / "rtq-batch.jsonl")
+    assert len(lines) == 16 and {r["status"] for r in lines} == {"done"} and {r["attempt"] for r in lines} == {1}
+    workers = {r["worker"] for r in lines}
+    assert len(workers) == (1 if where[1] == "1" else 2), workers
+
+
+def test_a_job_is_rtq_render_with_the_recorded_seed(reference, tmp_path, capsys):
+    records = manifest_lines(reference / "rtq-batch.jsonl")
+    for record in records[::5]:
+        out = tmp_path / Path(record["output"]).name
+        assert main(["render", record["preset"], record["input"], str(out), "--seed", str(record["seed"])]) == 0
+        assert out.read_bytes() == Path(record["output"]).read_bytes()
+        assert record["output_sha256"] == hashlib.sha256(out.read_bytes()).hexdigest()
+        assert record["input_sha256"] == hashlib.sha256(Path(record["input"]).read_bytes()).hexdigest()
+    capsys.readouterr()
+
+
+def test_python_api_with_any_executor(corpus, reference, tmp_path):
+    jobs = rtq.batch.plan(PRESETS, [corpus], tmp_path / "out", name=NAME)
+    with ThreadPoolExecutor(2) as executor:
+        records = list(rtq.batch.run(jobs, executor, workers=2))
+    assert sorted(r["output"] for r in records) == sorted(j.output for j in jobs)
+    assert audio_files(tmp_path / "out") == audio_files(reference)
+    assert list(rtq.batch.run(jobs, executor=None, workers=1)) and \
+        {r["status"] for r in rtq.batch.run(jobs, workers=1)} == {"skipped"}
+
+
+def wait_for_records(manifest: Path, count: int, process, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if manifest.exists() and manifest.read_bytes().count(b"\n") >= count:
+            return
+        time.sleep(0.002)
+    assert process.poll() is None, "the batch ended before it could be killed"
+
+
+def test_sigkill_at_several_moments_then_resume(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    manifest = out / "rtq-batch.jsonl"
+    expected = audio_files(reference)
+    # during start-up, early, in the middle, near the end: each time the whole process group
+    for records in (None, 1, 7, 13):
+        batch = start_rtq(*batch_argv(corpus, out, "--jobs", "2"))
+        if records is None:
+            time.sleep(0.5)
+        else:
+            wait_for_records(manifest, records, batch)
+        os.killpg(batch.pid, signal.SIGKILL)
+        batch.wait()
+        batch.stdout.close(), batch.stderr.close()
+        # nothing partial or left over: every file there is complete
+        for name, data in audio_files(out).items():
+            assert expected.get(name) == data, name
+    result = run_rtq(*batch_argv(corpus, out, "--jobs", "2"))
+    assert result.returncode == 0, result.stderr
+    assert audio_files(out) == expected
+    assert final_records(manifest, out) == final_records(reference / "rtq-batch.jsonl", reference)
+    lines = manifest_lines(manifest)
+    assert len(lines) == len({r["output"] for r in lines}) == 16     # one record per job, none lost or doubled
+    again = run_rtq(*batch_argv(corpus, out, "--jobs", "2"))
+    assert again.returncode == 0 and " 0 done, 16 skipped, 0 failed" in again.stderr
+    assert manifest_lines(manifest) == lines
+
+
+def kill_reader(path: Path, process, timeout: float = 60) -> int:
+    """Wait for a process other than this one to open ``path``; SIGKILL it and wait
+    until it is gone (a dying process still holds its files for a while)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        holders = [pid for pid in processes_holding(path) if pid != os.getpid()]
+        if holders:
+            os.kill(holders[0], signal.SIGKILL)
+            while holders[0] in processes_holding(path):
+                assert time.monotonic() < deadline
+                time.sleep(0.001)
+            return holders[0]
+        time.sleep(0.001)
+    raise AssertionError(f"no process opened {path}")
+
+
+def finish(process, timeout: float = 120) -> str:
+    """The batch's standard error once it ends; the whole process group is killed if it
+    has not ended in time (the test then fails)."""
+    try:
+        return process.communicate(timeout=timeout)[1]
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.communicate()
+        raise
+
+
+def test_a_killed_worker_fails_nothing(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    batch = start_rtq(*batch_argv(corpus, out, "--jobs", "2"))
+    victim = sorted(corpus.rglob("*.wav"))[4]
+    kill_reader(victim, batch)
+    stderr = finish(batch)
+    assert batch.returncode == 0, stderr
+    assert audio_files(out) == audio_files(reference)
+    lines = manifest_lines(out / "rtq-batch.jsonl")
+    retried = [r for r in lines if r["attempt"] == 2]
+    assert str(victim) in {r["input"] for r in retried}
+    assert {r["status"] for r in lines} == {"done"} and len(lines) == 16
+
+
+@pytest.mark.parametrize("where", [("--jobs", "2"), ("--local-cluster", "2")])
+def test_a_job_whose_worker_dies_twice_fails_alone(corpus, tmp_path, where):
+    fifo = tmp_path / "stuck.wav"      # a worker reading it waits until it is killed
+    os.mkfifo(fifo)
+    inputs = sorted(corpus.glob("*.wav"))[:3]
+    out = tmp_path / "out"
+    batch = start_rtq("batch", "cd-16-shibata", "--inputs", *inputs, fifo, "--out", out, *where)
+    for _ in range(2):
+        deadline = time.monotonic() + 60
+        while True:       # a writer lets the reader's open return; it then waits for data
+            try:
+                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and batch.poll() is None
+                time.sleep(0.005)
+        kill_reader(fifo, batch)
+        os.close(writer)
+    stderr = finish(batch)
+    assert batch.returncode == 1, stderr
+    records = {Path(r["input"]).name: r for r in manifest_lines(out / "rtq-batch.jsonl")}
+    assert records["stuck.wav"]["status"] == "failed" and records["stuck.wav"]["error"] == WORKER_DIED
+    assert records["stuck.wav"]["attempt"] == 2
+    assert all(records[p.name]["status"] == "done" for p in inputs)
+    assert stderr.splitlines()[1:] == [f"rtq: failed: {fifo} (cd-16-shibata): {WORKER_DIED}"]   # and nothing else
+
+
+def test_ctrl_c_stops_the_workers_and_the_same_command_resumes(corpus, reference, tmp_path):
+    out = tmp_path / "out"
+    batch = start_rtq(*batch_argv(corpus, out, "--jobs", "2"))
+    wait_for_records(out / "rtq-batch.jsonl", 3, batch)
+    os.killpg(batch.pid, signal.SIGINT)           # what a terminal's Ctrl-C does
+    stderr = finish(batch, 60)
+    assert batch.returncode == 130
+    assert stderr.startswith("rtq batch: 16 jobs: ") and stderr.endswith("; interrupted: the same command resumes it\n")
+    deadline = time.monotonic() + 10               # no worker outlives it (the fork server
+    while time.monotonic() < deadline:             # and resource tracker see their parent go)
+        try:
+            os.killpg(batch.pid, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        raise AssertionError("processes of the batch outlived it")
+    result = run_rtq(*batch_argv(corpus, out, "--jobs", "2"))
+    assert result.returncode == 0 and audio_files(out) == audio_files(reference)

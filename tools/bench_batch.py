@@ -1,0 +1,174 @@
+#!/usr/bin/env python3
+"""Benchmark: `rtq batch` against a shell loop of `rtq render` and against SoX under
+`xargs -P 2`, and Dask scaling from one to two LocalCluster workers, in one run.
+
+Makes (once, in --dir) FILES files of SECONDS s, 24-bit 44.1 kHz stereo (a tone and
+noise, peaks under 0.5), then times, cache warm, each into an empty folder:
+
+* rtq batch cd-16-shibata --jobs 2 (gain -0.1 dB, TPDF, Shibata; one thread per render)
+* for f in ...; do rtq render cd-16-shibata "$f" ...; done (one process per file)
+* xargs -P 2: sox IN -b 16 OUT dither -f shibata (TPDF, Shibata; no gain stage)
+* rtq batch --local-cluster 1 and --local-cluster 2 (start-up of the cluster included)
+
+For each it prints the wall time, the speed in times real time (audio / wall), and the
+steady rate between the first and the last output written (file times: start-up
+excluded); then the ratios the issue targets, the CPU model, and the load average
+before and after each measurement (the machine may be shared).  Also the fixed cost of
+a batch of one short file, per executor.
+
+Usage: ``python tools/bench_batch.py [--files 200] [--seconds 20] [--dir DIR]``.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+RATE = 44100
+PRESET = "cd-16-shibata"
+
+
+def make_corpus(folder: Path, files: int, seconds: float) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    rng = np.random.default_rng(18)
+    frames = int(seconds * RATE)
+    t = np.arange(frames) / RATE
+    for i in range(files):
+        path = folder / f"take{i:03d}.wav"
+        paths.append(path)
+        if path.exists() and sf.info(path).frames == frames:
+            continue
+        x = 0.3 * np.sin(2 * np.pi * (220.0 + i) * t)[:, None] + 0.03 * rng.standard_normal((frames, 2))
+        sf.write(path, x, RATE, subtype="PCM_24")
+    return paths
+
+
+def rtq() -> list[str]:
+    return [sys.executable, "-m", "rtq"]
+
+
+def cpu_model() -> str:
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown"
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+def steady_rate(out: Path) -> float | None:
+    """Files per second between the first and the last output written."""
+    times = sorted(p.stat().st_mtime for p in out.rglob("*.wav"))
+    return (len(times) - 1) / (times[-1] - times[0]) if len(times) > 2 and times[-1] > times[0] else None
+
+
+def timed(name: str, cmd, out: Path, audio_s: float, files: int, shell: bool = False) -> dict:
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    before = load()
+    start = time.perf_counter()
+    result = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    wall = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{name} failed: {result.stderr.strip()}")
+    written = len(list(out.rglob("*.wav")))
+    if written != files:
+        raise SystemExit(f"{name} wrote {written} files, not {files}")
+    rate = steady_rate(out)
+    row = {"name": name, "wall": wall, "xrt": audio_s / wall, "steady_xrt": rate * audio_s / files if rate else None,
+           "load": f"{before} -> {load()}"}
+    steady = f"{row['steady_xrt']:7.1f}x" if row["steady_xrt"] else "      -"
+    print(f"{name:34} {wall:8.2f} s {row['xrt']:7.1f}x real time  steady {steady}   load {row['load']}",
+          flush=True)
+    shutil.rmtree(out)
+    return row
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--files", type=int, default=200)
+    parser.add_argument("--seconds", type=float, default=20.0)
+    parser.add_argument("--dir", type=Path, help="where the corpus is made and kept (default a temporary folder)")
+    args = parser.parse_args()
+    work = args.dir or Path(tempfile.mkdtemp(prefix="rtq-bench-batch-"))
+    corpus = make_corpus(work / "in", args.files, args.seconds)
+    audio_s = args.files * args.seconds
+    print(f"CPU: {cpu_model()}, {len(os.sched_getaffinity(0))} cores; load average {load()} (1/5/15 min)")
+    print(f"{args.files} files of {args.seconds:g} s, 24-bit {RATE} Hz stereo: {audio_s / 3600:.2f} h of audio")
+    # warm: rtq's native cache and designs, SoX and the page cache
+    subprocess.run([*rtq(), "render", PRESET, corpus[0], work / "warm.wav", "--force"], check=True)
+    subprocess.run(["sox", corpus[0], "-b", "16", work / "warm.wav", "dither", "-f", "shibata"], check=True,
+                   stderr=subprocess.DEVNULL)
+    for path in corpus:
+        path.read_bytes()
+
+    one = work / "one"
+    one.mkdir(exist_ok=True)
+    short = one / "short.wav"
+    sf.write(short, np.zeros((4410, 2)), RATE, subtype="PCM_24")
+    print("fixed cost (a batch of one 0.1 s file):")
+    fixed = {}
+    for where in (["--jobs", "2"], ["--local-cluster", "2"]):
+        out = work / "fixed"
+        if out.exists():
+            shutil.rmtree(out)
+        start = time.perf_counter()
+        subprocess.run([*rtq(), "batch", PRESET, "--inputs", short, "--out", out, *where], check=True,
+                       stderr=subprocess.DEVNULL)
+        fixed[where[0]] = time.perf_counter() - start
+        print(f"  rtq batch {' '.join(where):20} {fixed[where[0]]:6.2f} s")
+    start = time.perf_counter()
+    subprocess.run([*rtq(), "render", PRESET, short, work / "fixed.wav", "--force"], check=True)
+    print(f"  rtq render (one process)           {time.perf_counter() - start:6.2f} s")
+
+    inputs = work / "in"
+    rows = {}
+    rows["batch"] = timed("rtq batch --jobs 2", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
+                                                  work / "out", "--jobs", "2"], work / "out", audio_s, args.files)
+    rows["sox"] = timed("xargs -P 2 sox ... dither -f shibata",
+                        f"ls {inputs}/*.wav | xargs -P 2 -I{{}} sh -c "
+                        f"'sox -V1 \"$1\" -b 16 \"{work}/out/$(basename \"$1\")\" dither -f shibata' _ {{}}",
+                        work / "out", audio_s, args.files, shell=True)
+    rows["cluster1"] = timed("rtq batch --local-cluster 1", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
+                                                             work / "out", "--local-cluster", "1"],
+                             work / "out", audio_s, args.files)
+    rows["cluster2"] = timed("rtq batch --local-cluster 2", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
+                                                             work / "out", "--local-cluster", "2"],
+                             work / "out", audio_s, args.files)
+    loop_cmd = " ".join(rtq())
+    rows["loop"] = timed("shell loop of rtq render",
+                         f"for f in {inputs}/*.wav; do {loop_cmd} render {PRESET} \"$f\" "
+                         f"\"{work}/out/$(basename \"$f\")\" || exit 1; done", work / "out", audio_s, args.files,
+                         shell=True)
+
+    def ratio(a: str, b: str, target: float, what: str) -> None:
+        value = rows[b]["wall"] / rows[a]["wall"]
+        steady = (rows[a]["steady_xrt"] / rows[b]["steady_xrt"]) if rows[a]["steady_xrt"] and \
+            rows[b]["steady_xrt"] else None
+        print(f"{what:48} {value:6.2f}x (target >= {target:g}x){'' if value >= target else '  MISSED'}"
+              + (f"; steady {steady:.2f}x" if steady else ""))
+
+    print("ratios (same run, wall time):")
+    ratio("batch", "sox", 2, "rtq batch --jobs 2 / xargs -P 2 sox")
+    ratio("batch", "loop", 10, "rtq batch --jobs 2 / shell loop of rtq render")
+    ratio("cluster2", "cluster1", 1.8, "--local-cluster 2 / --local-cluster 1")
+    if args.dir is None:
+        shutil.rmtree(work)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
