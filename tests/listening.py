@@ -13,15 +13,16 @@ from rtq.presets import load_preset
 
 class SilentComparison:
     """What the drivers use of :class:`rtq.listen.comparison.Comparison`, without a stream:
-    ``played`` grows by :meth:`listen` (the test's stand-in for time passing)."""
+    ``frames`` grows by :meth:`listen` (the test's stand-in for time passing)."""
 
     instances: list["SilentComparison"] = []
 
-    def __init__(self, conditions, source, *, samplerate, blocksize=0, device=None, switch="dip",
-                 level_match=True, reference=None, loop=None, channels=2, stream=None):
+    def __init__(self, conditions, source, *, samplerate=None, blocksize=0, device=None, switch="dip",
+                 level_match=True, reference=None, loop=None, channels=2, stream=None, seed=None):
         self.conditions = conditions
         self.names = tuple(conditions)
         self.source = source
+        self.seed = seed
         self.samplerate = samplerate or 48000
         self.switch = switch
         self.reference = reference
@@ -32,8 +33,7 @@ class SilentComparison:
         self.loudness_lufs = {name: -23.0 for name in conditions}
         self.latency = 0
         self.callback_cost = 0.01
-        self.played: list[tuple] = []
-        self.frame = 0
+        self.frames = 0
         self.running = False
         self.closed = False
         SilentComparison.instances.append(self)
@@ -41,13 +41,9 @@ class SilentComparison:
     def select(self, name):
         assert name is None or name in self.names, name
         self.selected = name
-        self.played.append((name, self.frame, 0))
 
     def listen(self, seconds: float) -> None:
-        frames = int(round(seconds * self.samplerate))
-        name, first, count = self.played[-1]
-        self.played[-1] = (name, first, count + frames)
-        self.frame += frames
+        self.frames += int(round(seconds * self.samplerate))
 
     def start(self):
         self.running = True

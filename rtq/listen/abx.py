@@ -39,14 +39,8 @@ class AbxTest(Driver):
         if not test.is_abx:
             raise ValueError(f"AbxTest runs abx and abxy tests; {test.path} is a {test.type} test")
         self.answers: list[str] = []
+        self._score: AbxScore | None = None
         super().__init__(test, **options)
-        self._score = AbxScore(test.trials, self._sequential)
-        for answer, truth in zip(self.answers, self.assignments):
-            self._score.add(answer == truth)
-        if self._score.ended:        # resumed after the last answer, before the final record
-            self._finish()
-        else:
-            self._begin_trial()
 
     @property
     def _sequential(self) -> bool:
@@ -96,17 +90,19 @@ class AbxTest(Driver):
         self._log.write(record)
         self.answers.append(x_is)
         self._score.add(x_is == truth)
+        self._continue()
+        return truth if self.practice else None
+
+    def _continue(self) -> None:
+        if self._score is None:          # a new test, or answers read back from a resumed log
+            self._score = AbxScore(self.test.trials, self._sequential)
+            for answer, truth in zip(self.answers, self.assignments):
+                self._score.add(answer == truth)
         if self._score.ended:
             self._finish()
         else:
-            self._begin_trial()
-        return truth if self.practice else None
-
-    def _begin_trial(self) -> None:
-        self._open_item(self.item)
-        self._select(None, None)
-        self._labels = []
-        self._elapsed()
+            self._open_item(self.item)
+            self._begin()
 
     # -- Driver --------------------------------------------------------------------------
 

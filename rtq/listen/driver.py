@@ -102,8 +102,8 @@ class Driver:
         self._factory = comparison
         self.comparison = None
         self._item = None
-        self._labels: list[str] = []      # what the listener asked to play since the trial began
-        self._played_from = 0
+        self._segments: list[tuple[str | None, int]] = []   # (label, stream frame) of each change since
+        self._paused_label: str | None = None                # the trial began; None = silence
         self._started = time.monotonic()
         self.results: dict | None = None
         if resume is not None:
@@ -118,15 +118,21 @@ class Driver:
             self.commitment = logfile.commitment(self.nonce, self.assignments)
             path = Path(log) if log is not None else default_log_path(test, listener or "listener")
             self._log = logfile.LogWriter.create(path)
-            try:
+        try:
+            if resume is None:
                 logfile.store_secret(self.commitment, self.nonce, self.assignments)
                 self._log.write(header_record(test, listener=listener, practice=practice, device=device,
                                               blocksize=blocksize, commitment=self.commitment))
-            except BaseException:
-                self._log.close()
-                os.unlink(path)
+            self._continue()
+        except BaseException:
+            # A test that could not start (a comparison too heavy to play, no device)
+            # leaves no log; a resumed one keeps its log (the attempt recorded in it).
+            self._close_comparison()
+            self._log.close()
+            if resume is None:
+                os.unlink(self._log.path)
                 logfile.drop_secret(self.commitment)
-                raise
+            raise
 
     # -- the log -------------------------------------------------------------------------
 
@@ -174,21 +180,13 @@ class Driver:
             return
         self._close_comparison()
         item = self.test.items[index]
-        conditions = {}
-        for condition in self.test.conditions:
-            conditions[condition.name] = None if condition.preset is None else self._chain(condition.preset)
         factory = self._factory
         if factory is None:
             from .comparison import Comparison as factory
-        samplerate = None
-        if item.input != LIVE:
-            import soundfile
-
-            samplerate = soundfile.info(item.input).samplerate
-        self.comparison = factory(conditions, item.input, samplerate=samplerate, blocksize=self.blocksize,
-                                  device=self.device, switch=self.test.switch,
-                                  level_match=self.test.level_match, reference=self.reference_name,
-                                  loop=item.loop)
+        self.comparison = factory({condition.name: condition.preset for condition in self.test.conditions},
+                                  item.input, seed=self.test.seed, blocksize=self.blocksize, device=self.device,
+                                  switch=self.test.switch, level_match=self.test.level_match,
+                                  reference=self.reference_name, loop=item.loop)
         self._item = index
         self._log.write({
             "record": "item", "item": index, "time": now(),
@@ -196,11 +194,6 @@ class Driver:
             "latency": self.comparison.latency, "callback_cost": self.comparison.callback_cost,
             "gains_db": dict(self.comparison.gains_db), "loudness_lufs": dict(self.comparison.loudness_lufs)})
         self.comparison.start()
-
-    def _chain(self, preset):
-        from rtq.chain import Chain
-
-        return Chain.from_spec(preset, seed=self.test.seed)
 
     def _close_comparison(self) -> None:
         if self.comparison is not None:
@@ -212,19 +205,23 @@ class Driver:
         """Play ``condition`` (None: silence) for the listener's ``label``, remembered for the log."""
         if self.done:
             raise RuntimeError("the test has ended")
-        if not self._labels:
-            self._played_from = len(self.comparison.played)
-        self._labels.append(label)
         self.comparison.select(condition)
+        self._paused_label = None
+        self._segments.append((label, self.comparison.frames))
+
+    def _begin(self) -> None:
+        """Start a trial (or item): silence, and a new account of what is played."""
+        self._select(None, None)
+        self._segments = []
+        self._elapsed()
 
     def _played(self) -> list:
-        """``[[label, seconds], ...]`` since the trial (or item) began, silences left out."""
+        """``[[label, seconds], ...]`` since the trial (or item) began, in order, timed in
+        stream frames from each change to the next (silence and pauses left out)."""
+        ends = [frame for _, frame in self._segments[1:]] + [self.comparison.frames]
         rate = self.comparison.samplerate
-        entries = self.comparison.played[self._played_from:] if self._labels else []
-        played = [[label, round(frames / rate, 3)] for label, (_, _, frames) in zip(self._labels, entries)
-                  if label is not None]
-        self._labels = []
-        return played
+        return [[label, round((end - start) / rate, 3)]
+                for (label, start), end in zip(self._segments, ends) if label is not None]
 
     @property
     def loop(self) -> tuple[float, float]:
@@ -240,10 +237,17 @@ class Driver:
         self.comparison.loop = (start, end)
 
     def pause(self) -> None:
+        """Silence, holding the playhead; :meth:`resume_playing` goes on with what played."""
+        label = self._segments[-1][0] if self._segments else None
         self.comparison.pause()
+        self._segments.append((None, self.comparison.frames))
+        self._paused_label = label
 
     def resume_playing(self) -> None:
         self.comparison.start()
+        if self._paused_label is not None:
+            self._segments.append((self._paused_label, self.comparison.frames))
+            self._paused_label = None
 
     def _elapsed(self) -> float:
         """Seconds since the trial (or item) began; restarts the count."""
@@ -267,6 +271,10 @@ class Driver:
     # -- what each type says ---------------------------------------------------------------
 
     def _draw(self):
+        raise NotImplementedError
+
+    def _continue(self) -> None:
+        """Begin the next trial (or item), or finish the test when none is left."""
         raise NotImplementedError
 
     def _restore(self, records: list[dict]) -> None:

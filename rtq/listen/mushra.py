@@ -38,10 +38,6 @@ class MushraTest(Driver):
             raise ValueError(f"MushraTest runs mushra tests; {test.path} is an {test.type} test")
         self.item_ratings: list[list[int]] = []     # per finished item, slot order
         super().__init__(test, **options)
-        if self.item < len(test.items):
-            self._begin_item()
-        else:                                        # resumed after the last item, before the final record
-            self._finish()
 
     @property
     def item(self) -> int:
@@ -96,10 +92,7 @@ class MushraTest(Driver):
             record["order"] = order
         self._log.write(record)
         self.item_ratings.append(list(self.ratings))
-        if self.item < len(self.test.items):
-            self._begin_item()
-        else:
-            self._finish()
+        self._continue()
         return list(order) if self.practice else None
 
     def _check_slot(self, slot) -> None:
@@ -108,12 +101,13 @@ class MushraTest(Driver):
         if isinstance(slot, bool) or not isinstance(slot, int) or not 0 <= slot < self.slots:
             raise ValueError(f"slots run from 0 to {self.slots - 1}, got {slot!r}")
 
-    def _begin_item(self) -> None:
+    def _continue(self) -> None:
+        if self.item == len(self.test.items):
+            self._finish()
+            return
         self.ratings: list[int | None] = [None] * self.slots
         self._open_item(self.item)
-        self._select(None, None)
-        self._labels = []
-        self._elapsed()
+        self._begin()
 
     # -- Driver --------------------------------------------------------------------------
 

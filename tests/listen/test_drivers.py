@@ -44,7 +44,8 @@ def test_x_plays_the_condition_the_final_record_reveals(tmp_path):
     built = SilentComparison.instances[-3:]
     assert [c.source for c in built] == [item.input for item in test.test.items]
     assert all(c.reference == "A" and c.switch == "dip" and c.closed for c in built)
-    assert built[0].conditions["B"] is None and built[0].conditions["A"].seed == 7   # the test's seed
+    assert built[0].conditions["B"] is None and built[0].conditions["A"].name == "tpdf-16"
+    assert built[0].seed == 7                                       # the test's dither seed
     assert test.results["correct"] == heard.count("A")
 
 
@@ -137,10 +138,14 @@ def test_trial_logs_the_loop_and_what_was_played(tmp_path):
         test.comparison.listen(3.0)                                 # silence is not logged
         test.play("X")
         test.comparison.listen(0.5)
+        test.pause()
+        test.comparison.listen(2.0)                                 # nor a pause
+        test.resume_playing()
+        test.comparison.listen(0.25)
         test.loop = (0.1, 0.9)
         test.answer("B")
     trial = [json.loads(line) for line in (tmp_path / "a.jsonl").read_text().splitlines()][-2]
-    assert trial["played"] == [["A", 1.25], ["X", 0.5]] and trial["loop"] == [0.1, 0.9]
+    assert trial["played"] == [["A", 1.25], ["X", 0.5], ["X", 0.25]] and trial["loop"] == [0.1, 0.9]
 
 
 def mushra(tmp_path, **options):
@@ -198,3 +203,17 @@ def test_mushra_practice_reveals_each_order(tmp_path):
             assert test.next() == test.assignments[item]
     assert test.results["mode"] == "practice"
     assert verify(tmp_path / "m.jsonl").summary.startswith("ok: t (mushra, practice), listener bob")
+
+
+def test_a_test_that_cannot_start_leaves_no_log(tmp_path):
+    """The first item's Comparison refused (too heavy, no device): no log, no secret."""
+    from rtq.errors import RtqError
+
+    def refuse(*args, **kwargs):
+        raise RtqError("these 2 conditions need 180 % of real time")
+
+    test = make_test(tmp_path, trials=4)
+    with pytest.raises(RtqError, match="180 %"):
+        AbxTest(test, listener="ann", log=tmp_path / "a.jsonl", comparison=refuse)
+    assert not (tmp_path / "a.jsonl").exists()
+    assert not list((tmp_path / "state").rglob("*.json"))
