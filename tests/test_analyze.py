@@ -424,3 +424,27 @@ def test_a_file_that_fails_while_read_is_named(tmp_path, capsys):
     err = capsys.readouterr().err
     assert re.fullmatch(rf"rtq: cannot read {tmp_path / 'proc.flac'}: [^\n]*flac decoder[^\n]* after \d+ of "
                         rf"{2 * FS} frames\n", err), err
+
+
+@pytest.mark.parametrize("rate,channels,max_lag_s,head_s", [
+    (48000, 2, 1.0, 30.0),             # the usual case: 47 MB
+    (192000, 2, 1.0, 30.0),
+    (96000, 8, 1.0, 21.345),           # 256 MiB hold 2 x 21.3 s + 1 s of 8 channels
+    (768000, 8, 1.0, 2.231),
+])
+def test_the_alignment_window_fits_in_its_memory(rate, channels, max_lag_s, head_s):
+    from rtq.commands.analyze import ALIGN_BYTES, alignment_window
+
+    head, max_lag = alignment_window(rate, channels, 30.0, max_lag_s)
+    assert max_lag == round(max_lag_s * rate) and head == pytest.approx(head_s * rate, abs=rate * 0.001)
+    assert (2 * head + max_lag) * channels * 8 <= ALIGN_BYTES
+
+
+def test_a_lag_the_window_cannot_hold_is_one_line(tmp_path, capsys):
+    """--max-lag 60 with 8 channels at 768 kHz: 2.9 GB to align, before any limit."""
+    x = noise(7680, 8)
+    sf.write(tmp_path / "ref.wav", x, 768000, subtype="FLOAT")
+    sf.write(tmp_path / "proc.wav", x, 768000, subtype="FLOAT")
+    assert main(["analyze", str(tmp_path / "ref.wav"), str(tmp_path / "proc.wav"), "--max-lag", "60"]) == 2
+    assert capsys.readouterr() == ("", "rtq: --max-lag 60 s leaves less than 1 s to align 8-channel files at 768000 "
+                                       "Hz in 256 MiB; at most 3.46 s here\n")

@@ -25,6 +25,9 @@ import sys
 ALIGN_S = 30.0
 BLOCK_FRAMES = 1 << 16
 MAX_LAG_S = 60.0
+# Samples read to align the files (both heads, as float64): 30 s of stereo at 48 kHz take
+# 47 MB; many channels at high rates get a shorter head.
+ALIGN_BYTES = 256 << 20
 # Largest sample magnitude measured: +60 dBFS, far above any float file's headroom, and
 # low enough that sums of squares over any file stay finite.
 MAX_LEVEL = 1000.0
@@ -87,6 +90,23 @@ def _checked(block, what: str, path, first: int):
     return block
 
 
+def alignment_window(rate: int, channels: int, align_s: float, max_lag_s: float) -> tuple[int, int]:
+    """Frames of REFERENCE read to align (the head) and the lag searched either way: the
+    heads (REFERENCE's, and PROCESSED's, longer by the lag) fit in :data:`ALIGN_BYTES`,
+    so the head is shorter than ``align_s`` for many channels at high rates.  A lag that
+    leaves less than a second of head is a one-line usage error naming the largest."""
+    from rtq.errors import UsageError
+
+    budget = ALIGN_BYTES // (8 * channels)          # frames of both heads together
+    max_lag = int(round(max_lag_s * rate))
+    head = min(int(round(align_s * rate)), (budget - max_lag) // 2)
+    if head < min(rate, int(round(align_s * rate))):
+        most = max((budget - 2 * rate) / rate, 0.0)
+        raise UsageError(f"--max-lag {max_lag_s:g} s leaves less than 1 s to align {channels}-channel files at "
+                         f"{rate} Hz in {ALIGN_BYTES >> 20} MiB; at most {most:.3g} s here")
+    return head, max_lag
+
+
 def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: float = 1.0,
                   align_s: float = ALIGN_S, block_frames: int = BLOCK_FRAMES, allow_short: bool = False) -> dict:
     """Align and measure; returns a report dict (one entry in ``stages``) with
@@ -122,8 +142,7 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         if bits is None:
             bits = SUBTYPE_BITS.get(proc.subtype)
             bits_source = proc.subtype
-        head = int(round(align_s * rate))
-        max_lag = int(round(max_lag_s * rate))
+        head, max_lag = alignment_window(rate, channels, align_s, max_lag_s)
         ref_head = _checked(ref.read(min(head, ref.frames)), "REFERENCE", reference, 0)
         proc_head = _checked(proc.read(min(head + max_lag, proc.frames)), "PROCESSED", processed, 0)
         whole, gain_db, ref_aligned, proc_aligned = align(ref_head, proc_head, rate, max_lag_s)
