@@ -28,6 +28,8 @@ MAX_LAG_S = 60.0
 # Samples read to align the files (both heads, as float64): 30 s of stereo at 48 kHz take
 # 47 MB; many channels at high rates get a shorter head.
 ALIGN_BYTES = 256 << 20
+# Largest block measured at once (float64 samples of one file): fewer frames for many channels.
+BLOCK_BYTES = 16 << 20
 # Largest sample magnitude measured: +60 dBFS, far above any float file's headroom, and
 # low enough that sums of squares over any file stay finite.
 MAX_LEVEL = 1000.0
@@ -165,7 +167,7 @@ def analyze_files(reference, processed, *, bits: int | None = None, max_lag_s: f
         proc.seek(start)
         done = 0
         while done < total:
-            n = min(block_frames, total - done)
+            n = min(block_frames, max(BLOCK_BYTES // (8 * channels), 1), total - done)
             y = _checked(proc.read(n), "PROCESSED", processed, start + done)
             n = len(y)
             if n == 0:
