@@ -8,7 +8,8 @@ The public API (everything else in the package is internal and may change)::
     y = chain(x, 44100)                         # a whole signal, latency compensated
     chain = Chain.from_preset("cd-16-shibata")  # or a preset (a path or a shipped name)
 
-and the subpackage ``rtq.listen`` (listening tests).  Names load when first used (PEP
+and the subpackages ``rtq.listen`` (listening tests) and ``rtq.batch`` (batch rendering:
+``rtq.batch.plan``, ``rtq.batch.run``).  Names load when first used (PEP
 562): ``import rtq`` starts no audio and compiles nothing, and only ``LiveSession``
 loads the live engine, which initialises PortAudio.
 """
@@ -27,7 +28,7 @@ _NAMES = {
     "load_preset": "rtq.presets",
     "RtqError": "rtq.errors",
 }
-_SUBPACKAGES = ("listen",)
+_SUBPACKAGES = ("listen", "batch")
 
 __all__ = [*_NAMES, *_SUBPACKAGES]
 

@@ -71,8 +71,9 @@ def _render(jobs, args) -> int:
         if args.local_cluster or args.scheduler:
             executor, workers = stack.enter_context(dask_executor(local_cluster=args.local_cluster,
                                                                   scheduler=args.scheduler))
-            # A remote cluster's machines are not this one: one thread per render there.
-            threads = threads_per_render(args.local_cluster) if args.local_cluster else 1
+            # A Dask worker thread is the unit of CPU, here as on a remote cluster: one
+            # render per worker thread, on that thread (so N workers use N cores).
+            threads = 1
         else:
             executor, workers = None, args.jobs or cores()
             threads = threads_per_render(workers)

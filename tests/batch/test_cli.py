@@ -102,8 +102,8 @@ def test_without_dask_a_cluster_is_one_line(corpus, tmp_path, capsys, monkeypatc
     assert err == "rtq: a Dask cluster needs Dask and distributed: pip install 'rtq[cluster]'\n"
 
 
-def test_importing_rtq_batch_loads_neither_dask_nor_numba():
-    code = ("import sys, rtq.batch; heavy = [m for m in ('dask', 'distributed', 'numba') if m in sys.modules]; "
-            "print(heavy)")
+def test_rtq_batch_is_public_and_loads_neither_dask_nor_numba():
+    code = ("import sys, rtq; rtq.batch; heavy = [m for m in ('dask', 'distributed', 'numba') if m in sys.modules]; "
+            "print(heavy, callable(rtq.batch.plan), 'numba' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True, text=True)
-    assert result.stdout == "[]\n", result.stderr
+    assert result.stdout == "[] True True\n", result.stderr    # plan and run load the renderer on use
