@@ -65,11 +65,24 @@ def work(tmp_path, long_input, monkeypatch) -> Path:
     return tmp_path
 
 
+MEDIUM_FRAMES = 48000 * 20    # dsd64-1bit renders it in a few seconds: long enough to race
+
+
+@pytest.fixture
+def medium(tmp_path, long_input, monkeypatch) -> Path:
+    """A directory (the cwd) holding medium.wav, the first 20 s of the long input."""
+    monkeypatch.chdir(tmp_path)
+    sf.write(str(tmp_path / "medium.wav"), sf.read(str(long_input), frames=MEDIUM_FRAMES, dtype="int16")[0], 48000,
+             subtype="PCM_16")
+    return tmp_path
+
+
 # --- no-clobber at the end, no leftovers -------------------------------------------------
 
-def test_a_file_that_appears_at_output_during_a_render_survives_byte_for_byte(work):
+def test_a_file_that_appears_at_output_during_a_render_survives_byte_for_byte(medium):
     """It was replaced by rtq's WAV (the check ran before the render, os.replace after)."""
-    child = start_render("dsd64-1bit", "long.wav", "precious.wav", cwd=work)
+    work = medium
+    child = start_render("dsd64-1bit", "medium.wav", "precious.wav", cwd=work)
     wait_until_writing(child, work)
     (work / "precious.wav").write_bytes(b"PRECIOUS\n")
     out, err = child.communicate(timeout=120)
@@ -77,13 +90,14 @@ def test_a_file_that_appears_at_output_during_a_render_survives_byte_for_byte(wo
     assert err.splitlines() == ["rtq: precious.wav appeared while rtq worked; it was left alone and the result "
                                 "is in precious.rtq-1.wav (--force replaces it)"]
     assert (work / "precious.wav").read_bytes() == b"PRECIOUS\n"
-    assert sf.info(str(work / "precious.rtq-1.wav")).frames == LONG_FRAMES      # complete
-    assert listing(work) == {"long.wav", "precious.wav", "precious.rtq-1.wav"}
+    assert sf.info(str(work / "precious.rtq-1.wav")).frames == MEDIUM_FRAMES      # complete
+    assert listing(work) == {"medium.wav", "precious.wav", "precious.rtq-1.wav"}
 
 
-def test_two_renders_to_one_output_one_wins_the_other_exits_1(work):
+def test_two_renders_to_one_output_one_wins_the_other_exits_1(medium):
     """Both exited 0 and one result was silently lost."""
-    children = [start_render("dsd64-1bit", "long.wav", "out.wav", cwd=work) for _ in range(2)]
+    work = medium
+    children = [start_render("dsd64-1bit", "medium.wav", "out.wav", cwd=work) for _ in range(2)]
     results = [(child.wait(120), *child.communicate()) for child in children]
     assert sorted(status for status, _, _ in results) == [0, 1], results
     (_, _, won), (_, _, lost) = sorted(results)
@@ -91,8 +105,8 @@ def test_two_renders_to_one_output_one_wins_the_other_exits_1(work):
         "rtq: out.wav appeared while rtq worked; it was left alone and the result is in out.rtq-1.wav "
         "(--force replaces it)"]
     assert (work / "out.wav").read_bytes() == (work / "out.rtq-1.wav").read_bytes()
-    assert sf.info(str(work / "out.wav")).frames == LONG_FRAMES
-    assert listing(work) == {"long.wav", "out.wav", "out.rtq-1.wav"}
+    assert sf.info(str(work / "out.wav")).frames == MEDIUM_FRAMES
+    assert listing(work) == {"medium.wav", "out.wav", "out.rtq-1.wav"}
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
