@@ -163,3 +163,19 @@ def test_an_edited_parameter_no_longer_points_into_the_preset():
     assert str(built_in_python.value).startswith("requantize.shaping: ")
     with pytest.raises(ValueError, match="requantize.dither must be one of"):
         stage.replaced(dither="blue")
+
+
+def test_dither_and_shaping_names_are_defined_once_and_known_everywhere():
+    """rtq.dsp defines the names; presets and constructors take them from there, and the
+    meter has the theory of every dither (a new one fails here until it does)."""
+    from rtq.dsp.requantize import DITHER_CODES, DITHER_TYPES
+    from rtq.dsp.shaping import SHAPING_NAMES, TABLE_NAMES
+    from rtq.meter.measure import _DITHER_PSD_LSB2
+
+    assert DITHER_TYPES == tuple(DITHER_CODES) and set(_DITHER_PSD_LSB2) == set(DITHER_TYPES)
+    assert SHAPING_NAMES == ("none", *TABLE_NAMES)
+    for dither in DITHER_TYPES:
+        assert Requantize(16, dither).dither == dither
+    for name in SHAPING_NAMES:
+        assert parse_preset(f"chain: [requantize: {{bits: 16, shaping: {name}}}]", "p.yaml").chain[0].params[
+            "shaping"] == ({"kind": "none"} if name == "none" else {"kind": "table", "name": name})
