@@ -7,12 +7,12 @@ minutes, and short turns expose both to the same drift), xruns counted from jack
 log as in ``tools/bench_live.py`` (whose server, log and statistics this reuses):
 
 * ABX at 64 frames: two conditions of the ``cd-16-shibata`` class (``cd-16-shibata``
-  and ``cd-16-high-shibata``: 16-bit TPDF with 9-tap noise shaping) running at once on a
+  and ``cd-16-low-shibata``: 16-bit TPDF with 9-tap noise shaping) running at once on a
   looped 10 s noise item, the selection switching A/B every 0.5 s (dips included);
   targets: callback p99 at most 10 % of the period, xruns at most 1.5x jack_thru's;
-* MUSHRA at 256 frames: twelve shipped presets at once (the heaviest twelve that keep
-  under the 70 % refusal limit are not chosen: the list is fixed, below), switching
-  every 0.5 s;
+* MUSHRA at 256 frames: twelve shipped presets that run at 48 kHz at once (ten systems,
+  the oversampled ``converter-8bit-8x`` and ``bitcrush-4bit-oversampled`` among them,
+  and the two anchors; :data:`MUSHRA`), switching every 0.5 s;
 * time from spawning a process that builds the ABX comparison and selects A (what
   ``rtq listen`` does before the first trial) to the first audio frame at a capture
   client, warm caches; target under 1 s.
@@ -42,10 +42,10 @@ from bench_live import (RATE, Log, causes, env_for, merged, pct, per_minute, rat
                         start_server, time_to_first_audio, wait_line)
 from jack_server import JackServer, stop_clients  # noqa: E402
 
-ABX = ["cd-16-shibata", "cd-16-high-shibata"]
-MUSHRA = ["cd-16-shibata", "cd-16-high-shibata", "cd-16-low-shibata", "cd-16-lipshitz", "cd-16-f-weighted",
-          "cd-16-gesemann", "cd-16-improved-e-weighted", "cd-16-modified-e-weighted", "tpdf-16", "tpdf-24",
-          "converter-8bit-8x", "telephone-mulaw"]
+ABX = ["cd-16-shibata", "cd-16-low-shibata"]
+MUSHRA = ["cd-16-shibata", "cd-16-low-shibata", "cd-16-f-weighted", "cd-16-gesemann", "cd-16-improved-e-weighted",
+          "cd-16-modified-e-weighted", "tpdf-16", "tpdf-24", "converter-8bit-8x", "bitcrush-4bit-oversampled",
+          "lowpass-3500", "lowpass-7000"]
 
 # The rtq side, in its own process: a Comparison of PRESETS over ITEM (a file), block
 # BLOCK, switching every 0.5 s; prints "running" at the first callback, "done" after

@@ -111,3 +111,17 @@ def test_played_history_and_playhead():
             comparison.select("C")
         with pytest.raises(ValueError, match="shorter than 0.5 s"):
             comparison.loop = (0.5, 0.9)
+
+
+def test_a_live_input_is_level_matched_on_the_pink_noise_stand_in():
+    """The sound card's input is unknown in advance: the gains come from 10 s of pink
+    noise at -23 LUFS; a low-pass anchor loses its top octaves, so it gains."""
+    from rtq.listen.level import STAND_IN_LUFS
+
+    with Comparison({"original": None, "anchor": Chain.from_preset("lowpass-3500")}, "live", samplerate=RATE,
+                    stream=null_stream()) as comparison:
+        assert comparison.live_input and comparison.loudness_lufs["original"] == pytest.approx(STAND_IN_LUFS)
+        assert 1.0 < comparison.gains_db["anchor"] < 20.0
+        assert comparison.position == 0.0 and not comparison.engine.frozen
+        with pytest.raises(ValueError, match="no loop points"):
+            comparison.loop = (0.0, 1.0)
