@@ -1,10 +1,11 @@
 #!/usr/bin/env python3
 """Benchmark: listening tests (rtq.listen.Comparison) on a JACK dummy server.
 
-Three measurements, each against JACK's ``jack_thru`` (C, no Python) in alternating
-turns of the same run (rtq, jack_thru, rtq, ...; this VM's background noise drifts over
-minutes, and short turns expose both to the same drift), xruns counted from jackd's own
-log as in ``tools/bench_live.py`` (whose server, log and statistics this reuses):
+Three measurements, each against JACK's ``jack_thru`` (C, no Python) and ``rtq live``
+(one chain, :class:`~rtq.live.session.LiveSession`) in alternating turns of the same run
+(listen, jack_thru, live, listen, ...; this VM's background noise drifts over minutes,
+and short turns expose all to the same drift), xruns counted from jackd's own log as in
+``tools/bench_live.py`` (whose server, log, clients and statistics this reuses):
 
 * ABX at 64 frames: two conditions of the ``cd-16-shibata`` class (``cd-16-shibata``
   and ``cd-16-low-shibata``: 16-bit TPDF with 9-tap noise shaping) running at once on a
@@ -15,7 +16,7 @@ log as in ``tools/bench_live.py`` (whose server, log and statistics this reuses)
   and the two anchors; :data:`MUSHRA`), switching every 0.5 s;
 * time from spawning a process that builds the ABX comparison and selects A (what
   ``rtq listen`` does before the first trial) to the first audio frame at a capture
-  client, warm caches; target under 1 s.
+  client, warm caches (target under 1 s), beside ``rtq live``'s in the same run.
 
 Usage::
 
@@ -40,6 +41,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_live import (RATE, Log, causes, env_for, merged, pct, per_minute, rate_ratio, run_thru,  # noqa: E402
                         start_server, time_to_first_audio, wait_line)
+from bench_live import run_rtq as run_live  # noqa: E402
 from jack_server import JackServer, stop_clients  # noqa: E402
 
 ABX = ["cd-16-shibata", "cd-16-low-shibata"]
@@ -131,7 +133,7 @@ def main(argv=None) -> int:
     seconds = max(args.seconds, 2.0 * slots)
     began = time.monotonic()
     rows = []
-    starts = []
+    starts, live_starts = [], []
     with tempfile.TemporaryDirectory() as tmp:
         item = str(Path(tmp) / "item.wav")
         noise = np.random.default_rng(0).uniform(-0.3, 0.3, (10 * RATE, 2))
@@ -143,14 +145,16 @@ def main(argv=None) -> int:
                 turns = []
                 for _ in range(slots):
                     turns.append((run_rtq(server, presets, item, blocksize, seconds / slots),
-                                  run_thru(server, seconds / slots, False)))
-                rtq, thru = merged([t[0] for t in turns]), merged([t[1] for t in turns])
+                                  run_thru(server, seconds / slots, False),
+                                  run_live(server, presets[0], blocksize, seconds / slots, "idle")))
+                rtq, thru, live = (merged([t[k] for t in turns]) for k in range(3))
                 rtq["summary"]["estimate"] = statistics.median(t[0]["summary"]["estimate"] for t in turns)
-                rows.append((label, len(presets), blocksize, rtq, thru))
+                rows.append((label, len(presets), blocksize, rtq, thru, live))
                 print(f"  {label} block {blocksize}: rtq {per_minute(rtq):.1f} xruns/min, jack_thru "
-                      f"{per_minute(thru):.1f}", file=sys.stderr, flush=True)
+                      f"{per_minute(thru):.1f}, rtq live {per_minute(live):.1f}", file=sys.stderr, flush=True)
                 if blocksize == 64:
                     starts = time_to_first_sound(server, item, args.starts)
+                    live_starts = [first for _, first in time_to_first_audio(server, ABX[0], args.starts)]
             finally:
                 stop_clients(name)
                 server.stop()
@@ -161,19 +165,30 @@ def main(argv=None) -> int:
           f"{os.getloadavg()[0]:.1f}; total {time.monotonic() - began:.0f} s")
     print()
     header = (f"{'test':>6} {'conds':>5} {'block':>5} | {'estimate':>8} {'p50 load':>8} {'p99 load':>8} {'max load':>8} | "
-              f"{'rtq xruns/min':>13} {'jack_thru xruns/min':>19} | {'ratio (95 % CI)':>19} | causes (rtq; jack_thru)")
+              f"{'xruns/min':>9} {'jack_thru':>9} {'rtq live':>8} | {'/ jack_thru (95 % CI)':>21} | "
+              f"{'/ rtq live (95 % CI)':>20} | causes (listen; jack_thru; rtq live)")
     print(header)
     print("-" * len(header))
-    for label, count, blocksize, rtq, thru in rows:
+    for label, count, blocksize, rtq, thru, live in rows:
         load = rtq["summary"]["callback_load"]
         ratio, lo, hi = rate_ratio(rtq, thru)
+        l_ratio, l_lo, l_hi = rate_ratio(rtq, live)
         print(f"{label:>6} {count:>5} {blocksize:>5} | {pct(rtq['summary']['estimate']):>8} {pct(load['p50']):>8} "
-              f"{pct(load['p99']):>8} {pct(load['max']):>8} | {per_minute(rtq):>13.1f} {per_minute(thru):>19.1f} | "
-              f"{f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | {causes(rtq)}; {causes(thru)}")
+              f"{pct(load['p99']):>8} {pct(load['max']):>8} | {per_minute(rtq):>9.1f} {per_minute(thru):>9.1f} "
+              f"{per_minute(live):>8.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>21} | "
+              f"{f'{l_ratio:.2f} ({l_lo:.2f}-{l_hi:.2f})':>20} | {causes(rtq)}; {causes(thru)}; {causes(live)}")
+    print()
+    print("estimate: the callback cost the comparison measured when it was built (what the 70 % refusal "
+          "uses); load: callback time / period from the engine's histogram; xruns/min: xrun notifications "
+          "in jackd's log; rtq live: a LiveSession of the first preset alone (noise:-20), in the same turns; "
+          "causes: timer = jackd's dummy driver woke late, a client = it had not finished its cycle "
+          "(running: it was still running; otherwise it had not been scheduled yet)")
     if starts:
         print()
         print(f"start to first sound (ABX, block 64, warm caches, {len(starts)} starts): median "
-              f"{statistics.median(starts):.2f} s (min {min(starts):.2f}, max {max(starts):.2f})")
+              f"{statistics.median(starts):.2f} s (min {min(starts):.2f}, max {max(starts):.2f}); rtq live "
+              f"{ABX[0]} in the same run: median {statistics.median(live_starts):.2f} s "
+              f"(ratio {statistics.median(starts) / statistics.median(live_starts):.2f})")
     return 0
 
 
