@@ -144,8 +144,8 @@ def parse_input(text: str | None, channels: int):
         raise UsageError(f"--input {text}: no such file (or use tone:HZ:DBFS / noise:DBFS)")
     try:
         source = Source.file(text)
-    except UsageError as err:       # its message starts with the path
-        raise UsageError(f"--input {err}") from None
+    except RtqError as err:         # its message starts with the path
+        raise type(err)(f"--input {err}") from None
     try:
         return source.for_channels(channels)
     except ValueError as err:

@@ -14,3 +14,6 @@ MAX_BLOCKSIZE = 16384
 #: The chain runs on pieces of at most this many frames (the output does not depend on
 #: how the stream is cut).
 PIECE = 1024
+#: Samples (all channels) a looped source (a file, a buffer) may hold: it is kept in
+#: memory whole, as float64 (512 MiB; 11.6 minutes of stereo at 48 kHz).
+MAX_SOURCE_SAMPLES = 1 << 26

@@ -324,19 +324,20 @@ class LiveSession:
 
     def set_bits(self, bits: int) -> int:
         """Crossfade to the chain with the controlled stage at ``bits`` (1-32); returns them."""
-        return self._edit(bits=bits).bits
+        return self._edit("set_bits", bits=bits).bits
 
     def set_dither(self, dither: str) -> str:
         """Crossfade to the chain with the controlled stage's dither ``dither`` (one of
         :data:`DITHERS`, at its amplitude); returns it."""
-        return self._edit(dither=dither).dither
+        return self._edit("set_dither", dither=dither).dither
 
     def set_shaping(self, shaping: str | dict | None) -> dict:
         """Crossfade to the chain with the controlled stage's noise shaping ``shaping``
         (as :class:`~rtq.stages.Requantize` takes it: a table name, ``"none"``/None,
         ``{"coefficients": [...]}`` or ``{"order": K, "band_hz": B}``); returns it,
-        normalised.  A table with no entry at the stream's rate raises PresetError."""
-        return self._edit(shaping=shaping).shaping
+        normalised.  A table with no entry at the stream's rate raises PresetError.  The
+        setters' errors start with the call: ``set_shaping('lipshitz'): ...``."""
+        return self._edit("set_shaping", shaping=shaping).shaping
 
     def change_bits(self, delta: int) -> int:
         """:meth:`set_bits` to the current bits plus ``delta`` (an integer), kept within 1-32."""
@@ -397,15 +398,22 @@ class LiveSession:
             raise RtqError("this chain has no requantize stage to change")
         return stage
 
-    def _edit(self, **changes) -> Requantize:
+    def _edit(self, call: str, **changes) -> Requantize:
         """Crossfade to a copy of the chain whose controlled stage has ``changes``, checked
-        as :class:`~rtq.stages.Requantize` checks its arguments; returns that stage."""
+        as :class:`~rtq.stages.Requantize` checks its arguments; returns that stage.  An
+        error names ``call`` and its argument (``set_shaping('lipshitz'): ...``), not the
+        preset the stage came from: the user never wrote that line."""
         current = self._controlled()
-        checked = current.replaced(**changes)     # the changed parameters lose the preset's location
-        chain = copy.deepcopy(self.chain)
-        stage = _last_requantize(chain)
-        stage.bits, stage.dither, stage.shaping, stage.where = checked.bits, checked.dither, checked.shaping, checked.where
-        self.engine.switch(chain)
+        try:
+            checked = current.replaced(**changes)     # the changed parameters lose the preset's location
+            chain = copy.deepcopy(self.chain)
+            stage = _last_requantize(chain)
+            stage.bits, stage.dither, stage.shaping, stage.where = (checked.bits, checked.dither, checked.shaping,
+                                                                     checked.where)
+            self.engine.switch(chain)
+        except (ValueError, PresetError) as err:
+            arguments = ", ".join(repr(value) for value in changes.values())
+            raise _prefixed(err, f"{call}({arguments})") from None
         return stage
 
     # -- status ---------------------------------------------------------------------
@@ -461,6 +469,15 @@ def _notice_if_slow(notice, seconds: float, line: str):
     finally:
         timer.cancel()
         timer.join()  # a notice being sent finishes before the block's caller goes on
+
+
+def _prefixed(err: Exception, call: str) -> Exception:
+    """``err`` (same type) with its message after ``call: ``; not located in a file."""
+    renamed = copy.copy(err)
+    renamed.args = (f"{call}: {err}",)
+    if isinstance(renamed, PresetError):
+        renamed.located = False
+    return renamed
 
 
 def _last_requantize(chain: Chain) -> Requantize | None:

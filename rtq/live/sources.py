@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import UsageError
-from ..spec import check_file_rate, checked_number, requirement, stream_rate
+from ..spec import checked_number, requirement, stream_rate
+from .limits import MAX_SOURCE_SAMPLES
 
 FULL_SCALE_SINE_DBFS = 20 * math.log10(math.sqrt(0.5))   # -3.01: dBFS is RMS against amplitude 1
 FULL_SCALE_NOISE_DBFS = 20 * math.log10(1 / math.sqrt(3))  # -4.77: uniform noise peaks at sqrt(3) RMS
@@ -80,9 +81,13 @@ class Source:
 
     @classmethod
     def buffer(cls, data, samplerate: float | None = None) -> Source:
-        """``data`` (frames, or frames x channels; at least one frame) played in a loop;
+        """``data`` (frames, or frames x channels; at least one frame, at most
+        :data:`~rtq.live.limits.MAX_SOURCE_SAMPLES` samples) played in a loop;
         ``samplerate``, if given, is the rate it was recorded at (a stream rate), which
         the stream must then run at."""
+        if np.size(data) > MAX_SOURCE_SAMPLES:
+            raise ValueError(f"source buffer holds {np.size(data)} samples; a looped source holds at most "
+                             f"{MAX_SOURCE_SAMPLES}")
         array = np.array(data, dtype=np.float64, order="C", ndmin=1)
         if array.ndim == 1:
             array = array[:, None]
@@ -94,21 +99,33 @@ class Source:
     @classmethod
     def file(cls, path) -> Source:
         """The audio file at ``path``, read whole (as float64) and played in a loop at its
-        own rate.  One-line :class:`~rtq.errors.UsageError` s that start with the path."""
-        import soundfile as sf
+        own rate (:class:`~rtq.files.audio.AudioInput`: the rules every input of rtq
+        follows).  One line starting with the path: a :class:`~rtq.errors.UsageError` for
+        a missing file, not audio, a rate rtq does not run, no audio, or more than
+        :data:`~rtq.live.limits.MAX_SOURCE_SAMPLES` samples; an
+        :class:`~rtq.files.audio.InputError` for a file shorter than its header promises
+        or a read error."""
+        from ..files.audio import AudioInput, InputError
 
-        path = os.fspath(path)
-        if not os.path.exists(path):
-            raise UsageError(f"{path}: no such file")
-        try:
-            with sf.SoundFile(path) as audio:
-                check_file_rate(audio.samplerate, path)
-                data, rate = audio.read(dtype="float64", always_2d=True), audio.samplerate
-        except (sf.LibsndfileError, RuntimeError) as err:
-            raise UsageError(f"{path}: not a readable audio file ({err})") from None
-        if not len(data):
-            raise UsageError(f"{path}: the file holds no audio")
-        return cls(BUFFER, data=np.ascontiguousarray(data), samplerate=float(rate), path=path)
+        with AudioInput(path, allow_short=True) as audio:
+            most = MAX_SOURCE_SAMPLES // audio.channels
+            chunks, frames = [], 0
+            while frames <= most:      # in pieces: a pipe's length is not known
+                chunk = audio.read(min(1 << 16, most + 1 - frames))
+                if not len(chunk):
+                    break
+                chunks.append(chunk)
+                frames += len(chunk)
+            if frames > most:
+                raise UsageError(f"{audio.path} is too long to loop: a looped source holds at most "
+                                 f"{MAX_SOURCE_SAMPLES} samples ({most} frames of {audio.channels} channels, "
+                                 f"{most / audio.samplerate:.0f} s at {audio.samplerate} Hz)")
+            if audio.shortfall:
+                raise InputError(audio.shortfall)
+            if not frames:
+                raise UsageError(f"{audio.path}: the file holds no audio")
+            rate = float(audio.samplerate)
+        return cls(BUFFER, data=np.ascontiguousarray(np.concatenate(chunks)), samplerate=rate, path=os.fspath(path))
 
     @property
     def channels(self) -> int | None:

@@ -379,6 +379,21 @@ def test_without_audio_device_a_usage_error_is_the_only_line(no_server_env, sign
     assert done.stdout == ""
 
 
+def test_a_truncated_input_file_is_one_line_with_both_counts(no_server_env, signal_file, tmp_path):
+    """rtq live --input reads its file by rtq's input rules: one cut short on disk (it
+    was looped as it was, silently) is an error naming both counts, status 1."""
+    path, _ = signal_file
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[:-8 * 1000])       # FLOAT stereo: 1000 frames short
+    done = run_rtq("live", "--duration", 1, "--input", cut, env=no_server_env)
+    assert done.returncode == 1, done.stderr
+    frames = len(make_signal())
+    assert done.stderr.splitlines() == [
+        f"rtq: --input {cut} ended after {frames - 1000} of the {frames} frames its header promises: "
+        f"1000 frames (0.021 s) missing"], done.stderr
+    assert done.stdout == ""
+
+
 def test_stats_json_never_replaces_the_input_file_and_needs_force_for_others(no_server_env, signal_file, tmp_path):
     path, _ = signal_file
     for force in ([], ["--force"]):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from rtq.errors import PresetError, RtqError
@@ -68,6 +69,24 @@ def test_a_shaping_table_missing_at_the_rate_is_a_preset_error(session):
     with pytest.raises(PresetError, match="no table for 48000 Hz"):
         session.set_shaping("high-shibata")   # 44.1 kHz only
     assert session.quantizer().shaping == {"kind": "none"}
+
+
+@pytest.mark.parametrize("call, argument, rest", [
+    ("set_shaping", "lipshitz", "requantize.shaping: shaping 'lipshitz' has no table for 48000 Hz"),
+    ("set_dither", "blue", "requantize.dither must be one of"),
+    ("set_bits", 33, "requantize.bits must be an integer from 1 to 32, got 33"),
+])
+def test_a_setters_error_names_the_call_and_its_argument(jack_server, call, argument, rest):
+    """Issue 15 item 17: on a shipped preset, set_shaping('lipshitz') at 48 kHz reported
+    the error at that preset's line, which the user never wrote."""
+    from rtq.live.session import LiveSession
+
+    with LiveSession("cd-16-shibata", samplerate=RATE, source=Source.noise(-30)) as session:
+        with pytest.raises((ValueError, PresetError)) as caught:
+            getattr(session, call)(argument)
+    message = str(caught.value)
+    assert message.startswith(f"{call}({argument!r}): {rest}"), message
+    assert "cd-16-shibata.yaml" not in message and "\n" not in message
 
 
 def test_a_closed_session_refuses_every_control(session):
@@ -196,3 +215,31 @@ def test_the_stream_stops_at_the_duration_while_a_tick_runs_on(jack_server):
     assert session.stream.stats().frames == seen["frames"]     # and nothing played after it
     assert len(notices) == 1 and notices[0].startswith("played 0.3 s as asked; the meter update under way "
                                                        "then took "), notices
+
+
+def test_a_file_source_reads_as_every_input_does(tmp_path, monkeypatch):
+    """Source.file follows rtq's input rules (rtq.files.audio): a file shorter than its
+    header promises is an InputError naming both counts (it was played as it was), a
+    directory says so, and a looped source holds at most MAX_SOURCE_SAMPLES (here made
+    small; a file is kept in memory whole)."""
+    import soundfile as sf
+
+    from rtq.errors import UsageError
+    from rtq.files.audio import InputError
+    import rtq.live.sources as sources
+
+    path = tmp_path / "tone.wav"
+    sf.write(path, np.full((4800, 2), 0.25), RATE, subtype="PCM_16")
+    assert Source.file(path).data.shape == (4800, 2)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(path.read_bytes()[:-4000])
+    with pytest.raises(InputError, match=r"cut.wav ended after 3800 of the 4800 frames its header promises"):
+        Source.file(cut)
+    with pytest.raises(UsageError, match="is a directory, not an audio file"):
+        Source.file(tmp_path)
+    monkeypatch.setattr(sources, "MAX_SOURCE_SAMPLES", 9000)
+    with pytest.raises(UsageError, match=r"tone.wav is too long to loop: a looped source holds at most 9000 "
+                                         r"samples \(4500 frames of 2 channels"):
+        Source.file(path)
+    with pytest.raises(ValueError, match="source buffer holds 9002 samples; a looped source holds at most 9000"):
+        Source.buffer(np.broadcast_to(0.0, (4501, 2)))
