@@ -456,11 +456,10 @@ class LiveSession:
 def _notice_if_slow(notice, seconds: float, line: str):
     """Send ``line`` to ``notice`` if the block takes longer than ``seconds``.
 
-    With a warm cache, a session is built in about 0.1 s; with a cold one (a fresh
-    machine, a new rtq version) Numba compiles first (measured: 10-12 s with only rtq's
-    own cache empty, 21 s for a JACK session, over 33 s once in CI on a fresh
-    checkout), which must not look like a hang.  The notice comes from a timer thread,
-    while the compiler runs; it is never sent after the block."""
+    With a warm cache a session is built in a fraction of a second; with a cold one (a
+    fresh machine, a new rtq version) Numba compiles first, for tens of seconds (the
+    README has the figures), which must not look like a hang.  The notice comes from a
+    timer thread, while the compiler runs; it is never sent after the block."""
     timer = threading.Timer(seconds, notice, (line,))
     timer.daemon = True
     timer.start()
