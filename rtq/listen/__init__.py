@@ -8,8 +8,8 @@ no NumPy kernels):
     (:mod:`rtq.listen.comparison`; :class:`TooHeavy` when they cannot run in real time);
 :class:`AbxTest`, :class:`MushraTest`
     a whole test driven from Python: a host or a scripted listener, no terminal;
-:class:`ListeningTest`
-    a checked test file (:mod:`rtq.listen.testfile`);
+:func:`load_test`, :class:`ListeningTest`
+    read and check a test file; the checked test (:mod:`rtq.listen.testfile`);
 :func:`binomial_p`
     the exact one-sided binomial p-value of an ABX score (:mod:`rtq.listen.stats`);
 :func:`verify`
@@ -25,6 +25,7 @@ _EXPORTS = {
     "AbxTest": "abx",
     "MushraTest": "mushra",
     "ListeningTest": "testfile",
+    "load_test": "testfile",
     "binomial_p": "stats",
     "verify": "verification",
 }

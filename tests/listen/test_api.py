@@ -12,7 +12,7 @@ def test_rtq_listen_loads_no_audio():
     code = ("import sys, rtq\n"
             "assert 'rtq.listen' not in sys.modules\n"
             "assert rtq.listen.binomial_p(12, 16) == 2517 / 65536\n"
-            "rtq.listen.AbxTest, rtq.listen.MushraTest, rtq.listen.verify, rtq.listen.ListeningTest\n"
+            "rtq.listen.AbxTest, rtq.listen.MushraTest, rtq.listen.verify, rtq.listen.load_test\n"
             "loaded = [m for m in ('sounddevice', 'numba', 'rtq.live', 'rich') if m in sys.modules]\n"
             "assert not loaded, loaded\n")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
