@@ -133,3 +133,21 @@ def test_results_refuse_mixed_or_practice_logs(tmp_path, capsys):
 def test_listen_needs_a_form(capsys):
     status, _, err = run(capsys)
     assert status == 2 and "rtq listen needs a test file, or verify, results or export" in err
+
+
+def test_export_renders_a_test_file(tmp_path, capsys):
+    """rtq listen export reads the test file as rtq listen does and hands it to
+    rtq.listen.export (its own tests check the stimuli)."""
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "music.wav", 0.1 * np.random.default_rng(1).standard_normal((48000, 2)), 48000,
+             subtype="FLOAT")
+    test = tmp_path / "abx.yaml"
+    test.write_text("type: abx\nitems: [{input: music.wav, loop: [0.0, 0.75]}]\n"
+                    "conditions: {A: tpdf-16, B: original}\n")
+    status, out, err = run(capsys, "export", str(test), str(tmp_path / "stimuli"))
+    assert status == 0, err
+    assert (tmp_path / "stimuli" / "item1").is_dir() and out.startswith(f"wrote {tmp_path / 'stimuli'}")
+    status, _, err = run(capsys, "export", str(test), str(tmp_path / "stimuli"))
+    assert status == 2 and "not empty; use --force" in err

@@ -25,7 +25,7 @@ USAGE = """rtq listen TEST.yaml [--listener NAME] [--log FILE] [--practice] [--r
                   [--device NAME|INDEX] [--blocksize N]
        rtq listen verify LOG...
        rtq listen results LOG... [--csv]
-       rtq listen export TEST.yaml DIR [--force]"""
+       rtq listen export TEST.yaml DIR [--force] [--prefix PATH]"""
 DESCRIPTION = ("Run a blind ABX or MUSHRA test on the terminal (TEST.yaml: see the README), check a test's "
                "log (verify), pool the logs of several listeners (results), or render a test's stimuli for "
                "webMUSHRA (export).")
@@ -87,7 +87,11 @@ def _run_test(args: argparse.Namespace) -> int:
         options.update(log=args.log, practice=args.practice)
     from rtq.ui.listen import run_listen_screen
 
+    print(f"rtq listen: {test.name}: preparing {len(test.conditions)} conditions "
+          f"(level matching, real-time check)...", flush=True)
     with driver_type(test, **options) as driver:
+        print(f"commitment {driver.commitment} (the log's first record; rtq listen verify shows it)",
+              flush=True)
         run_listen_screen(driver)
         if not driver.done:
             print(f"interrupted: the log {driver.log_path} holds every answer so far; "
@@ -141,9 +145,13 @@ def _export(argv: list[str]) -> int:
                                "live, loudness-matched) and a webMUSHRA configuration beside them.")
     parser.add_argument("test", metavar="TEST.yaml")
     parser.add_argument("directory", metavar="DIR")
-    parser.add_argument("--force", action="store_true", help="replace files that exist in DIR")
+    parser.add_argument("--force", action="store_true", help="write into DIR even if it holds files")
+    parser.add_argument("--prefix", metavar="PATH",
+                        help="the stimuli's path in the configuration, from webMUSHRA's folder "
+                             "(default configs/resources/audio/DIR/)")
     args = parser.parse_args(argv)
-    export(load_test(args.test), os.fspath(args.directory), force=args.force)
+    config = export(load_test(args.test), os.fspath(args.directory), force=args.force, prefix=args.prefix)
+    print(f"wrote {args.directory}: the stimuli and the webMUSHRA configuration {config}")
     return 0
 
 

@@ -55,16 +55,16 @@ class VerifiedLog:
 
     @property
     def summary(self) -> str:
-        """``ok: NAME (abx), listener ann: 12/16 correct, p = 0.038; ...``"""
+        """``ok: NAME (abx), listener ann: 12/16 correct, p = 0.038; ...; commitment HEX``
+        (the commitment ``rtq listen`` printed when the test began)."""
         header = self.header
         kind = header["type"] + (", practice" if header["practice"] else "") + (
             ", sequential" if header["sequential"] else "")
-        text = (f"ok: {header['name']} ({kind}), listener {header['listener'] or '(unnamed)'}: "
+        unchecked = f" (not at hand to re-hash: {', '.join(self.not_at_hand)})" if self.not_at_hand else ""
+        return (f"ok: {header['name']} ({kind}), listener {header['listener'] or '(unnamed)'}: "
                 + "; ".join(" ".join(line.split()) for line in result_lines(self.results))
-                + f"; {self.records} records chained, commitment and hashes hold")
-        if self.not_at_hand:
-            text += f" (not at hand to re-hash: {', '.join(self.not_at_hand)})"
-        return text
+                + f"; {self.records} records chained, commitment and hashes hold{unchecked}; "
+                  f"commitment {header['commitment']}")
 
 
 def verify(path: str | os.PathLike) -> VerifiedLog:

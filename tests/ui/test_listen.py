@@ -4,15 +4,19 @@ screen shows no score, practice tells answers."""
 from __future__ import annotations
 
 import json
+import re
+import sys
+import time
 
 import pytest
 
-from rtq.listen import AbxTest, MushraTest
+from rtq.listen import AbxTest, MushraTest, verify
 from rtq.ui.listen import ListenScreen, run_listen_screen
 from rtq.ui.quit import Quit
 
 from listening import SilentComparison, make_test
 from .helpers import recording_console
+from .test_screen import needs_tmux
 
 
 @pytest.fixture(autouse=True)
@@ -147,3 +151,95 @@ def test_run_listen_screen_quits_leaving_the_log_resumable(tmp_path):
         assert not driver.done and driver.trial == 1
     records = [json.loads(line)["record"] for line in (tmp_path / "a.jsonl").read_text().splitlines()]
     assert records == ["header", "item", "trial"]
+
+
+# ---------------------------------------------------------------------------------------
+# end to end in a terminal (tmux), on the JACK dummy server
+
+def write_abx_test(tmp_path, trials=3):
+    import numpy as np
+    import soundfile as sf
+
+    sf.write(tmp_path / "music.wav", 0.1 * np.random.default_rng(2).standard_normal((72000, 2)), 48000,
+             subtype="FLOAT")
+    path = tmp_path / "abx.yaml"
+    path.write_text(f"name: tmux-abx\ntype: abx\ntrials: {trials}\nitems: [{{input: music.wav, loop: [0.25, 1.25]}}]\n"
+                    "conditions: {A: tpdf-16, B: original}\n")
+    return path
+
+
+def listen_pane(tmp_path, arguments):
+    from .test_screen import Pane
+
+    state = tmp_path / "state"
+    return Pane(f"XDG_STATE_HOME={state} {sys.executable} -m rtq listen {arguments}", tmp_path)
+
+
+@needs_tmux
+@pytest.mark.audio
+def test_tmux_a_whole_abx_test(tmp_path):
+    """`rtq listen` on a terminal: keys play A, X, the help; three answers end the test,
+    which prints its result and where the log is, and the terminal is restored."""
+    test, log = write_abx_test(tmp_path), tmp_path / "ann.jsonl"
+    pane = listen_pane(tmp_path, f"{test} --listener ann --log {log}")
+    try:
+        text = pane.wait_for(lambda t: "trial 1 of 3" in t, timeout=120)
+        assert "rtq listen · tmux-abx · ABX · listener ann" in text and "silence" in text
+        pane.keys("a")
+        pane.wait_for(lambda t: "playing A" in t)
+        pane.keys("x")
+        pane.wait_for(lambda t: "playing X" in t)
+        pane.keys("h")
+        pane.wait_for(lambda t: "answer: X is A" in t)
+        pane.keys("Escape", "1")
+        pane.wait_for(lambda t: "trial 2 of 3" in t and "answered trial 1" in t)
+        pane.keys("2")
+        pane.wait_for(lambda t: "trial 3 of 3" in t)
+        pane.keys("1")
+        text = pane.wait_for(lambda t: "exit=" in t, timeout=30)
+        assert "exit=0" in text
+        assert re.search(r"\d/3 correct, p = [\d.]+", text), text
+        assert f"log: {log} (rtq listen verify {log} checks it)" in text.replace("\n", "")
+        assert re.search(r"^commitment [0-9a-f]{64} ", text, re.MULTILINE)
+        before = (tmp_path / "stty-before").read_text()
+        pane.wait_for(lambda t: (tmp_path / "stty-after").exists())
+        time.sleep(0.2)
+        assert (tmp_path / "stty-after").read_text() == before
+    finally:
+        pane.close()
+    verified = verify(log)
+    commitment = verified.header["commitment"]
+    assert verified.results["trials"] == 3 and verified.summary.endswith(commitment)
+
+
+@needs_tmux
+@pytest.mark.audio
+def test_tmux_quit_then_resume(tmp_path):
+    """'q' after one answer: the log holds it, the command says how to go on (exit 130);
+    --resume continues at trial 2 with the same assignments, and the log verifies."""
+    test, log = write_abx_test(tmp_path), tmp_path / "bob.jsonl"
+    pane = listen_pane(tmp_path, f"{test} --listener bob --log {log}")
+    try:
+        pane.wait_for(lambda t: "trial 1 of 3" in t, timeout=120)
+        pane.keys("2")
+        pane.wait_for(lambda t: "trial 2 of 3" in t)
+        pane.keys("q")
+        text = pane.wait_for(lambda t: "exit=" in t, timeout=30)
+        assert "exit=130" in text
+        assert f"rtq listen {test} --resume {log} continues the test" in text.replace("\n", "")
+    finally:
+        pane.close()
+    assert [json.loads(line)["record"] for line in log.read_text().splitlines()] == ["header", "item", "trial"]
+    pane = listen_pane(tmp_path, f"{test} --resume {log}")
+    try:
+        pane.wait_for(lambda t: "trial 2 of 3" in t and "listener bob" in t, timeout=120)
+        pane.keys("1")
+        pane.wait_for(lambda t: "trial 3 of 3" in t)
+        pane.keys("1")
+        text = pane.wait_for(lambda t: "exit=" in t, timeout=30)
+        assert "exit=0" in text
+    finally:
+        pane.close()
+    records = [json.loads(line)["record"] for line in log.read_text().splitlines()]
+    assert records == ["header", "item", "trial", "resume", "item", "trial", "trial", "final"]
+    assert verify(log).results["trials"] == 3
