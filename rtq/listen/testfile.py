@@ -152,7 +152,7 @@ def load_test(path: str | os.PathLike) -> ListeningTest:
     if kind == "mushra":
         reference = fields["reference"] or (ORIGINAL, None)
         conditions = ((Condition(REFERENCE, reference[0], reference[1], "reference"),)
-                      + tuple(Condition(name, source, preset) for name, (source, preset) in fields["conditions"].items())
+                      + tuple(Condition(name, *condition) for name, condition in fields["conditions"].items())
                       + tuple(Condition(_anchor_name(source), source, preset, "anchor")
                               for source, preset in fields["anchors"]))
     else:

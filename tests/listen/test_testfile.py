@@ -79,61 +79,63 @@ def test_mushra_anchors_default_to_bs1534s_lowpass_presets(folder):
     assert [c.preset.chain[0].params["hz"] for c in anchors] == [3500.0, 7000.0]
 
 
+MU = (("type: abx", "type: mushra"),)
 BROKEN = [
-    # (what, change to the ABX file, expected line)
-    ("type", lambda t: t.replace("type: abx", "type: abc"),
+    # (what, the change to the ABX file: text added, or (old, new) replacements, the line expected)
+    ("type", (("type: abx", "type: abc"),),
      "2:7: type must be one of abx, abxy, mushra, got 'abc'; did you mean 'abx'?"),
-    ("unknown key", lambda t: t + "trails: 16\n", "9:1: unknown key 'trails' at top level; did you mean 'trials'?"),
-    ("trials", lambda t: t + "trials: 0\n", "9:9: trials must be an integer from 1 to 500, got 0"),
-    ("a third condition", lambda t: t + "  C: tpdf-24\n",
-     "9:3: unknown condition 'C': an ABX test compares exactly A and B"),
-    ("B missing", lambda t: t.replace("  B: original\n", ""),
+    ("unknown key", "trails: 16\n", "9:1: unknown key 'trails' at top level; did you mean 'trials'?"),
+    ("trials", "trials: 0\n", "9:9: trials must be an integer from 1 to 500, got 0"),
+    ("a third condition", "  C: tpdf-24\n", "9:3: unknown condition 'C': an ABX test compares exactly A and B"),
+    ("B missing", (("  B: original\n", ""),),
      "6:1: conditions is missing condition 'B' (an ABX test compares exactly A and B)"),
-    ("mushra trials", lambda t: t.replace("type: abx", "type: mushra") + "trials: 4\nanchors: []\n",
+    ("mushra trials", MU + (("  B: original\n", "  B: original\ntrials: 4\nanchors: []\n"),),
      "9:1: trials applies to abx and abxy tests, not mushra"),
-    ("abx anchors", lambda t: t + "anchors: []\n", "9:1: anchors applies to mushra tests, not abx"),
-    ("short loop", lambda t: t.replace("[0.0, 1.0]", "[1.0, 1.2]"),
-     "5:11: items[0].loop must be [start, end] in seconds, start >= 0 and end at least 0.5 s after it, "
-     "got [1, 1.2]"),
-    ("loop past the end", lambda t: t.replace("[0.0, 1.0]", "[1.0, 3.0]"),
+    ("abx anchors", "anchors: []\n", "9:1: anchors applies to mushra tests, not abx"),
+    ("short loop", (("[0.0, 1.0]", "[1.0, 1.2]"),), "5:11: items[0].loop must be [start, end] in seconds, "
+     "start >= 0 and end at least 0.5 s after it, got [1, 1.2]"),
+    ("loop past the end", (("[0.0, 1.0]", "[1.0, 3.0]"),),
      "5:11: items[0].loop ends at 3 s, after the end of {folder}/music.wav (2 s)"),
-    ("no such input", lambda t: t.replace("music.wav", "nope.wav"),
-     "4:12: items[0].input: no such file {folder}/nope.wav"),
-    ("live misspelt", lambda t: t.replace("music.wav", "liv"),
-     "4:12: items[0].input: no such file {folder}/liv; did you mean 'live'?"),
-    ("not audio", lambda t: t.replace("music.wav", "notes.txt"),
+    ("no such input", (("music.wav", "nope.wav"),), "4:12: items[0].input: no such file {folder}/nope.wav"),
+    ("live misspelt", (("music.wav", "liv"),), "4:12: items[0].input: no such file {folder}/liv; did you mean 'live'?"),
+    ("not audio", (("music.wav", "notes.txt"),),
      "4:12: items[0].input: {folder}/notes.txt is not an audio file rtq can read"),
-    ("live with a loop", lambda t: t.replace("music.wav", "live"),
-     "5:11: items[0].loop: the live input has no loop points"),
-    ("unknown preset", lambda t: t.replace("tpdf-16", "tpdf-17"),
+    ("live with a loop", (("music.wav", "live"),), "5:11: items[0].loop: the live input has no loop points"),
+    ("unknown preset", (("tpdf-16", "tpdf-17"),),
      "7:6: conditions.A: unknown preset 'tpdf-17'; closest shipped presets: tpdf-16, tpdf-24"),
-    ("broken preset", lambda t: t.replace("B: original", "B: bad.yaml"),
+    ("broken preset", (("B: original", "B: bad.yaml"),),
      "8:6: conditions.B: {folder}/bad.yaml:2:24: requantize.bits must be an integer from 1 to 32, got 40"),
-    ("reference as a name", lambda t: t.replace("type: abx", "type: mushra").replace("A: tpdf", "reference: tpdf")
-     + "anchors: []\n", "7:3: 'reference' is the hidden reference's name; name this condition otherwise"),
-    ("13 conditions", lambda t: t.replace("type: abx", "type: mushra").replace(
-        "  A: tpdf-16\n  B: original\n", "".join(f"  c{i}: tpdf-16\n" for i in range(13))) + "anchors: []\n",
-     "7:3: conditions must name 1 to 12 presets, got 13"),
-    ("two anchors alike", lambda t: t.replace("type: abx", "type: mushra") + "anchors: [tpdf-24, tpdf-24]\n",
+    ("reference as a name", MU + (("A: tpdf", "reference: tpdf"), ("B: original", "B: original\nanchors: []")),
+     "7:3: 'reference' is the hidden reference's name; name this condition otherwise"),
+    ("13 conditions", MU + (("  A: tpdf-16\n  B: original\n", "".join(f"  c{i}: tpdf-16\n" for i in range(13))
+                             + "anchors: []\n"),), "7:3: conditions must name 1 to 12 presets, got 13"),
+    ("two anchors alike", MU + (("B: original", "B: original\nanchors: [tpdf-24, tpdf-24]"),),
      "9:20: anchor 'tpdf-24' is named like another condition or anchor (an anchor takes its preset's name)"),
-    ("invalid YAML", lambda t: t + "seed: [1\n",
+    ("invalid YAML", "seed: [1\n",
      "10:1: invalid YAML: while parsing a flow sequence, expected ',' or ']', but got '<stream end>'"),
-    ("seed", lambda t: t + "seed: -1\n", "9:7: seed must be an integer from 0 to 18446744073709551615, got -1"),
-    ("switch", lambda t: t + "switch: dipp\n",
-     "9:9: switch must be one of dip, crossfade, cut, got 'dipp'; did you mean 'dip'?"),
-    ("level_match", lambda t: t + "level_match: maybe\n", "9:14: level_match must be true or false, got 'maybe'"),
-    ("python tag", lambda t: t + "description: !!python/object:os.system x\n",
+    ("seed", "seed: -1\n", "9:7: seed must be an integer from 0 to 18446744073709551615, got -1"),
+    ("switch", "switch: dipp\n", "9:9: switch must be one of dip, crossfade, cut, got 'dipp'; did you mean 'dip'?"),
+    ("level_match", "level_match: maybe\n", "9:14: level_match must be true or false, got 'maybe'"),
+    ("python tag", "description: !!python/object:os.system x\n",
      "9:14: unsupported YAML tag '!!python/object:os.system': test files hold only plain values"),
-    ("empty", lambda t: "", "1:1: test file is empty (expected a mapping)"),
-    ("no items", lambda t: t.replace("items:\n  - input: music.wav\n    loop: [0.0, 1.0]\n", "items: []\n"),
+    ("empty", ((ABX, ""),), "1:1: test file is empty (expected a mapping)"),
+    ("no items", (("items:\n  - input: music.wav\n    loop: [0.0, 1.0]\n", "items: []\n"),),
      "3:8: items must be a list of 1 to 100 items ({{input, loop}}), got an empty list"),
-    ("a list", lambda t: "- a\n- b\n", "1:1: test file must be a mapping, got a list of 2 items"),
+    ("a list", ((ABX, "- a\n- b\n"),), "1:1: test file must be a mapping, got a list of 2 items"),
 ]
+
+
+def changed(text: str, change) -> str:
+    if isinstance(change, str):
+        return text + change
+    for old, new in change:
+        text = text.replace(old, new)
+    return text
 
 
 @pytest.mark.parametrize("change, expected", [case[1:] for case in BROKEN], ids=[case[0] for case in BROKEN])
 def test_broken_test_files_get_one_line_and_exit_2(folder, capsys, change, expected):
-    path = write(folder, change(ABX))
+    path = write(folder, changed(ABX, change))
     expected = f"{path}:" + expected.format(folder=folder)
     with pytest.raises(PresetError) as error:
         load_test(path)
