@@ -80,7 +80,8 @@ def _run_test(args: argparse.Namespace) -> int:
         raise UsageError("rtq listen runs a test on a terminal; a program drives one through rtq.listen "
                          "(AbxTest, MushraTest)")
     driver_type = MushraTest if test.type == "mushra" else AbxTest
-    options = dict(listener=args.listener, device=args.device, blocksize=args.blocksize)
+    device = int(args.device) if args.device is not None and args.device.strip().isdigit() else args.device
+    options = dict(listener=args.listener, device=device, blocksize=args.blocksize)
     if args.resume:
         options["resume"] = args.resume
     else:

@@ -141,14 +141,14 @@ class Driver:
         return self._log.path
 
     def _reopen(self, path, listener: str):
-        lines, unfinished = logfile.read_lines(path, allow_unfinished=True)
-        header = lines[0].record
-        if header.get("record") != "header" or header.get("format") != logfile.FORMAT:
-            raise logfile.LogError(f"{path}:1: not the header of an rtq listening-test log")
+        from .verification import check_records
+
+        lines, _ = logfile.read_lines(path, allow_unfinished=True)
+        header, _, final = check_records(path, lines)
         if header["test"]["sha256"] != self.test.sha256:
             raise UsageError(f"{path} is a log of another test file (or of another version of "
                              f"{self.test.path}: its SHA-256 differs)")
-        if any(line.kind == "final" for line in lines):
+        if final is not None:
             raise UsageError(f"{path}: the test is complete; there is nothing to resume")
         if listener and listener != header["listener"]:
             raise UsageError(f"{path} is {header['listener']!r}'s test, not {listener!r}'s")

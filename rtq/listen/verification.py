@@ -87,7 +87,23 @@ def verify(path: str | os.PathLike) -> VerifiedLog:
     """
     path = Path(path)
     lines, _ = logfile.read_lines(path)
+    header, trials, final = check_records(path, lines)
     check = _Checker(path)
+    if final is None:
+        check.line = lines[-1].number
+        check.fail("the log ends before the final record: the test was interrupted "
+                   "(rtq listen TEST --resume LOG continues it)")
+    check.line = len(lines)
+    check.final(header, trials, final)
+    not_at_hand = check.files(header)
+    return VerifiedLog(path, header, trials, final, len(lines), not_at_hand)
+
+
+def check_records(path, lines) -> tuple[dict, list[dict], dict | None]:
+    """Steps 2 and 3 over the lines of a log (chained, as :func:`rtq.listen.log.read_lines`
+    returns them): ``(header, trial or ratings records, final record or None)``; a
+    LogError at the first line that does not hold.  ``--resume`` reads a log with it."""
+    check = _Checker(Path(path))
     header = check.header(lines[0])
     trials: list[dict] = []
     final = None
@@ -103,14 +119,7 @@ def verify(path: str | os.PathLike) -> VerifiedLog:
             trials.append(line.record)
         elif kind not in ("item", "resume"):
             check.fail(f"a record of unknown kind {kind!r} for a {header['type']} test")
-    if final is None:
-        check.line = lines[-1].number
-        check.fail("the log ends before the final record: the test was interrupted "
-                   "(rtq listen TEST --resume LOG continues it)")
-    check.line = len(lines)
-    check.final(header, trials, final)
-    not_at_hand = check.files(header)
-    return VerifiedLog(path, header, trials, final, len(lines), not_at_hand)
+    return header, trials, final
 
 
 class _Checker:

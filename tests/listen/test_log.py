@@ -319,6 +319,20 @@ def test_resume_refuses_what_it_cannot_continue(tmp_path):
         AbxTest(other, resume=log, comparison=SilentComparison)
 
 
+def test_resume_checks_the_log_first(tmp_path):
+    """A log rewritten with valid hashes but not as rtq writes it is refused in one line."""
+    log = tmp_path / "a.jsonl"
+    test = make_test(tmp_path, trials=4)
+    first = AbxTest(test, listener="ann", log=log, comparison=SilentComparison)
+    first.answer("A")
+    first.close()
+    records = lines_of(log)
+    del records[2]["answer"]
+    rewrite(log, records)
+    with pytest.raises(LogError, match=rf"{log}:3: answer must be A or B"):
+        AbxTest(test, resume=log, comparison=SilentComparison)
+
+
 def test_mushra_resumes_with_the_same_orders(tmp_path):
     log = tmp_path / "m.jsonl"
     test = make_test(tmp_path, kind="mushra", items=3)
