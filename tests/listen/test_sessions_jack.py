@@ -1,5 +1,6 @@
-"""A whole ABX session on the real JACK dummy server: a scripted listener drives AbxTest
-over a real Comparison while a JACK client in another process captures the output.
+"""Whole sessions on the real JACK dummy server: a scripted listener drives AbxTest (and
+MushraTest) over real Comparisons; for ABX a JACK client in another process captures
+the output.
 
 X is what the log's final record reveals, and the audio captured while the listener
 played X (and A, and B) is that condition's output, bit for bit: the conditions are
@@ -151,3 +152,36 @@ def check(captured, log, windows, played, rendered):
         heard = matches(stretch, rendered[condition])
         assert heard == 1.0, f"trial {trial + 1}, {label} (= {condition}): {heard:.1%} of the frames are it"
         assert matches(stretch, rendered[other]) < 0.05
+
+
+@pytest.mark.audio
+def test_a_mushra_session_over_real_comparisons(jack_server, tmp_path, monkeypatch):
+    """A scripted listener through a whole MUSHRA test read from a file (two items, the
+    default anchors, level matching on): each slot plays the condition the final record
+    reveals for it, the open reference plays the reference, and the log verifies."""
+    from rtq.listen import MushraTest, load_test
+
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    sf.write(tmp_path / "item.wav", item(RATE), RATE, subtype="FLOAT")
+    path = tmp_path / "mushra.yaml"
+    path.write_text("name: jack-mushra\ntype: mushra\nitems: [{input: item.wav}, {input: item.wav, loop: [0.2, 0.8]}]\n"
+                    "conditions: {shibata: cd-16-shibata, lofi: lofi-6}\n")
+    heard = []
+    with MushraTest(load_test(path), listener="script", log=tmp_path / "m.jsonl", blocksize=64) as test:
+        while not test.done:
+            test.play_reference()
+            assert test.comparison.selected == "reference"
+            assert test.comparison.gains_db["reference"] == 0.0
+            order = []
+            for slot in range(test.slots):
+                test.play(slot)
+                order.append(test.comparison.selected)
+                time.sleep(0.05)
+                test.rate(slot, 100 if order[-1] == "reference" else 50)
+            heard.append(order)
+            test.next()
+    verified = verify(tmp_path / "m.jsonl")
+    assert heard == verified.assignments
+    assert sorted(heard[0]) == ["lofi", "lowpass-3500", "lowpass-7000", "reference", "shibata"]
+    reference = next(c for c in verified.results["conditions"] if c["name"] == "reference")
+    assert reference["mean"] == 100 and reference["items"] == 2
