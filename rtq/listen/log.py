@@ -37,7 +37,7 @@ from rtq.errors import RtqError
 FORMAT = "rtq-listen-log/1"
 GENESIS = "0" * 64
 MAX_LOG_BYTES = 64 * 1024 * 1024
-"""The largest log read (a 500-trial ABX test writes about 0.5 MB)."""
+"""The largest log read (a 500-trial ABX test writes 160 kB)."""
 
 
 class LogError(RtqError):
