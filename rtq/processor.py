@@ -9,9 +9,11 @@ exactly; ``latency`` is in samples at the stream rate.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import NamedTuple
 
 import numpy as np
 
+from .dsp.overload import COUNT_OVERLOADS
 from .dsp.requantize import COUNT_CLIPS, COUNT_RESETS
 from .dsp.shaping import ErrorFilter
 from .program import (COUNT_NONFINITE, OP_SANITIZE, Program, ProgramBuilder, Tap, process_in_place, program_words,
@@ -36,6 +38,17 @@ class QuantizerInfo:
     sample_rate: float
     op_index: int           # the op's row in the program (its counters)
     taps: tuple[Tap, Tap] | None = None     # (input, output) when prepared with taps
+    msa: float | None = None                # a designed-NTF loop's maximum stable amplitude
+    overload_op: int | None = None          # the row counting input above it
+
+
+class Counts(NamedTuple):
+    """What a processor counted, per channel (:meth:`Processor.counts`)."""
+
+    clips: list[int]        # samples the quantizers saturated
+    nonfinite: list[int]    # non-finite input samples (made 0 or full scale)
+    loop_resets: list[int]  # designed-NTF loops reset after RESET_AFTER_OVERLOADS overloads in a row
+    overloads: list[int]    # samples entering a designed-NTF loop above its maximum stable amplitude
 
 
 @dataclass
@@ -154,16 +167,17 @@ class Processor:
         self.channels = channels
         return self
 
-    def counts(self) -> tuple[list[int], list[int], list[int]]:
-        """Per channel since :meth:`prepare` or :meth:`reset`: samples the quantizers
-        clipped, non-finite input samples (made 0 or full scale), and resets of
-        designed-NTF loops that overloaded (:data:`rtq.dsp.requantize.RESET_AFTER_OVERLOADS`
-        samples in a row)."""
+    def counts(self) -> Counts:
+        """Per channel since :meth:`prepare` or :meth:`reset` (see :class:`Counts`)."""
         counters = self.program.counters
         rows = [info.op_index for info in self.quantizer_info.values()]
-        return ([int(counters[rows, c, COUNT_CLIPS].sum()) for c in range(self.channels)],
-                [int(counters[0, c, COUNT_NONFINITE]) for c in range(self.channels)],
-                [int(counters[rows, c, COUNT_RESETS].sum()) for c in range(self.channels)])
+        watched = [info.overload_op for info in self.quantizer_info.values() if info.overload_op is not None]
+
+        def per_channel(rows, slot):
+            return [int(counters[rows, c, slot].sum()) for c in range(self.channels)]
+
+        return Counts(per_channel(rows, COUNT_CLIPS), per_channel([0], COUNT_NONFINITE),
+                      per_channel(rows, COUNT_RESETS), per_channel(watched, COUNT_OVERLOADS))
 
     def check(self, sample_rate: float) -> None:
         """Raise the :class:`~rtq.errors.PresetError` that :meth:`prepare` would raise at

@@ -8,7 +8,7 @@ A prepared chain is a tuple of preallocated arrays (a :class:`Program`)::
     fstate    float64[...]       filter state (per channel, sliced by each row)
     istate    int64[...]         integer state such as ring positions
     rng       uint64[...]        dither generator states
-    counters  int64[n_ops, channels, 4]   clips, non-finite samples, loop resets
+    counters  int64[n_ops, channels, 4]   clips, non-finite samples, loop resets, overloads
     work      float64[levels, channels, frames]   planar work buffers, one per rate level
     taps      float64[slots, channels, ring]      meter taps: rings of signal copies
 
@@ -49,6 +49,7 @@ from .native import Entry
 from .dsp.g711 import compand_op
 from .dsp.gain import gain_op
 from .dsp.lowpass import lowpass_op
+from .dsp.overload import overload_op
 from .dsp.oversample import down_op, up_op
 from .dsp.requantize import requantize_op
 
@@ -60,6 +61,7 @@ OP_TAP = 5
 OP_OVERSAMPLE_UP = 6
 OP_OVERSAMPLE_DOWN = 7    # args: parent level, row of the matching OP_OVERSAMPLE_UP
 OP_LOWPASS = 8
+OP_OVERLOAD = 9           # counts samples above a sigma-delta loop's stable amplitude
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -149,6 +151,8 @@ def _execute(prog, m):
             requantize_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:s_end], ist[i:], rng[r:r + nch], cnt[k])
         elif code == OP_COMPAND:
             compand_op(buf, n, op[COL_ARG0:], cnt[k])
+        elif code == OP_OVERLOAD:
+            overload_op(buf, n, fp[p:], cnt[k])
         elif code == OP_TAP:
             if capture < 0 or op[COL_FACTOR] == 1:
                 _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])

@@ -42,7 +42,7 @@ from .program import META_MAX_BLOCK
 from .errors import UsageError
 from .files.audio import AudioInput, open_output, output_failure, output_format
 from .files.destination import Destination, check_destination
-from .processor import flush_and_trim
+from .processor import Counts, flush_and_trim
 
 DEFAULT_BLOCK = 32768
 # Largest --block-size: about 22 s at 48 kHz, far past any gain in speed.
@@ -74,6 +74,7 @@ class RenderResult:
     shortfall: str | None = None     #: one line saying so, if any
     sha256: str | None = None        #: of OUTPUT's bytes, when asked for
     kept: bool = False               #: OUTPUT existed with exactly these bytes and was left as it was
+    overloads: list[int] = field(default_factory=list)  #: samples above a designed-NTF loop's stable amplitude
 
 
 def _output_grid(chain: Chain):
@@ -291,10 +292,10 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                 raise UsageError(f"OUTPUT {out} exists; use --force to replace it")
             if not kept:
                 destination.publish()
-    clips, nonfinite, resets = groups.counts()
-    return RenderResult(written, rate, channels, subtype, latency,
-                        time.perf_counter() - started, clips, nonfinite, resets, src.missing, src.shortfall,
-                        digest if sha256 else None, kept)
+    counts = groups.counts()
+    return RenderResult(written, rate, channels, subtype, latency, time.perf_counter() - started, counts.clips,
+                        counts.nonfinite, counts.loop_resets, src.missing, src.shortfall, digest if sha256 else None,
+                        kept, counts.overloads)
 
 
 def _sha256(file) -> str:
@@ -364,10 +365,10 @@ class _ChannelGroups:
             if err is not None:
                 raise err
 
-    def counts(self) -> tuple[list[int], list[int], list[int]]:
-        """Per channel: clips, non-finite input samples, loop resets (:meth:`Processor.counts`)."""
+    def counts(self) -> Counts:
+        """Per channel, as :meth:`Processor.counts` counts them."""
         parts = [group.counts() for group, _ in self.parts]
-        return tuple([n for part in parts for n in part[k]] for k in range(3))
+        return Counts(*([n for part in parts for n in part[k]] for k in range(len(Counts._fields))))
 
     def __enter__(self):
         return self

@@ -58,7 +58,11 @@ def test_validate_names_every_limit_of_a_preset_no_rate_can_run(files, capsys):
     (files / "clash.yaml").write_text(GOOD + BAND)
     assert main(["validate", "band.yaml", "clash.yaml"]) == 2
     out, err = capsys.readouterr()
-    assert out == "band.yaml: ok; stream rates 60001-768000 Hz\n"
+    # (a 4-bit order-3 loop is stable to 0.676 peak at 96 kHz: validate warns of full scale)
+    assert out == ("band.yaml: ok; stream rates 60001-768000 Hz\n  warning: sigma-delta loop 1.1 is stable up to "
+                   "0.676 peak (-3.4 dB re full scale, at 384000 Hz); a full-scale input reaches it at 1.000 (+0.0 dB): "
+                   "input peaks above -3.4 dB re full scale overload it and its noise floor collapses (counted as "
+                   "overloads)\n")
     assert err == ("clash.yaml: no stream rate can run this preset: "
                    "clash.yaml:3:51: shaping 'shibata' has tables for 22050, 32000, 37800, 44100, 48000 Hz (+-5 %); "
                    "clash.yaml:7:42: band_hz 120000 needs the stage to run above 240000 Hz "

@@ -194,3 +194,28 @@ def test_a_plot_format_rtq_does_not_draw_is_one_line_before_any_work(wav, tmp_pa
                                                      "SVG; name the file .png, .pdf or .svg\n"))
     assert sorted(p.name for p in tmp_path.iterdir()) == (["in.wav", "out.wav"] if command == "analyze"
                                                           else ["in.wav"])
+
+
+def test_overloads_of_a_sigma_delta_loop_are_counted_and_reported(tmp_path, capsys):
+    """The 1-bit order-5 loop at 64x on a 1 kHz tone of peak 0.6, above its maximum stable
+    amplitude (0.537 at 48 kHz): its noise floor collapses without a reset, and nothing
+    said so.  stderr counts the loop samples above the MSA; the report has them per stage
+    (with the MSA) and end to end."""
+    preset = tmp_path / "sd.yaml"
+    preset.write_text("chain:\n  - oversample:\n      factor: 64\n      chain:\n"
+                      "        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n")
+    x = 0.6 * np.sin(np.arange(4800) * 2 * np.pi * 1000 / 48000)[:, None] * np.ones((1, 2))
+    path = write_input(tmp_path / "tone.wav", x.astype(np.float32).astype(np.float64), 48000)
+    report_path = tmp_path / "r.json"
+    assert main(["render", str(preset), str(path), str(tmp_path / "out.wav"), "--report", str(report_path)]) == 0
+    line = next(line for line in capsys.readouterr().err.splitlines() if "maximum stable" in line)
+    found = re.fullmatch(r"rtq: (\d+) samples above the noise-shaping loop's maximum stable amplitude \(0\.537 peak; "
+                         r"counted at the loop's rate\) \(ch1 (\d+), ch2 (\d+)\)", line)
+    assert found, line
+    total, *per_channel = (int(n) for n in found.groups())
+    report = strict_json(report_path.read_text())
+    stage = report["stages"][0]
+    assert stage["msa"] == pytest.approx(0.537, abs=0.001)
+    assert stage["overloads"] == report["end_to_end"]["overloads"] == per_channel
+    # 29.5 % of the 64 x 4800 loop samples: the share of each period above 0.537
+    assert total == pytest.approx(2 * 64 * 4800 * (1 - 2 / np.pi * np.arcsin(stage["msa"] / 0.6)), rel=0.01)

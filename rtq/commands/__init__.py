@@ -39,6 +39,43 @@ def report_error(err: RtqError) -> None:
         print(prefix + line, file=sys.stderr)
 
 
+def sigma_delta_lines(stages, stream_rate: float) -> list[str]:
+    """For each designed-NTF (sigma-delta) loop in ``stages`` at ``stream_rate``: its
+    maximum stable amplitude and the peak a full-scale input reaches it at (through the
+    gains before it), as a line for ``rtq info`` and ``rtq validate``, starting with
+    ``warning:`` when a full-scale input goes above the loop's stable amplitude."""
+    from rtq.stages import walk
+    from rtq.ui.units import rate_text
+
+    lines = []
+    for place in walk(stages):
+        msa = getattr(place.stage, "stable_amplitude", lambda *_: None)(stream_rate * place.factor, stream_rate)
+        if msa is None:
+            continue
+        reach = _gain_before(stages, place.path)
+        number = ".".join(str(i + 1) for i in place.path)
+        text = (f"sigma-delta loop {number} is stable up to {msa:.3f} peak ({20 * math.log10(msa):+.1f} dB re full "
+                f"scale, at {rate_text(stream_rate * place.factor)}); a full-scale input reaches it at {reach:.3f} "
+                f"({20 * math.log10(reach):+.1f} dB)")
+        if reach > msa:
+            lines.append(f"warning: {text}: input peaks above {20 * math.log10(msa / reach):+.1f} dB re full scale "
+                         "overload it and its noise floor collapses (counted as overloads)")
+        else:
+            lines.append(f"{text}, {20 * math.log10(msa / reach):.1f} dB below")
+    return lines
+
+
+def _gain_before(stages, path) -> float:
+    """The linear gain from the chain's input to the stage at ``path``: the gains of the
+    stages before it, at its level and at every level above it."""
+    gain = 1.0
+    for index in path:
+        for stage in stages[:index]:
+            gain *= stage.net_gain()
+        stages = stages[index].children()
+    return gain
+
+
 @contextlib.contextmanager
 def interrupts_kept():
     """Make sure a Ctrl-C within the block stops the command, even during a compile.

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from rtq.commands import sigma_delta_lines
 from rtq.spec import check_samplerate
 from rtq.ui.units import rate_text
 
@@ -31,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
         print(line)
     latency = chain.latency
     print(f"latency: {latency:.4g} samples ({latency / rate * 1e3:.3f} ms)")
+    for line in sigma_delta_lines(chain.stages, rate):
+        print(line)
     return 0
 
 
@@ -45,8 +48,7 @@ def default_rate(stages) -> tuple[float, str]:
     from rtq.stages import format_rates, usable_rates   # start-up cost (Numba), as in run
 
     ranges, _ = usable_rates(stages)
-    usable = [rate for rate in COMMON_RATES
-              if any(r.low <= rate <= r.high and not (r.low_open and rate == r.low) for r in ranges)]
+    usable = [rate for rate in COMMON_RATES if any(rate in r for r in ranges)]
     if not usable or usable[0] == COMMON_RATES[0]:
         return float(COMMON_RATES[0]), ""
     return float(usable[0]), f" (the preset cannot run at {COMMON_RATES[0]} Hz; its rates: {format_rates(ranges)})"

@@ -249,7 +249,8 @@ def format_summary(summary: dict) -> str:
         f"output underflows {summary['output_underflows']})",
         f"  callback load (of the block period): p50 {pct(load['p50'])}, p99 {pct(load['p99'])}, "
         f"max {pct(load['max'])}",
-        f"  clips per channel: {summary['clips']}; noise-shaping loop resets: {summary['loop_resets']}",
+        f"  clips per channel: {summary['clips']}; noise-shaping loop resets: {summary['loop_resets']}; "
+        f"samples above the loop's maximum stable amplitude: {summary['overloads']}",
         f"  non-finite input samples: {summary['nonfinite']}; chain switches: {summary['switches']}",
         f"  CPU wake-up latency request: {summary['cpu_latency_qos']}",
     ])

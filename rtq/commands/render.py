@@ -61,8 +61,11 @@ def run(args: argparse.Namespace) -> int:
         save(observer.finish(chain).report(), "render", args.report, args.plot,
              title=f"rtq render {args.preset}: {args.input}", force=args.force, preset=args.preset,
              input=args.input, output=args.output, input_frames_missing=result.missing)
+    stable = " / ".join(f"{info.msa:.3g}" for info in chain.quantizer_info.values() if info.msa is not None)
     for what, label, counts in (("sample", "clipped", result.clips), ("sample", "non-finite input", result.nonfinite),
-                                ("noise-shaping loop reset", "after overloads", result.resets)):
+                                ("noise-shaping loop reset", "after overloads", result.resets),
+                                ("sample", f"above the noise-shaping loop's maximum stable amplitude ({stable} peak; "
+                                           "counted at the loop's rate)", result.overloads)):
         if any(counts):
             per_channel = ", ".join(f"ch{c + 1} {n}" for c, n in enumerate(counts))
             total = sum(counts)

@@ -6,7 +6,9 @@ stage to run above twice the band.  ``validate`` works out the stream rates that
 stage accepts and prints them (``ok`` alone means any rate); a preset no rate can run is
 an error that names each limit.  With ``--samplerate`` it also designs the chain at
 that rate (without compiling), with the errors ``rtq render`` and ``rtq live`` would
-give there.
+give there.  It warns of a designed-NTF (sigma-delta) loop that a full-scale input
+drives above its maximum stable amplitude (at ``--samplerate``, else at the rate ``rtq
+info`` chooses; ``rtq info`` shows every loop's figures).
 """
 from __future__ import annotations
 
@@ -14,7 +16,8 @@ import argparse
 
 from rtq.errors import PresetError
 from rtq.presets import load_preset
-from rtq.commands import report_error
+from rtq.commands import report_error, sigma_delta_lines
+from rtq.commands.info import default_rate
 from rtq.spec import STREAM_RATE_HZ, check_samplerate
 
 
@@ -53,5 +56,10 @@ def _check(file: str, rate: float | None) -> str:
                           + f" (rtq runs streams at {STREAM_RATE_HZ[0]}-{STREAM_RATE_HZ[1]} Hz)")
     if rate is not None:
         chain.check(rate)
-        return f"ok at {rate:g} Hz"
-    return "ok" if not limits else f"ok; stream rates {format_rates(ranges)}"
+        verdict = f"ok at {rate:g} Hz"
+    else:
+        verdict = "ok" if not limits else f"ok; stream rates {format_rates(ranges)}"
+        rate, _ = default_rate(chain.stages)       # rtq info's rate
+        if not any(rate in r for r in ranges):    # no common rate: the first it runs at
+            rate = float(ranges[0].whole_rates()[0])
+    return "\n  ".join([verdict, *(line for line in sigma_delta_lines(chain.stages, rate) if line.startswith("warning:"))])

@@ -42,10 +42,10 @@ reads 3.01 dB lower):
   ``0 .. B``; 117.1 dB if everything in ``y - x`` counts as noise, since part of the
   shaped error is coherent with the tone).  Schreier's toolbox quotes roughly
   100-110 dB peak SQNR for OSR 64, order 5, ``H_inf = 1.5``.
-* maximum stable input (bounded quantizer input over 1.5 s, 0.1 dB steps), by order
-  1 .. 7: 0, -0.1, -2.4, -4.2, -5.2, -5.8, -6.4 dB peak.  Above it the plain loop runs
-  away; the requantizer must bound the fed-back error (clip ``e``/``o``) so that an
-  overload recovers.
+* maximum stable input: :mod:`rtq.dsp.stability` measures it for every designed loop
+  on rtq's own kernel (order 5 here: -5.2 dB peak; the README has a table).  Above it
+  the plain loop runs away; the requantizer bounds the fed-back error (clips ``e``) so
+  that an overload recovers, and counts the input above it.
 
 The in-band noise (:meth:`NtfDesign.inband_noise_gain`) follows the textbook
 ``pi^(2K) / ((2K + 1) OSR^(2K + 1))`` for zeros at DC (once the flat in-band pole

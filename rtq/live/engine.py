@@ -64,6 +64,7 @@ import numpy as np
 
 from ..jit import kernel
 from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program, sanitize_input
+from ..processor import Counts
 from ..spec import checked_integer, checked_number, stream_rate
 from ..dsp.rng import next_uniform
 from ..jit import address_as_void_pointer
@@ -634,7 +635,7 @@ class LiveEngine(Engine):
             raise ValueError(f"chain latency {self.align} exceeds the {MAX_ALIGN} samples the engine can align")
         self._open(stream_factory, source=source, slots=2, mixer=MIXER_LIVE)
         self._slots = [chain, None]
-        self._retired = ([0] * self.channels, [0] * self.channels, [0] * self.channels)
+        self._retired = Counts(*([0] * self.channels for _ in Counts._fields))
         self.solo_gain_db = SOLO_GAIN_DB
         self._mode = "normal"
         self.eng[XF_LEN] = self.fade
@@ -688,8 +689,8 @@ class LiveEngine(Engine):
             time.sleep(0.002)
         idle = 1 - int(self.eng[ACTIVE])
         if self._slots[idle] is not None:   # retired: its counts are final
-            self._retired = tuple([a + b for a, b in zip(total, counts)]
-                                  for total, counts in zip(self._retired, self._slots[idle].counts()))
+            self._retired = Counts(*([a + b for a, b in zip(total, counts)]
+                                     for total, counts in zip(self._retired, self._slots[idle].counts())))
             self._slots[idle] = None
 
     def bypass(self, on: bool = True) -> None:
@@ -724,14 +725,15 @@ class LiveEngine(Engine):
     def switches(self) -> int:
         return int(self.eng[ACK])
 
-    def counts(self) -> tuple[list[int], list[int], list[int]]:
+    def counts(self) -> Counts:
         """Per channel since the engine started, over every chain it played (as
         :meth:`~rtq.processor.Processor.counts`): samples the quantizers clipped,
-        non-finite source samples replaced, designed-NTF loop resets.  While a switch
-        fades, both chains run and count."""
+        non-finite source samples replaced, designed-NTF loop resets, samples above such
+        a loop's maximum stable amplitude.  While a switch fades, both chains run and
+        count."""
         chains = [chain.counts() for chain in self._slots if chain is not None]
-        return tuple([sum(values) for values in zip(retired, *(counts[k] for counts in chains))]
-                     for k, retired in enumerate(self._retired))
+        return Counts(*([sum(values) for values in zip(retired, *(counts[k] for counts in chains))]
+                        for k, retired in enumerate(self._retired)))
 
     @property
     def nonfinite(self) -> int:

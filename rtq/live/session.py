@@ -426,7 +426,7 @@ class LiveSession:
         blocksize = self.blocksize or self.stream.blocksize or (
             round(st.frames / st.callbacks) if st.callbacks else 0)
         period = blocksize / self.samplerate
-        clips, nonfinite, resets = self.engine.counts()
+        counts = self.engine.counts()
         return {
             "preset": self.spec.name,
             "samplerate": self.samplerate,
@@ -439,9 +439,10 @@ class LiveSession:
             "xruns": st.xruns,
             "callback_load": {"p50": st.load_p50, "p99": st.load_p99, "max": st.load_max},
             "period_ms": round(period * 1e3, 3) if period else None,
-            "clips": clips,
-            "loop_resets": resets,
-            "nonfinite": sum(nonfinite),
+            "clips": counts.clips,
+            "loop_resets": counts.loop_resets,
+            "overloads": counts.overloads,
+            "nonfinite": sum(counts.nonfinite),
             "switches": self.engine.switches,
             "lost": self.lost,
             "cpu_latency_qos": self.wakeup.status,

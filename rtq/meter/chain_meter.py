@@ -37,13 +37,14 @@ import threading
 import numpy as np
 
 from ..chain import Chain
+from ..dsp.overload import COUNT_OVERLOADS
 from ..dsp.requantize import COUNT_CLIPS, COUNT_RESETS
 from ..program import CAPTURE_ALWAYS, COUNT_NONFINITE, META_CAPTURE, TapReader
 from .delay import ERROR_FLOOR_DB, FractionalDelay
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
 
 # What a metered point counts of its ops' counters (report key: counter slot).
-COUNTED = {"clips": COUNT_CLIPS, "loop_resets": COUNT_RESETS}
+COUNTED = {"clips": COUNT_CLIPS, "loop_resets": COUNT_RESETS, "overloads": COUNT_OVERLOADS}
 HISTORY_INTERVAL_S = 0.1
 HISTORY_POINTS = 2048
 MAX_NFFT = 8 * NFFT
@@ -279,6 +280,12 @@ def _meter_for(info, stage, channels, nfft, momentary_s, index, label, factor=1)
                       index=index, stage=label)
 
 
+def _rows(info) -> list[int]:
+    """The program rows counting for a quantizer: its own, and the one counting its
+    overloads (a designed-NTF loop's)."""
+    return [info.op_index] + ([info.overload_op] if info.overload_op is not None else [])
+
+
 class _Entry:
     """One metered point: its meter, tap pair, level history and counter rows (the
     program ops whose clips, loop resets and overloads it counts)."""
@@ -400,12 +407,12 @@ class ChainMeter:
             label = stage.label()
             meter = _meter_for(info, stage, self.channels, nfft, momentary_s, path[0], label,
                                tap_in.factor)
-            extra = {"bits": info.bits}
+            extra = {"bits": info.bits, "msa": info.msa}
             if not _is_uniform(info):
                 extra["law"] = getattr(stage, "law", None)
             pair = TapPair(reader(tap_in), reader(tap_out), self.channels, limit=ring)
             history = LevelHistory(info.sample_rate, self.channels, history_s, history_points)
-            self._entries.append(_Entry(meter, pair, history, path, extra, [info.op_index],
+            self._entries.append(_Entry(meter, pair, history, path, extra, _rows(info),
                                         factor=tap_in.factor))
 
         last = chain.quantizer_info.get((len(chain.stages) - 1,))   # the last stage, if a quantizer
@@ -424,7 +431,7 @@ class ChainMeter:
                           "taps": len(fractional.taps), "error_floor_db": ERROR_FLOOR_DB}})
         history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
         self._end_to_end = _Entry(e2e, pair, history, (), extra,
-                                  [info.op_index for info in quantizers], gain=self.net_gain)
+                                  [row for info in quantizers for row in _rows(info)], gain=self.net_gain)
         # From the start, the program's counters count from its start too (a render's
         # meter is created after its first block).
         counts = self.program.counters.copy()
@@ -484,15 +491,17 @@ class ChainMeter:
         """The measurements over ``window`` ("integrated" or "momentary") as a JSON-ready
         dict: ``sample_rate``, ``channels``, ``window``, ``latency_samples`` (exact: an
         int when whole, else a float), ``net_gain_db``, ``stages`` (one
-        :meth:`ErrorMeter.result` per quantizer, plus ``path``, ``dropped_frames`` and
-        ``level_history``) and ``end_to_end`` (also with ``fractional_delay``: the taps
-        and error floor of the filter that delayed the input, None for a whole latency).
+        :meth:`ErrorMeter.result` per quantizer, plus ``path``, ``dropped_frames``,
+        ``level_history`` and ``msa``, a designed-NTF loop's maximum stable amplitude,
+        else None) and ``end_to_end`` (also with ``fractional_delay``: the taps and error
+        floor of the filter that delayed the input, None for a whole latency).
 
-        ``clips`` and ``loop_resets`` of a stage are its own (program counters: samples
-        saturated, and designed-NTF loops reset after overloading), ``nonfinite`` the
-        non-finite input samples the chain's input sanitizer replaced (counted at the
-        stream rate, for every stage); end to end, ``clips`` and ``loop_resets`` sum all
-        quantizers.
+        ``clips``, ``loop_resets`` and ``overloads`` of a stage are its own (program
+        counters: samples saturated, designed-NTF loops reset after overloading, and
+        samples that came into such a loop above its maximum stable amplitude, all at
+        the stage's rate), ``nonfinite`` the non-finite input samples the chain's input
+        sanitizer replaced (counted at the stream rate, for every stage); end to end,
+        ``clips``, ``loop_resets`` and ``overloads`` sum all quantizers.
         """
         with self._lock:
             return {

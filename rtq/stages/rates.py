@@ -26,6 +26,9 @@ class RateRange:
         high = min(self.high, other.high)
         return RateRange(low, high, low_open) if low < high or (low == high and not low_open) else None
 
+    def __contains__(self, rate: float) -> bool:
+        return self.low <= rate <= self.high and not (self.low_open and rate == self.low)
+
     def whole_rates(self) -> tuple[int, float]:
         """The first and last whole rates inside (the last may be ``inf``)."""
         first = math.floor(self.low) + 1 if self.low_open else math.ceil(self.low)

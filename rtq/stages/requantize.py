@@ -5,13 +5,15 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..dsp import overload
 from ..dsp import requantize as kernel
 from ..dsp import shaping
 from ..dsp.ntf import MAX_ORDER, default_band_hz, design_ntf
 from ..dsp.rng import stream_seed
+from ..dsp.stability import maximum_stable_amplitude
 from ..errors import PresetError
 from ..processor import QuantizerInfo
-from ..program import OP_REQUANTIZE
+from ..program import OP_OVERLOAD, OP_REQUANTIZE
 from ..schema import INVALID, Choice, Fields, Integer, ListOf, Number, Rule
 from .base import OutputGrid, Stage
 from .rates import RateLimit, RateRange, format_rates
@@ -134,8 +136,7 @@ class Requantize(Stage):
             return shaping.ErrorFilter(tuple(self.shaping["coefficients"]))
         if kind == "design":
             try:
-                design = design_ntf(self.shaping["order"], sample_rate, self.shaping.get("band_hz"),
-                                    stream_rate=stream_rate or sample_rate)
+                design = design_ntf(self.shaping["order"], sample_rate, self.design_band_hz(stream_rate or sample_rate))
             except ValueError as err:
                 raise PresetError(f"{self.location('shaping')}: {err}") from None
             A, B = design.error_feedback()
@@ -149,6 +150,21 @@ class Requantize(Stage):
                     f"{sample_rate:g} Hz; it supports {shaping.rates_text(name)}")
             return filt
         raise PresetError(f"{self.location('shaping')}: shaping kind '{kind}' is not available")
+
+    def stable_amplitude(self, sample_rate: float, stream_rate: float = 0.0, error_filter=None) -> float | None:
+        """A designed-NTF (sigma-delta) loop's maximum stable amplitude at ``sample_rate``
+        (peak, re full scale; :mod:`rtq.dsp.stability`), None for other shaping.
+        ``error_filter``: :meth:`error_filter`'s, if already made."""
+        if self.shaping["kind"] != "design":
+            return None
+        filt = error_filter or self.error_filter(sample_rate, stream_rate)
+        band = self.design_band_hz(stream_rate or sample_rate)
+        return maximum_stable_amplitude(filt.a, filt.b, band / sample_rate, self.bits, self.dither, self.amplitude)
+
+    def design_band_hz(self, stream_rate: float) -> float:
+        """The band a designed NTF protects: ``band_hz``, else the default for the stream
+        rate (:func:`rtq.dsp.ntf.default_band_hz`)."""
+        return self.shaping.get("band_hz") or default_band_hz(stream_rate)
 
     def rate_limits(self, factor: int = 1) -> list[RateLimit]:
         kind, where = self.shaping["kind"], self.location("shaping")
@@ -174,10 +190,14 @@ class Requantize(Stage):
         # gone unstable, and it is reset (PCM tables only clip with the input: no reset).
         reset_after = kernel.RESET_AFTER_OVERLOADS if self.shaping["kind"] == "design" else 0
         seeds = [stream_seed(ctx.seed, *ctx.path, builder.first_channel + c) for c in range(builder.channels)]
+        msa = self.stable_amplitude(ctx.sample_rate, ctx.stream_rate, filt)
+        # A sigma-delta loop counts what comes in above its maximum stable amplitude.
+        overload_row = None if msa is None else builder.add_op(OP_OVERLOAD, ctx.level, **overload.pack(msa))
         index = builder.add_op(OP_REQUANTIZE, ctx.level, rng_seeds=seeds,
                                **kernel.pack(self.bits, self.dither, self.amplitude, a, b, reset_after))
         step = kernel.grid_of(self.bits)[0]
-        return QuantizerInfo(ctx.path, self, self.bits, step, self.dither, filt, ctx.sample_rate, index)
+        return QuantizerInfo(ctx.path, self, self.bits, step, self.dither, filt, ctx.sample_rate, index,
+                             msa=msa, overload_op=overload_row)
 
     def label(self) -> str:
         label = f"requantize {self.bits}-bit {self.dither}"
@@ -208,7 +228,7 @@ class Requantize(Stage):
             where = f"{nominal} Hz table" if nominal else "any rate"
             return f"{self.shaping['name']} shaping ({where}, {taps})"
         if kind == "design":
-            band = self.shaping.get("band_hz") or default_band_hz(stream_rate)
+            band = self.design_band_hz(stream_rate)
             return f"designed order-{self.shaping['order']} shaping (band {band:g} Hz, {taps})"
         return f"custom FIR shaping ({taps})"
 

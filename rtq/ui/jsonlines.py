@@ -65,10 +65,11 @@ def json_record(session, view: MeterView) -> dict:
     """One JSON line: the selected stage's momentary report (its level history left
     out, its spectrum in 1/3-octave bands), the stream's health, and ``counts``: per
     channel since the session started, the samples clipped, the non-finite source
-    samples replaced and the loop resets (what the exit summary will say), so a reader
+    samples replaced, the loop resets and the samples above a sigma-delta loop's maximum
+    stable amplitude (what the exit summary will say), so a reader
     of the last line has the run's totals, which the momentary window cannot hold."""
     st = session.stream.stats()
-    clips, nonfinite, resets = session.engine.counts()
+    counts = session.engine.counts()
     q = session.quantizer()
     report = dict(view.momentary or {})
     report.pop("level_history", None)       # the whole run's history: not momentary
@@ -84,7 +85,7 @@ def json_record(session, view: MeterView) -> dict:
         "stage": view.label,
         "xruns": st.xruns,
         "callback_load": {"p50": st.load_p50, "p99": st.load_p99, "max": st.load_max},
-        "counts": {"clips": clips, "nonfinite": nonfinite, "loop_resets": resets},
+        "counts": counts._asdict(),
         "meter": report,
     })
 

@@ -13,7 +13,8 @@ The screen shows
   the block period);
 * the figures over the momentary (~300 ms) and integrated windows: error RMS and peak,
   MSE, PSNR, SNR, A-weighted and ITU-R 468 weighted error, DC in LSB, SINAD and ENOB
-  (when the input is a sine), clips, non-finite samples, and the theoretical level;
+  (when the input is a sine), clips, non-finite samples, loop resets and samples over a
+  sigma-delta loop's maximum stable amplitude, and the theoretical level;
 * the error spectrum (momentary) on a log frequency axis in braille dots
   (:mod:`rtq.ui.canvas`), with the theoretical floor (rounding plus dither) and target
   (floor times ``|NTF|^2``) drawn alongside;
@@ -91,6 +92,7 @@ _FIGURES = (
     ("clips", "clips", "", "{:d}"),
     ("non-finite", "nonfinite", "", "{:d}"),
     ("loop resets", "loop_resets", "", "{:d}"),
+    ("over MSA", "overloads", "", "{:d}"),      # samples above a sigma-delta loop's stable amplitude
 )
 _CURVES = (("error PSD", "bold yellow"), ("target", "cyan"), ("floor", "magenta"))
 _MODES = {"normal": ("NORMAL", "bold green"), "bypass": ("BYPASS", "bold yellow"),

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 
 from rtq.ui.jsonlines import json_record, run_json, third_octave_bands
 
@@ -82,6 +83,25 @@ def test_cli_json_end_to_end_meets_a_fractional_latency(tmp_path):
         snr[padded] = meter["snr_db"]
     np.testing.assert_allclose(snr[False], snr[True], atol=0.5)
     assert min(snr[False]) > 105
+
+
+def test_cli_counts_a_sigma_delta_loop_driven_above_its_msa(tmp_path):
+    """A 1 kHz tone of peak 0.6 (-7.44 dBFS) into the 1-bit order-5 loop at 64x (stable to
+    0.537): the meter's lines and the exit summary count the loop samples above it."""
+    preset = tmp_path / "sd.yaml"
+    preset.write_text("chain:\n  - oversample:\n      factor: 64\n      chain:\n"
+                      "        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n")
+    stats = tmp_path / "stats.json"
+    proc = subprocess.run(
+        [sys.executable, "-m", "rtq", "live", str(preset), "--input", "tone:1000:-7.4437", "--samplerate", "48000",
+         "--duration", "1.5", "--json", "--stats-json", str(stats)],
+        capture_output=True, text=True, timeout=120, env=rtq_env(), cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    meter = json.loads(proc.stdout.splitlines()[-1])["meter"]
+    assert meter["msa"] == pytest.approx(0.537, abs=0.001) and min(meter["overloads"]) > 0
+    summary = json.loads(stats.read_text())
+    assert summary["loop_resets"] == [0, 0] and min(summary["overloads"]) > 0
+    assert f"samples above the loop's maximum stable amplitude: {summary['overloads']}" in proc.stderr
 
 
 def test_cli_meter_stage_out_of_range():

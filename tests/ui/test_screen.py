@@ -51,7 +51,7 @@ def test_screen_shows_the_figures():
     # (error q^2/4) reads 16 - log2(sqrt(3)) = 15.21 bits (it read 12.39 re the tone)
     enob = numbers(figure_row(text, "ENOB re FS"))
     assert len(enob) == 4 and all(abs(v - 15.21) < 0.1 for v in enob), enob
-    for label in ("error peak", "MSE", "A-weighted", "ITU-468 RMS", "DC", "clips", "non-finite", "loop resets",
+    for label in ("error peak", "MSE", "A-weighted", "ITU-468 RMS", "DC", "clips", "non-finite", "loop resets", "over MSA",
                   "noise mod."):
         assert len(numbers(figure_row(text, label))) == 4, label
     assert numbers(figure_row(text, "clips")) == [0, 0, 0, 0]
