@@ -138,22 +138,29 @@ def test_end_to_end_figures_meet_a_fractional_latency(tmp_path):
     assert min(figures[False]["snr_db"]) > 105
 
 
+def render_tone(tmp_path, capsys, chain_yaml: str, peak: float, frames: int, *options) -> tuple[dict, list[str]]:
+    """render --report of a 1 kHz tone of ``peak`` at 48 kHz (stereo) through the chain
+    ``chain_yaml``: the report and stderr's lines."""
+    preset = tmp_path / "preset.yaml"
+    preset.write_text("chain:\n" + chain_yaml)
+    x = peak * np.sin(np.arange(frames) * 2 * np.pi * 1000 / 48000)[:, None] * np.ones((1, 2))
+    path = write_input(tmp_path / "tone.wav", x.astype(np.float32).astype(np.float64), 48000)
+    report_path = tmp_path / "r.json"
+    assert main(["render", str(preset), str(path), str(tmp_path / "out.wav"), "--report", str(report_path),
+                 *options]) == 0
+    return strict_json(report_path.read_text()), capsys.readouterr().err.splitlines()
+
+
 def test_loop_resets_are_in_the_report(tmp_path, capsys):
     """A sigma-delta loop driven 6 dB over full scale is reset after overloading: stderr
     said how often, the report did not.  Each stage's entry holds its own resets per
     channel, the end-to-end entry the chain's, equal to stderr's count."""
-    preset = tmp_path / "hot.yaml"
-    preset.write_text("chain:\n  - gain: {db: 6.0}\n  - oversample:\n      factor: 4\n"
-                      "      chain:\n        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n")
-    x = 0.99 * np.sin(np.arange(6000) * 2 * np.pi * 1000 / 48000)[:, None] * np.ones((1, 2))
-    path = write_input(tmp_path / "tone.wav", x.astype(np.float32).astype(np.float64), 48000)
-    report_path = tmp_path / "r.json"
-    assert main(["render", str(preset), str(path), str(tmp_path / "out.wav"), "--subtype", "FLOAT",
-                 "--report", str(report_path)]) == 0
-    line = next(line for line in capsys.readouterr().err.splitlines() if "loop reset" in line)
+    report, lines = render_tone(tmp_path, capsys, "  - gain: {db: 6.0}\n  - oversample:\n      factor: 4\n"
+                                "      chain:\n        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n",
+                                0.99, 6000, "--subtype", "FLOAT")
+    line = next(line for line in lines if "loop reset" in line)
     per_channel = [int(n) for n in re.fullmatch(r"rtq: \d+ noise-shaping loop resets after overloads "
                                                 r"\(ch1 (\d+), ch2 (\d+)\)", line).groups()]
-    report = strict_json(report_path.read_text())
     assert min(per_channel) > 0
     assert report["stages"][0]["loop_resets"] == report["end_to_end"]["loop_resets"] == per_channel
 
@@ -201,19 +208,13 @@ def test_overloads_of_a_sigma_delta_loop_are_counted_and_reported(tmp_path, caps
     amplitude (0.537 at 48 kHz): its noise floor collapses without a reset, and nothing
     said so.  stderr counts the loop samples above the MSA; the report has them per stage
     (with the MSA) and end to end."""
-    preset = tmp_path / "sd.yaml"
-    preset.write_text("chain:\n  - oversample:\n      factor: 64\n      chain:\n"
-                      "        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n")
-    x = 0.6 * np.sin(np.arange(4800) * 2 * np.pi * 1000 / 48000)[:, None] * np.ones((1, 2))
-    path = write_input(tmp_path / "tone.wav", x.astype(np.float32).astype(np.float64), 48000)
-    report_path = tmp_path / "r.json"
-    assert main(["render", str(preset), str(path), str(tmp_path / "out.wav"), "--report", str(report_path)]) == 0
-    line = next(line for line in capsys.readouterr().err.splitlines() if "maximum stable" in line)
+    report, lines = render_tone(tmp_path, capsys, "  - oversample:\n      factor: 64\n      chain:\n"
+                                "        - requantize: {bits: 1, dither: none, shaping: {order: 5}}\n", 0.6, 4800)
+    line = next(line for line in lines if "maximum stable" in line)
     found = re.fullmatch(r"rtq: (\d+) samples above the noise-shaping loop's maximum stable amplitude \(0\.537 peak; "
                          r"counted at the loop's rate\) \(ch1 (\d+), ch2 (\d+)\)", line)
     assert found, line
     total, *per_channel = (int(n) for n in found.groups())
-    report = strict_json(report_path.read_text())
     stage = report["stages"][0]
     assert stage["msa"] == pytest.approx(0.537, abs=0.001)
     assert stage["overloads"] == report["end_to_end"]["overloads"] == per_channel
