@@ -2,7 +2,7 @@
 
 The public API (everything else in the package is internal and may change)::
 
-    from rtq import Chain, Gain, Requantize, Quantize, Oversample, LiveSession, Source, load_preset, RtqError
+    from rtq import Chain, Gain, Requantize, Quantize, Oversample, Lowpass, LiveSession, Source, load_preset, RtqError
 
     chain = Chain([Gain(-0.1), Requantize(16, "tpdf", shaping="shibata")], seed=1)
     y = chain(x, 44100)                         # a whole signal, latency compensated
@@ -23,6 +23,7 @@ _NAMES = {
     "Requantize": "rtq.stages",
     "Quantize": "rtq.stages",
     "Oversample": "rtq.stages",
+    "Lowpass": "rtq.stages",
     "LiveSession": "rtq.live.session",
     "Source": "rtq.live.sources",
     "load_preset": "rtq.presets",

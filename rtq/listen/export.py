@@ -23,15 +23,15 @@ and channel count.  rtq's own anchors are rendered as stimuli (``createAnchor35`
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import yaml
 
 from ..errors import UsageError
+from ..files.audio import open_output, output_failure
+from ..files.destination import Destination, write_atomic
 from ..live.sources import Source
 from .comparison import MIN_LOOP_SECONDS, condition_chain
 from .level import level_matched, linear
@@ -52,14 +52,14 @@ def export(test: ListeningTest, directory, *, force: bool = False, prefix: str |
     ``prefix`` is the path the configuration gives the stimuli, relative to webMUSHRA's
     folder (default: ``configs/resources/audio/<directory name>/``: copy ``directory``
     there, its YAML into ``configs/``).  Refuses (one line, nothing written) what
-    webMUSHRA would refuse.  Everything appears at once: it is rendered into a
-    temporary folder beside ``directory`` first.  Returns the configuration's path.
+    webMUSHRA would refuse.  Every file appears complete or not at all, and replaces an
+    existing one only with ``force`` (:mod:`rtq.files.destination`); items are rendered
+    one at a time (memory holds one item's stimuli), and the configuration is written
+    last, so an export that was interrupted has none.  Returns the configuration's path.
     """
     target = Path(directory)
     if target.exists() and not target.is_dir():
         raise UsageError(f"{target} exists and is not a directory")
-    if target.exists() and any(target.iterdir()) and not force:
-        raise UsageError(f"{target} exists and is not empty; use --force to write into it")
     if not target.parent.is_dir():
         raise UsageError(f"{target}: no such directory {target.parent}")
     prefix = f"configs/resources/audio/{target.name}/" if prefix is None else prefix
@@ -67,36 +67,37 @@ def export(test: ListeningTest, directory, *, force: bool = False, prefix: str |
     if stimuli_count > WEBMUSHRA_MAX_STIMULI:
         raise UsageError(f"{test.path}: {stimuli_count} conditions besides the reference (anchors included); a "
                          f"webMUSHRA page takes at most {WEBMUSHRA_MAX_STIMULI}")
-    rendered = [_render_item(test, k, item) for k, item in enumerate(test.items, 1)]
-    rates = {rate for rate, _, _ in rendered}
+    sources = [_checked_item(k, item) for k, item in enumerate(test.items, 1)]
+    rates = {source.samplerate for source, _ in sources}
     if len(rates) > 1:
         raise UsageError(f"the items run at {', '.join(f'{r:g}' for r in sorted(rates))} Hz; webMUSHRA plays every "
                          "stimulus at the browser's one rate: resample them to one rate")
-    temporary = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
-    try:
-        pages, logs = [], []
-        for k, (rate, stimuli, log) in enumerate(rendered, 1):
-            files = {}
-            for name, audio in stimuli.items():
-                relative = f"item{k}/{_file_name(name)}.wav"
-                (temporary / relative).parent.mkdir(exist_ok=True)
-                _write_wav(temporary / relative, audio, rate)
-                files[name] = prefix + relative
-            pages.append(_page(test, k, files))
-            logs.append(log)
-        config = {"testname": test.name, "testId": test.name, "bufferSize": 2048, "stopOnErrors": True,
-                  "showButtonPreviousPage": True, "remoteService": "service/write.php",
-                  "pages": pages + [{"type": "finish", "name": "Thank you", "content": "Thank you for taking part.",
-                                     "showResults": False, "writeResults": True}]}
-        levels = {f"item{k}": log for k, log in enumerate(logs, 1)}
-        (temporary / "levels.json").write_text(json.dumps(levels, indent=2), encoding="utf-8")
-        config_name = f"{_file_name(test.name)}.yaml"
-        (temporary / config_name).write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-        _publish(temporary, target)
-    except BaseException:
-        shutil.rmtree(temporary, ignore_errors=True)
-        raise
-    return target / config_name
+    config_name = f"{_file_name(test.name)}.yaml"
+    planned = [target / config_name, target / "levels.json"] + [
+        target / _stimulus(k, c.name) for k in range(1, len(sources) + 1) for c in test.conditions]
+    taken = [path for path in planned if path.exists()]
+    if taken and not force:
+        raise UsageError(f"{taken[0]} exists; use --force to replace it")
+    pages, levels = [], {}
+    for k, ((source, (start, end)), item) in enumerate(zip(sources, test.items), 1):
+        stimuli, levels[f"item{k}"] = _render(test, k, item, source.data[start:end], source.samplerate)
+        files = {}
+        for name, audio in stimuli.items():
+            path = target / _stimulus(k, name)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _write_wav(path, audio, source.samplerate, force)
+            files[name] = prefix + _stimulus(k, name)
+        pages.append(_page(test, k, files))
+    config = {"testname": test.name, "testId": test.name, "bufferSize": 2048, "stopOnErrors": True,
+              "showButtonPreviousPage": True, "remoteService": "service/write.php",
+              "pages": pages + [{"type": "finish", "name": "Thank you", "content": "Thank you for taking part.",
+                                 "showResults": False, "writeResults": True}]}
+    write_atomic(target / "levels.json", json.dumps(levels, indent=2), force=force)
+    return write_atomic(target / config_name, yaml.safe_dump(config, sort_keys=False), force=force)
+
+
+def _stimulus(k: int, name: str) -> str:
+    return f"item{k}/{_file_name(name)}.wav"
 
 
 def _reference(test: ListeningTest) -> str:
@@ -105,8 +106,9 @@ def _reference(test: ListeningTest) -> str:
     return next((c.name for c in test.conditions if c.role == "reference"), test.conditions[0].name)
 
 
-def _render_item(test: ListeningTest, k: int, item):
-    """(rate, {condition: float32 samples}, level log) of item ``k``."""
+def _checked_item(k: int, item) -> tuple[Source, tuple[int, int]]:
+    """Item ``k``'s file and loop region (frames), checked: one line for what cannot be
+    rendered or what webMUSHRA would refuse."""
     if item.input == "live":
         raise UsageError(f"item {k} is the sound card's input (`live`): there is nothing to render")
     source = Source.file(item.input).for_channels(CHANNELS)
@@ -120,11 +122,16 @@ def _render_item(test: ListeningTest, k: int, item):
     if end - start > WEBMUSHRA_MAX_SECONDS * rate:
         raise UsageError(f"item {k} ({item.input}): its loop lasts {(end - start) / rate:g} s; webMUSHRA plays "
                          f"stimuli of at most {WEBMUSHRA_MAX_SECONDS:g} s: shorten the loop")
+    return source, (start, end)
+
+
+def _render(test: ListeningTest, k: int, item, region: np.ndarray, rate: float):
+    """({condition: float32 samples}, level log) of item ``k``'s loop ``region``."""
     chains = {c.name: condition_chain(c.name, c.preset, test.seed) for c in test.conditions}
-    outputs, gains, lufs = level_matched(chains, source.data[start:end], rate, _reference(test), test.level_match,
+    outputs, gains, lufs = level_matched(chains, region, rate, _reference(test), test.level_match,
                                          f"item {k} ({item.input})")
     stimuli = {name: (linear(gains[name]) * outputs[name]).astype(np.float32) for name in chains}
-    return rate, stimuli, {"gains_db": gains, "loudness_lufs": lufs}
+    return stimuli, {"gains_db": gains, "loudness_lufs": lufs}
 
 
 def _page(test: ListeningTest, k: int, files: dict[str, str]) -> dict:
@@ -145,21 +152,12 @@ def _file_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name) or "_"
 
 
-def _write_wav(path: Path, audio: np.ndarray, rate: float) -> None:
-    import soundfile as sf
-
-    sf.write(str(path), audio, int(rate), subtype=SUBTYPE, format="WAV")
-
-
-def _publish(temporary: Path, target: Path) -> None:
-    """Move the rendered folder into place: renamed as a whole when ``target`` is new or
-    empty, else file by file (each replaced atomically)."""
-    if not target.exists() or not any(target.iterdir()):
-        os.replace(temporary, target)
-        return
-    for path in sorted(temporary.rglob("*")):
-        if path.is_file():
-            destination = target / path.relative_to(temporary)
-            destination.parent.mkdir(exist_ok=True)
-            os.replace(path, destination)
-    shutil.rmtree(temporary, ignore_errors=True)
+def _write_wav(path: Path, audio: np.ndarray, rate: float, force: bool) -> None:
+    with Destination(path, force=force) as destination:
+        out = open_output(destination, int(rate), audio.shape[1], SUBTYPE, "WAV")
+        try:
+            out.write(audio)
+            out.close()
+        except (OSError, sf.LibsndfileError) as err:
+            raise output_failure(out, path, err) from None
+        destination.publish()

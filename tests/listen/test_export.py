@@ -126,11 +126,15 @@ def test_what_webmushra_would_refuse_is_refused_before_writing(item, tmp_path):
         assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "mine.txt").write_text("keep")
-    with pytest.raises(UsageError, match="exists and is not empty; use --force"):
+    export(mushra(item), tmp_path / "full")
+    config = (tmp_path / "full" / "anchors-test.yaml").read_text()
+    with pytest.raises(UsageError, match="anchors-test.yaml exists; use --force to replace it"):
         export(mushra(item), tmp_path / "full")
-    export(mushra(item), tmp_path / "full", force=True)
+    export(mushra(item, seed=8), tmp_path / "full", force=True)
     assert (tmp_path / "full" / "mine.txt").read_text() == "keep"
-    assert (tmp_path / "full" / "anchors-test.yaml").exists() and (tmp_path / "full" / "levels.json").exists()
+    assert (tmp_path / "full" / "anchors-test.yaml").read_text() == config and (tmp_path / "full" / "levels.json").exists()
+    assert sorted(p.name for p in (tmp_path / "full").iterdir()) == ["anchors-test.yaml", "item1", "levels.json",
+                                                                     "mine.txt"]
 
 
 def test_abx_exports_a_paired_comparison_page(item, tmp_path):
