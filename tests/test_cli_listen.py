@@ -150,4 +150,4 @@ def test_export_renders_a_test_file(tmp_path, capsys):
     assert status == 0, err
     assert (tmp_path / "stimuli" / "item1").is_dir() and out.startswith(f"wrote {tmp_path / 'stimuli'}")
     status, _, err = run(capsys, "export", str(test), str(tmp_path / "stimuli"))
-    assert status == 2 and "not empty; use --force" in err
+    assert status == 2 and "exists; use --force to replace it" in err
