@@ -41,8 +41,8 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
+from ..dsp.requantize import DITHER_TYPES
 from ..live.engine import SOLO_GAIN_DB
-from ..live.session import DITHERS
 from .canvas import Canvas, freq_axis, log_bin_powers, log_columns
 from .keys import KeyReader
 from .meterview import REFRESH_S, MeterView, levels
@@ -56,7 +56,7 @@ STATUS_S = 8.0           # how long a status message stays
 KEYMAP: tuple[tuple[tuple[str, ...], str, str], ...] = (
     (("+", "=", "up"), "bits_up", "one bit more (last requantize stage)"),
     (("-", "_", "down"), "bits_down", "one bit less"),
-    (("d",), "dither", "next dither: " + ", ".join(DITHERS)),
+    (("d",), "dither", "next dither: " + ", ".join(DITHER_TYPES)),
     (("s",), "shaping", "next noise shaping that exists at this rate"),
     (("b",), "bypass", "bypass on/off (hear the input)"),
     (("e",), "solo", f"error solo on/off (hear the error, +{SOLO_GAIN_DB:g} dB, clipped at full scale)"),
