@@ -1,1 +1,2 @@
-"""The terminal side of ``rtq live``: the error meter's screen and its keys."""
+"""The faces of ``rtq live``'s error meter: the terminal screen and its keys, and JSON
+lines (which load no terminal library).  Internal: the command uses them."""
