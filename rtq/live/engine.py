@@ -315,6 +315,8 @@ def _select(eng, fctl, src, wet, rings, slots, gains, shape, events, source, noi
     clock = eng[OUT_FRAMES]
     eng[OUT_FRAMES] = clock + n
     want = eng[WANT]
+    if eng[LOOP_REQUEST] != eng[LOOP_SEEN]:     # taken while held too: a second change need not wait
+        _apply_loop(eng, fade)
     if eng[FROZEN] == 1:
         if want < 0:
             for t in range(n):
@@ -322,8 +324,6 @@ def _select(eng, fctl, src, wet, rings, slots, gains, shape, events, source, noi
                     out[t, c] = 0.0
             return
         eng[FROZEN] = 0
-    if eng[LOOP_REQUEST] != eng[LOOP_SEEN]:
-        _apply_loop(eng, fade)
     _fill_source(eng, fctl, src, source, noise, inp, n, program_at(slots[0], SLOT_PROGRAM))
     count = slots.shape[0]
     for k in range(count):

@@ -113,7 +113,11 @@ class SynchronisedEngine(Engine):
     @property
     def loop(self) -> tuple[int, int]:
         """The buffer source's loop points, in frames ``[start, end)``; set them to move
-        them (applied at the next block; the jump back dips like every other)."""
+        them (applied at the next block; the jump back dips like every other).  Points
+        set but not yet applied (the playhead is held while nothing is selected) read as
+        set: what the listener chose, for the screen and the log."""
+        if self.eng[LOOP_REQUEST] != self.eng[LOOP_SEEN]:
+            return int(self.eng[PENDING_START]), int(self.eng[PENDING_END])
         return int(self.eng[LOOP_START]), int(self.eng[LOOP_END])
 
     @loop.setter

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from rtq.chain import Chain
-from rtq.live.engine import fade_out_shape
+from rtq.live.engine import LOOP_REQUEST, LOOP_SEEN, fade_out_shape
 from rtq.live.nullstream import NullStream
 from rtq.live.sources import Source
 from rtq.live.synchronised import SynchronisedEngine
@@ -109,6 +109,22 @@ def test_pause_holds_the_playhead_and_resumes_where_it_stopped():
     resumed = out[70 * BLOCK + FADE:]
     first = processed - d
     assert np.array_equal(resumed, render[first + FADE:first + FADE + len(resumed)].astype(np.float32))
+
+
+def test_loop_points_set_while_held_are_taken_at_once():
+    """With nothing selected (the playhead held) the callback still takes new loop points,
+    block by block: a second change never waits for playback to resume (the web page's
+    drag, then a loop key, before anything plays), and the points read as set."""
+    x = music(40000)
+    engine = make(x, loop=(0, 40000))
+    player = Player(engine)
+    player.play(2)
+    assert engine.frozen
+    for points in ((5000, 30000), (10000, 20000)):
+        engine.loop = points
+        player.play(1)
+        assert engine.eng[LOOP_SEEN] == engine.eng[LOOP_REQUEST] and engine.loop == points
+    assert engine.frozen and not player.output.any()
 
 
 def test_gains_scale_the_output_exactly():
