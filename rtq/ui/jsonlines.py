@@ -90,22 +90,22 @@ def json_record(session, view: MeterView) -> dict:
     })
 
 
-def run_json(session, duration: float | None = None, *, stage=None, out=None,
-             interval: float = REFRESH_S) -> MeterView:
-    """Run ``session`` writing one JSON line per ``interval`` to ``out`` (stdout):
-    see :func:`json_record`.  Ends quietly when the reader closes the pipe.  The meter is
-    built before the session starts (if it has not), so ``duration`` is all metered: its
-    set-up (SciPy, filter designs: seconds on a cold cache) no longer ate into it."""
-    out = sys.stdout if out is None else out
+def run_records(session, duration: float | None = None, *, stage=None, interval: float = REFRESH_S,
+                sinks=()) -> MeterView:
+    """Run ``session``, forming one :func:`json_record` per ``interval`` (the momentary
+    figures refreshed for it) and handing it to each of ``sinks`` (``sink(record,
+    view)``, on this thread): the lines of ``--json``, the web page's updates
+    (:mod:`rtq.web.live`), or both from the same record.  A sink ends the run by raising
+    :class:`~rtq.ui.quit.Quit`; so do Ctrl-C and SIGTERM.  The meter is built before the
+    session starts (if it has not), so ``duration`` is all metered: its set-up (SciPy,
+    filter designs: seconds on a cold cache) no longer ate into it."""
     view = MeterView(session, stage)
 
     def tick(_session):
         view.update(windows=("momentary",), force=True)
-        try:
-            out.write(json.dumps(json_record(session, view), allow_nan=False) + "\n")
-            out.flush()
-        except BrokenPipeError:
-            raise Quit() from None
+        record = json_record(session, view)
+        for sink in sinks:
+            sink(record, view)
 
     with SigtermAsQuit():
         try:
@@ -113,3 +113,24 @@ def run_json(session, duration: float | None = None, *, stage=None, out=None,
         except (Quit, KeyboardInterrupt):
             pass
     return view
+
+
+def line_writer(out=None):
+    """A sink for :func:`run_records` writing each record as one strict JSON line to
+    ``out`` (stdout); a closed pipe ends the run quietly."""
+    def write(record, _view):
+        stream = sys.stdout if out is None else out
+        try:
+            stream.write(json.dumps(record, allow_nan=False) + "\n")
+            stream.flush()
+        except BrokenPipeError:
+            raise Quit() from None
+    return write
+
+
+def run_json(session, duration: float | None = None, *, stage=None, out=None,
+             interval: float = REFRESH_S) -> MeterView:
+    """Run ``session`` writing one JSON line per ``interval`` to ``out`` (stdout):
+    see :func:`json_record` and :func:`run_records`.  Ends quietly when the reader closes
+    the pipe."""
+    return run_records(session, duration, stage=stage, interval=interval, sinks=(line_writer(out),))

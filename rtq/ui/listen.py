@@ -58,49 +58,29 @@ def _actions(keymap) -> dict[str, str]:
     return {key: action for keys, action, _ in keymap for key in keys}
 
 
-class ListenScreen:
-    """The screen of one test driver; :meth:`handle_key` turns keys into driver calls."""
+class ListenControls:
+    """What the listener does, as calls of a test driver, and what the face shows of it
+    (what plays, paused, the selected MUSHRA slot, a status line): the terminal screen
+    and the web page (:mod:`rtq.web.listen`) act through this, so both run one logic.
+    :meth:`act` takes the actions of :data:`ABX_KEYS` / :data:`MUSHRA_KEYS`; a refusal
+    (ValueError, RuntimeError) is raised for the face to show."""
 
-    def __init__(self, driver, console: Console | None = None):
+    def __init__(self, driver):
         self.driver = driver
-        self.console = console or Console()
         self.mushra = hasattr(driver, "rate")
         self.keymap = MUSHRA_KEYS if self.mushra else ABX_KEYS
         self.actions = _actions(self.keymap)
-        self.show_help = False
         self.status: tuple[str, str, float] | None = None
         self.playing: str | None = None       # what the listener chose, as shown
         self.paused = False
         self.selected = 0                      # MUSHRA: the slot the rating keys change
-        self.typed: str | None = None          # MUSHRA: a rating being typed after '='
-
-    # -- keys ------------------------------------------------------------------------------
 
     def say(self, message: str, style: str = "green") -> None:
         self.status = (message, style, time.monotonic())
 
-    def handle_key(self, key: str) -> None:
-        """Act on one key; raises :class:`Quit` for ``q``.  A refusal becomes the status."""
-        if key == " ":
-            key = "space"
-        if self.typed is not None and self._typing(key):
-            return
-        action = self.actions.get(key)
-        if key == "esc" and self.show_help:
-            action = "help"
-        if action is None:
-            return
-        if action == "quit":
-            raise Quit()
-        if action == "help":
-            self.show_help = not self.show_help
-            return
-        try:
-            self._act(action, key)
-        except (ValueError, RuntimeError) as err:
-            self.say(str(err), "bold red")
-
-    def _act(self, action: str, key: str) -> None:
+    def act(self, action: str, key: str | None = None) -> None:
+        """Do ``action`` (``key``: the key that asked, for the ones it qualifies: which
+        slot, which rating step, which way to cycle)."""
         driver = self.driver
         if action == "pause":
             if self.paused:
@@ -125,41 +105,34 @@ class ListenScreen:
             driver.play_reference()
             self.playing = "reference"
         elif action == "slot":
-            self._play_slot(9 if key == "0" else int(key) - 1)
+            self.play_slot(9 if key == "0" else int(key) - 1)
         elif action == "cycle":
-            self._play_slot((self.selected + (1 if key == "tab" else -1)) % driver.slots)
+            self.play_slot((self.selected + (1 if key == "tab" else -1)) % driver.slots)
         elif action == "rate":
             current = driver.ratings[self.selected]
             rating = FIRST_RATING if current is None else current + RATING_STEPS[key]
             driver.rate(self.selected, min(100, max(0, rating)))
-        elif action == "type":
-            self.typed = ""
         elif action == "next":
             self._next()
-
-    def _typing(self, key: str) -> bool:
-        """Digits after '=' (enter sets, esc or backspace edits); True if the key was taken."""
-        if key.isdigit() and len(self.typed) < 3:
-            self.typed += key
-        elif key == "backspace":
-            self.typed = self.typed[:-1]
-        elif key == "esc":
-            self.typed = None
-        elif key == "enter":
-            typed, self.typed = self.typed, None
-            if typed:
-                try:
-                    self.driver.rate(self.selected, int(typed))
-                except ValueError as err:
-                    self.say(str(err), "bold red")
         else:
-            return False
-        return True
+            raise ValueError(f"no action {action!r}")
 
-    def _play_slot(self, slot: int) -> None:
+    def play_slot(self, slot: int) -> None:
+        """MUSHRA: play (and select) ``slot`` (0-based)."""
         self.driver.play(slot)
         self.selected = slot
         self.playing = str(slot + 1)
+
+    def rate(self, slot: int, rating: int) -> None:
+        """MUSHRA: rate ``slot`` (and select it)."""
+        self.driver.rate(slot, rating)
+        self.selected = slot
+
+    def set_loop(self, start: float, end: float) -> None:
+        """Move the loop points (seconds)."""
+        self.driver.loop = (start, end)
+        start, end = self.driver.loop
+        self.say(f"loop {start:.2f} to {end:.2f} s")
 
     def _answer(self, x_is: str) -> None:
         driver = self.driver
@@ -183,13 +156,65 @@ class ListenScreen:
         start, end = driver.loop
         if action == "loop_reset":
             item = driver.test.items[driver.item]
-            original = item.loop or (0.0, end)
-            driver.loop = original
+            self.set_loop(*(item.loop or (0.0, end)))
         else:
             position = driver.comparison.position
-            driver.loop = (position, end) if action == "loop_start" else (start, position)
-        start, end = driver.loop
-        self.say(f"loop {start:.2f} to {end:.2f} s")
+            self.set_loop(*((position, end) if action == "loop_start" else (start, position)))
+
+
+class ListenScreen(ListenControls):
+    """The screen of one test driver; :meth:`handle_key` turns keys into its actions."""
+
+    def __init__(self, driver, console: Console | None = None):
+        super().__init__(driver)
+        self.console = console or Console()
+        self.show_help = False
+        self.typed: str | None = None          # MUSHRA: a rating being typed after '='
+
+    # -- keys ------------------------------------------------------------------------------
+
+    def handle_key(self, key: str) -> None:
+        """Act on one key; raises :class:`Quit` for ``q``.  A refusal becomes the status."""
+        if key == " ":
+            key = "space"
+        if self.typed is not None and self._typing(key):
+            return
+        action = self.actions.get(key)
+        if key == "esc" and self.show_help:
+            action = "help"
+        if action is None:
+            return
+        if action == "quit":
+            raise Quit()
+        if action == "help":
+            self.show_help = not self.show_help
+            return
+        if action == "type":
+            self.typed = ""
+            return
+        try:
+            self.act(action, key)
+        except (ValueError, RuntimeError) as err:
+            self.say(str(err), "bold red")
+
+    def _typing(self, key: str) -> bool:
+        """Digits after '=' (enter sets, esc or backspace edits); True if the key was taken."""
+        if key.isdigit() and len(self.typed) < 3:
+            self.typed += key
+        elif key == "backspace":
+            self.typed = self.typed[:-1]
+        elif key == "esc":
+            self.typed = None
+        elif key == "enter":
+            typed, self.typed = self.typed, None
+            if typed:
+                try:
+                    self.driver.rate(self.selected, int(typed))
+                except ValueError as err:
+                    self.say(str(err), "bold red")
+        else:
+            return False
+        return True
 
     # -- drawing ---------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from rich.text import Text
 from ..dsp.requantize import DITHER_TYPES
 from ..live.engine import SOLO_GAIN_DB
 from .canvas import Canvas, freq_axis, log_bin_powers, log_columns
+from .figures import block_period_s, db_power_sum, figure_rows, fmt, pct, shaping_text
 from .keys import KeyReader
 from .meterview import REFRESH_S, MeterView, levels
 from .quit import Quit, SigtermAsQuit
@@ -77,39 +78,9 @@ _BLOCKS = " ▁▂▃▄▅▆▇█"
 _DB_STEPS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0)
 
 
-_FIGURES = (
-    # label, report key, unit, format
-    ("error RMS", "rms_dbfs", "dBFS", "{:.1f}"),
-    ("error peak", "peak_dbfs", "dBFS", "{:.1f}"),
-    ("MSE", "mse", "", "{:.3g}"),
-    ("PSNR", "psnr_db", "dB", "{:.1f}"),
-    ("SNR", "snr_db", "dB", "{:.1f}"),
-    ("A-weighted", "a_weighted_dbfs", "dBFS", "{:.1f}"),
-    ("ITU-468 RMS", "itu468_dbfs", "dBFS", "{:.1f}"),   # RMS, not BS.468's quasi-peak
-    ("DC", "dc_lsb", "LSB", "{:+.3f}"),
-    ("SINAD", "sinad_db", "dB", "{:.1f}"),
-    ("ENOB re FS", "enob", "bits", "{:.2f}"),           # IEEE 1241: re a full-scale sine
-    ("clips", "clips", "", "{:d}"),
-    ("non-finite", "nonfinite", "", "{:d}"),
-    ("loop resets", "loop_resets", "", "{:d}"),
-    ("over MSA", "overloads", "", "{:d}"),      # samples above a sigma-delta loop's stable amplitude
-)
 _CURVES = (("error PSD", "bold yellow"), ("target", "cyan"), ("floor", "magenta"))
 _MODES = {"normal": ("NORMAL", "bold green"), "bypass": ("BYPASS", "bold yellow"),
           "solo": ("ERROR SOLO", "bold red")}
-
-
-def _fmt(fmt: str, value) -> str:
-    if value is None:
-        return "-"
-    try:
-        return fmt.format(value)
-    except (ValueError, TypeError):
-        return str(value)
-
-
-def _pct(v) -> str:
-    return "-" if v is None else f"{v * 100:.1f} %"
 
 
 class LiveDisplay:
@@ -279,11 +250,8 @@ class LiveDisplay:
                     f" · {time.monotonic() - (s.started or time.monotonic()):5.1f} s\n")
         q = s.quantizer()
         if q is not None:
-            shaping = q.shaping.get("name") or q.shaping.get("kind", "none")
-            if q.shaping.get("kind") == "design":
-                shaping = f"ntf order {q.shaping.get('order')}"
             text.append(f"bits {q.bits}", style="bold")
-            text.append(f" · dither {q.dither} · shaping {shaping}")
+            text.append(f" · dither {q.dither} · shaping {shaping_text(q.shaping)}")
         else:
             text.append("no requantize stage")
         mode, style = _MODES.get(s.engine.mode, (s.engine.mode, "bold"))
@@ -300,10 +268,10 @@ class LiveDisplay:
             text.append(f" · meter capture gaps: {dropped} frames not metered", style="yellow")
         text.append("\n")
         st = s.stream.stats()
-        period = (s.blocksize or getattr(s.stream, "blocksize", 0) or 0) / s.samplerate
+        period = block_period_s(s)
         text.append("xruns ")
         text.append(str(st.xruns), style="bold red" if st.xruns else "bold green")
-        text.append(f" · callback load p99 {_pct(st.load_p99)} max {_pct(st.load_max)}"
+        text.append(f" · callback load p99 {pct(st.load_p99)} max {pct(st.load_max)}"
                     + (f" of {period * 1e3:.3g} ms" if period else " of the block period"))
         cost = self.cost_ms
         if cost is not None:
@@ -332,22 +300,13 @@ class LiveDisplay:
             line.append("".join(f"{v:>11}" for v in key_values))
             lines.append(line)
 
-        for label, key, unit, fmt in _FIGURES:
-            cells = []
-            for report in (mom, integ):
-                values = None if report is None else report.get(key)
-                cells += [_fmt(fmt, None if values is None else values[c]) for c in chans]
+        for label, unit, cells in figure_rows((mom, integ), chans):
             row(label, unit, cells)
-        cells = []
-        for report in (mom, integ):
-            spread = None if report is None else report["noise_modulation"]["spread_db"]
-            cells += [_fmt("{:.1f}", None if spread is None else spread[c]) for c in chans]
-        row("noise mod.", "dB", cells)
         if mom is not None and mom["spectrum"]["floor_dbfs"] is not None:
-            floor = self.view.static(("floor",), lambda: _db_power_sum(mom["spectrum"]["floor_dbfs"]))
-            target = self.view.static(("target",), lambda: _db_power_sum(mom["spectrum"]["target_dbfs"]))
-            lines.append(Text(f"theory: floor {_fmt('{:.1f}', floor)} dBFS, "
-                              f"target {_fmt('{:.1f}', target)} dBFS", style="dim"))
+            floor = self.view.static(("floor",), lambda: db_power_sum(mom["spectrum"]["floor_dbfs"]))
+            target = self.view.static(("target",), lambda: db_power_sum(mom["spectrum"]["target_dbfs"]))
+            lines.append(Text(f"theory: floor {fmt('{:.1f}', floor)} dBFS, "
+                              f"target {fmt('{:.1f}', target)} dBFS", style="dim"))
         return lines
 
     def _side(self) -> list[Text]:
@@ -405,7 +364,7 @@ class LiveDisplay:
                 line.append(_BLOCKS[min(max(k, 1), 8)], style="cyan")
         line.append(" 0 dBFS")
         spread = nm["spread_db"][c]
-        line.append(f"  spread {_fmt('{:.1f}', spread)} dB", style="bold")
+        line.append(f"  spread {fmt('{:.1f}', spread)} dB", style="bold")
         return line
 
     def _histogram(self, report, c, width: int = 32, height: int = 4) -> list[Text]:
@@ -522,15 +481,6 @@ class LiveDisplay:
         if self.keys is not None and not getattr(self.keys, "active", True):
             text.append("  (keys off: stdin is not a terminal)", style="yellow")
         return text
-
-
-def _db_power_sum(values) -> float | None:
-    """``10 log10`` of the summed power of a list of per-bin levels in dB."""
-    if values is None:
-        return None
-    a = levels(values)
-    total = np.nansum(10.0 ** (a / 10.0))
-    return float(10.0 * np.log10(total)) if total > 0 else None
 
 
 def run_screen(session, duration: float | None = None, *, stage=None, console: Console | None = None,
