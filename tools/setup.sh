@@ -2,7 +2,7 @@
 # Install what rtq needs on Debian (root or sudo, Python >= 3.11, no sound card
 # required).  Idempotent and quick when everything is already there.
 #
-#   bash tools/setup.sh            # install missing apt packages + pip install -e '.[test,bench,plot,cluster]'
+#   bash tools/setup.sh            # install missing apt packages + pip install -e '.[test,bench,plot,cluster,web]'
 #   bash tools/setup.sh --python   # same, then print the Python interpreter to use
 #
 # The interpreter is $PYTHON (default python3).  If it is an externally managed
@@ -43,7 +43,7 @@ EOF
 fi
 
 # --- system packages ------------------------------------------------------
-apt_packages=(libportaudio2 libsndfile1 jackd2 sox ffmpeg fuse3)
+apt_packages=(libportaudio2 libsndfile1 jackd2 sox ffmpeg fuse3 chromium chromium-driver)
 ((venv_needed)) && apt_packages+=(python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do
@@ -76,9 +76,9 @@ fi
 # --- Python packages --------------------------------------------------------
 # Skip pip when rtq is installed editable from this checkout with the current
 # version and scripts, and every requirement of pyproject.toml (dependencies
-# plus the test, bench, plot and cluster extras: the tests draw the plots and run a Dask
-# LocalCluster) is satisfied.
-extras=test,bench,plot,cluster
+# plus the test, bench, plot, cluster and web extras: the tests draw the plots, run a Dask
+# LocalCluster and serve the web pages to a headless Chromium) is satisfied.
+extras=test,bench,plot,cluster,web
 if ! "$python" -P - "$root" "$extras" <<'EOF'
 import importlib.metadata as md
 import json

@@ -31,6 +31,30 @@ def check_seed(seed: int | None) -> None:
             raise UsageError(str(err)) from None
 
 
+def add_web_options(parser, what: str) -> None:
+    """``--web``, ``--host``, ``--port``: serve ``what`` as a page in a browser."""
+    parser.add_argument("--web", action="store_true",
+                        help=f"serve {what} as a page in a browser instead (prints its address; needs rtq[web])")
+    parser.add_argument("--host", default=None, metavar="ADDRESS",
+                        help="with --web: the interface to listen on (default 127.0.0.1, this machine only; "
+                             "0.0.0.0 for a phone or tablet on the network)")
+    parser.add_argument("--port", type=int, default=None, metavar="N",
+                        help="with --web: the TCP port (default 0: a free one)")
+
+
+def web_address(args) -> tuple[str, int]:
+    """``(host, port)`` of the web options; one-line usage errors for ports out of range
+    and for ``--host``/``--port`` without ``--web``."""
+    if not args.web:
+        for option, value in (("--host", args.host), ("--port", args.port)):
+            if value is not None:
+                raise UsageError(f"{option} serves the page of --web; add --web")
+    port = 0 if args.port is None else args.port
+    if not 0 <= port <= 65535:
+        raise UsageError(f"--port must be 0 (a free port) to 65535, not {port}")
+    return (args.host or "127.0.0.1"), port
+
+
 def report_error(err: RtqError) -> None:
     """Print a user error to stderr: preset problems as they are (``file:line:col: ...``),
     others after ``rtq:``."""

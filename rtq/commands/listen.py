@@ -18,18 +18,18 @@ import argparse
 import os
 import sys
 
-from rtq.commands import report_error
+from rtq.commands import add_web_options, report_error, web_address
 from rtq.errors import RtqError, UsageError
 
 USAGE = """rtq listen TEST.yaml [--listener NAME] [--log FILE] [--practice] [--resume LOG]
-                  [--device NAME|INDEX] [--blocksize N]
+                  [--device NAME|INDEX] [--blocksize N] [--web [--host ADDRESS] [--port N]]
        rtq listen verify LOG...
        rtq listen results LOG... [--csv]
        rtq listen export TEST.yaml DIR [--force] [--prefix PATH]"""
 DESCRIPTION = ("Run a blind ABX or MUSHRA test on the terminal (TEST.yaml: see the README), check a test's "
                "log (verify), pool the logs of several listeners (results), or render a test's stimuli for "
                "webMUSHRA (export).")
-RUN_OPTIONS = ("listener", "log", "practice", "resume", "device", "blocksize")
+RUN_OPTIONS = ("listener", "log", "practice", "resume", "device", "blocksize", "web", "host", "port")
 
 
 def _run_options(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +42,7 @@ def _run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", metavar="NAME|INDEX", help="the sound card (default: the system's)")
     parser.add_argument("--blocksize", type=int, default=0, metavar="N",
                         help="frames per block (default 0: the host's choice)")
+    add_web_options(parser, "the test to a listener")
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -75,10 +76,15 @@ def _run_test(args: argparse.Namespace) -> int:
         raise UsageError(f"--blocksize must be 0 (the host's choice) or more, not {args.blocksize}")
     if args.resume and (args.log or args.practice):
         raise UsageError("--resume continues a log as it was started: --log and --practice do not apply")
+    address = web_address(args)
+    if args.web:
+        from rtq.web import require
+
+        require()
     test = load_test(args.test)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("rtq listen runs a test on a terminal; a program drives one through rtq.listen "
-                         "(AbxTest, MushraTest)")
+    if not args.web and not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("rtq listen runs a test on a terminal (or with --web, in a browser); a program "
+                         "drives one through rtq.listen (AbxTest, MushraTest)")
     driver_type = MushraTest if test.type == "mushra" else AbxTest
     device = int(args.device) if args.device is not None and args.device.strip().isdigit() else args.device
     options = dict(listener=args.listener, device=device, blocksize=args.blocksize)
@@ -93,7 +99,10 @@ def _run_test(args: argparse.Namespace) -> int:
     with driver_type(test, **options) as driver:
         print(f"commitment {driver.commitment} (the log's first record; rtq listen verify shows it)",
               flush=True)
-        run_listen_screen(driver)
+        if args.web:
+            _serve_test(driver, address)
+        else:
+            run_listen_screen(driver)
         if not driver.done:
             print(f"interrupted: the log {driver.log_path} holds every answer so far; "
                   f"rtq listen {args.test} --resume {driver.log_path} continues the test")
@@ -102,6 +111,22 @@ def _run_test(args: argparse.Namespace) -> int:
         print(line)
     print(f"log: {driver.log_path} (rtq listen verify {driver.log_path} checks it)")
     return 0
+
+
+def _serve_test(driver, address) -> None:
+    """``--web``: the test in a browser page until it ends (or Ctrl-C: resumable)."""
+    from rtq.web.listen import ListenSite
+    from rtq.web.server import WebServer, announce
+
+    site = ListenSite(driver)
+    with WebServer(site, *address) as server:
+        announce(server, sys.stdout)
+        try:
+            site.run()
+        except KeyboardInterrupt:
+            pass
+        if driver.done:
+            site.linger()
 
 
 def _parser(form: str, description: str) -> argparse.ArgumentParser:

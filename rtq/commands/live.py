@@ -12,7 +12,7 @@ import math
 import os
 import sys
 
-from rtq.commands import check_positive, check_seed, interrupts_kept
+from rtq.commands import add_web_options, check_positive, check_seed, interrupts_kept, web_address
 from rtq.errors import RtqError, UsageError
 from rtq.live.limits import MAX_BLOCKSIZE, MAX_CHANNELS
 from rtq.spec import check_samplerate
@@ -49,6 +49,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                              "--json, when stdout is not a terminal (or with --no-display), nothing "
                              "is printed during the run, only the exit summary")
     parser.add_argument("--no-display", action="store_true", help="no screen, even on a terminal")
+    add_web_options(parser, "the meter and its controls (updated 20 times a second; with --json the lines "
+                            "come at that rate too, each the record the page shows, and the address goes to stderr)")
     parser.add_argument("--cpu-latency-qos", choices=("auto", "on", "off"), default="auto",
                         help="while playing, ask the kernel to keep idle CPUs quick to wake "
                              "(/dev/cpu_dma_latency = 0 us: fewer late wake-ups, more power; needs "
@@ -74,6 +76,11 @@ def run(args: argparse.Namespace) -> int:
     if args.stats_json:
         check_destination(args.stats_json, "--stats-json", keep=[("--input", args.input)], force=args.force)
     check_seed(args.seed)
+    args.address = web_address(args)
+    if args.web:
+        from rtq.web import require
+
+        require()
     spec = load_preset(args.preset or DEFAULT_PRESET)
     stage = resolve_stage(Chain.from_spec(spec), args.meter_stage)
     source = parse_input(args.input, args.channels)
@@ -179,7 +186,9 @@ def _play(args, session, stage) -> int:
     display = None
     status = 0
     try:
-        if args.json:
+        if args.web:
+            _serve_meter(args, session, stage)
+        elif args.json:
             from rtq.ui.jsonlines import run_json   # no terminal library: rich is not loaded
 
             run_json(session, args.duration, stage=stage)   # builds the meter, then starts: all metered
@@ -216,6 +225,19 @@ def _play(args, session, stage) -> int:
         sys.stderr.flush()
         os._exit(status)
     return status
+
+
+def _serve_meter(args, session, stage) -> None:
+    """``--web``: the meter page (and ``--json``'s lines, from the same records)."""
+    from rtq.ui.jsonlines import line_writer, run_records
+    from rtq.web.live import REFRESH_S, LiveSite
+    from rtq.web.server import WebServer, announce
+
+    site = LiveSite(session)
+    with WebServer(site, *args.address) as server:
+        announce(server, sys.stderr if args.json else sys.stdout)
+        sinks = ([line_writer()] if args.json else []) + [site.sink]
+        run_records(session, args.duration, stage=stage, interval=REFRESH_S, sinks=sinks)
 
 
 def resolve_stage(chain, number: int | None) -> int | str | None:
