@@ -14,7 +14,7 @@ PROBE = """
 import json, sys
 from rtq.chain import Chain
 from rtq.dsp.ntf import design_ntf
-from rtq.dsp.oversample import design_oversampler
+from rtq.dsp.oversample_design import design_oversampler
 from rtq.presets import load_preset
 for name in ("dsd64-1bit", "converter-8bit-8x", "bitcrush-4bit-oversampled"):
     Chain.from_spec(load_preset(name)).prepare(44100, 2, 256)

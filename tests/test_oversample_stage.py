@@ -36,11 +36,11 @@ from scipy.signal import windows
 from rtq.chain import Chain
 from rtq.cli import main
 from rtq.dsp import ntf
-from rtq.dsp import oversample as ov
+from rtq.dsp import oversample_design as od
 from rtq.stages import Gain, Oversample, Requantize
 
 FS = 44100
-BAND = ov.PASSBAND * FS          # 19999.35 Hz
+BAND = od.PASSBAND * FS          # 19999.35 Hz
 
 
 def _design(order):
@@ -57,7 +57,7 @@ def _db(p):
 def _multitone(n):
     """Periodic (period n) multitone on every bin 1 .. floor(0.4535 n), Schroeder
     phases (low crest factor), peak 0.5; returns (x, bins)."""
-    kb = int(ov.PASSBAND * n)
+    kb = int(od.PASSBAND * n)
     k = np.arange(1, kb + 1)
     spec = np.zeros(n // 2 + 1, dtype=complex)
     spec[k] = np.exp(1j * np.pi * k * (k - 1) / kb)
@@ -135,7 +135,7 @@ def _tone_amplitude(y, k):
 
 # ----------------------------------------------------------- passband ripple (chain)
 
-RIPPLE_CASES = [(p, q, L) for p in ov.PHASES for q in ov.QUALITIES for L in (2, 4, 8, 16)]
+RIPPLE_CASES = [(p, q, L) for p in od.PHASES for q in od.QUALITIES for L in (2, 4, 8, 16)]
 RIPPLE_CASES += [("linear", "high", 64), ("minimum", "high", 64)]
 
 
@@ -149,11 +149,11 @@ def test_passband_ripple_through_identity_chain(phase, quality, factor):
     1.6e-3 dB, draft 0.012 .. 0.022 dB; minimum phase below 4e-6 dB (the allpass
     half-bands are power complementary).
     """
-    spec = ov.QUALITIES[quality]
+    spec = od.QUALITIES[quality]
     chain = Chain([Gain(0.0), Oversample(factor, [Gain(0.0)], phase, quality)])
     h, f, _, _ = _measured_response(chain)
     ripple = np.max(np.abs(20 * np.log10(np.abs(h))))
-    assert f[-1] >= ov.PASSBAND - 1e-4
+    assert f[-1] >= od.PASSBAND - 1e-4
     assert ripple <= spec.ripple_db, f"{ripple:.3g} dB"
 
     n = 8192
@@ -164,14 +164,14 @@ def test_passband_ripple_through_identity_chain(phase, quality, factor):
         assert abs(gain_db) <= spec.ripple_db, (k, gain_db)
 
 
-@pytest.mark.parametrize("quality", list(ov.QUALITIES))
+@pytest.mark.parametrize("quality", list(od.QUALITIES))
 def test_sweep_round_trip_is_a_pure_delay(quality):
     """Linear phase, integer latency: an exponential sweep 20 Hz .. 18 kHz (faded in
     and out) comes back as itself delayed by ``chain.latency``; the residual's energy
     is within the declared ripple: ||y - x(n - D)|| <= (10^(r/20) - 1) ||x||.
     Measured residual ratio (2x, 8x): high 1.4e-7, 1.5e-7; normal 3.4e-5, 4.0e-5; draft
     1.1e-3, 1.0e-3 (bounds 1.2e-3, 5.8e-3, 1.2e-2)."""
-    spec = ov.QUALITIES[quality]
+    spec = od.QUALITIES[quality]
     n = 1 << 15
     t = np.arange(n) / FS
     dur = n / FS
@@ -190,7 +190,7 @@ def test_sweep_round_trip_is_a_pure_delay(quality):
 
 # --------------------------------------------------------------------------- latency
 
-LATENCY_CASES = [(q, L) for q in ov.QUALITIES for L in (2, 4, 8, 16, 64)]
+LATENCY_CASES = [(q, L) for q in od.QUALITIES for L in (2, 4, 8, 16, 64)]
 
 
 @pytest.mark.parametrize("integer_latency", [False, True])
@@ -210,7 +210,7 @@ def test_linear_phase_latency_measured(quality, factor, integer_latency):
         xc = np.fft.irfft(np.fft.rfft(y) * np.conj(np.fft.rfft(x)), len(x))
         assert int(np.argmax(xc)) == chain.latency
     else:
-        design = ov.design_oversampler(factor, "linear", quality)
+        design = od.design_oversampler(factor, "linear", quality)
         assert chain.latency == design.latency
     if (factor, quality, integer_latency) == (4, "high", False):
         assert chain.latency == 102.5
@@ -282,7 +282,7 @@ def _shaped_error(factor, order, phase, quality, x, seed=3, bits=8):
     return y - ident(x, FS)
 
 
-@pytest.mark.parametrize("phase,quality", [(p, q) for p in ov.PHASES for q in ov.QUALITIES])
+@pytest.mark.parametrize("phase,quality", [(p, q) for p in od.PHASES for q in od.QUALITIES])
 def test_alias_rejection_seen_in_shaped_noise(phase, quality):
     """Chain-level alias rejection.  An 8-bit TPDF requantizer with a designed 7th-order
     NTF at 64x leaves (q^2/4) x 10^(-14.1) of its error in 0 .. 0.4535 fs and
@@ -307,7 +307,7 @@ def test_alias_rejection_seen_in_shaped_noise(phase, quality):
     shaped = q2 * _ntf_gain(design, lo, hi)
     aliases = q2 * _alias_band_gain(design, FS, BAND)
     assert _db(aliases / shaped) > 140.0                   # the construction's range
-    rejection = ov.QUALITIES[quality].rejection_db
+    rejection = od.QUALITIES[quality].rejection_db
     assert p_in <= shaped * 10 ** (0.5 / 10) + aliases * 10 ** (-rejection / 10), (
         f"in band {_db(p_in):.2f} dB, shaped {_db(shaped):.2f} dB, "
         f"effective rejection {_db(aliases / max(p_in - shaped, 1e-300)):.1f} dB")
@@ -532,7 +532,7 @@ def _stream_signal(n=3000, channels=2, seed=5):
     return x.astype(np.float32).astype(np.float64)
 
 
-@pytest.mark.parametrize("phase", ov.PHASES)
+@pytest.mark.parametrize("phase", od.PHASES)
 def test_block_size_invariance_with_nested_oversampling(phase):
     """Oversample stages (nested, both phases, a shaped 1-bit loop at 8x, dithered
     quantizers at three rates) give the same output and counters for blocks of 1, 7, 64
@@ -560,7 +560,7 @@ def test_block_size_invariance_with_nested_oversampling(phase):
         assert np.array_equal(chain.program.counters, ref_counters)
 
 
-@pytest.mark.parametrize("phase", ov.PHASES)
+@pytest.mark.parametrize("phase", od.PHASES)
 def test_float32_and_float64_blocks_give_identical_output(phase):
     """The chain works in float64 whatever the block's type: a float32 block gets the
     float64 result rounded to float32; ending on a 16-bit grid, exactly the same values."""

@@ -23,9 +23,14 @@ Usage: ``python tools/bench_oversample.py [--seconds 60] [--repeat 3]``.
 from __future__ import annotations
 
 import argparse
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+# The offline up/down wrapper the tests use (tests/dsp/oversampler.py).
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
 RATE = 48000
 FACTOR = 4
@@ -50,16 +55,17 @@ class Resampler:
 
 def rtq_resampler(phase: str, quality: str) -> Resampler:
     from rtq.chain import Chain
-    from rtq.dsp import oversample as ov
+    from rtq.dsp.oversample_design import design_oversampler
+    from dsp.oversampler import Oversampler
     from rtq.stages import Gain, Oversample
 
-    design = ov.design_oversampler(FACTOR, phase, quality)
+    design = design_oversampler(FACTOR, phase, quality)
 
     def up(x):
-        return ov.Oversampler(design, x.shape[1]).up(x)
+        return Oversampler(design, x.shape[1]).up(x)
 
     def down(v):
-        return ov.Oversampler(design, v.shape[1]).down(v)
+        return Oversampler(design, v.shape[1]).down(v)
 
     chains: dict[int, Chain] = {}
 

@@ -11,7 +11,7 @@ Design
     A Kaiser-windowed sinc ``h[n] = sinc(n - D) w(n - D)``, ``n = 0 .. N-1``, centred on
     ``D = N/2 - 1 + frac``.  The window's length and shape come from
     :func:`scipy.signal.kaiserord` for :data:`ATTENUATION_DB` over a transition band
-    centred on Nyquist and reaching down to :data:`~rtq.dsp.oversample.PASSBAND`
+    centred on Nyquist and reaching down to :data:`~rtq.dsp.oversample_design.PASSBAND`
     (0.4535 fs: the band rtq's resamplers keep flat, 20 kHz at 44.1 kHz); the window is
     evaluated at the fractional positions ``n - D`` (the Kaiser formula, as
     :func:`scipy.signal.windows.kaiser` evaluates it at whole ones).  132 taps.
@@ -35,7 +35,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..cache import stored_design
-from ..dsp.oversample import PASSBAND
+from ..dsp.oversample_design import PASSBAND
 
 ATTENUATION_DB = 180.0
 ERROR_FLOOR_DB = -170.0

@@ -3,7 +3,7 @@ tree of stages (nested ones included) that every caller uses."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterator, NamedTuple
+from typing import Iterator, NamedTuple
 
 from ..errors import LimitError, PresetError
 from ..processor import EmitContext, Processor, QuantizerInfo

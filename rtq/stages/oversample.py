@@ -1,5 +1,6 @@
 """``oversample``: run an inner chain at ``factor`` times the rate, between cascaded
-half-band up- and down-samplers (:mod:`rtq.dsp.oversample`)."""
+half-band up- and down-samplers (designed by :mod:`rtq.dsp.oversample_design`, run by
+:mod:`rtq.dsp.oversample`)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -7,6 +8,7 @@ from dataclasses import replace
 import numpy as np
 
 from ..dsp import oversample as kernel
+from ..dsp.oversample_design import FACTORS, PHASES, QUALITIES, design_oversampler
 from ..processor import emit_stages
 from ..program import OP_OVERSAMPLE_DOWN, OP_OVERSAMPLE_UP
 from ..schema import Boolean, Choice, Fields, Stages
@@ -35,9 +37,9 @@ class Oversample(Stage):
 
     kind = "oversample"
     schema = Fields({
-        "factor": Choice(kernel.FACTORS),
-        "phase": Choice(kernel.PHASES).optional("linear"),
-        "quality": Choice(tuple(kernel.QUALITIES)).optional("high"),
+        "factor": Choice(FACTORS),
+        "phase": Choice(PHASES).optional("linear"),
+        "quality": Choice(tuple(QUALITIES)).optional("high"),
         "integer_latency": Boolean().optional(False),
         "chain": Stages(),
     })
@@ -55,7 +57,7 @@ class Oversample(Stage):
         self.quality = params["quality"]
         self.integer_latency = params["integer_latency"]
         check_tree([self])
-        self.design = kernel.design_oversampler(self.factor, self.phase, self.quality, self.integer_latency)
+        self.design = design_oversampler(self.factor, self.phase, self.quality, self.integer_latency)
 
     @classmethod
     def from_params(cls, params, where):

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import signal
 
-from rtq.dsp.oversample import PASSBAND
+from rtq.dsp.oversample_design import PASSBAND
 from rtq.meter.delay import ERROR_FLOOR_DB, FractionalDelay, fractional_taps
 
 
