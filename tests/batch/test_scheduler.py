@@ -4,10 +4,14 @@ SIGKILL of the whole batch at several moments, then the same command again, give
 uninterrupted batch; a worker that dies fails only its own job, retried once, alone."""
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import json
 import os
 import signal
+import socket
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -18,8 +22,8 @@ import rtq.batch
 from rtq.batch.scheduler import WORKER_DIED
 from rtq.cli import main
 
-from .helpers import (audio_files, final_records, make_corpus, manifest_lines, processes_holding, run_rtq,
-                      start_rtq)
+from .helpers import (audio_files, environment, final_records, make_corpus, manifest_lines, processes_holding,
+                      run_rtq, start_rtq)
 
 PRESETS = ("cd-16-shibata", "dsd64-1bit")
 NAME = "{relpath}.{preset}{ext}"
@@ -60,6 +64,70 @@ def test_same_bytes_and_manifest_whatever_runs_the_jobs(corpus, reference, tmp_p
     assert len(lines) == 16 and {r["status"] for r in lines} == {"done"} and {r["attempt"] for r in lines} == {1}
     workers = {r["worker"] for r in lines}
     assert len(workers) == (1 if where[1] == "1" else 2), workers
+
+
+@pytest.fixture
+def dask_cluster(tmp_path):
+    """A running Dask cluster as the README starts one: ``dask scheduler`` and two
+    ``dask worker ADDRESS --nthreads 1`` processes; yields the scheduler's address."""
+    env = environment()
+    started = []
+
+    def start(*argv):
+        process = subprocess.Popen([sys.executable, "-m", "distributed.cli." + argv[0], *argv[1:]], env=env,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        started.append(process)
+
+    info = tmp_path / "scheduler.json"
+    try:
+        start("dask_scheduler", "--host", "127.0.0.1", "--port", "0", "--no-dashboard", "--scheduler-file", info)
+        deadline = time.monotonic() + 60
+        while not info.exists() or not info.read_text().strip():
+            assert time.monotonic() < deadline and started[0].poll() is None, "dask scheduler did not start"
+            time.sleep(0.1)
+        address = json.loads(info.read_text())["address"]
+        for _ in range(2):
+            start("dask_worker", address, "--nthreads", "1", "--no-dashboard")
+        yield address
+    finally:
+        for process in reversed(started):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGTERM)
+        for process in started:
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait()
+
+
+def test_a_running_dask_scheduler_gives_the_same_bytes_and_manifest(corpus, reference, tmp_path, dask_cluster):
+    """``--scheduler ADDRESS``: the workers of a cluster started apart from rtq (the
+    README's ``dask scheduler`` / ``dask worker``) render the same bytes and records."""
+    import distributed
+
+    with distributed.Client(dask_cluster, timeout="30s") as client:
+        client.wait_for_workers(2, timeout=60)
+    out = tmp_path / "out"
+    result = run_rtq(*batch_argv(corpus, out, "--scheduler", dask_cluster))
+    assert result.returncode == 0, result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert audio_files(out) == audio_files(reference)
+    assert final_records(out / "rtq-batch.jsonl", out) == final_records(reference / "rtq-batch.jsonl", reference)
+    lines = manifest_lines(out / "rtq-batch.jsonl")
+    assert len(lines) == 16 and {r["status"] for r in lines} == {"done"}
+    assert len({r["worker"] for r in lines}) == 2
+
+
+def test_an_unreachable_scheduler_is_one_line(corpus, tmp_path):
+    with socket.socket() as free:       # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    result = run_rtq(*batch_argv(corpus, tmp_path / "out", "--scheduler", f"tcp://127.0.0.1:{port}"))
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"rtq: --scheduler tcp://127.0.0.1:{port}: cannot connect ("), result.stderr
+    assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
 def test_a_job_is_rtq_render_with_the_recorded_seed(reference, tmp_path, capsys):
