@@ -24,6 +24,7 @@ class SilentComparison:
         self.source = source
         self.seed = seed
         self.samplerate = samplerate or 48000
+        self.blocksize = blocksize
         self.switch = switch
         self.reference = reference
         self.loop = loop or (0.0, 1.0)
@@ -37,6 +38,9 @@ class SilentComparison:
         self.running = False
         self.closed = False
         SilentComparison.instances.append(self)
+
+    def stream_info(self) -> dict:
+        return {"devices": None, "blocksize": self.blocksize, "output_latency_s": 0.0}
 
     def select(self, name):
         assert name is None or name in self.names, name

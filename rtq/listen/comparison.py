@@ -187,6 +187,17 @@ class Comparison:
         engine.rewind()
         return float(np.median(durations)) * 1e-9 / period, costs
 
+    def stream_info(self) -> dict:
+        """What this comparison plays through, for the log: the devices opened (None for
+        rtq's built-in silent output), the frames per callback asked of the host (0: the
+        host's choice, e.g. JACK's period) and the output latency the host reported."""
+        stream = self.engine.stream
+        devices = stream.devices
+        return {
+            "devices": None if devices is None else {
+                "input": None if devices[0] is None else devices[0].describe(), "output": devices[1].describe()},
+            "blocksize": int(stream.blocksize), "output_latency_s": float(stream.latency[1])}
+
     def _too_heavy(self, limit: float) -> TooHeavy:
         heaviest = sorted(self.condition_costs.items(), key=lambda item: -item[1])[:3]
         named = ", ".join(f"{name} {cost * 100:.0f} %" for name, cost in heaviest)

@@ -190,7 +190,7 @@ class Driver:
         self._item = index
         self._log.write({
             "record": "item", "item": index, "time": now(),
-            "samplerate": self.comparison.samplerate,
+            "samplerate": self.comparison.samplerate, **self.comparison.stream_info(),
             "latency": self.comparison.latency, "callback_cost": self.comparison.callback_cost,
             "gains_db": dict(self.comparison.gains_db), "loudness_lufs": dict(self.comparison.loudness_lufs)})
         self.comparison.start()

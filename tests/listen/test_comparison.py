@@ -70,6 +70,7 @@ def test_measuring_the_cost_leaves_a_fresh_state():
     with Comparison({"shaped": Chain.from_preset("cd-16-shibata")}, x, samplerate=RATE, level_match=False,
                     stream=null_stream()) as comparison:
         assert comparison.callback_cost > 0
+        assert comparison.stream_info() == {"devices": None, "blocksize": 64, "output_latency_s": 0.0}
         engine = comparison.engine
         assert engine.frames == 0 and engine.frozen and comparison.position == 0.0
         comparison.select("shaped")

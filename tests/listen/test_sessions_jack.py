@@ -185,3 +185,13 @@ def test_a_mushra_session_over_real_comparisons(jack_server, tmp_path, monkeypat
     assert sorted(heard[0]) == ["lofi", "lowpass-3500", "lowpass-7000", "reference", "shibata"]
     reference = next(c for c in verified.results["conditions"] if c["name"] == "reference")
     assert reference["mean"] == 100 and reference["items"] == 2
+    # Each item's record says what played: JACK's device through PortAudio, output only
+    # (a file plays), the block size asked for, the latency JACK reported.
+    records = [json.loads(line) for line in (tmp_path / "m.jsonl").read_text().splitlines()]
+    items = [r for r in records if r["record"] == "item"]
+    assert len(items) == 2
+    for record in items:
+        assert record["samplerate"] == RATE and record["blocksize"] == 64
+        assert record["devices"]["input"] is None
+        assert "JACK Audio Connection Kit" in record["devices"]["output"], record["devices"]
+        assert 0 < record["output_latency_s"] < 0.1
