@@ -28,14 +28,15 @@ def duration_text(seconds: float) -> str:
 class Tally:
     """Counts the records of a batch as they come."""
 
-    def __init__(self, jobs):
+    def __init__(self, jobs, started: float | None = None):
+        """``started``: the ``time.monotonic()`` the wall time counts from (default now)."""
         self.order = {job.output: i for i, job in enumerate(jobs)}
         self.jobs = len(self.order)
         self.counts = {"done": 0, "skipped": 0, "failed": 0}
         self.rendered_seconds = 0.0     # audio rendered in this run
         self.audio_seconds = 0.0        # audio of every finished job, skipped ones included
         self.failures: list[dict] = []
-        self.started = time.monotonic()
+        self.started = time.monotonic() if started is None else started
 
     def add(self, record: dict) -> None:
         self.counts[record["status"]] += 1

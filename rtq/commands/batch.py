@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import time
 import sys
 
 
@@ -44,6 +45,8 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rtq.errors import UsageError
 
+    started = time.monotonic()    # the summary's wall time: planning and the workers' start count
+
     for option in ("jobs", "local_cluster"):
         value = getattr(args, option)
         if value is not None and value < 1:
@@ -58,15 +61,15 @@ def run(args: argparse.Namespace) -> int:
                 report=args.report, force=args.force, allow_short=args.allow_short, manifest=args.manifest, stdin=sys.stdin)
     if args.dry_run:
         return _dry_run(jobs)
-    return _render(jobs, args)
+    return _render(jobs, args, started)
 
 
-def _render(jobs, args) -> int:
+def _render(jobs, args, started: float) -> int:
     from rtq.batch.executors import cores, dask_executor
     from rtq.batch.progress import ProgressBar, Tally
     from rtq.batch.scheduler import run, threads_per_render
 
-    tally = Tally(jobs)           # the wall time counts the workers' start
+    tally = Tally(jobs, started)
     with contextlib.ExitStack() as stack:
         if args.local_cluster or args.scheduler:
             executor, workers = stack.enter_context(dask_executor(local_cluster=args.local_cluster,

@@ -6,12 +6,15 @@ import csv
 import json
 import os
 import pty
+import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
+import rtq.batch.jobs
 from rtq.cli import main
 
 from .helpers import environment, make_corpus, manifest_lines, rtq_command, run_rtq
@@ -107,3 +110,19 @@ def test_rtq_batch_is_public_and_loads_neither_dask_nor_numba():
             "print(heavy, callable(rtq.batch.plan), 'numba' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True, text=True)
     assert result.stdout == "[] True True\n", result.stderr    # plan and run load the renderer on use
+
+
+def test_the_summarys_wall_time_counts_the_planning(corpus, tmp_path, capsys, monkeypatch):
+    """The summary's "rendered in" is the command's wall time from planning on (hashing
+    the inputs, reading their headers), not only the rendering."""
+    planned = rtq.batch.jobs.plan
+
+    def slow_plan(*args, **kwargs):
+        time.sleep(1.5)
+        return planned(*args, **kwargs)
+
+    monkeypatch.setattr(rtq.batch.jobs, "plan", slow_plan)
+    assert main(["batch", "tpdf-16", "--inputs", str(corpus), "--out", str(tmp_path / "out"), "--jobs", "1"]) == 0
+    err = capsys.readouterr().err
+    wall = float(re.search(r"of audio rendered in ([0-9.]+) s", err).group(1))
+    assert wall >= 1.5, err
