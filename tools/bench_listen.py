@@ -14,9 +14,10 @@ and short turns expose all to the same drift), xruns counted from jackd's own lo
 * MUSHRA at 256 frames: twelve shipped presets that run at 48 kHz at once (ten systems,
   the oversampled ``converter-8bit-8x`` and ``bitcrush-4bit-oversampled`` among them,
   and the two anchors; :data:`MUSHRA`), switching every 0.5 s;
-* time from spawning a process that builds the ABX comparison and selects A (what
-  ``rtq listen`` does before the first trial) to the first audio frame at a capture
-  client, warm caches (target under 1 s), beside ``rtq live``'s in the same run.
+* time from starting the command ``rtq listen abx.yaml`` (on a terminal: a pty, with the
+  key ``a`` typed ahead, so A plays as soon as the test is ready) to the first audio
+  frame at a capture client, warm caches (target under 1 s), beside ``rtq live``'s in
+  the same run.
 
 Usage::
 
@@ -31,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import statistics
 import subprocess
 import sys
@@ -78,18 +80,8 @@ with open(out, "w") as f:
                "xruns": st.xruns, "estimate": comparison.callback_cost}, f)
 """
 
-# Builds the ABX comparison and plays A: time from spawn to the first audio frame.
-STARTER = r"""
-import sys
-from rtq.chain import Chain
-from rtq.listen import Comparison
-
-with Comparison({name: Chain.from_preset(name) for name in sys.argv[1].split(",")}, sys.argv[2],
-                blocksize=64) as comparison:
-    comparison.select(sys.argv[1].split(",")[0])
-    comparison.start()
-    comparison.engine.stream.wait(1.0)
-"""
+# The ABX test the start is timed on: the two conditions of the ABX row over ITEM.
+ABX_TEST = "name: bench-start\ntype: abx\ntrials: 16\nitems: [{input: item.wav}]\nconditions: {A: %s, B: %s}\n"
 
 
 def run_rtq(server: JackServer, presets, item, blocksize, seconds) -> dict:
@@ -114,10 +106,18 @@ def run_rtq(server: JackServer, presets, item, blocksize, seconds) -> dict:
 
 
 def time_to_first_sound(server: JackServer, item: str, starts: int) -> list[float]:
-    """Seconds from spawning :data:`STARTER` to the first audio frame, per start (after
-    one start that warms the caches)."""
-    command = [sys.executable, "-c", STARTER, ",".join(ABX), item]
-    return [first for _, first in time_to_first_audio(server, ABX[0], starts + 1, command)[1:]]
+    """Seconds from starting ``rtq listen`` on a pty (``script``) with ``a`` typed ahead
+    to the first audio frame, per start (after one start that warms the caches); ``q``
+    ends each test 2.5 s later (status 130: interrupted, as a listener leaving)."""
+    folder = Path(item).parent
+    test = folder / "abx.yaml"
+    test.write_text(ABX_TEST % tuple(ABX))
+    listen = f"{shlex.quote(sys.executable)} -m rtq listen {shlex.quote(str(test))} --listener bench --blocksize 64"
+    script = (f"export XDG_STATE_HOME={shlex.quote(str(folder / 'state'))}; "
+              f"log=$(mktemp -u {shlex.quote(str(folder))}/log-XXXXXX.jsonl); "
+              f"(printf a; sleep 2.5; printf q) | script -qfec \"{listen} --log $log\" /dev/null >/dev/null; "
+              f"test $? -eq 130")
+    return [first for _, first in time_to_first_audio(server, ABX[0], starts + 1, ["sh", "-c", script])[1:]]
 
 
 def main(argv=None) -> int:
@@ -135,7 +135,7 @@ def main(argv=None) -> int:
     rows = []
     starts, live_starts = [], []
     with tempfile.TemporaryDirectory() as tmp:
-        item = str(Path(tmp) / "item.wav")
+        item = str(Path(tmp) / "item.wav")   # named so in the ABX test file (ABX_TEST)
         noise = np.random.default_rng(0).uniform(-0.3, 0.3, (10 * RATE, 2))
         sf.write(item, noise, RATE, subtype="PCM_24")
         for label, presets, blocksize in (("ABX", ABX, 64), ("MUSHRA", MUSHRA, 256)):
@@ -185,7 +185,7 @@ def main(argv=None) -> int:
           "(running: it was still running; otherwise it had not been scheduled yet)")
     if starts:
         print()
-        print(f"start to first sound (ABX, block 64, warm caches, {len(starts)} starts): median "
+        print(f"rtq listen to first sound (ABX, block 64, warm caches, {len(starts)} starts): median "
               f"{statistics.median(starts):.2f} s (min {min(starts):.2f}, max {max(starts):.2f}); rtq live "
               f"{ABX[0]} in the same run: median {statistics.median(live_starts):.2f} s "
               f"(ratio {statistics.median(starts) / statistics.median(live_starts):.2f})")
