@@ -17,7 +17,8 @@ from collections.abc import Sequence
 from rtq.commands import interrupts_kept, report_error
 from rtq.errors import RtqError
 
-COMMANDS = ("presets", "validate", "render", "batch", "info", "analyze", "report", "live", "listen", "devices")
+COMMANDS = ("presets", "validate", "render", "batch", "train", "info", "analyze", "report", "live", "listen",
+            "devices")
 """Subcommand names, each a module of :mod:`rtq.commands`, in help order."""
 
 

@@ -40,6 +40,7 @@ class QuantizerInfo:
     taps: tuple[Tap, Tap] | None = None     # (input, output) when prepared with taps
     msa: float | None = None                # a designed-NTF loop's maximum stable amplitude
     overload_op: int | None = None          # the row counting input above it
+    levels: tuple | None = None             # a non-uniform quantizer's level sets (one, or one per channel)
 
 
 class Counts(NamedTuple):

@@ -48,6 +48,7 @@ from .native import Entry
 
 from .dsp.g711 import compand_op
 from .dsp.gain import gain_op
+from .dsp.levels import levels_op
 from .dsp.lowpass import lowpass_op
 from .dsp.overload import overload_op
 from .dsp.oversample import down_op, up_op
@@ -62,6 +63,7 @@ OP_OVERSAMPLE_UP = 6
 OP_OVERSAMPLE_DOWN = 7    # args: parent level, row of the matching OP_OVERSAMPLE_UP
 OP_LOWPASS = 8
 OP_OVERLOAD = 9           # counts samples above a sigma-delta loop's stable amplitude
+OP_LEVELS = 10            # a non-uniform quantizer (Lloyd-Max levels)
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -153,6 +155,8 @@ def _execute(prog, m):
             compand_op(buf, n, op[COL_ARG0:], cnt[k])
         elif code == OP_OVERLOAD:
             overload_op(buf, n, fp[p:], cnt[k])
+        elif code == OP_LEVELS:
+            levels_op(buf, n, fp[p:], op[COL_ARG0:], cnt[k])
         elif code == OP_TAP:
             if capture < 0 or op[COL_FACTOR] == 1:
                 _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])

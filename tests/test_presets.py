@@ -358,9 +358,9 @@ BROKEN = [
         id="gain-nan",
     ),
     pytest.param(
-        "chain:\n  - quantize: {law: ulaw, bits: 16}\n",
-        "bad.yaml:2:21: quantize.law must be one of mu-law, a-law, got 'ulaw'; did you mean 'mu-law'?\n"
-        "bad.yaml:2:33: quantize.bits must be 8, got 16",
+        "chain:\n  - quantize: {law: ulaw, bits: 17}\n",
+        "bad.yaml:2:21: quantize.law must be one of mu-law, a-law, lloyd-max, got 'ulaw'; did you mean 'mu-law'?\n"
+        "bad.yaml:2:33: quantize.bits must be an integer from 1 to 16, got 17",
         id="bad-quantize",
     ),
     pytest.param(

@@ -277,7 +277,7 @@ def _meter_for(info, stage, channels, nfft, momentary_s, index, label, factor=1)
                       info.dither if uniform else "none", ntf if uniform else None,
                       dither_amplitude=float(getattr(stage, "amplitude", 1.0)),
                       nfft=min(nfft * factor, max(MAX_NFFT, nfft)), momentary_s=momentary_s,
-                      index=index, stage=label)
+                      index=index, stage=label, levels=info.levels)
 
 
 def _rows(info) -> list[int]:

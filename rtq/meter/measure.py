@@ -51,6 +51,11 @@ Figures (``result()``, one list entry per channel unless noted)
     for bands with fewer than ``MIN_BAND_COUNT`` samples; ``spread_db`` is max - min of
     ``error_dbfs`` over the other bands.  TPDF dither keeps the spread near 0 dB;
     undithered rounding of low-level signals does not.
+``level_histogram``
+    For a non-uniform quantizer (``levels``): ``levels`` (its set of levels; per
+    channel when each channel has its own), ``count`` (per channel, the output samples
+    at each level) and ``in_use`` (per channel, the levels that occurred); ``off_grid``
+    then counts output samples that are none of the levels.  None otherwise.
 ``bits_in_use``
     For each bit of the N-bit output code (two's complement of ``rint(y / q)``, clamped
     to the code range; LSB first), whether it was seen both 0 and 1.  ``off_grid``
@@ -234,12 +239,15 @@ class ErrorMeter:
         Length of the momentary window in seconds (rounded to whole blocks).
     index, stage : optional
         Position and name of the stage in its chain, echoed in the results.
+    levels : sequence of sorted level sets, optional
+        A non-uniform quantizer's levels (one set, or one per channel): the meter counts
+        the output's levels (``level_histogram``).
     """
 
     def __init__(self, sample_rate: float, channels: int, bits: int | None = None,
                  dither: str = "tpdf", ntf: Ntf | None = None, *, dither_amplitude: float = 1.0,
                  nfft: int = NFFT, momentary_s: float = MOMENTARY_S,
-                 index: int | None = None, stage: str | None = None):
+                 index: int | None = None, stage: str | None = None, levels=None):
         if sample_rate <= 0 or channels < 1:
             raise ValueError("sample_rate must be > 0 and channels >= 1")
         if bits is not None and not 1 <= bits <= 32:
@@ -276,6 +284,10 @@ class ErrorMeter:
             density = _ROUNDING_LSB2 + dither_amplitude ** 2 * _DITHER_PSD_LSB2[dither](w)
             self._floor = self._step ** 2 * density * self._share
             self._target = self._floor * _ntf_power(ntf, w)
+        self._levels = None
+        if levels is not None:
+            sets = [np.asarray(s, dtype=np.float64) for s in levels]
+            self._levels = [sets[c if len(sets) > 1 else 0] for c in range(self.channels)]
         self._momentary_blocks = max(1, round(momentary_s * self.sample_rate / self._hop))
         self.reset()
 
@@ -347,7 +359,11 @@ class ErrorMeter:
     # -- accumulation -------------------------------------------------------------------
 
     def _new_stats(self) -> _Stats:
-        return _Stats(self.channels, len(self._freq))
+        stats = _Stats(self.channels, len(self._freq))
+        if self._levels is not None:
+            stats.level_count = np.zeros((self.channels, self._levels[0].size), np.int64)
+            stats.off_grid = np.zeros(self.channels, np.int64)
+        return stats
 
     def _frames(self, a) -> np.ndarray:
         a = np.asarray(a, dtype=np.float64)
@@ -380,6 +396,8 @@ class ErrorMeter:
 
         if self._step is not None:
             self._absorb_grid(st, e, y)
+        elif self._levels is not None:
+            self._absorb_levels(st, y)
 
         if self._x_last is None:
             xf, xp, ef = x[1:], x[:-1], e[1:]
@@ -411,6 +429,14 @@ class ErrorMeter:
         mask = (1 << self.bits) - 1
         st.bits_one |= np.bitwise_or.reduce(code & mask, axis=0)
         st.bits_zero |= np.bitwise_or.reduce(~code & mask, axis=0)
+
+    def _absorb_levels(self, st: _Stats, y: np.ndarray) -> None:
+        """The output's levels, for a non-uniform quantizer."""
+        for c, levels in enumerate(self._levels):
+            index = np.minimum(np.searchsorted(levels, y[:, c]), levels.size - 1)
+            exact = levels[index] == y[:, c]
+            st.level_count[c] += np.bincount(index[exact], minlength=levels.size)
+            st.off_grid[c] += int(np.count_nonzero(~exact))
 
     def _close_segment(self, st: _Stats) -> None:
         """Add the full pending segment's spectra to ``st``; keep its second half."""
@@ -449,7 +475,8 @@ class ErrorMeter:
             "snr_db": _db(snr),
             "dc_lsb": [float(v) for v in st.sum_e / n / step] if n and step else None,
             **{name: getattr(st, name).tolist() for name in COUNTS},
-            "off_grid": st.off_grid.tolist() if step else None,
+            "off_grid": st.off_grid.tolist() if step or self._levels is not None else None,
+            "level_histogram": self._level_histogram(st),
             "bits_in_use": self._bits_in_use(st),
             "histogram": self._histogram(st),
             "noise_modulation": self._noise_modulation(st),
@@ -482,6 +509,14 @@ class ErrorMeter:
         centres = (np.arange(-half, half) + 0.5) / HIST_BINS_PER_LSB
         return {"lsb": centres.tolist(), "count": st.hist[:, 1:-1].tolist(),
                 "under": st.hist[:, 0].tolist(), "over": st.hist[:, -1].tolist()}
+
+    def _level_histogram(self, st: _Stats) -> dict | None:
+        if self._levels is None:
+            return None
+        distinct = [self._levels[0].tolist()] if all(l is self._levels[0] for l in self._levels) else \
+            [levels.tolist() for levels in self._levels]
+        return {"levels": distinct if len(distinct) > 1 else distinct[0], "count": st.level_count.tolist(),
+                "in_use": [int(np.count_nonzero(row)) for row in st.level_count]}
 
     def _noise_modulation(self, st: _Stats) -> dict:
         with np.errstate(divide="ignore", invalid="ignore"):

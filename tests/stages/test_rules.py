@@ -68,7 +68,7 @@ RULES = [
      lambda: Requantize(16, shaping={"order": 3, "bandhz": 5}),
      "unknown key 'bandhz' in requantize.shaping; did you mean 'band_hz'?"),
     ("law", "quantize: {law: ulaw}", lambda: Quantize("ulaw"),
-     "quantize.law must be one of mu-law, a-law, got 'ulaw'; did you mean 'mu-law'?"),
+     "quantize.law must be one of mu-law, a-law, lloyd-max, got 'ulaw'; did you mean 'mu-law'?"),
     ("law-bits", "quantize: {law: a-law, bits: 16}", lambda: Quantize("a-law", 16), "quantize.bits must be 8, got 16"),
     ("factor", "oversample: {factor: 3, chain: [gain: {db: 0}]}", lambda: Oversample(3, [Gain(0)]),
      "oversample.factor must be one of 2, 4, 8, 16, 32, 64, got 3"),
