@@ -2,7 +2,8 @@
 
 The public API (everything else in the package is internal and may change)::
 
-    from rtq import Chain, Gain, Requantize, Quantize, Oversample, Lowpass, LiveSession, Source, load_preset, RtqError
+    from rtq import (Chain, Gain, Requantize, Quantize, BlockCompand, Oversample, Lowpass, LiveSession, Source,
+                     load_preset, RtqError)
 
     chain = Chain([Gain(-0.1), Requantize(16, "tpdf", shaping="shibata")], seed=1)
     y = chain(x, 44100)                         # a whole signal, latency compensated
@@ -22,6 +23,7 @@ _NAMES = {
     "Gain": "rtq.stages",
     "Requantize": "rtq.stages",
     "Quantize": "rtq.stages",
+    "BlockCompand": "rtq.stages",
     "Oversample": "rtq.stages",
     "Lowpass": "rtq.stages",
     "LiveSession": "rtq.live.session",

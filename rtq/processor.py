@@ -41,6 +41,7 @@ class QuantizerInfo:
     msa: float | None = None                # a designed-NTF loop's maximum stable amplitude
     overload_op: int | None = None          # the row counting input above it
     levels: tuple | None = None             # a non-uniform quantizer's level sets (one, or one per channel)
+    scales: tuple | None = None             # block companding: (istate index of its per-channel scale counts, steps)
 
 
 class Counts(NamedTuple):

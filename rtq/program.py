@@ -46,6 +46,7 @@ from .errors import LimitError
 from .jit import address_as_void_pointer, kernel
 from .native import Entry
 
+from .dsp.blockcompand import blockcompand_op
 from .dsp.g711 import compand_op
 from .dsp.gain import gain_op
 from .dsp.levels import levels_op
@@ -64,6 +65,7 @@ OP_OVERSAMPLE_DOWN = 7    # args: parent level, row of the matching OP_OVERSAMPL
 OP_LOWPASS = 8
 OP_OVERLOAD = 9           # counts samples above a sigma-delta loop's stable amplitude
 OP_LEVELS = 10            # a non-uniform quantizer (Lloyd-Max levels)
+OP_BLOCKCOMPAND = 11      # near-instantaneous block companding
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -157,6 +159,8 @@ def _execute(prog, m):
             overload_op(buf, n, fp[p:], cnt[k])
         elif code == OP_LEVELS:
             levels_op(buf, n, fp[p:], op[COL_ARG0:], cnt[k])
+        elif code == OP_BLOCKCOMPAND:
+            blockcompand_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:s_end], ist[i:], rng[r:r + nch], cnt[k])
         elif code == OP_TAP:
             if capture < 0 or op[COL_FACTOR] == 1:
                 _tap(buf, n, taps[op[COL_ARG0]], ist[i:i + 1])

@@ -113,7 +113,8 @@ def test_the_public_api():
     assert lines[0] == "[]"
     assert lines[1] == "False False"
     assert lines[2] == "rtq.chain rtq.stages.requantize rtq.presets rtq.errors"
-    assert lines[3] == str(sorted(["Chain", "Gain", "Requantize", "Quantize", "Oversample", "Lowpass", "LiveSession",
+    assert lines[3] == str(sorted(["Chain", "Gain", "Requantize", "Quantize", "BlockCompand", "Oversample", "Lowpass",
+                                   "LiveSession",
                                    "Source", "load_preset", "RtqError", "listen", "batch"]))
 
 

@@ -89,7 +89,7 @@ _S32 = np.uint64(32)
 
 
 @njit(inline="always")
-def _dither(kind, amp, state, prev):
+def dither_sample(kind, amp, state, prev):
     """One dither value in LSB; returns ``(value, new generator state, new prev)``.
 
     ``prev`` is tpdf-hp's last uniform draw.  TPDF takes its two uniforms from the two
@@ -290,7 +290,7 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     e1 = misc[1]
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
-        r, gen, prev = _dither(dither_kind, dither_amp, gen, prev)
+        r, gen, prev = dither_sample(dither_kind, dither_amp, gen, prev)
         o = 0.0
         if shaped:
             if sub == 0:
@@ -459,8 +459,8 @@ def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_p
     gen_d, prev_d, run_d = rng_d[0], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2]
     clips_c = clips_d = resets_c = resets_d = 0
     for i in range(xc.shape[0]):
-        r_c, gen_c, prev_c = _dither(kind, amp, gen_c, prev_c)
-        r_d, gen_d, prev_d = _dither(kind, amp, gen_d, prev_d)
+        r_c, gen_c, prev_c = dither_sample(kind, amp, gen_c, prev_c)
+        r_d, gen_d, prev_d = dither_sample(kind, amp, gen_d, prev_d)
         x_c, x_d = xc[i], xd[i]
         fast, y, z, events = _paired_sample_fast(pairs, a_pairs, b_pairs, grid, x_c, x_d, r_c, r_d)
         if events == 0:

@@ -286,14 +286,38 @@ def _rows(info) -> list[int]:
     return [info.op_index] + ([info.overload_op] if info.overload_op is not None else [])
 
 
+class _ScaleCounts:
+    """The blocks a block compander coded at each scale, per channel, read from its op's
+    integer state (counted since the meter started or was reset)."""
+
+    def __init__(self, istate: np.ndarray, index: int, channels: int, steps):
+        self.steps = [float(step) for step in steps]
+        self.words = istate[index:index + channels * len(self.steps)]
+        self.channels = channels
+        self.last = self.words.copy()
+        self.total = np.zeros_like(self.last)
+
+    def update(self) -> None:
+        now = self.words.copy()
+        self.total += np.where(now >= self.last, now - self.last, now)     # the program was reset: restart
+        self.last = now
+
+    def reset(self) -> None:
+        self.total[:] = 0
+
+    def result(self) -> dict:
+        return {"steps": self.steps, "blocks": self.total.reshape(self.channels, -1).tolist()}
+
+
 class _Entry:
     """One metered point: its meter, tap pair, level history and counter rows (the
     program ops whose clips, loop resets and overloads it counts)."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
-                 rows, gain=1.0, factor=1):
+                 rows, gain=1.0, factor=1, scales: _ScaleCounts | None = None):
         self.meter, self.pair, self.history = meter, pair, history
         self.path, self.extra, self.rows, self.gain = path, extra, rows, gain
+        self.scales = scales     # a block compander's scale counts
         self.factor = factor     # the tap's rate in stream rates
         self.skipped = 0         # frames between capture windows (never recorded)
         self.window_starts: list[int] = []   # tap positions where a capture window began
@@ -334,6 +358,8 @@ class _Entry:
         result["path"] = list(self.path)
         result["dropped_frames"] = self.pair.dropped + self.skipped
         result["level_history"] = self.history.result()
+        if self.scales is not None:
+            result["scale_factors"] = self.scales.result()
         return result
 
 
@@ -410,10 +436,13 @@ class ChainMeter:
             extra = {"bits": info.bits, "msa": info.msa}
             if not _is_uniform(info):
                 extra["law"] = getattr(stage, "law", None)
-            pair = TapPair(reader(tap_in), reader(tap_out), self.channels, limit=ring)
+            # A quantizer with latency (block companding) is met with its input that long ago.
+            pair = TapPair(reader(tap_in), reader(tap_out), self.channels, delay=float(stage.latency), limit=ring)
             history = LevelHistory(info.sample_rate, self.channels, history_s, history_points)
+            scales = None if info.scales is None else _ScaleCounts(prog.istate, info.scales[0], self.channels,
+                                                                    info.scales[1])
             self._entries.append(_Entry(meter, pair, history, path, extra, _rows(info),
-                                        factor=tap_in.factor))
+                                        factor=tap_in.factor, scales=scales))
 
         last = chain.quantizer_info.get((len(chain.stages) - 1,))   # the last stage, if a quantizer
         if last is not None and last.taps[0].factor == 1:
@@ -482,6 +511,8 @@ class ChainMeter:
             new = np.where(counts >= self._counts, counts - self._counts, counts)   # reset: restart
             self._counts = counts
             for entry in (*self._entries, self._end_to_end):
+                if entry.scales is not None:
+                    entry.scales.update()
                 rows = new[entry.rows]
                 entry.meter.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
                                        **{name: rows[:, :, slot].sum(axis=0) for name, slot in COUNTED.items()})
@@ -526,6 +557,8 @@ class ChainMeter:
         with self._lock:
             for entry in (*self._entries, self._end_to_end):
                 entry.meter.reset()
+                if entry.scales is not None:
+                    entry.scales.reset()
                 entry.history.reset()
 
 

@@ -13,6 +13,7 @@ kernel and packing in :mod:`rtq.dsp`, and its opcode with one branch in
 :func:`rtq.program._execute`.
 """
 from .base import OutputGrid, Place, Stage, walk
+from .blockcompand import BlockCompand
 from .gain import Gain
 from .lowpass import Lowpass
 from .oversample import Oversample
@@ -21,5 +22,5 @@ from .rates import RateLimit, RateRange, format_rates, usable_rates
 from .registry import KINDS, stage_from_spec
 from .requantize import Requantize
 
-__all__ = ["Stage", "Gain", "Requantize", "Quantize", "Oversample", "Lowpass", "KINDS", "stage_from_spec", "walk", "Place",
+__all__ = ["Stage", "Gain", "Requantize", "Quantize", "BlockCompand", "Oversample", "Lowpass", "KINDS", "stage_from_spec", "walk", "Place",
            "OutputGrid", "RateLimit", "RateRange", "usable_rates", "format_rates"]

@@ -4,13 +4,14 @@ from __future__ import annotations
 from ..schema import Stages
 from ..spec import StageSpec
 from .base import Stage
+from .blockcompand import BlockCompand
 from .gain import Gain
 from .lowpass import Lowpass
 from .oversample import Oversample
 from .quantize import Quantize
 from .requantize import Requantize
 
-KINDS: dict[str, type[Stage]] = {kind.kind: kind for kind in (Gain, Requantize, Quantize, Lowpass, Oversample)}
+KINDS: dict[str, type[Stage]] = {kind.kind: kind for kind in (Gain, Requantize, Quantize, BlockCompand, Lowpass, Oversample)}
 """Every stage kind by the name presets give it, in the order help lists them."""
 
 

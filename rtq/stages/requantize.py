@@ -68,8 +68,9 @@ class Shaping(Rule):
         return {"order": value["order"], **band}
 
 
-_DITHER = Fields({"type": Choice(kernel.DITHER_TYPES).optional("tpdf"), "amplitude": Number(0).optional(1.0)},
+DITHER = Fields({"type": Choice(kernel.DITHER_TYPES).optional("tpdf"), "amplitude": Number(0).optional(1.0)},
                  short="type")
+"""The ``dither`` parameter: a type name, or ``{type, amplitude}`` (requantize, blockcompand)."""
 
 
 class Requantize(Stage):
@@ -92,7 +93,7 @@ class Requantize(Stage):
     kind = "requantize"
     schema = Fields({
         "bits": Integer(*BITS_RANGE),
-        "dither": _DITHER.optional({"type": "tpdf", "amplitude": 1.0}),
+        "dither": DITHER.optional({"type": "tpdf", "amplitude": 1.0}),
         "shaping": Shaping().optional({"kind": "none"}),
     })
     is_quantizer = True
@@ -106,7 +107,7 @@ class Requantize(Stage):
         if shaping is None:
             shaping = "none"
         elif isinstance(shaping, dict) and "kind" in shaping:   # the normalised form a stage holds
-            shaping = _denormalised(shaping)
+            shaping = denormalised_shaping(shaping)
         params = self.checked({"bits": bits, "dither": dither, "shaping": shaping})
         self.bits = params["bits"]
         self.dither = params["dither"]["type"]
@@ -241,7 +242,7 @@ _NORMALISED_KEYS = {"none": {"kind"}, "table": {"kind", "name"}, "fir": {"kind",
                     "design": {"kind", "order", "band_hz"}}
 
 
-def _denormalised(value: dict) -> Any:
+def denormalised_shaping(value: dict) -> Any:
     """A normalised shaping (``{"kind": ...}``, what a stage holds) in the preset grammar,
     to be checked as written there; a malformed one is left for the check to refuse."""
     keys = _NORMALISED_KEYS.get(value.get("kind"))
