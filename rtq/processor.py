@@ -14,7 +14,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .dsp.overload import COUNT_OVERLOADS
-from .dsp.requantize import COUNT_CLIPS, COUNT_RESETS
+from .dsp.requantize import COUNT_CLIPS, COUNT_RESETS, G_LIMITED, GUARD_WORDS
 from .dsp.shaping import ErrorFilter
 from .program import (COUNT_NONFINITE, OP_SANITIZE, Program, ProgramBuilder, Tap, process_in_place, program_words,
                       reset_program)
@@ -42,6 +42,7 @@ class QuantizerInfo:
     overload_op: int | None = None          # the row counting input above it
     levels: tuple | None = None             # a non-uniform quantizer's level sets (one, or one per channel)
     scales: tuple | None = None             # block companding: (istate index of its per-channel scale counts, steps)
+    guard_state: int | None = None          # a guarded requantizer: istate index of its per-channel guard words
 
 
 class Counts(NamedTuple):
@@ -51,6 +52,7 @@ class Counts(NamedTuple):
     nonfinite: list[int]    # non-finite input samples (made 0 or full scale)
     loop_resets: list[int]  # designed-NTF loops reset after RESET_AFTER_OVERLOADS overloads in a row
     overloads: list[int]    # samples entering a designed-NTF loop above its maximum stable amplitude
+    limited: list[int]      # samples a requantizer's limit kept from clipping (its shaped noise would have)
 
 
 @dataclass
@@ -178,8 +180,11 @@ class Processor:
         def per_channel(rows, slot):
             return [int(counters[rows, c, slot].sum()) for c in range(self.channels)]
 
+        guarded = [info.guard_state for info in self.quantizer_info.values() if info.guard_state is not None]
+        limited = [sum(int(self.program.istate[index + c * GUARD_WORDS + G_LIMITED]) for index in guarded)
+                   for c in range(self.channels)]
         return Counts(per_channel(rows, COUNT_CLIPS), per_channel([0], COUNT_NONFINITE),
-                      per_channel(rows, COUNT_RESETS), per_channel(watched, COUNT_OVERLOADS))
+                      per_channel(rows, COUNT_RESETS), per_channel(watched, COUNT_OVERLOADS), limited)
 
     def check(self, sample_rate: float) -> None:
         """Raise the :class:`~rtq.errors.PresetError` that :meth:`prepare` would raise at

@@ -53,7 +53,7 @@ from .dsp.levels import levels_op
 from .dsp.lowpass import lowpass_op
 from .dsp.overload import overload_op
 from .dsp.oversample import down_op, up_op
-from .dsp.requantize import requantize_op
+from .dsp.requantize import requantize_guarded_op, requantize_op
 
 OP_SANITIZE = 1
 OP_GAIN = 2
@@ -66,6 +66,7 @@ OP_LOWPASS = 8
 OP_OVERLOAD = 9           # counts samples above a sigma-delta loop's stable amplitude
 OP_LEVELS = 10            # a non-uniform quantizer (Lloyd-Max levels)
 OP_BLOCKCOMPAND = 11      # near-instantaneous block companding
+OP_REQUANTIZE_GUARDED = 12   # OP_REQUANTIZE with auto-blank, passthrough or the limit (a kernel variant)
 
 OP_WIDTH = 16
 COL_OPCODE = 0
@@ -159,6 +160,8 @@ def _execute(prog, m):
             overload_op(buf, n, fp[p:], cnt[k])
         elif code == OP_LEVELS:
             levels_op(buf, n, fp[p:], op[COL_ARG0:], cnt[k])
+        elif code == OP_REQUANTIZE_GUARDED:
+            requantize_guarded_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:s_end], ist[i:], rng[r:r + nch], cnt[k])
         elif code == OP_BLOCKCOMPAND:
             blockcompand_op(buf, n, fp[p:], op[COL_ARG0:], fs[s:s_end], ist[i:], rng[r:r + nch], cnt[k])
         elif code == OP_TAP:

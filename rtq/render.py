@@ -75,6 +75,7 @@ class RenderResult:
     sha256: str | None = None        #: of OUTPUT's bytes, when asked for
     kept: bool = False               #: OUTPUT existed with exactly these bytes and was left as it was
     overloads: list[int] = field(default_factory=list)  #: samples above a designed-NTF loop's stable amplitude
+    limited: list[int] = field(default_factory=list)    #: samples a requantizer's limit kept from clipping
 
 
 def _output_grid(chain: Chain):
@@ -295,7 +296,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     counts = groups.counts()
     return RenderResult(written, rate, channels, subtype, latency, time.perf_counter() - started, counts.clips,
                         counts.nonfinite, counts.loop_resets, src.missing, src.shortfall, digest if sha256 else None,
-                        kept, counts.overloads)
+                        kept, counts.overloads, counts.limited)
 
 
 def _sha256(file) -> str:

@@ -313,7 +313,7 @@ BROKEN = [
     ),
     pytest.param(
         "chain:\n  - requantize: {bits: 16, zzz: 1}\n",
-        "bad.yaml:2:28: unknown key 'zzz' in requantize (valid keys: bits, dither, shaping)",
+        "bad.yaml:2:28: unknown key 'zzz' in requantize (valid keys: bits, dither, shaping, auto_blank, passthrough_exact, limit)",
         id="unknown-parameter-no-close-match",
     ),
     pytest.param(
@@ -509,7 +509,7 @@ def test_all_problems_in_a_file_are_reported_in_file_order():
         "many.yaml:3:16: gain.db must be a finite number from -120 to 24, got 99",
         "many.yaml:4:24: requantize.bits must be an integer from 1 to 32, got 0",
         "many.yaml:4:35: requantize.dither must be one of none, rpdf, tpdf, tpdf-hp, gaussian, got 'foo'",
-        "many.yaml:5:5: unknown stage 'wobble' in chain[2] (stages: gain, requantize, quantize, lowpass, oversample)",
+        "many.yaml:5:5: unknown stage 'wobble' in chain[2] (stages: gain, requantize, quantize, blockcompand, lowpass, oversample)",
     ]
 
 

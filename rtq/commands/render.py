@@ -65,7 +65,9 @@ def run(args: argparse.Namespace) -> int:
     for what, label, counts in (("sample", "clipped", result.clips), ("sample", "non-finite input", result.nonfinite),
                                 ("noise-shaping loop reset", "after overloads", result.resets),
                                 ("sample", f"above the noise-shaping loop's maximum stable amplitude ({stable} peak; "
-                                           "counted at the loop's rate)", result.overloads)):
+                                           "counted at the loop's rate)", result.overloads),
+                                ("sample", "kept from clipping by the limit (the shaped noise would have clipped them)",
+                                 result.limited)):
         if any(counts):
             per_channel = ", ".join(f"ch{c + 1} {n}" for c, n in enumerate(counts))
             total = sum(counts)

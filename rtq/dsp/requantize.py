@@ -32,6 +32,18 @@ clipped passage leaves the loop with bounded state.  A sigma-delta loop (designe
 that overloads on ``reset_after`` consecutive samples has gone unstable: its filter
 state is cleared and the event counted (``reset_after = 0``: never).
 
+Guards (auto-blank, passthrough of input on the grid, the soft limit; see
+:func:`pack`): the same kernels, compiled a second time with a ``guard`` tuple instead of
+None (Numba removes the guard's code where it is None, so the unguarded loops are as
+they were).  A *quiet* sample passes exactly: after ``blank_after`` samples of exact
+zeros (auto-blank), or while the last ``pass_run`` samples were on the grid
+(passthrough; on from the start).  Dither is drawn all the same, so the noise that
+comes back is the noise a chain without the guard would have added; the error filter's
+state is cleared, so it comes back from a clean state.  The limit maps input above
+``knee`` LSB smoothly into ``(knee, ceiling)`` (``knee + (ceiling - knee) tanh((|x| -
+knee) / (ceiling - knee))``: continuous slope, no look-ahead), and counts the samples
+that would have clipped without it, with this sample's dither and filter output.
+
 Real-time rules: allocates nothing, takes no locks; every array is preallocated by the
 stage's ``prepare``.
 """
@@ -44,8 +56,8 @@ from numba.extending import intrinsic
 from ..jit import kernel
 from .ntf import MAX_ORDER
 from .rng import next_bits, next_uniform
-from .simd import (clear_lane, fma_vector, fused_multiply_add, lane_sums4, make_pair, pair_count, store_word_pairs,
-                   word_pairs)
+from .simd import (clear_lane, first_word, fma_vector, fused_multiply_add, lane_sums4, make_pair, pair_count,
+                   store_word_pairs, word_pairs)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -173,19 +185,39 @@ def grid_of(bits: int) -> tuple[float, float, float, float]:
 _GRID_WORDS = 7
 
 
-def pack(bits: int, dither: str, amplitude: float, a, b, reset_after: int) -> dict:
+def pack(bits: int, dither: str, amplitude: float, a, b, reset_after: int, guard=None, channels: int = 0) -> dict:
     """A requantizer's op for :meth:`rtq.program.ProgramBuilder.add_op` (its ``params``,
     ``args``, state and integer state), read back by :func:`requantize_op`: ``bits``,
     ``dither`` (a :data:`DITHER_TYPES` name) at ``amplitude``, error-feedback ``a`` and
     ``b`` (as :func:`kernel_coefficients` lays them out), and ``reset_after`` overloads
-    in a row that reset the loop (0: never)."""
+    in a row that reset the loop (0: never).
+
+    ``guard`` (read back by :func:`requantize_guarded_op`): ``(blank_after, pass_run,
+    knee, ceiling)``, samples of exact zeros before auto-blank (0: off), on-grid samples
+    in a row for passthrough (0: off), and the limit's knee and ceiling in LSB (knee
+    inf: off); it appends those four words to ``params`` and :data:`GUARD_WORDS` words
+    per channel (of ``channels``) to the integer state."""
     step, off, lo, hi = grid_of(bits)
     kind = DITHER_CODES[dither]
     ebound = 0.5 + dither_peak_lsb(kind, amplitude)
     grid = [step, 1.0 / step, off, lo, hi, ebound, reset_after]
-    return {"params": np.concatenate([grid, [amplitude], a, b]),
-            "state_per_channel": state_per_channel(a.size, b.size),
-            "istate": (history_length(a.size) - HISTORY_SLACK, 0), "args": (a.size, b.size, kind)}
+    op = {"params": np.concatenate([grid, [amplitude], a, b]),
+          "state_per_channel": state_per_channel(a.size, b.size),
+          "istate": (history_length(a.size) - HISTORY_SLACK, 0), "args": (a.size, b.size, kind)}
+    if guard is not None:
+        words = [0] * GUARD_WORDS
+        words[G_GRID_RUN] = int(guard[1])     # passthrough starts on: input on the grid from its first sample
+        op["params"] = np.concatenate([op["params"], np.asarray(guard, dtype=np.float64)])
+        op["istate"] = op["istate"] + tuple(words) * channels
+    return op
+
+
+# A guarded op's integer state per channel (after the two history positions).
+GUARD_WORDS = 4
+G_ZERO_RUN = 0      # exact zeros in a row
+G_GRID_RUN = 1      # samples on the grid in a row
+G_QUIET = 2         # the last sample passed exactly
+G_LIMITED = 3       # samples the limit kept from clipping
 
 
 @kernel
@@ -195,11 +227,23 @@ def requantize_op(buf, n, params, args, state, pos, rng, counters):
     nb = args[1]
     pa = _GRID_WORDS + 1
     requantize_block(buf, n, params[:_GRID_WORDS], args[2], params[_GRID_WORDS], params[pa:pa + na],
-                     params[pa + na:pa + na + nb], state, pos[:2], rng, counters)
+                     params[pa + na:pa + na + nb], state, pos[:2], rng, counters, None, pos[:0])
 
 
 @kernel
-def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rng, counters):
+def requantize_guarded_op(buf, n, params, args, state, pos, rng, counters):
+    """Run the guarded op :func:`pack` laid out with a ``guard``."""
+    na = args[0]
+    nb = args[1]
+    pa = _GRID_WORDS + 1
+    g = params[pa + na + nb:pa + na + nb + 4]
+    requantize_block(buf, n, params[:_GRID_WORDS], args[2], params[_GRID_WORDS], params[pa:pa + na],
+                     params[pa + na:pa + na + nb], state, pos[:2], rng, counters, (g[0], g[1], g[2], g[3]),
+                     pos[2:])
+
+
+@kernel
+def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rng, counters, guard, guard_state):
     """Requantize ``buf[:, :n]`` (all channels) in place.
 
     Work is in units of the step (LSB): ``xs = x / step`` is exact.  The error filter is
@@ -226,21 +270,63 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
     rng : uint64 array, one generator per channel
     counters : int64 array (channels, 4)
         ``[c, COUNT_CLIPS]`` saturated samples, ``[c, COUNT_RESETS]`` loop resets.
+    guard : None, or (blank_after, pass_run, knee, ceiling)
+        See :func:`pack`; ``guard_state`` then holds :data:`GUARD_WORDS` per channel.
     """
     nch = buf.shape[0]
     stride = state.shape[0] // nch
     memory = stride - _MISC
     if b.shape[0]:
-        _requantize_recursive(buf, n, grid, dither_kind, dither_amp, a, b, state, stride, rng, counters)
+        _requantize_recursive(buf, n, grid, dither_kind, dither_amp, a, b, state, stride, rng, counters, guard,
+                              guard_state)
         return
     end = 0
     for c in range(nch):
         base = c * stride
         end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory],
-                              state[base + memory:base + stride], pos[0], pos[1], rng[c:c + 1], counters[c])
+                              state[base + memory:base + stride], pos[0], pos[1], rng[c:c + 1], counters[c],
+                              guard, guard_state[c * GUARD_WORDS:(c + 1) * GUARD_WORDS])
     if a.shape[0]:
         pos[0] = end // NEAR_TAPS
         pos[1] = end % NEAR_TAPS
+
+
+@njit(inline="always")
+def _is_quiet(guard, gs, x, xs, off, lo, hi):
+    """Whether this sample passes exactly (auto-blank after ``guard[0]`` zeros, or
+    passthrough after ``guard[1]`` samples on the grid), counting the runs in ``gs``."""
+    quiet = False
+    if guard[0] > 0.0:
+        gs[G_ZERO_RUN] = gs[G_ZERO_RUN] + 1 if x == 0.0 else 0
+        quiet = gs[G_ZERO_RUN] > guard[0]
+    if guard[1] > 0.0:
+        v = xs - off
+        on = v == np.rint(v) and lo <= v <= hi
+        gs[G_GRID_RUN] = gs[G_GRID_RUN] + 1 if on else 0
+        quiet = quiet or gs[G_GRID_RUN] >= guard[1]
+    return quiet
+
+
+@njit(inline="always")
+def soft_limit(xs, knee, ceiling):
+    """``xs`` (LSB) above ``knee`` in magnitude mapped smoothly below ``ceiling``."""
+    m = abs(xs)
+    if m <= knee:
+        return xs
+    y = knee + (ceiling - knee) * np.tanh((m - knee) / (ceiling - knee))
+    return y if xs > 0 else -y
+
+
+@njit(inline="always")
+def _limited(guard, gs, xs, v, lo, hi):
+    """The limit (``guard[2]``, ``guard[3]``) applied to ``xs``; ``v`` is what would be
+    rounded without it (dither and filter output included): counted if it would clip."""
+    if abs(xs) <= guard[2]:
+        return xs
+    q = np.rint(v)
+    if q > hi or q < lo:
+        gs[G_LIMITED] += 1
+    return soft_limit(xs, guard[2], guard[3])
 
 
 @njit(inline="always")
@@ -266,7 +352,7 @@ def _feedback_error(q, xo, o, ebound):
 
 
 @njit(inline="always")
-def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, counters):
+def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, counters, guard, gs):
     """One channel with an FIR error filter; returns ``p * NEAR_TAPS + sub`` at the end.
 
     The filter is split into *far* taps (j > NEAR_TAPS), summed for NEAR_TAPS samples
@@ -311,6 +397,25 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
             # and the error below depend on the previous sample: the loop's critical
             # path, so the newest term comes last.
             o = fused_multiply_add(a[0], e1, rest)
+        if guard is not None:
+            if _is_quiet(guard, gs, x[i], xs, off, lo, hi):
+                gs[G_QUIET] = 1         # x[i] passes as it is; the filter hears no error
+                if shaped:
+                    he[p] = 0.0
+                    e1 = 0.0
+                    p += 1
+                    sub = sub + 1 if sub < NEAR_TAPS - 1 else 0
+                continue
+            if gs[G_QUIET]:             # back from a quiet stretch: the filter starts clean
+                gs[G_QUIET] = 0
+                if shaped:
+                    for k in range(hl):
+                        he[k] = 0.0
+                    for k in range(NEAR_TAPS):
+                        misc[_FAR + k] = 0.0
+                    e1 = 0.0
+                    o = 0.0
+            xs = _limited(guard, gs, xs, (xs + r - off) - o, lo, hi)
         q, clipped = _round_to_grid((xs + r - off) - o, lo, hi)
         if clipped:
             counters[COUNT_CLIPS] += 1
@@ -414,7 +519,7 @@ sample run again through :func:`_paired_sample`."""
 
 
 @kernel
-def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, counters):
+def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, counters, guard, guard_state):
     """All channels with a recursive error filter (``a``, ``b``: RECURSIVE_ORDER taps), in
     pairs (:func:`_requantize_pair`); when their number is odd, the last one is paired with
     a copy of itself (same input, state and dither, so the same results; counted once).
@@ -434,7 +539,9 @@ def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, co
     for c in range(0, nch, 2):
         d = c + 1 if c + 1 < nch else c
         args = (buf[c, :n], buf[d, :n], state[c * stride:(c + 1) * stride], state[d * stride:(d + 1) * stride],
-                rng[c:c + 1], rng[d:d + 1], grid, kind, amp)
+                rng[c:c + 1], rng[d:d + 1], grid, kind, amp, guard,
+                guard_state[c * GUARD_WORDS:(c + 1) * GUARD_WORDS], guard_state[d * GUARD_WORDS:(d + 1) * GUARD_WORDS],
+                d == c)
         counts = (0, 0, 0, 0)
         for words in literal_unroll(_WORD_COUNTS):  # one loop compiled per order
             if len(words) == order:
@@ -447,12 +554,45 @@ def _requantize_recursive(buf, n, grid7, kind, amp, a, b, state, stride, rng, co
             counters[d, COUNT_RESETS] += resets_d
 
 
+@njit(inline="always")
+def _guard_pair(guard, gs_c, gs_d, twin, grid, pairs, x_c, x_d, r_c, r_d):
+    """The guard before one paired sample: each lane's quiet decision, and its input
+    after the limit (``(quiet_c, quiet_d, x_c, x_d)``, inputs in full scale)."""
+    step, inv_step, off, lo, hi = grid[0], grid[1], grid[2], grid[3] - grid[2], grid[4] - grid[2]
+    xs_c, xs_d = x_c * inv_step, x_d * inv_step
+    quiet_c = _is_quiet(guard, gs_c, x_c, xs_c, off, lo, hi)
+    quiet_d = quiet_c if twin else _is_quiet(guard, gs_d, x_d, xs_d, off, lo, hi)
+    if not quiet_c:
+        gs_c[G_QUIET] = 0           # its lane was kept clear while quiet
+        x_c = _limited(guard, gs_c, xs_c, (xs_c + r_c - off) - first_word(pairs, 0), lo, hi) * step
+    if twin:
+        x_d = x_c
+    elif not quiet_d:
+        gs_d[G_QUIET] = 0
+        x_d = _limited(guard, gs_d, xs_d, (xs_d + r_d - off) - first_word(pairs, 1), lo, hi) * step
+    return quiet_c, quiet_d, x_c, x_d
+
+
+@njit(inline="always")
+def _quiet_lanes(pairs, xc, xd, i, x_c, x_d, quiet_c, quiet_d):
+    """A quiet lane outputs its input exactly and keeps its loop state clear."""
+    if quiet_c:
+        xc[i] = x_c
+        pairs = clear_lane(pairs, 0)
+    if quiet_d:
+        xd[i] = x_d
+        pairs = clear_lane(pairs, 1)
+    return pairs
+
+
 @kernel
-def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_pairs):
+def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, guard, gs_c, gs_d, twin, a_pairs, b_pairs):
     """Channels c and d (``x``, ``state`` and ``rng`` each) through
     :func:`_paired_sample_fast`, both chains in the lanes of the same vectors (as many
     state words as ``a_pairs`` spreads); returns their saturation and loop-reset counts
-    ``(clips_c, clips_d, resets_c, resets_d)``."""
+    ``(clips_c, clips_d, resets_c, resets_d)``.  With a ``guard``, ``gs_c`` and ``gs_d``
+    are the channels' guard states (``twin``: d is c itself, guarded once); a quiet
+    lane's output is its input and its state is kept clear."""
     reset_after = grid[6]
     pairs = word_pairs(sc, sd, a_pairs)
     gen_c, prev_c, run_c = rng_c[0], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2]
@@ -462,12 +602,18 @@ def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_p
         r_c, gen_c, prev_c = dither_sample(kind, amp, gen_c, prev_c)
         r_d, gen_d, prev_d = dither_sample(kind, amp, gen_d, prev_d)
         x_c, x_d = xc[i], xd[i]
+        if guard is not None:
+            quiet_c, quiet_d, x_c, x_d = _guard_pair(guard, gs_c, gs_d, twin, grid, pairs, x_c, x_d, r_c, r_d)
         fast, y, z, events = _paired_sample_fast(pairs, a_pairs, b_pairs, grid, x_c, x_d, r_c, r_d)
+        if guard is not None:
+            events &= (0 if quiet_c else 5) | (0 if quiet_d else 10)    # a quiet lane's events do not count
         if events == 0:
             pairs = fast
             xc[i] = y
             xd[i] = z
             run_c = run_d = 0.0
+            if guard is not None:
+                pairs = _quiet_lanes(pairs, xc, xd, i, x_c, x_d, quiet_c, quiet_d)
             continue
         # Rare: saturation, overloads, loop resets.
         pairs, xc[i], xd[i], events = _paired_sample(pairs, a_pairs, b_pairs, grid, x_c, x_d, r_c, r_d)
@@ -483,6 +629,8 @@ def _requantize_pair(xc, xd, sc, sd, rng_c, rng_d, grid, kind, amp, a_pairs, b_p
             pairs = clear_lane(pairs, 1)
             run_d = 0.0
             resets_d += 1
+        if guard is not None:
+            pairs = _quiet_lanes(pairs, xc, xd, i, x_c, x_d, quiet_c, quiet_d)
     store_word_pairs(sc, sd, pairs)
     rng_d[0], sd[RECURSIVE_ORDER], sd[RECURSIVE_ORDER + 2] = gen_d, prev_d, run_d
     rng_c[0], sc[RECURSIVE_ORDER], sc[RECURSIVE_ORDER + 2] = gen_c, prev_c, run_c

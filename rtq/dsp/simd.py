@@ -171,3 +171,17 @@ def clear_lane(typingctx, pairs, lane):
         return context.make_tuple(builder, signature.return_type, cleared)
 
     return pairs(pairs, lane), codegen
+
+
+@intrinsic
+def first_word(typingctx, pairs, lane):
+    """Lane ``lane`` (0 or 1: the channel) of ``pairs[0]``: a recursive loop's filter
+    output for this sample."""
+    if pair_count(pairs) is None or not isinstance(lane, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):
+        index = builder.trunc(args[1], _I32) if args[1].type.width > 32 else args[1]
+        return builder.extract_element(builder.extract_value(args[0], 0), index)
+
+    return types.float64(pairs, lane), codegen

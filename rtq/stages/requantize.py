@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 from typing import Any
 
 from ..dsp import overload
@@ -13,12 +15,19 @@ from ..dsp.rng import stream_seed
 from ..dsp.stability import maximum_stable_amplitude
 from ..errors import PresetError
 from ..processor import QuantizerInfo
-from ..program import OP_OVERLOAD, OP_REQUANTIZE
-from ..schema import INVALID, Choice, Fields, Integer, ListOf, Number, Rule
+from ..program import COL_I_OFF, OP_OVERLOAD, OP_REQUANTIZE, OP_REQUANTIZE_GUARDED
+from ..schema import INVALID, Boolean, Choice, Fields, Integer, ListOf, Number, Rule
 from .base import OutputGrid, Stage
 from .rates import RateLimit, RateRange, format_rates
 
 BITS_RANGE = (1, 32)
+MAX_AUTO_BLANK_S = 3600.0
+# Passthrough turns on after this many samples in a row on the grid (and from the
+# start): 32, as SoX's dither -a (a hi-res signal lands 32 times in a row on a 16-bit
+# grid with probability 2^-256; silence and truly 16-bit material at once).
+PASSTHROUGH_RUN = 32
+# The limit leaves at least this much of full scale below its knee (beyond: refused).
+MIN_KNEE = 0.5
 MAX_FIR_TAPS = 64
 MIN_BAND_HZ = 1.0
 _SHAPING_FIELDS = Fields({
@@ -73,6 +82,21 @@ DITHER = Fields({"type": Choice(kernel.DITHER_TYPES).optional("tpdf"), "amplitud
 """The ``dither`` parameter: a type name, or ``{type, amplitude}`` (requantize, blockcompand)."""
 
 
+_FEATURES = {"auto_blank": 0.0, "passthrough_exact": False, "limit": False}
+
+
+@dataclass(frozen=True)
+class _RequantizeFields(Fields):
+    """The fields; the mastering features only where they are on, so a preset without
+    them reads as it always did."""
+
+    def check(self, value, path, checker):
+        result = super().check(value, path, checker)
+        if result is INVALID:
+            return result
+        return {key: item for key, item in result.items() if _FEATURES.get(key, object()) != item}
+
+
 class Requantize(Stage):
     """Requantize to ``bits`` (1...32) with dither and optional error-feedback shaping.
 
@@ -91,15 +115,19 @@ class Requantize(Stage):
     """
 
     kind = "requantize"
-    schema = Fields({
+    schema = _RequantizeFields({
         "bits": Integer(*BITS_RANGE),
         "dither": DITHER.optional({"type": "tpdf", "amplitude": 1.0}),
         "shaping": Shaping().optional({"kind": "none"}),
+        "auto_blank": Number(0.0, MAX_AUTO_BLANK_S).optional(0.0),
+        "passthrough_exact": Boolean().optional(False),
+        "limit": Boolean().optional(False),
     })
     is_quantizer = True
 
     def __init__(self, bits: int = 16, dither: str | dict = "tpdf", amplitude: float | None = None,
-                 shaping: str | dict | None = None, *, where=None):
+                 shaping: str | dict | None = None, *, auto_blank: float = 0.0, passthrough_exact: bool = False,
+                 limit: bool = False, where=None):
         super().__init__(where)
         if amplitude is not None and not (isinstance(dither, str) and type(amplitude) in (int, float)
                                           and amplitude == 1.0):   # at the default: the short form
@@ -108,19 +136,57 @@ class Requantize(Stage):
             shaping = "none"
         elif isinstance(shaping, dict) and "kind" in shaping:   # the normalised form a stage holds
             shaping = denormalised_shaping(shaping)
-        params = self.checked({"bits": bits, "dither": dither, "shaping": shaping})
+        params = self.checked({"bits": bits, "dither": dither, "shaping": shaping, "auto_blank": auto_blank,
+                               "passthrough_exact": passthrough_exact, "limit": limit})
         self.bits = params["bits"]
         self.dither = params["dither"]["type"]
         self.amplitude = params["dither"]["amplitude"]
         self.shaping = params["shaping"]
+        features = {**_FEATURES, **params}
+        self.auto_blank = features["auto_blank"]
+        self.passthrough_exact = features["passthrough_exact"]
+        self.limit = features["limit"]
 
     @classmethod
     def from_params(cls, params, where):
         return cls(params["bits"], params["dither"]["type"], params["dither"]["amplitude"], params["shaping"],
-                   where=where)
+                   **{key: params.get(key, default) for key, default in _FEATURES.items()}, where=where)
 
     def arguments(self) -> dict:
-        return {"bits": self.bits, "dither": self.dither, "amplitude": self.amplitude, "shaping": self.shaping}
+        return {"bits": self.bits, "dither": self.dither, "amplitude": self.amplitude, "shaping": self.shaping,
+                "auto_blank": self.auto_blank, "passthrough_exact": self.passthrough_exact, "limit": self.limit}
+
+    @property
+    def guarded(self) -> bool:
+        """Auto-blank, passthrough or the limit is on (the guarded kernel variant runs)."""
+        return bool(self.auto_blank or self.passthrough_exact or self.limit)
+
+    def limit_range(self, error_filter) -> tuple[float, float]:
+        """The limit's knee and ceiling in LSB: the ceiling is the largest input no dither
+        value and no filter output can round past the top code (``hi + 1/2`` less the
+        dither's peak and the filter output's bound: the L1 norm of its response to the
+        error times the error's bound); the knee lies as far below it as it lies below
+        full scale, so full scale maps to 0.96 of the way from knee to ceiling.  A
+        PresetError where the knee would fall under half of full scale."""
+        step, off, lo, hi = kernel.grid_of(self.bits)
+        peak = kernel.dither_peak_lsb(kernel.DITHER_CODES[self.dither], self.amplitude)
+        bound = _response_l1(error_filter) * (0.5 + peak) if error_filter else 0.0
+        full = hi + 1.0
+        ceiling = hi + 0.5 - peak - bound - 1e-6
+        knee = 2.0 * ceiling - full
+        if self.bits < 2 or knee < MIN_KNEE * full:
+            raise PresetError(f"{self.location('limit')}: the limit needs {full - knee:.3g} LSB of headroom at "
+                              f"{self.bits} bits with this dither and shaping (the shaped noise can reach "
+                              f"{peak + bound:.3g} LSB), more than half of full scale")
+        return knee, ceiling
+
+    def guard(self, sample_rate: float, error_filter) -> tuple[float, float, float, float] | None:
+        """The kernel's guard (:func:`rtq.dsp.requantize.pack`) at ``sample_rate``, or None."""
+        if not self.guarded:
+            return None
+        knee, ceiling = self.limit_range(error_filter) if self.limit else (math.inf, math.inf)
+        blank = max(1, round(self.auto_blank * sample_rate)) if self.auto_blank else 0
+        return float(blank), float(PASSTHROUGH_RUN if self.passthrough_exact else 0), knee, ceiling
 
     def _where_key(self, argument: str) -> str:
         return "dither" if argument == "amplitude" else argument
@@ -194,11 +260,16 @@ class Requantize(Stage):
         msa = self.stable_amplitude(ctx.sample_rate, ctx.stream_rate, filt)
         # A sigma-delta loop counts what comes in above its maximum stable amplitude.
         overload_row = None if msa is None else builder.add_op(OP_OVERLOAD, ctx.level, **overload.pack(msa))
-        index = builder.add_op(OP_REQUANTIZE, ctx.level, rng_seeds=seeds,
-                               **kernel.pack(self.bits, self.dither, self.amplitude, a, b, reset_after))
+        # Auto-blank, passthrough and the limit run in a variant of the kernel, its own
+        # op: without them the op and its code are exactly as they were.
+        guard = self.guard(ctx.sample_rate, filt)
+        index = builder.add_op(OP_REQUANTIZE if guard is None else OP_REQUANTIZE_GUARDED, ctx.level, rng_seeds=seeds,
+                               **kernel.pack(self.bits, self.dither, self.amplitude, a, b, reset_after, guard,
+                                             builder.channels))
         step = kernel.grid_of(self.bits)[0]
+        guard_state = None if guard is None else int(builder.rows[index][COL_I_OFF]) + 2
         return QuantizerInfo(ctx.path, self, self.bits, step, self.dither, filt, ctx.sample_rate, index,
-                             msa=msa, overload_op=overload_row)
+                             msa=msa, overload_op=overload_row, guard_state=guard_state)
 
     def label(self) -> str:
         label = f"requantize {self.bits}-bit {self.dither}"
@@ -211,12 +282,27 @@ class Requantize(Stage):
             label += f" fir({len(self.shaping['coefficients'])})"
         elif kind == "design":
             label += f" ntf order {self.shaping['order']}"
+        for on, word in ((self.auto_blank, "auto-blank"), (self.passthrough_exact, "passthrough"), (self.limit, "limit")):
+            label += f" {word}" if on else ""
         return label
 
     def info_line(self, rate: float, stream_rate: float) -> str:
         text = f"requantize to {self.bits} bit{'s' if self.bits > 1 else ''}, "
         text += "no dither" if self.dither == "none" else f"{self.dither} dither ({self.amplitude:g} LSB)"
-        return text + ", " + self._shaping_text(rate, stream_rate)
+        return text + ", " + self._shaping_text(rate, stream_rate) + self._guard_text(rate, stream_rate)
+
+    def _guard_text(self, rate: float, stream_rate: float) -> str:
+        parts = []
+        if self.auto_blank:
+            parts.append(f"auto-blank after {self.auto_blank:g} s of digital silence")
+        if self.passthrough_exact:
+            parts.append(f"input on the grid passes exactly (after {PASSTHROUGH_RUN} samples on it)")
+        if self.limit:
+            knee, ceiling = self.limit_range(self.error_filter(rate, stream_rate))
+            full = kernel.grid_of(self.bits)[3] + 1.0
+            parts.append(f"soft limit from {20 * math.log10(knee / full):.4f} dBFS to a ceiling of "
+                         f"{20 * math.log10(ceiling / full):.4f} dBFS")
+        return "".join("; " + part for part in parts)
 
     def _shaping_text(self, rate: float, stream_rate: float) -> str:
         kind = self.shaping["kind"]
@@ -236,6 +322,19 @@ class Requantize(Stage):
     def output_grid(self) -> OutputGrid | None:
         """The ``bits``-bit grid; none for 1 bit (its +-1.0 is no PCM code)."""
         return OutputGrid(self.bits) if self.bits >= 2 else None
+
+
+def _response_l1(error_filter) -> float:
+    """The L1 norm of the filter output's response to the error (FIR: the sum of |a|;
+    recursive: of its impulse response, to 1e-12): the most it can be per unit of error."""
+    a, b = np.asarray(error_filter.a, dtype=np.float64), np.asarray(error_filter.b, dtype=np.float64)
+    if not b.size:
+        return float(np.abs(a).sum())
+    from scipy.signal import lfilter   # start-up cost: only a recursive filter's limit needs it
+
+    impulse = np.zeros(1 << 16)
+    impulse[0] = 1.0
+    return float(np.abs(lfilter(np.concatenate([[0.0], a]), np.concatenate([[1.0], b]), impulse)).sum())
 
 
 _NORMALISED_KEYS = {"none": {"kind"}, "table": {"kind", "name"}, "fir": {"kind", "coefficients"},
