@@ -133,9 +133,12 @@ class Hub:
 
     def drain(self, handle, timeout: float = 0.0) -> int:
         """Run the waiting commands through ``handle(command) -> reply text`` on this
-        thread, waiting up to ``timeout`` seconds for the first; returns how many ran."""
+        thread, waiting up to ``timeout`` seconds for the first; returns how many ran.
+        At most a queue's worth (``pending``) per call: under a flood the queue refills as
+        fast as it empties, and the caller's own work (the meter's updates, the end of
+        ``--duration``) must still come round."""
         ran = 0
-        while True:
+        while ran < self.pending:
             try:
                 command, future = self._commands.get(timeout=timeout) if timeout and not ran \
                     else self._commands.get_nowait()
@@ -148,3 +151,4 @@ class Hub:
                 future.set_result(handle(command))
             except Exception as err:     # the reply carries it to the page
                 future.set_exception(err)
+        return ran
