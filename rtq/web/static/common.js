@@ -5,7 +5,7 @@ const rtq = (() => {
   const token = new URLSearchParams(location.search).get("token") || "";
   const handlers = {};
   let socket = null, nextId = 1, over = false;
-  const stats = { updates: 0, replies: [] };        // read by the tests
+  const stats = { updates: 0, replies: [] };        // read by the tests and tools/bench_web.py
   window.rtqStats = stats;
 
   function $(id) { return document.getElementById(id); }
@@ -57,8 +57,9 @@ const rtq = (() => {
         over = true;
         connection(false, message.message);
         status(message.message, false);
+      } else {
+        stats.updates += 1;                          // what the server sent to show (not replies)
       }
-      stats.updates += 1;
       for (const handler of handlers[message.topic] || []) handler(message);
     };
   }
