@@ -163,6 +163,34 @@ def test_a_listener_clicks_through_an_abx_test(browser, tmp_path):
     assert f"{correct}/4 correct" in results and any(f"{correct}/4 correct" in line for line in served.lines)
 
 
+@pytest.mark.audio
+def test_an_abxy_page_has_y_and_takes_the_keys(browser, tmp_path):
+    """ABXY: a Y button (the one X is not), the terminal's keys (y, 1, 2) answering; the
+    log holds what was played and answered."""
+    served, log = served_test(tmp_path, ABX.replace("type: abx", "type: abxy").replace("trials: 4", "trials: 2"),
+                              "keys")
+    with served:
+        open_page(browser, served.url)
+        wait_until(lambda: "trial 1 of 2" in text(browser, "#progress"), 60)
+        assert [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#abx-play button")] == ["A", "B", "X", "Y"]
+        click(browser, "#play-Y")
+        wait_until(lambda: text(browser, "#playing") == "playing Y", what="playing Y")
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("x")
+        wait_until(lambda: text(browser, "#playing") == "playing X", what="key x")
+        body.send_keys("2")                                            # answer "X is B"
+        wait_until(lambda: "trial 2 of 2" in text(browser, "#progress"), what="the next trial")
+        body.send_keys("y")
+        wait_until(lambda: text(browser, "#playing") == "playing Y", what="key y")
+        click(browser, "#answer-A")
+        wait_until(lambda: browser.find_element(By.ID, "done").is_displayed(), 30, what="the end")
+        assert console_errors(browser) == []
+        assert served.wait(30) == 0
+    trials = [r for r in verify(log) if r["record"] == "trial"]
+    assert [r["answer"] for r in trials] == ["B", "A"]
+    assert [[label for label, _ in r["played"]] for r in trials] == [["Y", "X"], ["Y"]]
+
+
 MUSHRA = """\
 name: web-mushra
 type: mushra
