@@ -149,6 +149,55 @@ def _describe_output(chain: Chain) -> str:
     return str(grid) if grid else "not on an integer grid"
 
 
+def with_output_bits(chain: Chain, bits: int) -> Chain:
+    """``chain`` with its last stage, a requantize, at ``bits`` (``rtq render --bits``)."""
+    from .stages import Requantize   # start-up cost: the stage kinds
+
+    last = chain.stages[-1] if chain.stages else None
+    if not isinstance(last, Requantize):
+        raise UsageError(f"--bits sets the word length of the chain's last stage, which must be a requantize; "
+                         f"this chain ends with {last.label() if last else 'nothing'}")
+    try:
+        stage = last.replaced(bits=bits)
+    except ValueError as err:
+        raise UsageError(f"--bits: {err}") from None
+    return Chain([*chain.stages[:-1], stage], seed=chain.seed, name=chain.name, description=chain.description)
+
+
+def auto_output(input_path, output_path, subtype: str | None) -> tuple[int, str]:
+    """``rtq render --bits auto``: the output subtype (``subtype``; else INPUT's integer
+    PCM subtype where OUTPUT's container holds it; else the container's default) and
+    its word length, which the chain is to requantize to."""
+    fmt = output_format(output_path)
+    if subtype is None:
+        with AudioInput(input_path) as src:
+            kept = src.subtype if src.subtype in _INT_PCM_BITS and src.subtype in sf.available_subtypes(fmt) else None
+        subtype = kept or sf.default_subtype(fmt)
+    subtype = subtype.upper()
+    if subtype not in _INT_PCM_BITS:
+        raise UsageError(f"--bits auto requantizes to an integer PCM subtype's grid; {subtype} has none "
+                         "(choose --subtype PCM_16, PCM_24, ...)")
+    return _INT_PCM_BITS[subtype], subtype
+
+
+def precision_at_most(input_path, bits: int) -> str | None:
+    """Why INPUT already lies on the ``bits``-bit grid (so dithering it to that grid only
+    adds noise), or None: its integer PCM subtype is that coarse, or every sample is on
+    the grid (a 16-bit master in a 24-bit or float file).  Reads until the first sample
+    off the grid: at once for real high-resolution audio, the whole file otherwise."""
+    with AudioInput(input_path) as src:
+        declared = _INT_PCM_BITS.get(src.subtype)
+        if declared is not None and declared <= bits:
+            return f"{input_path} is {declared}-bit PCM"
+        scale = 2.0 ** (bits - 1)
+        buf = np.empty((65536, src.channels))
+        while n := src.read_into(buf):
+            block = buf[:n] * scale
+            if np.any(block != np.round(block)) or np.any(np.abs(block) > scale):
+                return None
+        return f"every sample of {input_path} lies on the {bits}-bit grid"
+
+
 @kernel
 def _to_codes(src, dst, n, scale, top):
     """Exact integer codes of grid values: ``y * scale``, saturated at ``top`` (only

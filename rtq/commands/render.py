@@ -5,6 +5,7 @@ import argparse
 import sys
 
 from rtq.commands import check_seed
+from rtq.errors import UsageError
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +27,12 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                              "(truncated or damaged) and say how much was missing; by default that is an error")
     parser.add_argument("--no-latency-compensation", action="store_true",
                         help="keep the chain's delay instead of time-aligning OUTPUT with INPUT")
+    parser.add_argument("--bits", metavar="N|auto",
+                        help="requantize to N bits (the chain's last stage, a requantize); auto: to the output "
+                             "subtype's grid (--subtype, else INPUT's integer subtype where OUTPUT holds it, else "
+                             "the container's default), refusing an INPUT already on that grid")
+    parser.add_argument("--redither", action="store_true",
+                        help="with --bits auto: dither an INPUT that is already at or below the output's precision")
     parser.add_argument("--report", metavar="FILE", help="write the error measurements of the whole file as JSON")
     parser.add_argument("--plot", metavar="FILE",
                         help="draw error spectrum, histogram and level per stage; PNG, PDF or SVG by the "
@@ -50,8 +57,13 @@ def run(args: argparse.Namespace) -> int:
     check_seed(args.seed)
     block_size = DEFAULT_BLOCK if args.block_size is None else check_block_size(args.block_size)
     chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
+    subtype = args.subtype
+    if args.redither and args.bits != "auto":
+        raise UsageError("--redither applies only with --bits auto")
+    if args.bits is not None:
+        chain, subtype = _output_bits(chain, args)
     result = render_file(chain, args.input, args.output, block_size=block_size,
-                         subtype=args.subtype, force=args.force, allow_short=args.allow_short,
+                         subtype=subtype, force=args.force, allow_short=args.allow_short,
                          compensate_latency=not args.no_latency_compensation, observer=observer)
     if result.shortfall:
         print(f"rtq: {result.shortfall}", file=sys.stderr)
@@ -73,3 +85,23 @@ def run(args: argparse.Namespace) -> int:
             total = sum(counts)
             print(f"rtq: {total} {what}{'s' if total != 1 else ''} {label} ({per_channel})", file=sys.stderr)
     return 0
+
+
+def _output_bits(chain, args):
+    """``--bits N`` or ``--bits auto``: the chain requantizing to it, and the subtype."""
+    from rtq.render import auto_output, precision_at_most, with_output_bits
+
+    if args.bits != "auto":
+        try:
+            bits = int(args.bits)
+        except ValueError:
+            raise UsageError(f"--bits must be a whole number of bits or auto, got {args.bits}") from None
+        return with_output_bits(chain, bits), args.subtype
+    bits, subtype = auto_output(args.input, args.output, args.subtype)
+    chain = with_output_bits(chain, bits)       # refused before reading INPUT if the chain cannot
+    if not args.redither:
+        reason = precision_at_most(args.input, bits)
+        if reason:
+            raise UsageError(f"{reason}, at or below the output's {bits} bits ({subtype}): dithering it again only "
+                             "adds noise; --redither does it anyway")
+    return chain, subtype
