@@ -43,6 +43,16 @@ def test_output_does_not_depend_on_the_block_size():
     assert np.array_equal(y, whole)
 
 
+def test_live_output_equals_offline_rendering():
+    from tests.live.test_engine_core import make_engine, pump
+
+    x = laplacian(6000, seed=3).astype(np.float32)
+    chain = lambda: Chain([Quantize("lloyd-max", levels=LEVELS)])
+    expected = chain()(x.astype(np.float64), 48000).astype(np.float32)
+    assert len(np.unique(expected)) == len(LEVELS)
+    assert np.array_equal(pump(make_engine(chain()), x, [64, 17, 1]), expected)
+
+
 def test_input_beyond_full_scale_takes_the_outer_level_and_counts_as_clipped():
     chain = Chain([Quantize("lloyd-max", levels=[-0.5, 0.5])])
     y = chain(np.array([[-1.5], [2.0], [0.9], [1.0]]), 48000)

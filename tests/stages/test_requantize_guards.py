@@ -69,6 +69,26 @@ def test_auto_blank_is_per_channel_and_block_size_invariant():
     assert np.all(whole[RATE // 2:3 * RATE // 2, 1] != 0)
 
 
+@pytest.mark.parametrize("shaping", ["shibata", "gesemann"])
+def test_live_output_equals_offline_rendering_with_every_guard(shaping):
+    """Auto-blank, passthrough and the limit, live through the engine's callback in odd
+    block sizes, are the offline chain's output sample for sample."""
+    from tests.live.test_engine_core import RATE as LIVE_RATE, make_engine, pump
+
+    rng = np.random.default_rng(9)
+    x = np.zeros((LIVE_RATE, 2))
+    x[:12000] = np.sign(np.sin(2 * np.pi * 480 * np.arange(12000) / LIVE_RATE))[:, None]   # full scale
+    x[30000:36000] = np.round(rng.standard_normal((6000, 2)) * 2000) / 32768               # on the grid
+    x[40000:] = 0.1 * rng.standard_normal((LIVE_RATE - 40000, 2))
+    x = x.astype(np.float32)
+    chain = lambda: Chain([Requantize(16, "tpdf", shaping=shaping, auto_blank=0.1, passthrough_exact=True,
+                                      limit=True)], seed=4)
+    expected = chain()(x.astype(np.float64), LIVE_RATE).astype(np.float32)
+    assert not np.any(expected[12000 + LIVE_RATE // 10 + 1:30000])                           # blanked
+    assert np.array_equal(expected[30032:36000], x[30032:36000])                            # passed through
+    assert np.array_equal(pump(make_engine(chain()), x, [64, 17, 1, 333]), expected)
+
+
 @pytest.mark.parametrize("shaping", SHAPINGS)
 def test_a_16_bit_file_to_16_bits_passes_bit_exactly_with_passthrough(tmp_path, shaping):
     rng = np.random.default_rng(4)
