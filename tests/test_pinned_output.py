@@ -95,6 +95,15 @@ PINNED = {
     "lowpass-7000": (
         "999d4df2f9f411815e2e429040029733a35281e1342365b1567f2e2e289e45e5",
         "381314f51ed495405fc9fea47a6fea43b4a61d1c3915ae9afd5414051e2729ba"),
+    "mastering-16-auto-blank": (
+        "08467cd8d8ebedaa3d971b1fad66a628218da7ea4a516b55bbfac2772452ddfe",
+        "08467cd8d8ebedaa3d971b1fad66a628218da7ea4a516b55bbfac2772452ddfe"),
+    "nicam-14-10": (
+        "4cdb07ae4679a5ae63490bb9f7f78a2428f9178bab44a28507e75989b722f695",
+        "4cdb07ae4679a5ae63490bb9f7f78a2428f9178bab44a28507e75989b722f695"),
+    "speech-lloyd-max-4": (
+        "b1553a3fdb0c96aa51b7fa015ca49f8be9f9a76af6db279e32acdfbd35bd6031",
+        "b1553a3fdb0c96aa51b7fa015ca49f8be9f9a76af6db279e32acdfbd35bd6031"),
     "telephone-alaw": (
         "979ae17ae9d32473673e19eb7f95b3267b71897d16506c1855febfa18cafaf1f",
         "979ae17ae9d32473673e19eb7f95b3267b71897d16506c1855febfa18cafaf1f"),

@@ -43,6 +43,9 @@ SHIPPED = {
     "dsd64-1bit",
     "converter-8bit-8x",
     "bitcrush-4bit-oversampled",
+    "speech-lloyd-max-4",
+    "nicam-14-10",
+    "mastering-16-auto-blank",
 }
 TPDF = {"type": "tpdf", "amplitude": 1.0}
 NO_DITHER = {"type": "none", "amplitude": 1.0}
@@ -120,6 +123,12 @@ def test_cd_16_presets_use_their_shaping_table_with_headroom(table):
         ("lofi-6", (stage("requantize", bits=6, dither=NO_DITHER, shaping=NO_SHAPING),)),
         ("telephone-mulaw", (stage("gain", db=-1.0), stage("quantize", law="mu-law", bits=8))),
         ("telephone-alaw", (stage("gain", db=-1.0), stage("quantize", law="a-law", bits=8))),
+        ("nicam-14-10", (stage("requantize", bits=14, dither=TPDF, shaping=NO_SHAPING),
+                         stage("blockcompand", bits=10, block=32, range_bits=14, dither=NO_DITHER,
+                               shaping=NO_SHAPING))),
+        ("mastering-16-auto-blank", (stage("requantize", bits=16, dither=TPDF,
+                                           shaping={"kind": "table", "name": "shibata"}, auto_blank=0.5,
+                                           limit=True),)),
     ],
 )
 def test_plain_shipped_presets(name, chain):

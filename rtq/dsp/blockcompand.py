@@ -142,7 +142,7 @@ def _code_block(collected, decoded, a, b, amp, dither_peak, bits, scales, kind, 
         elif q < lo:
             q = lo
             counters[COUNT_CLIPS] += 1
-        y = q * step
+        y = (q + 0.0) * step        # + 0.0: code -0 is +0, as a file holds it (no negative zeros out)
         decoded[i] = y
         e = min(max(y - target, -ebound), ebound)
         errors[ring & (E_RING - 1)] = e
