@@ -18,8 +18,10 @@ The screen shows
 * the error spectrum (momentary) on a log frequency axis in braille dots
   (:mod:`rtq.ui.canvas`), with the theoretical floor (rounding plus dither) and target
   (floor times ``|NTF|^2``) drawn alongside;
-* the error histogram in LSB, the bits of the output word that toggle, and the noise
-  modulation (error level against input level).
+* the error histogram in LSB, the bits of the output word that toggle (for a Lloyd-Max
+  quantizer: the share of the output at each of its levels; for a block compander also
+  the share of blocks coded at each scale), and the noise modulation (error level
+  against input level).
 
 Keys (also listed by ``h``): see :data:`KEYMAP`; :mod:`rtq.ui.keys` reads them.
 
@@ -75,6 +77,8 @@ KEY_NAMES = {"up": "↑", "down": "↓", "left": "←", "right": "→", "tab": "
              "shift-tab": "shift-tab"}
 
 _BLOCKS = " ▁▂▃▄▅▆▇█"
+# The levels-in-use row's width: more levels are shown summed in this many columns.
+LEVEL_COLUMNS = 48
 _DB_STEPS = (1.0, 2.0, 5.0, 10.0, 15.0, 20.0)
 
 
@@ -313,24 +317,22 @@ class LiveDisplay:
         mom, integ = self.view.momentary, self.view.integrated
         c = self.channel
         lines: list = []
-        # bits in use
-        title = Text("bits in use ", style="bold")
-        title.append("MSB … LSB, █ toggles", style="dim")
-        lines.append(title)
-        for name, report in (("mom.", mom), ("int.", integ)):
-            line = Text(f"{name} ")
-            bits = None if report is None else report.get("bits_in_use")
-            if bits is None:
-                line.append("-" if report is None else "no grid (companding or no quantizer)", style="dim")
-            else:
-                row = bits[c]
-                for on in reversed(row):
-                    line.append("█" if on else "·", style="green" if on else "dim")
-                line.append(f" {sum(row)}/{len(row)}")
-                off = report.get("off_grid")
-                if off and off[c]:
-                    line.append(f" off-grid {off[c]}", style="yellow")
-            lines.append(line)
+        # bits in use, or a non-uniform quantizer's levels in use; a block compander's scales
+        if any(report is not None and report.get("level_histogram") for report in (mom, integ)):
+            title = Text("levels in use ", style="bold")
+            title.append("lowest … highest, height: share", style="dim")
+            lines.append(title)
+            for name, report in (("mom.", mom), ("int.", integ)):
+                lines.append(_levels_in_use(name, report, c))
+        else:
+            title = Text("bits in use ", style="bold")
+            title.append("MSB … LSB, █ toggles", style="dim")
+            lines.append(title)
+            for name, report in (("mom.", mom), ("int.", integ)):
+                lines.append(_bits_in_use(name, report, c))
+        scales = None if integ is None else integ.get("scale_factors")
+        if scales is not None:
+            lines.append(_scale_factors(scales, c))
         # noise modulation
         title = Text("noise modulation ", style="bold")
         title.append("int., error per 6 dB band of input", style="dim")
@@ -504,3 +506,54 @@ def run_screen(session, duration: float | None = None, *, stage=None, console: C
         finally:
             display.live = None
     return display
+
+
+def _bits_in_use(name: str, report, c: int) -> Text:
+    line = Text(f"{name} ")
+    bits = None if report is None else report.get("bits_in_use")
+    if bits is None:
+        line.append("-" if report is None else "no grid (companding or no quantizer)", style="dim")
+        return line
+    row = bits[c]
+    for on in reversed(row):
+        line.append("█" if on else "·", style="green" if on else "dim")
+    line.append(f" {sum(row)}/{len(row)}")
+    off = report.get("off_grid")
+    if off and off[c]:
+        line.append(f" off-grid {off[c]}", style="yellow")
+    return line
+
+
+def _levels_in_use(name: str, report, c: int) -> Text:
+    """One bar per level (or per group of levels, beyond :data:`LEVEL_COLUMNS`), its
+    height the level's share of the output; ``·`` for a level never used."""
+    line = Text(f"{name} ")
+    hist = None if report is None else report.get("level_histogram")
+    if hist is None:
+        line.append("-", style="dim")
+        return line
+    counts = np.asarray(hist["count"][c], float)
+    groups = np.array_split(counts, min(len(counts), LEVEL_COLUMNS))
+    sums = np.array([g.sum() for g in groups])
+    peak = sums.max()
+    for v in sums:
+        if v == 0:
+            line.append("·", style="dim")
+        else:
+            line.append(_BLOCKS[max(1, int(math.ceil(v / peak * 8)))], style="green")
+    line.append(f" {hist['in_use'][c]}/{len(counts)}")
+    off = report.get("off_grid")
+    if off and off[c]:
+        line.append(f" off-levels {off[c]}", style="yellow")
+    return line
+
+
+def _scale_factors(scales: dict, c: int) -> Text:
+    """A block compander's blocks per scale (integrated), as shares, coarsest first."""
+    blocks = scales["blocks"][c]
+    total = sum(blocks)
+    line = Text("scales int. ", style="bold")
+    line.append("step 2^-k: ", style="dim")
+    line.append("  ".join(f"{-round(math.log2(step))}:{100 * n / total:.0f}%" if total else
+                          f"{-round(math.log2(step))}:-" for step, n in zip(scales["steps"], blocks)))
+    return line

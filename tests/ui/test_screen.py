@@ -80,6 +80,53 @@ def test_screen_names_rates_and_capture_gaps_plainly():
     assert "e+0" not in text and "dropped" not in text
 
 
+def test_a_lloyd_max_quantizer_shows_its_levels_in_use_and_its_figures():
+    """The -20 dBFS tone (peak 0.1414) reaches the cells of 9 of speech-lloyd-max-4's 16
+    levels (-0.1454 .. 0.1258: 0.1414 is below the midpoint 0.1540 to the next); the
+    figures are the non-uniform quantizer's, against a direct computation."""
+    import numpy as np
+    from rtq import Chain
+    from rtq.presets import load_preset
+
+    session = make_session("speech-lloyd-max-4")
+    try:
+        display = LiveDisplay(session, console=recording_console())
+        run_for(session, display, 6.0, until=settled)
+        text = screen_text(display)
+        integ = display.view.integrated
+    finally:
+        session.close()
+    assert "quantize lloyd-max 16 levels" in text and "levels in use" in text and "bits in use" not in text
+    levels = np.asarray(load_preset("speech-lloyd-max-4").chain[0].params["levels"][0])
+    peak = 10 ** (-20 / 20) * np.sqrt(2)
+    cells = np.concatenate([[-np.inf], (levels[:-1] + levels[1:]) / 2, [np.inf]])
+    reached = int(np.count_nonzero((cells[1:] > -peak) & (cells[:-1] < peak)))
+    assert reached == 9
+    assert integ["level_histogram"]["in_use"] == [reached, reached]
+    assert re.search(r"int\. [·▁▂▃▄▅▆▇█]{16} 9/16", text), text
+    # The figures: those of one period of the tone through the quantizer, computed here.
+    t = np.arange(48) / 48000
+    x = np.repeat((peak * np.sin(2 * np.pi * 1000 * t))[:, None], 2, axis=1)
+    e = Chain.from_preset("speech-lloyd-max-4")(x, 48000) - x
+    mse = np.mean(e ** 2)
+    assert all(abs(v - 10 * np.log10(mse)) < 0.2 for v in numbers(figure_row(text, "error RMS"))), text
+    assert all(abs(v + 10 * np.log10(mse)) < 0.2 for v in numbers(figure_row(text, "PSNR")))
+    assert all(abs(v - 10 * np.log10(peak ** 2 / 2 / mse)) < 0.2 for v in numbers(figure_row(text, "SNR")))
+
+
+def test_a_block_compander_shows_the_scales_it_used():
+    """The -20 dBFS tone (peak 0.1414) is coded at the scale whose range is 0.25: step 2^-11."""
+    session = make_session("nicam-14-10")
+    try:
+        display = LiveDisplay(session, console=recording_console())
+        run_for(session, display, 6.0, until=settled)
+        text = screen_text(display)
+    finally:
+        session.close()
+    assert "blockcompand 10-bit/14 block 32 none" in text
+    assert "scales int. step 2^-k: 9:0%  10:0%  11:100%  12:0%  13:0%" in text, text
+
+
 def test_rates_read_as_people_write_them():
     from rtq.ui.units import rate_text
 
