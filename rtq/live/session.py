@@ -33,8 +33,7 @@ from ..presets import load_preset, shipped_presets
 from ..dsp.requantize import DITHER_TYPES
 from ..dsp.shaping import SHAPING_NAMES
 from ..spec import STREAM_RATE_HZ, PresetSpec, checked_integer, requirement, stream_rate
-from ..stages import Requantize
-from ..stages.requantize import BITS_RANGE
+from ..stages import BlockCompand, Requantize
 from .callback import COMMAND, COMPLETE
 from .engine import LiveEngine
 from .limits import MAX_BLOCKSIZE, MAX_CHANNELS
@@ -317,13 +316,15 @@ class LiveSession:
                 continue
         raise RtqError("no shipped preset works at this rate")
 
-    def quantizer(self) -> Requantize | None:
-        """The requantize stage the controls change: the chain's last one (None if none).
-        Read its ``bits``, ``dither`` and ``shaping`` for the current settings."""
-        return _last_requantize(self.chain)
+    def quantizer(self) -> Requantize | BlockCompand | None:
+        """The stage the controls change: the chain's last requantize or blockcompand (the
+        quantizers with bits, dither and shaping; None if none).  Read its ``bits``,
+        ``dither`` and ``shaping`` for the current settings."""
+        return _last_controlled(self.chain)
 
     def set_bits(self, bits: int) -> int:
-        """Crossfade to the chain with the controlled stage at ``bits`` (1-32); returns them."""
+        """Crossfade to the chain with the controlled stage at ``bits`` (a requantize's 1-32,
+        a blockcompand's from its ``range_bits`` less 23 to them, at least 2); returns them."""
         return self._edit("set_bits", bits=bits).bits
 
     def set_dither(self, dither: str) -> str:
@@ -340,9 +341,12 @@ class LiveSession:
         return self._edit("set_shaping", shaping=shaping).shaping
 
     def change_bits(self, delta: int) -> int:
-        """:meth:`set_bits` to the current bits plus ``delta`` (an integer), kept within 1-32."""
+        """:meth:`set_bits` to the current bits plus ``delta`` (an integer), kept within the
+        stage's word lengths (:meth:`set_bits`)."""
         delta = checked_integer(delta, "delta")
-        return self.set_bits(min(max(self._controlled().bits + delta, BITS_RANGE[0]), BITS_RANGE[1]))
+        stage = self._controlled()
+        low, high = stage.bits_range()
+        return self.set_bits(min(max(stage.bits + delta, low), high))
 
     def cycle_dither(self) -> str:
         """:meth:`set_dither` to the next of :data:`DITHERS`; returns it."""
@@ -391,23 +395,23 @@ class LiveSession:
         if self.closed:
             raise RtqError("the live session is closed")
 
-    def _controlled(self) -> Requantize:
+    def _controlled(self) -> Requantize | BlockCompand:
         self._check_open()
         stage = self.quantizer()
         if stage is None:
-            raise RtqError("this chain has no requantize stage to change")
+            raise RtqError("this chain has no requantize or blockcompand stage to change")
         return stage
 
-    def _edit(self, call: str, **changes) -> Requantize:
+    def _edit(self, call: str, **changes) -> Requantize | BlockCompand:
         """Crossfade to a copy of the chain whose controlled stage has ``changes``, checked
-        as :class:`~rtq.stages.Requantize` checks its arguments; returns that stage.  An
+        as the stage's constructor checks its arguments; returns that stage.  An
         error names ``call`` and its argument (``set_shaping('lipshitz'): ...``), not the
         preset the stage came from: the user never wrote that line."""
         current = self._controlled()
         try:
             checked = current.replaced(**changes)     # the changed parameters lose the preset's location
             chain = copy.deepcopy(self.chain)
-            stage = _last_requantize(chain)
+            stage = _last_controlled(chain)
             stage.bits, stage.dither, stage.shaping, stage.where = (checked.bits, checked.dither, checked.shaping,
                                                                      checked.where)
             self.engine.switch(chain)
@@ -480,8 +484,8 @@ def _prefixed(err: Exception, call: str) -> Exception:
     return renamed
 
 
-def _last_requantize(chain: Chain) -> Requantize | None:
-    stages = [q for q in chain.quantizers() if isinstance(q, Requantize)]
+def _last_controlled(chain: Chain) -> Requantize | BlockCompand | None:
+    stages = [q for q in chain.quantizers() if isinstance(q, (Requantize, BlockCompand))]
     return stages[-1] if stages else None
 
 

@@ -84,6 +84,11 @@ class BlockCompand(Stage):
     def _where_key(self, argument: str) -> str:
         return "dither" if argument == "amplitude" else argument
 
+    def bits_range(self) -> tuple[int, int]:
+        """The coarse word lengths this stage takes with its ``range_bits`` (the live
+        controls keep within them)."""
+        return max(BITS_RANGE[0], self.range_bits - kernel.MAX_SCALES + 1), min(BITS_RANGE[1], self.range_bits)
+
     def _error_shaper(self) -> Requantize:
         """The error filter comes from a requantize stage's rules (tables, coefficients,
         designed NTFs), at the rate this stage runs at."""

@@ -156,6 +156,10 @@ class Requantize(Stage):
         return {"bits": self.bits, "dither": self.dither, "amplitude": self.amplitude, "shaping": self.shaping,
                 "auto_blank": self.auto_blank, "passthrough_exact": self.passthrough_exact, "limit": self.limit}
 
+    def bits_range(self) -> tuple[int, int]:
+        """The word lengths this stage takes (the live controls keep within them)."""
+        return BITS_RANGE
+
     @property
     def guarded(self) -> bool:
         """Auto-blank, passthrough or the limit is on (the guarded kernel variant runs)."""

@@ -8,7 +8,7 @@ control API (:class:`rtq.live.session.LiveSession`).
 
 The screen shows
 
-* the preset, the last requantize stage's bits, dither and shaping, the mode (normal,
+* the preset, the last requantize (or blockcompand) stage's bits, dither and shaping, the mode (normal,
   bypass, error solo), the stream's xruns and callback load (p99 and max, as a share of
   the block period);
 * the figures over the momentary (~300 ms) and integrated windows: error RMS and peak,
@@ -57,7 +57,7 @@ STATUS_S = 8.0           # how long a status message stays
 
 # (keys, action, description) -- the help overlay and handle_key use this table.
 KEYMAP: tuple[tuple[tuple[str, ...], str, str], ...] = (
-    (("+", "=", "up"), "bits_up", "one bit more (last requantize stage)"),
+    (("+", "=", "up"), "bits_up", "one bit more (last requantize or blockcompand stage)"),
     (("-", "_", "down"), "bits_down", "one bit less"),
     (("d",), "dither", "next dither: " + ", ".join(DITHER_TYPES)),
     (("s",), "shaping", "next noise shaping that exists at this rate"),
@@ -257,7 +257,7 @@ class LiveDisplay:
             text.append(f"bits {q.bits}", style="bold")
             text.append(f" · dither {q.dither} · shaping {shaping_text(q.shaping)}")
         else:
-            text.append("no requantize stage")
+            text.append("no requantize or blockcompand stage")
         mode, style = _MODES.get(s.engine.mode, (s.engine.mode, "bold"))
         text.append(" · mode ")
         text.append(mode, style=style)

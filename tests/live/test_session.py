@@ -44,6 +44,30 @@ def test_setters_change_the_controlled_stage_and_report_it(session):
     assert session.mode == "normal"
 
 
+def test_the_controls_change_a_block_compander_within_its_scales(jack_server):
+    """nicam-14-10's last quantizer is its blockcompand: bits move within range_bits - 23
+    .. range_bits (here 2 .. 14), dither and shaping as a requantize's; the 14-bit
+    requantize before it is left alone."""
+    from rtq.live.session import LiveSession
+    from rtq.stages import BlockCompand, Requantize
+
+    session = LiveSession("nicam-14-10", samplerate=RATE, blocksize=64, source=Source.tone(1000, -20))
+    try:
+        stage = session.quantizer()
+        assert isinstance(stage, BlockCompand) and (stage.bits, stage.range_bits, stage.dither) == (10, 14, "none")
+        assert session.change_bits(+1) == 11 and session.change_bits(+10) == 14 and session.change_bits(-40) == 2
+        with pytest.raises(ValueError, match=r"set_bits\(15\): blockcompand.range_bits must be from bits \(15\)"):
+            session.set_bits(15)
+        assert session.set_dither("tpdf") == "tpdf" and session.set_shaping("shibata")["name"] == "shibata"
+        first, last = session.chain.stages
+        assert isinstance(first, Requantize) and (first.bits, first.dither, first.shaping) == (14, "tpdf",
+                                                                                                 {"kind": "none"})
+        assert (last.bits, last.range_bits, last.dither, last.shaping["name"]) == (2, 14, "tpdf", "shibata")
+        assert session.engine.switches == 5
+    finally:
+        session.close()
+
+
 @pytest.mark.parametrize("control, value", [
     ("set_bits", 0.5), ("set_bits", 33), ("change_bits", 0.5), ("change_bits", "x"),
     ("set_dither", "blue"), ("set_shaping", "nope"), ("set_shaping", {"order": 9}),

@@ -278,17 +278,17 @@ def test_next_preset_switches_the_chain():
 
 
 def test_control_error_is_a_one_line_status():
-    """telephone-alaw has no requantize stage: '-' cannot work; the screen says why."""
+    """telephone-alaw has no requantize or blockcompand stage: '-' cannot work; the screen says why."""
     session = make_session("telephone-alaw")
     display = LiveDisplay(session, console=recording_console())
     try:
         display.handle_key("-")
         message, style, _ = display.status
-        assert "no requantize stage" in message and "\n" not in message and "red" in style
+        assert "no requantize or blockcompand stage" in message and "\n" not in message and "red" in style
         text = screen_text(display)
-        assert "no requantize stage" in text and "Traceback" not in text
+        assert "no requantize or blockcompand stage" in text and "Traceback" not in text
         display.handle_key("d")
-        assert "no requantize stage" in display.status[0]
+        assert "no requantize or blockcompand stage" in display.status[0]
     finally:
         session.close()
 
