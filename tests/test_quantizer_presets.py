@@ -77,6 +77,19 @@ def test_on_its_training_speech_lloyd_max_beats_the_uniform_4_bit_grid_by_8_5_db
     assert "8.5 dB more SNR than a uniform 4-bit grid" in load_preset("speech-lloyd-max-4").description
 
 
+@pytest.mark.parametrize("gain_db,snr_db,uniform_db", [(-10.0, 12.29, 2.54), (-20.0, 4.86, 0.02), (6.0, 11.91, 14.52)])
+def test_away_from_its_training_level_the_speech_design_helps_less_or_hurts(speech, gain_db, snr_db, uniform_db):
+    """10 dB quieter the levels still beat the uniform grid by 9.75 dB; 6 dB louder the
+    speech overloads the outer levels (0.52 of full scale) and the uniform grid wins by
+    2.6 dB: a Lloyd-Max design is for the level it was trained at."""
+    x, rate, _ = speech
+    x = x * 10 ** (gain_db / 20)
+    y = Chain.from_preset("speech-lloyd-max-4")(x, rate)
+    uniform = Chain([Requantize(4, "none")])(x, rate)
+    assert db(np.mean(x ** 2) / np.mean((y - x) ** 2)) == pytest.approx(snr_db, abs=0.005)
+    assert db(np.mean(x ** 2) / np.mean((uniform - x) ** 2)) == pytest.approx(uniform_db, abs=0.005)
+
+
 # --- nicam-14-10 ----------------------------------------------------------------------------
 
 RATE = 32000
@@ -168,3 +181,26 @@ def test_the_mastering_preset_blanks_the_gap_between_tracks_and_never_clips(tmp_
     plain = Chain([Requantize(16, "tpdf", shaping="shibata")], seed=1).prepare(rate, 2, 4096)
     plain.process(x.copy())
     assert sum(plain.counts().clips) > 1000
+
+
+# --- rtq info and rtq validate ------------------------------------------------------------------
+
+@pytest.mark.parametrize("preset,lines", [
+    ("speech-lloyd-max-4", ["  1. quantize lloyd-max, 16 levels (4 bits), no dither; levels -0.4261 .. 0.5223  [48000 Hz]",
+                            "latency: 0 samples (0.000 ms)"]),
+    ("nicam-14-10", ["  1. requantize to 14 bits, tpdf dither (1 LSB), no noise shaping  [48000 Hz]",
+                     "  2. block companding to 10 bits in blocks of 32 samples (5 scales: steps 2^-9 .. 2^-13, a "
+                     "14-bit range), no dither, no noise shaping; latency 32 samples  [48000 Hz]",
+                     "latency: 32 samples (0.667 ms)"]),
+    ("mastering-16-auto-blank", ["  1. requantize to 16 bits, tpdf dither (1 LSB), shibata shaping (48000 Hz table, 16 "
+                                 "taps); auto-blank after 0.5 s of digital silence; soft limit from -0.0265 dBFS to a "
+                                 "ceiling of -0.0132 dBFS  [48000 Hz]",
+                                 "latency: 0 samples (0.000 ms)"]),
+])
+def test_info_and_validate_describe_the_new_quantizers(preset, lines, capsys):
+    assert main(["info", preset]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[2:] == lines, out
+    assert main(["validate", preset]) == 0
+    verdict = capsys.readouterr().out
+    assert verdict.startswith(f"{preset}: ok")

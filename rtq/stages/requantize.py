@@ -112,6 +112,26 @@ class Requantize(Stage):
         [...]}`` for a custom FIR error filter, ``{"order": K, "band_hz": B}`` for an NTF
         designed at prepare time (:func:`rtq.dsp.ntf.design_ntf`; ``band_hz`` optional),
         or None.
+    auto_blank : float
+        Seconds (0: off, the default; at most 3600): after that long of exact zeros on a
+        channel its output is exact zeros (no dither hiss between tracks); dither comes
+        back at the first non-zero sample, the error filter's state cleared there.  Off
+        by default: a chain must add the noise it was asked to, and a listening test's
+        conditions must not change character in quiet passages.
+    passthrough_exact : bool
+        Input on the output grid (for :data:`PASSTHROUGH_RUN` samples in a row, and from
+        the start) passes bit-exactly, as SoX's ``dither`` does by default.  Off by
+        default: an input that lies on the grid only by chance (silence, a generated
+        test signal) would lose its dither, and with it the error's independence from
+        the signal, exactly where a measurement or listening test looks; ``rtq render
+        --bits auto`` refuses such a file instead.
+    limit : bool
+        A soft limit (no look-ahead: ``knee + (ceiling - knee) tanh((|x| - knee) /
+        (ceiling - knee))`` in LSB, continuous slope) into a ceiling that no dither value
+        and no error-filter output can round past, so full-scale program never clips
+        (:meth:`limit_range`; about the last 0.05 dB with Shibata shaping at 16 bits,
+        0.08 dB with high-Shibata); the samples it kept from clipping are counted.  Cost:
+        one comparison per sample below the knee.
     """
 
     kind = "requantize"
