@@ -88,6 +88,8 @@ class LiveSite:
             "table": table({"momentary": mom, "integrated": integ}, s.channels),
             "momentary": panel(mom, view.static),
             "integrated": None if integ is None else {"bits_in_use": integ.get("bits_in_use"),
+                                                      "level_histogram": integ.get("level_histogram"),
+                                                      "scale_factors": integ.get("scale_factors"),
                                                       "off_grid": integ.get("off_grid"),
                                                       "noise_modulation": integ.get("noise_modulation")},
         }

@@ -77,8 +77,9 @@ def table(windows: dict, channels: int) -> dict:
 
 
 def panel(report: dict | None, static=_direct) -> dict | None:
-    """The graphs of one report (a window of a stage): spectrum, histogram, bits in use,
-    noise modulation, level history (absent live)."""
+    """The graphs of one report (a window of a stage): spectrum, histogram, bits in use
+    (a Lloyd-Max quantizer's levels in use, a block compander's scales), noise
+    modulation, level history (absent live)."""
     if report is None:
         return None
     rate = report.get("sample_rate")
@@ -88,6 +89,7 @@ def panel(report: dict | None, static=_direct) -> dict | None:
         "spectrum": spectrum(report.get("spectrum"), static),
         "theory": theory(report.get("spectrum"), static),
         "histogram": report.get("histogram"), "bits_in_use": report.get("bits_in_use"),
+        "level_histogram": report.get("level_histogram"), "scale_factors": report.get("scale_factors"),
         "off_grid": report.get("off_grid"), "noise_modulation": report.get("noise_modulation"),
         "level_history": report.get("level_history"),
     })

@@ -279,6 +279,21 @@ def test_the_meter_page_shows_the_json_lines_figures(browser, tmp_path):
     assert lines[0]["bits"] == 16 and lines[-1]["bits"] == 15 and lines[-1]["dither"] == "rpdf"
 
 
+@pytest.mark.parametrize("preset,shown", [
+    ("speech-lloyd-max-4", ["levels in use (lowest … highest)", "int. ", " 9/16"]),    # a -20 dBFS tone: 9 levels
+    ("nicam-14-10", ["bits in use (MSB … LSB)", "scales (int., step 2^-k): 9:0%  10:0%  11:100%  12:0%  13:0%"]),
+])
+def test_the_meter_page_shows_levels_in_use_and_scales(browser, tmp_path, preset, shown):
+    """The terminal screen's rows for a Lloyd-Max quantizer (its levels in use) and a block
+    compander (the share of blocks at each scale) are on the page too."""
+    with Served(["live", preset, "--web", "--input", "tone:1000:-20", "--duration", "8", "--blocksize", "64"],
+                cwd=tmp_path) as served:
+        open_page(browser, served.url)
+        wait_until(lambda: all(part in text(browser, "main") for part in shown), 60, what=", ".join(shown))
+        assert console_errors(browser) == []
+        assert served.wait(60) == 0
+
+
 def test_a_report_in_the_page(browser, tmp_path):
     write_item(tmp_path / "in.wav", 1.0)
     subprocess.run([sys.executable, "-m", "rtq", "render", "cd-16-shibata", "in.wav", "out.wav", "--report", "r.json"],

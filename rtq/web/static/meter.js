@@ -1,6 +1,6 @@
 /* A meter panel (a stage's report, live or from a file) drawn with uPlot: the figures
    table as the server formatted it (rtq.ui.figures, the terminal's code), the error
-   spectrum against its theoretical floor and target, the histogram, the bits in use,
+   spectrum against its theoretical floor and target, the histogram, the bits in use (or levels in use),
    the noise modulation, and (for a file) the error level over time. */
 "use strict";
 const meter = (() => {
@@ -55,12 +55,38 @@ const meter = (() => {
     node.append(cells, el("span", { class: "mono", text: ` ${used}/${bits.length}` + (offGrid ? ` off-grid ${offGrid}` : "") }));
   }
 
+  // A Lloyd-Max quantizer's levels: a cell per level (lit where it occurs), grouped
+  // beyond LEVEL_CELLS as on the terminal screen.
+  const LEVEL_CELLS = 48;
+  function levelsRow(node, hist, channel, offLevels) {
+    node.replaceChildren();
+    if (!hist) { node.append(el("span", { class: "dim", text: "-" })); return; }
+    const counts = hist.count[channel], groups = Math.min(counts.length, LEVEL_CELLS);
+    const cells = el("span", { class: "bits" });
+    for (let g = 0; g < groups; g++) {
+      const lo = Math.floor(g * counts.length / groups), hi = Math.floor((g + 1) * counts.length / groups);
+      let n = 0;
+      for (let k = lo; k < hi; k++) n += counts[k];
+      cells.append(el("span", { class: n ? "on" : "", title: `${hi - lo > 1 ? "levels" : "level"} ${lo + 1}: ${n}` }));
+    }
+    node.append(cells, el("span", { class: "mono", text: ` ${hist.in_use[channel]}/${counts.length}`
+                                                          + (offLevels ? ` off-levels ${offLevels}` : "") }));
+  }
+
+  function scalesText(scales, channel) {
+    if (!scales) return "";
+    const blocks = scales.blocks[channel], total = blocks.reduce((a, b) => a + b, 0);
+    return "scales (int., step 2^-k): " + scales.steps.map((step, s) =>
+      `${-Math.round(Math.log2(step))}:${total ? Math.round(100 * blocks[s] / total) + "%" : "-"}`).join("  ");
+  }
+
   class Panel {
     constructor(root, { history = false } = {}) {
       this.root = root;
       const specNode = el("div", { class: "plot" }), histNode = el("div", { class: "plot" });
       const nmNode = el("div", { class: "plot" }), histNote = el("div", { class: "dim" });
       this.bitsMom = el("div"), this.bitsInt = el("div"), this.theory = el("div", { class: "dim" });
+      this.bitsTitle = el("h2", { text: "bits in use (MSB … LSB)" }), this.scales = el("div", { class: "mono" });
       this.specNote = el("div", { class: "dim" }), this.histNote = histNote, this.nmNote = el("div", { class: "mono" });
       root.append(
         el("section", { class: "panel" },
@@ -71,7 +97,7 @@ const meter = (() => {
         el("div", { class: "grid" },
            el("section", { class: "panel" }, el("h2", { text: "error histogram (in LSB)" }), histNode, histNote),
            el("section", { class: "panel" },
-              el("h2", { text: "bits in use (MSB … LSB)" }), this.bitsMom, this.bitsInt,
+              this.bitsTitle, this.bitsMom, this.bitsInt, this.scales,
               el("h2", { text: "noise modulation (error per 6 dB band of input)" }), nmNode, this.nmNote)));
       this.spectrum = chart(specNode, {
         height: 300, scales: { x: { time: false, distr: 3, log: 10, range: (u, lo, hi) => [lo, hi] } },
@@ -116,10 +142,15 @@ const meter = (() => {
         const off = report && report.off_grid ? report.off_grid[channel] : 0;
         return [name, bits, off];
       };
-      for (const [node, [name, bits, off]] of [[this.bitsMom, line("mom.", panel)], [this.bitsInt, line("int.", integrated)]]) {
-        bitsRow(node, bits, off);
+      const levels = panel.level_histogram || (integrated && integrated.level_histogram);
+      this.bitsTitle.textContent = levels ? "levels in use (lowest … highest)" : "bits in use (MSB … LSB)";
+      for (const [node, report, [name, bits, off]] of [[this.bitsMom, panel, line("mom.", panel)],
+                                                         [this.bitsInt, integrated, line("int.", integrated)]]) {
+        if (levels) levelsRow(node, report && report.level_histogram, channel, off);
+        else bitsRow(node, bits, off);
         node.prepend(el("span", { class: "dim", text: name + " " }));
       }
+      this.scales.textContent = scalesText(integrated && integrated.scale_factors, channel);
       const nm = (integrated || panel).noise_modulation;
       if (nm) {
         this.noise.setData([nm.band_lo_dbfs, nm.error_dbfs[channel]]);
