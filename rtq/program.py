@@ -410,8 +410,11 @@ class TapReader:
             self.position = 0
         start = max(self.position, end - (size if settled else size // 2), end - (limit or end))
         self.dropped += start - self.position
-        index = np.arange(start, end) % size
-        data = self.ring[:, index].T.copy()
+        first = start % size
+        data = np.empty((end - start, self.ring.shape[0]))
+        run = min(end - start, size - first)       # up to the ring's end, then from its start
+        data[:run] = self.ring[:, first:first + run].T
+        data[run:] = self.ring[:, :end - start - run].T
         lapped = int(self.written[0]) - size
         if lapped > start:          # overwritten while copying: drop the torn part
             cut = lapped - start

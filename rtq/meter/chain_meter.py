@@ -344,12 +344,10 @@ class _Entry:
             cuts.insert(0, 0)
         done = 0
         for cut in cuts:
-            self.meter.update(x[done:cut], y[done:cut])
+            self.history.update(self.meter.update(x[done:cut], y[done:cut]))
             self.meter.restart_segment()
             done = cut
-        self.meter.update(x[done:], y[done:])
-        e = y - x
-        self.history.update(np.where(np.isfinite(e), e, 0.0))
+        self.history.update(self.meter.update(x[done:], y[done:]))
         return len(x)
 
     def report(self, window: str) -> dict:

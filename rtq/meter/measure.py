@@ -92,11 +92,13 @@ at 48 kHz), and the spectrum segments ending in them.
 """
 from __future__ import annotations
 
-from collections import deque
+import functools
 from collections.abc import Callable, Sequence
 
 import numpy as np
+from numpy.lib.stride_tricks import sliding_window_view
 
+from . import accumulate as acc
 from .weighting import power_weighting
 
 NFFT = 4096
@@ -141,51 +143,60 @@ def grid_step(bits: int) -> float:
 
 
 class _Stats:
-    """Sufficient statistics of a stretch of frames; stretches combine with :meth:`add`."""
+    """The figures' sums over a stretch of frames, read from the meter's packed rows
+    (:mod:`rtq.meter.accumulate`): ``fsums`` (channels, F_WIDTH) and ``counts``
+    (channels, I_WIDTH), the spectra ``spec`` (channels, 2, bins) and the segments."""
 
-    _MAX = frozenset({"peak"})
-    _OR = frozenset({"bits_one", "bits_zero"})
-
-    def __init__(self, channels: int, nbins: int):
-        def zeros(*shape, dtype=float):
-            return np.zeros((channels, *shape), dtype)
-
-        self.frames = 0
-        self.segments = 0
-        self.sum_e = zeros()
-        self.sum_e2 = zeros()
-        self.sum_x2 = zeros()
-        self.peak = zeros()
-        self.hist = zeros(2 * HIST_RANGE_LSB * HIST_BINS_PER_LSB + 2, dtype=np.int64)
-        self.band_e2 = zeros(len(BAND_EDGES_DBFS) - 1)
-        self.band_n = zeros(len(BAND_EDGES_DBFS) - 1, dtype=np.int64)
-        self.bits_one = zeros(dtype=np.int64)
-        self.bits_zero = zeros(dtype=np.int64)
-        self.off_grid = zeros(dtype=np.int64)
+    def __init__(self, fsums: np.ndarray, counts: np.ndarray, spec: np.ndarray, segments: int, frames: int):
+        self.frames = frames
+        self.segments = segments
+        self.sum_e = fsums[:, acc.F_SUM_E]
+        self.sum_e2 = fsums[:, acc.F_SUM_E2]
+        self.sum_x2 = fsums[:, acc.F_SUM_X2]
+        self.peak = fsums[:, acc.F_PEAK]
+        self.band_e2 = fsums[:, acc.F_BAND_E2:acc.F_BAND_E2 + acc.BANDS]
+        self.band_n = counts[:, acc.I_BAND_N:acc.I_BAND_N + acc.BANDS]
+        self.hist = counts[:, acc.I_HIST:acc.I_HIST + acc.HIST_WIDTH]
+        self.off_grid = counts[:, acc.I_OFF_GRID]
+        self.bits_one = counts[:, acc.I_BITS_ONE]
+        self.bits_zero = counts[:, acc.I_BITS_ZERO]
+        for k, name in enumerate(COUNTS):
+            setattr(self, name, counts[:, k])
         # Gram matrix of [x, x - x_prev, 1, e] over the frames that have an x_prev.
-        self.gram = zeros(4, 4)
-        self.spec_e = zeros(nbins)
-        self.spec_x = zeros(nbins)
-        for name in COUNTS:
-            setattr(self, name, zeros(dtype=np.int64))
+        g = fsums[:, acc.F_GRAM:acc.F_GRAM + 10]
+        order = [[0, 1, 2, 3], [1, 4, 5, 6], [2, 5, 7, 8], [3, 6, 8, 9]]
+        self.gram = g[:, order]
+        self.spec_e = spec[:, 0]
+        self.spec_x = spec[:, 1]
 
-    def add(self, other: _Stats) -> None:
-        for name, value in vars(other).items():
-            mine = getattr(self, name)
-            if name in self._MAX:
-                np.maximum(mine, value, out=mine)
-            elif name in self._OR:
-                np.bitwise_or(mine, value, out=mine)
-            else:
-                setattr(self, name, mine + value)
+    @staticmethod
+    def combine(fsums: np.ndarray, counts: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Rows (rows, channels, width) combined into one: sums, but the peak's maximum
+        and the bits' OR."""
+        f = fsums.sum(axis=0)
+        f[:, acc.F_PEAK] = fsums[:, :, acc.F_PEAK].max(axis=0, initial=0.0)
+        n = counts.sum(axis=0)
+        for k in (acc.I_BITS_ONE, acc.I_BITS_ZERO):
+            n[:, k] = np.bitwise_or.reduce(counts[:, :, k], axis=0)
+        return f, n
 
 
-def _bincount(index: np.ndarray, width: int, weights: np.ndarray | None = None) -> np.ndarray:
-    """Per-channel bincount of ``index`` (frames, channels) with values in [0, width)."""
-    channels = index.shape[1]
-    flat = (index + width * np.arange(channels)).ravel()
-    w = None if weights is None else weights.ravel()
-    return np.bincount(flat, w, minlength=width * channels).reshape(channels, width)
+@functools.cache
+def _band_thresholds() -> np.ndarray:
+    """For each band edge, the smallest ``|x|`` whose level ``20 log10|x|`` (as NumPy
+    computes it) reaches the edge: the kernel compares magnitudes, the same bands."""
+    def level(a):
+        return 20.0 * np.log10(a)
+
+    thresholds = []
+    for edge in BAND_EDGES_DBFS:
+        t = 10.0 ** (edge / 20.0)
+        while level(np.nextafter(t, 0.0)) >= edge:
+            t = np.nextafter(t, 0.0)
+        while level(t) < edge:
+            t = np.nextafter(t, np.inf)
+        thresholds.append(t)
+    return np.array(thresholds)
 
 
 def _db(power) -> list:
@@ -275,12 +286,14 @@ class ErrorMeter:
         self._bin_power = self._share / np.sum(self._window ** 2)
         self._weighting = {key: power_weighting(self._freq, curve)
                            for key, curve in (("a_weighted_dbfs", "a"), ("itu468_dbfs", "itu468"))}
+        self._grid = np.zeros(acc.G_TABLES + 4096)
+        self._grid[acc.G_TABLES:] = np.concatenate(acc.band_tables(_band_thresholds()))
         if bits is None:
             self._step = self._floor = self._target = None
         else:
             self._step = grid_step(bits)
-            self._offset = 0.5 if bits == 1 else 0.0
-            self._code_lo, self._code_hi = -2 ** (bits - 1), 2 ** (bits - 1) - 1
+            self._grid[:acc.G_TABLES] = (self._step, 1.0 / self._step, 0.5 if bits == 1 else 0.0,
+                                         -2 ** (bits - 1), 2 ** (bits - 1) - 1, (1 << bits) - 1, 0, 0)
             density = _ROUNDING_LSB2 + dither_amplitude ** 2 * _DITHER_PSD_LSB2[dither](w)
             self._floor = self._step ** 2 * density * self._share
             self._target = self._floor * _ntf_power(ntf, w)
@@ -293,39 +306,61 @@ class ErrorMeter:
 
     def reset(self) -> None:
         """Forget everything measured (both windows)."""
-        self._total = self._new_stats()
-        self._block = self._new_stats()
-        self._recent: deque[_Stats] = deque(maxlen=self._momentary_blocks)
-        self._segment = np.zeros((self._nfft, self.channels, 2))  # [e, x] of the pending segment
-        self._fill = 0
-        self._x_last: np.ndarray | None = None
+        rows = self._momentary_blocks + 2     # the closed blocks' total, then a ring: current + momentary
+        self._fsums = np.zeros((rows, self.channels, acc.F_WIDTH))
+        self._counts = np.zeros((rows, self.channels, acc.I_WIDTH), dtype=np.int64)
+        self._spec = np.zeros((rows, self.channels, 2, len(self._freq)))   # [e, x] spectra
+        self._segments = np.zeros(rows, dtype=np.int64)
+        self._state = np.array([0, 1, 0], dtype=np.int64)    # frames in the block, its row, blocks closed
+        self._last = np.full(self.channels, np.nan)          # previous x, for the sine fit
+        self._frames = 0
+        self._ex = np.empty((self.channels, 2, 2 * self._nfft))   # [e, x] from the next segment's start
+        self._pending = 0                                     # frames of it
+        self._done = 0                                        # frames of it already measured
 
-    def update(self, x, y) -> None:
-        """Measure one chunk.
+    def update(self, x, y) -> np.ndarray:
+        """Measure one chunk; returns its error ``y - x`` (0 where either is not finite),
+        a (frames, channels) view valid until the next call.
 
         Parameters
         ----------
         x, y : array_like, shape (frames, channels)
             Stage input and output (any number of frames, possibly 0).
         """
-        x, y = self._frames(x), self._frames(y)
+        x, y = self._frames_of(x), self._frames_of(y)
         if x.shape != y.shape:
             raise ValueError(f"x and y differ in shape: {x.shape} vs {y.shape}")
-        start = 0
-        while start < len(x):
-            stop = start + min(len(x) - start, self._hop - self._block.frames)
-            self._absorb(x[start:stop], y[start:stop])
-            start = stop
-            if self._block.frames == self._hop:
-                self._close_block()
+        n = len(x)
+        ring = len(self._fsums) - 1
+        for block in range(self._frames // self._hop + 1, (self._frames + n) // self._hop + 1)[-ring:]:
+            self._spec[1 + block % ring] = 0.0      # a ring row taken by a new block
+            self._segments[1 + block % ring] = 0
+        if self._done:
+            self._pending -= self._done
+            self._ex[:, :, :self._pending] = self._ex[:, :, self._done:self._done + self._pending].copy()
+            self._done = 0
+        pending = self._pending
+        if pending + n > self._ex.shape[-1]:
+            grown = np.empty((self.channels, 2, max(pending + n, 2 * self._ex.shape[-1])))
+            grown[:, :, :pending] = self._ex[:, :, :pending]
+            self._ex = grown
+        acc.accumulate_entry.ctypes(x.ctypes.data, y.ctypes.data, n, self.channels, self._ex.ctypes.data,
+                                    self._ex.shape[-1], pending, self._grid.ctypes.data, len(self._grid),
+                                    self._last.ctypes.data, self._fsums.ctypes.data, self._counts.ctypes.data,
+                                    len(self._fsums), self._hop, self._state.ctypes.data)
+        self._frames += n
+        self._pending += n
+        e = self._ex[:, 0, pending:pending + n].T
+        self._add_segments()
+        return e
 
     def restart_segment(self) -> None:
         """The next frames do not continue the last ones (a reader skipped some): start
         the next spectrum segment with them and drop the pending one, so no segment
         joins two pieces of signal (the splice would leak into every bin).  The level
         and histogram figures are unaffected."""
-        self._fill = 0
-        self._x_last = None
+        self._pending = self._done = 0
+        self._last[:] = np.nan
 
     def add_counts(self, **counts) -> None:
         """Add events the meter cannot see in ``(x, y)``, e.g. saturation inside the stage.
@@ -341,116 +376,57 @@ class ErrorMeter:
             count = np.broadcast_to(np.asarray(count, dtype=np.int64), (self.channels,))
             if np.any(count < 0):
                 raise ValueError(f"{name} counts must be >= 0")
-            setattr(self._block, name, getattr(self._block, name) + count)
+            self._counts[self._state[1], :, COUNTS.index(name)] += count
 
     def result(self, window: str = "integrated") -> dict:
         """The figures over ``window`` (``"integrated"`` or ``"momentary"``) as a JSON-ready dict."""
-        stats = self._new_stats()
+        current = int(self._state[1])
         if window == "integrated":
-            stats.add(self._total)
-            stats.add(self._block)
+            rows, frames = [0, current], self._frames
         elif window == "momentary":
-            for block in self._recent:
-                stats.add(block)
+            rows = [r for r in range(1, len(self._fsums)) if r != current]
+            frames = min(int(self._state[2]), self._momentary_blocks) * self._hop
         else:
             raise ValueError(f"unknown window {window!r}; expected one of {WINDOWS}")
+        fsums, counts = _Stats.combine(self._fsums[rows], self._counts[rows])
+        stats = _Stats(fsums, counts, self._spec[rows].sum(axis=0), int(self._segments[rows].sum()), frames)
         return self._report(stats, window)
 
     # -- accumulation -------------------------------------------------------------------
 
-    def _new_stats(self) -> _Stats:
-        stats = _Stats(self.channels, len(self._freq))
-        if self._levels is not None:
-            stats.level_count = np.zeros((self.channels, self._levels[0].size), np.int64)
-            stats.off_grid = np.zeros(self.channels, np.int64)
-        return stats
-
-    def _frames(self, a) -> np.ndarray:
-        a = np.asarray(a, dtype=np.float64)
+    def _frames_of(self, a) -> np.ndarray:
+        a = np.ascontiguousarray(a, dtype=np.float64)
         if a.ndim == 1 and self.channels == 1:
             a = a[:, None]
         if a.ndim != 2 or a.shape[1] != self.channels:
             raise ValueError(f"expected shape (frames, {self.channels}), got {a.shape}")
         return a
 
-    def _absorb(self, x: np.ndarray, y: np.ndarray) -> None:
-        """Add frames that all fall into the current block."""
-        st = self._block
-        bad = ~(np.isfinite(x) & np.isfinite(y))
-        if bad.any():
-            st.nonfinite += bad.sum(axis=0)
-            x, y = np.where(bad, 0.0, x), np.where(bad, 0.0, y)
-        e = y - x
-        st.frames += len(e)
-        st.sum_e += e.sum(axis=0)
-        st.sum_e2 += np.einsum("nc,nc->c", e, e)
-        st.sum_x2 += np.einsum("nc,nc->c", x, x)
-        np.maximum(st.peak, np.abs(e).max(axis=0), out=st.peak)
-
-        with np.errstate(divide="ignore"):
-            level = 20.0 * np.log10(np.abs(x))
-        nbands = len(BAND_EDGES_DBFS) - 1
-        band = np.minimum(np.searchsorted(BAND_EDGES_DBFS, level, side="right"), nbands)
-        st.band_e2 += _bincount(band, nbands + 1, e * e)[:, 1:]  # column 0: below the bands
-        st.band_n += _bincount(band, nbands + 1)[:, 1:]
-
-        if self._step is not None:
-            self._absorb_grid(st, e, y)
-        elif self._levels is not None:
-            self._absorb_levels(st, y)
-
-        if self._x_last is None:
-            xf, xp, ef = x[1:], x[:-1], e[1:]
-        else:
-            xf, xp, ef = x, np.concatenate([self._x_last[None], x[:-1]]), e
-        self._x_last = x[-1].copy()
-        z = np.stack([xf, xf - xp, np.ones_like(xf), ef], axis=-1)
-        st.gram += np.einsum("nci,ncj->cij", z, z)
-
-        start = 0
-        while start < len(e):
-            take = min(len(e) - start, self._nfft - self._fill)
-            self._segment[self._fill:self._fill + take, :, 0] = e[start:start + take]
-            self._segment[self._fill:self._fill + take, :, 1] = x[start:start + take]
-            self._fill += take
-            start += take
-            if self._fill == self._nfft:
-                self._close_segment(st)
-
-    def _absorb_grid(self, st: _Stats, e: np.ndarray, y: np.ndarray) -> None:
-        """Histogram, bit usage and grid check for a stage with a word length."""
-        per_lsb, half = HIST_BINS_PER_LSB, HIST_RANGE_LSB * HIST_BINS_PER_LSB
-        pos = np.clip(np.floor(e / self._step * per_lsb), -half - 1, half)
-        st.hist += _bincount(pos.astype(np.int64) + half + 1, 2 * half + 2)
-
-        code = np.rint(y / self._step - self._offset)
-        st.off_grid += (np.abs(y / self._step - self._offset - code) > OFF_GRID_LSB).sum(axis=0)
-        code = np.clip(code, self._code_lo, self._code_hi).astype(np.int64)
-        mask = (1 << self.bits) - 1
-        st.bits_one |= np.bitwise_or.reduce(code & mask, axis=0)
-        st.bits_zero |= np.bitwise_or.reduce(~code & mask, axis=0)
-
-    def _absorb_levels(self, st: _Stats, y: np.ndarray) -> None:
-        """The output's levels, for a non-uniform quantizer."""
-        for c, levels in enumerate(self._levels):
-            index = np.minimum(np.searchsorted(levels, y[:, c]), levels.size - 1)
-            exact = levels[index] == y[:, c]
-            st.level_count[c] += np.bincount(index[exact], minlength=levels.size)
-            st.off_grid[c] += int(np.count_nonzero(~exact))
-
-    def _close_segment(self, st: _Stats) -> None:
-        """Add the full pending segment's spectra to ``st``; keep its second half."""
-        spectrum = np.abs(np.fft.rfft(self._segment * self._window[:, None, None], axis=0)) ** 2
-        st.spec_e += spectrum[..., 0].T
-        st.spec_x += spectrum[..., 1].T
-        st.segments += 1
-        self._segment[:self._hop] = self._segment[self._hop:]
-        self._fill = self._hop
-
-    def _close_block(self) -> None:
-        self._total.add(self._block)
-        self._recent.append(self._block)
-        self._block = self._new_stats()
+    def _add_segments(self) -> None:
+        """Spectra of the segments the pending frames complete (all at once), each added
+        to the block its last frame belongs to, and to the total once that block is
+        closed."""
+        data = self._ex[:, :, :self._pending]      # (channels, [e, x], frames)
+        count = (self._pending - self._nfft) // self._hop + 1 if self._pending >= self._nfft else 0
+        if not count:
+            return
+        segments = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
+        spectra = np.fft.rfft(segments * self._window, axis=-1)
+        power = np.square(spectra.real)
+        power += np.square(spectra.imag)                     # (channels, [e, x], count, bins)
+        first_end = self._frames - self._pending + self._nfft    # stream position after the first segment
+        block_now = self._frames // self._hop
+        ring = len(self._fsums) - 1
+        for k in range(count):
+            block = (first_end + k * self._hop - 1) // self._hop
+            if block_now - block < ring:       # still in the ring: the momentary window sees it
+                row = 1 + block % ring
+                self._spec[row] += power[:, :, k]
+                self._segments[row] += 1
+            if block < block_now:              # closed: already added into the total
+                self._spec[0] += power[:, :, k]
+                self._segments[0] += 1
+        self._done = count * self._hop     # dropped at the next update (the error returned stays valid)
 
     # -- figures --------------------------------------------------------------------------
 
