@@ -26,6 +26,8 @@ def clean(value):
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
+        if all(type(v) is float for v in value):      # a spectrum: the common case, at once
+            return [v if math.isfinite(v) else None for v in value]
         return [clean(v) for v in value]
     if isinstance(value, np.ndarray):
         return clean(value.tolist())
@@ -50,8 +52,20 @@ def make_report(measurements: dict, command: str, **about) -> dict:
 
 
 def dumps(report: dict) -> str:
-    """Strict JSON text of a report (raises ValueError on NaN or Infinity)."""
-    return json.dumps(clean(report), allow_nan=False, indent=1) + "\n"
+    """Strict JSON text of a report (raises ValueError on NaN or Infinity): one member
+    per line, indented by depth; a list of numbers (a spectrum) on one line."""
+    return _text(clean(report), 0) + "\n"
+
+
+def _text(value, depth: int) -> str:
+    nested = isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value))
+    if not nested or not value:
+        return json.dumps(value, allow_nan=False)   # the C encoder: fast for long lists
+    pad = "\n" + " " * (depth + 1)
+    if isinstance(value, dict):
+        items = [f"{json.dumps(str(k))}: {_text(v, depth + 1)}" for k, v in value.items()]
+        return "{" + pad + ("," + pad).join(items) + "\n" + " " * depth + "}"
+    return "[" + pad + ("," + pad).join(_text(v, depth + 1) for v in value) + "\n" + " " * depth + "]"
 
 
 def write_report(path, report: dict, *, force: bool = False) -> None:
