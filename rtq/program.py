@@ -397,17 +397,27 @@ class TapReader:
         self.position = int(self.written[0])
         self.dropped = 0
 
-    def read(self, limit: int | None = None, settled: bool = False) -> np.ndarray:
-        """New frames as a (frames, channels) float64 array (at most ``limit``: the newest).
+    def skip_to(self, position: int) -> None:
+        """Read nothing before ``position`` (at most up to the frames written); the
+        frames skipped count as dropped."""
+        target = min(position, int(self.written[0]))
+        if target > self.position:
+            self.dropped += target - self.position
+            self.position = target
+
+    def read(self, limit: int | None = None, settled: bool = False, until: int | None = None) -> np.ndarray:
+        """New frames as a (frames, channels) float64 array (at most ``limit``: the newest;
+        none from position ``until`` on).
 
         At most the newest half ring: the writer may be filling the next piece meanwhile.
         ``settled``: the writer is known to be stopped (a completed capture window), so
         the whole ring is intact and up to all of it is returned.
         """
         size = self.ring.shape[1]
-        end = int(self.written[0])
-        if end < self.position:     # the program was reset
+        written = int(self.written[0])
+        if written < self.position:     # the program was reset
             self.position = 0
+        end = written if until is None else max(min(written, until), self.position)
         start = max(self.position, end - (size if settled else size // 2), end - (limit or end))
         self.dropped += start - self.position
         first = start % size

@@ -289,7 +289,9 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         Render an input that ends before the length its header promises (the result
         says how much was missing) instead of failing.
     observer : callable, optional
-        Called as ``observer(chain)`` after every block; the chain is then prepared
+        Called as ``observer(chain)`` after every program piece (with a true
+        ``observer.concurrent``: on a thread of its own, at most one piece behind the
+        chain, the last call before this returns); the chain is then prepared
         with meter taps (:class:`~rtq.program.TapReader` reads them), which is how
         :class:`~rtq.meter.chain_meter.RenderMeter` measures a render.
     threads : int, optional
@@ -325,7 +327,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         with Destination(out, force=force) as destination:
             dst = open_output(destination, rate, channels, subtype, fmt)
             try:
-                with _ChannelGroups(chain, 1 if observer else threads or _cores()) as groups:
+                with _ChannelGroups(chain, 1 if observer else threads or cores()) as groups:
                     length = block_size if src.promised is None else src.promised + latency
                     written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
                                       _Progress(src.promised) if progress and src.promised else None, observer)
@@ -361,7 +363,8 @@ def _sha256(file) -> str:
     return digest.hexdigest()
 
 
-def _cores() -> int:
+def cores() -> int:
+    """The cores this process may run on."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
@@ -515,21 +518,77 @@ class _Pipeline:
         self.to_write.put((out, block.shape[0]))
 
 
+class _Observing:
+    """Calls ``observer(chain)`` after every program piece: in the render's thread, or
+    for an observer whose ``concurrent`` attribute is true, on a thread of its own while
+    the chain goes on with the next piece (at most one piece behind, so the meter taps'
+    rings, four pieces, always hold what it has still to read; its first error is raised
+    in the render's thread)."""
+
+    def __init__(self, observer, chain):
+        self.observer, self.chain = observer, chain
+        self.error: BaseException | None = None
+        self._go = threading.Semaphore(0)
+        self._idle = threading.Semaphore(1)
+        self._closing = False
+        concurrent = getattr(observer, "concurrent", False)
+        self._thread = threading.Thread(target=self._run, daemon=True) if concurrent else None
+
+    def _run(self) -> None:
+        while True:
+            self._go.acquire()
+            if self._closing:
+                return
+            try:
+                if self.error is None:
+                    self.observer(self.chain)
+            except BaseException as err:     # handed to the render's thread
+                self.error = err
+            finally:
+                self._idle.release()
+
+    def after_piece(self) -> None:
+        if self._thread is None:
+            self.observer(self.chain)
+            return
+        self._idle.acquire()        # the last call is done
+        if self.error is not None:
+            self._idle.release()
+            raise self.error
+        self._go.release()
+
+    def __enter__(self):
+        if self._thread is not None:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._thread is None:
+            return
+        self._idle.acquire()
+        self._closing = True
+        self._go.release()
+        self._thread.join()
+        if self.error is not None and exc[0] is None:
+            raise self.error
+
+
 def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) -> int:
     """The block loop: read, process in place, drop the latency, write, flush."""
     work_dtype = _work_dtype(src.subtype, subtype)
     tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
     done = 0
     written = 0
-    with _Pipeline(src, dst, block_size, work_dtype, _OUT_DTYPES.get(subtype, np.float64)) as pipe:
+    with _Pipeline(src, dst, block_size, work_dtype, _OUT_DTYPES.get(subtype, np.float64)) as pipe, \
+            _Observing(observer, groups.chain) as watch:
         for block, start in flush_and_trim(pipe.blocks(), latency, tail):
             n = block.shape[0]
             done += n
-            if observer:   # it reads the meter taps, which hold one program piece
+            if observer:   # it reads the meter taps, which hold a few program pieces
                 piece = int(groups.chain.program.meta[META_MAX_BLOCK])
                 for first in range(0, n, piece):
                     groups.process(block[first:first + piece])
-                    observer(groups.chain)
+                    watch.after_piece()
             else:
                 groups.process(block)
             if n > start:

@@ -127,7 +127,7 @@ def _render(job, threads: int, replace: bool) -> dict:
     if job.report:
         from ..meter.chain_meter import RenderMeter
 
-        meter = RenderMeter()
+        meter = RenderMeter(workers=threads)
     result = render_file(chain, job.input, job.output, subtype=job.subtype, force=replace, keep_identical=not replace,
                          progress=False, observer=meter, allow_short=job.allow_short, threads=threads, sha256=True)
     fields = {"subtype": result.subtype, "output_sha256": result.sha256, "sample_rate": result.sample_rate,

@@ -43,7 +43,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from rtq.chain import Chain
     from rtq.presets import load_preset
-    from rtq.render import DEFAULT_BLOCK, check_block_size, render_file
+    from rtq.render import DEFAULT_BLOCK, check_block_size, cores, render_file
 
     metering = bool(args.report or args.plot)
     observer = None
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
 
         check_outputs(args.report, args.plot, keep=[("INPUT", args.input), ("OUTPUT", args.output)],
                       force=args.force)
-        observer = RenderMeter()
+        observer = RenderMeter(workers=cores())
     check_seed(args.seed)
     block_size = DEFAULT_BLOCK if args.block_size is None else check_block_size(args.block_size)
     chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -48,6 +49,7 @@ COUNTED = {"clips": COUNT_CLIPS, "loop_resets": COUNT_RESETS, "overloads": COUNT
 HISTORY_INTERVAL_S = 0.1
 HISTORY_POINTS = 2048
 MAX_NFFT = 8 * NFFT
+MEASURE_FRAMES = 1 << 16    # frames measured at once (a read may hold half a ring of an oversampled tap)
 
 
 class LevelHistory:
@@ -160,8 +162,9 @@ class TapPair:
     ``delay`` delays ``x`` through a :class:`~rtq.meter.delay.FractionalDelay`; after
     frames of ``x`` were lost, its first output frames (which would mix the two sides
     of the gap) are not metered.  Works with any readers having
-    :meth:`~rtq.program.TapReader.read` (with its ``settled`` argument), ``position``
-    and ``dropped`` (:class:`rtq.program.TapReader`).
+    :meth:`~rtq.program.TapReader.read` (with its ``settled`` argument; ``until`` and
+    ``skip_to`` where :meth:`read` and :meth:`skip_to` are given a position),
+    ``position`` and ``dropped`` (:class:`rtq.program.TapReader`).
     """
 
     def __init__(self, reader_x, reader_y, channels: int, delay: float = 0, limit: int | None = None):
@@ -193,11 +196,19 @@ class TapPair:
         """The ``y`` position just after the last frame :meth:`read` returned."""
         return self._emitted
 
-    def read(self, settled: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    def skip_to(self, position: int) -> None:
+        """Read nothing before ``y`` position ``position`` (nor the ``x`` frames that pair
+        with it); the frames skipped count as dropped.  Needs a whole delay."""
+        self.rx.skip_to(position - self._shift)
+        self.ry.skip_to(position)
+
+    def read(self, settled: bool = False, until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The newly matched frames ``(x, y)``, each (frames, channels): consecutive
         positions, which continue the last read unless :attr:`dropped` grew.  ``settled``
-        is passed to the readers (:meth:`rtq.program.TapReader.read`)."""
-        dx = self.rx.read(settled=settled)
+        is passed to the readers (:meth:`rtq.program.TapReader.read`); ``until``: no
+        ``y`` position from there on (a whole delay only)."""
+        bound = {} if until is None else {"until": until - self._shift}
+        dx = self.rx.read(settled=settled, **bound)
         if len(dx):
             start = self.rx.position - len(dx)
             if self.fractional is not None:
@@ -209,7 +220,7 @@ class TapPair:
                 start += self._shift
             if self._x.put(dx, start) == "rewound":
                 self._restart(self._y)
-        dy = self.ry.read(settled=settled)
+        dy = self.ry.read(settled=settled, **({} if until is None else {"until": until}))
         if len(dy):
             if self._y.put(dy, self.ry.position - len(dy)) == "rewound":
                 self._restart(self._x)
@@ -314,11 +325,13 @@ class _Entry:
     program ops whose clips, loop resets and overloads it counts)."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
-                 rows, gain=1.0, factor=1, scales: _ScaleCounts | None = None):
+                 rows, gain=1.0, factor=1, sample=None):
         self.meter, self.pair, self.history = meter, pair, history
         self.path, self.extra, self.rows, self.gain = path, extra, rows, gain
         self.scales = scales     # a block compander's scale counts
         self.factor = factor     # the tap's rate in stream rates
+        # measured tap frames [k every, k every + length), or all
+        self.sample = None if sample is None else (sample[0] * factor, sample[1] * factor)
         self.skipped = 0         # frames between capture windows (never recorded)
         self.window_starts: list[int] = []   # tap positions where a capture window began
 
@@ -329,7 +342,15 @@ class _Entry:
 
     def consume(self, settled: bool = False) -> int:
         dropped = self.pair.dropped
-        x, y = self.pair.read(settled)
+        until = None
+        if self.sample is not None:
+            length, every = self.sample
+            start = self.pair.position - self.pair.position % every
+            if self.pair.position >= start + length:      # between windows: skip to the next
+                start += every
+                self.pair.skip_to(start)
+            until = start + length
+        x, y = self.pair.read(settled, until)
         if not len(x):
             return 0
         if self.gain != 1.0:
@@ -343,11 +364,13 @@ class _Entry:
         if self.pair.dropped > dropped and cuts[:1] != [0]:
             cuts.insert(0, 0)
         done = 0
-        for cut in cuts:
-            self.history.update(self.meter.update(x[done:cut], y[done:cut]))
-            self.meter.restart_segment()
+        for k, cut in enumerate([*cuts, len(x)]):
+            for first in range(done, cut, MEASURE_FRAMES):     # pieces whose work stays in cache
+                last = min(first + MEASURE_FRAMES, cut)
+                self.history.update(self.meter.update(x[first:last], y[first:last]))
+            if k < len(cuts):
+                self.meter.restart_segment()
             done = cut
-        self.history.update(self.meter.update(x[done:], y[done:]))
         return len(x)
 
     def report(self, window: str) -> dict:
@@ -387,7 +410,14 @@ class ChainMeter:
         only those frames (live at 10 polls/s: 11 % of a 64x stage's, and a reader of
         a ring lapping under it would get no more).  The frames in between count as
         dropped, and every window starts a new spectrum segment (none joins two
-        windows).  Otherwise every tap records everything (offline).
+        windows).  Otherwise every tap records everything.
+    sample : (length, every), optional
+        Measure the stages at oversampled rates only on stream frames ``[k every, k every
+        + length)`` (offline, :class:`RenderMeter`; fixed positions, so the figures do
+        not depend on how the stream is cut into blocks).  The taps record everything.
+    workers : int
+        Threads that read and measure the metered points side by side at each
+        :meth:`poll` (offline; :meth:`close` stops them).
 
     Examples
     --------
@@ -401,7 +431,8 @@ class ChainMeter:
 
     def __init__(self, chain: Chain, *, nfft: int = NFFT, momentary_s: float = MOMENTARY_S,
                  history_s: float = HISTORY_INTERVAL_S, history_points: int = HISTORY_POINTS,
-                 from_start: bool = True, windowed: bool = False):
+                 from_start: bool = True, windowed: bool = False, sample: tuple[int, int] | None = None,
+                 workers: int = 1):
         prog = chain.program
         if prog is None or getattr(chain, "input_tap", None) is None:
             raise ValueError("ChainMeter needs a chain prepared with taps=True")
@@ -440,7 +471,7 @@ class ChainMeter:
             scales = None if info.scales is None else _ScaleCounts(prog.istate, info.scales[0], self.channels,
                                                                     info.scales[1])
             self._entries.append(_Entry(meter, pair, history, path, extra, _rows(info),
-                                        factor=tap_in.factor, scales=scales))
+                                        factor=tap_in.factor, sample=sample if tap_in.factor > 1 else None))
 
         last = chain.quantizer_info.get((len(chain.stages) - 1,))   # the last stage, if a quantizer
         if last is not None and last.taps[0].factor == 1:
@@ -465,6 +496,7 @@ class ChainMeter:
         self._counts = np.zeros_like(counts) if from_start else counts
         top = max((entry.factor for entry in self._entries), default=1)
         self._window = max(1, ring // top) if windowed and top > 1 else None
+        self._pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="rtq-meter") if workers > 1 else None
         self._stream = chain.input_tap     # always recording: the stream position
         self._arm()
 
@@ -493,18 +525,15 @@ class ChainMeter:
             # A window is read once complete (the audio thread no longer writes its
             # taps): all of it is intact, even a whole ring.
             complete = self._window is not None and self.program.meta[META_CAPTURE] == 0
-            for entry in self._entries:
-                if entry.factor == 1 or self._window is None:
-                    entry.consume()
-                elif complete:
-                    entry.consume(settled=True)
+            jobs = [(entry, entry.factor > 1 and self._window is not None)
+                    for entry in self._entries if entry.factor == 1 or self._window is None or complete]
+            frames = self._consume([(self._end_to_end, False), *jobs])
             if complete:
                 elapsed = int(self.program.istate[self._stream.written_index]) - self._armed_at
                 for entry in self._entries:
                     if entry.factor > 1:
                         entry.skipped += max(elapsed - self._window, 0) * entry.factor
                 self._arm()
-            frames = self._end_to_end.consume()
             counts = self.program.counters.copy()
             new = np.where(counts >= self._counts, counts - self._counts, counts)   # reset: restart
             self._counts = counts
@@ -515,6 +544,25 @@ class ChainMeter:
                 entry.meter.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
                                        **{name: rows[:, :, slot].sum(axis=0) for name, slot in COUNTED.items()})
             return frames
+
+    def _consume(self, jobs) -> int:
+        """``entry.consume(settled)`` for each ``(entry, settled)``, spread over the
+        worker threads (the compiled pass and the FFTs release the GIL); returns the
+        first's frames."""
+        if self._pool is None or len(jobs) < 2:
+            return [entry.consume(settled) for entry, settled in jobs][0]
+        others = [self._pool.submit(entry.consume, settled) for entry, settled in jobs[1:]]
+        try:
+            return jobs[0][0].consume(jobs[0][1])
+        finally:
+            for job in others:
+                job.result()
+
+    def close(self) -> None:
+        """Stop the worker threads (the meter still reports)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
 
     def report(self, window: str = "integrated") -> dict:
         """The measurements over ``window`` ("integrated" or "momentary") as a JSON-ready
@@ -565,19 +613,32 @@ class RenderMeter:
 
     ``render_file`` prepares the chain with taps when it has an observer.  The
     :class:`ChainMeter` is created at the first block (reading the taps from the start)
-    and re-created if the chain is prepared again.
+    and re-created if the chain is prepared again.  Stages at the stream rate (and end
+    to end) are measured on every sample; stages at oversampled rates (64 times the
+    samples in a DSD chain) on :data:`SAMPLE` (the first 0.74 s of every 5.9 s at
+    44.1 kHz: an eighth of the file, from its start; their ``dropped_frames`` say how
+    many were not measured, and clips, loop resets and overloads are counted on every
+    sample all the same).  The metered points are measured on ``workers`` threads, while
+    the chain goes on (``concurrent``: see :func:`rtq.render.render_file`).
     """
 
-    def __init__(self, **options):
-        self.options = options
+    SAMPLE = (32768, 8 * 32768)     # stream frames measured, of every so many
+    concurrent = True               # render_file may call it while the chain goes on
+
+    def __init__(self, workers: int = 1, **options):
+        self.options = {"sample": self.SAMPLE, **options}
+        self.workers = workers
         self.meter: ChainMeter | None = None
 
     def __call__(self, chain) -> None:
         if self.meter is None or self.meter.program is not chain.program:
-            self.meter = ChainMeter(chain, from_start=True, **self.options)
+            if self.meter is not None:
+                self.meter.close()
+            self.meter = ChainMeter(chain, from_start=True, workers=self.workers, **self.options)
         self.meter.poll()
 
     def finish(self, chain) -> ChainMeter:
         """Read what is left after the render (the flush) and return the meter."""
         self(chain)
+        self.meter.close()
         return self.meter

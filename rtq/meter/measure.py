@@ -80,7 +80,8 @@ Figures (``result()``, one list entry per channel unless noted)
     signal reads N bits, with TPDF dither ``N - log2(sqrt(3)) = N - 0.79``.  The
     input counts as a sine when its spectral line (the strongest bin above DC +-3 bins,
     together with bins 0..2 for a DC offset) holds at least 99 % of its power in the
-    Welch spectrum; otherwise both are None.
+    Welch spectrum of every fourth segment (:data:`SINE_TEST_EVERY`; the first is always
+    one, and an input that is a sine is one in every segment); otherwise both are None.
 
 Levels of zero power (-inf dB) and undefined figures are None; results hold only
 lists, floats, ints, bools and None, so they serialise with ``json.dumps``.
@@ -109,8 +110,10 @@ BAND_EDGES_DBFS = np.arange(-96.0, 1.0, 6.0)
 MIN_BAND_COUNT = 1000
 SINE_FRACTION = 0.99
 SINE_LINE_BINS = 3
+SINE_TEST_EVERY = 4      # the input's spectrum (for the sine test) from every 4th segment
 OFF_GRID_LSB = 1e-6
 FULL_SCALE_RANGE = 2.0     # IEEE 1241's FSR: full scale is +-1
+_FFT_BATCH_SAMPLES = 1 << 18   # samples transformed at once (their temporaries stay in cache)
 # What the figures are, for their labels.
 ENOB_DEFINITION = "IEEE 1241: SINAD referred to a full-scale sine"
 ITU468_DETECTOR = "RMS, not the standard's quasi-peak"
@@ -206,7 +209,7 @@ def _db(power) -> list:
         return [_db(row) for row in p]
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 10.0 * np.log10(p)
-    return [float(v) if np.isfinite(v) else None for v in db]
+    return [v if v - v == 0.0 else None for v in db.tolist()]      # v - v: 0 when finite
 
 
 def _ntf_power(ntf: Ntf | None, w: np.ndarray) -> np.ndarray:
@@ -317,6 +320,7 @@ class ErrorMeter:
         self._ex = np.empty((self.channels, 2, 2 * self._nfft))   # [e, x] from the next segment's start
         self._pending = 0                                     # frames of it
         self._done = 0                                        # frames of it already measured
+        self._seen = 0                                        # segments transformed since reset
 
     def update(self, x, y) -> np.ndarray:
         """Measure one chunk; returns its error ``y - x`` (0 where either is not finite),
@@ -402,6 +406,13 @@ class ErrorMeter:
             raise ValueError(f"expected shape (frames, {self.channels}), got {a.shape}")
         return a
 
+    def _power(self, segments: np.ndarray) -> np.ndarray:
+        """Power spectra of windowed ``segments`` (..., nfft)."""
+        spectra = np.fft.rfft(segments * self._window, axis=-1)
+        power = np.square(spectra.real)
+        power += np.square(spectra.imag)
+        return power
+
     def _add_segments(self) -> None:
         """Spectra of the segments the pending frames complete (all at once), each added
         to the block its last frame belongs to, and to the total once that block is
@@ -411,21 +422,26 @@ class ErrorMeter:
         if not count:
             return
         segments = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
-        spectra = np.fft.rfft(segments * self._window, axis=-1)
-        power = np.square(spectra.real)
-        power += np.square(spectra.imag)                     # (channels, [e, x], count, bins)
         first_end = self._frames - self._pending + self._nfft    # stream position after the first segment
         block_now = self._frames // self._hop
         ring = len(self._fsums) - 1
-        for k in range(count):
-            block = (first_end + k * self._hop - 1) // self._hop
-            if block_now - block < ring:       # still in the ring: the momentary window sees it
-                row = 1 + block % ring
-                self._spec[row] += power[:, :, k]
-                self._segments[row] += 1
-            if block < block_now:              # closed: already added into the total
-                self._spec[0] += power[:, :, k]
-                self._segments[0] += 1
+        batch = max(1, _FFT_BATCH_SAMPLES // (2 * self.channels * self._nfft))   # temporaries stay small
+        for first in range(0, count, batch):
+            chosen = segments[:, :, first:first + batch]
+            power_e = self._power(chosen[:, 0])                  # (channels, segments, bins)
+            picks = [k for k in range(chosen.shape[2]) if (self._seen + first + k) % SINE_TEST_EVERY == 0]
+            power_x = self._power(chosen[:, 1, picks]) if picks else None
+            for k in range(chosen.shape[2]):
+                block = (first_end + (first + k) * self._hop - 1) // self._hop
+                rows = [0] if block < block_now else []      # closed: already added into the total
+                if block_now - block < ring:                  # still in the ring: the momentary window sees it
+                    rows.append(1 + block % ring)
+                for row in rows:
+                    self._spec[row, :, 0] += power_e[:, k]
+                    self._segments[row] += 1
+                    if k in picks:
+                        self._spec[row, :, 1] += power_x[:, picks.index(k)]
+        self._seen += count
         self._done = count * self._hop     # dropped at the next update (the error returned stays valid)
 
     # -- figures --------------------------------------------------------------------------
