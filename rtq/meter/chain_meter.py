@@ -325,7 +325,7 @@ class _Entry:
     program ops whose clips, loop resets and overloads it counts)."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
-                 rows, gain=1.0, factor=1, sample=None):
+                 rows, gain=1.0, factor=1, scales: _ScaleCounts | None = None, sample=None):
         self.meter, self.pair, self.history = meter, pair, history
         self.path, self.extra, self.rows, self.gain = path, extra, rows, gain
         self.scales = scales     # a block compander's scale counts
@@ -471,7 +471,8 @@ class ChainMeter:
             scales = None if info.scales is None else _ScaleCounts(prog.istate, info.scales[0], self.channels,
                                                                     info.scales[1])
             self._entries.append(_Entry(meter, pair, history, path, extra, _rows(info),
-                                        factor=tap_in.factor, sample=sample if tap_in.factor > 1 else None))
+                                        factor=tap_in.factor, scales=scales,
+                                        sample=sample if tap_in.factor > 1 else None))
 
         last = chain.quantizer_info.get((len(chain.stages) - 1,))   # the last stage, if a quantizer
         if last is not None and last.taps[0].factor == 1:

@@ -312,8 +312,12 @@ class ErrorMeter:
         rows = self._momentary_blocks + 2     # the closed blocks' total, then a ring: current + momentary
         self._fsums = np.zeros((rows, self.channels, acc.F_WIDTH))
         self._counts = np.zeros((rows, self.channels, acc.I_WIDTH), dtype=np.int64)
-        self._spec = np.zeros((rows, self.channels, 2, len(self._freq)))   # [e, x] spectra
-        self._segments = np.zeros(rows, dtype=np.int64)
+        # Figures formed here rather than in the compiled pass, by block like the sums, with
+        # one more row: the current block's share of the total, added when it closes.
+        self._spec = np.zeros((rows + 1, self.channels, 2, len(self._freq)))   # [e, x] spectra
+        self._segments = np.zeros(rows + 1, dtype=np.int64)
+        self._level_n = None if self._levels is None else \
+            np.zeros((rows + 1, self.channels, self._levels[0].size + 1), dtype=np.int64)   # + off the levels
         self._state = np.array([0, 1, 0], dtype=np.int64)    # frames in the block, its row, blocks closed
         self._last = np.full(self.channels, np.nan)          # previous x, for the sine fit
         self._frames = 0
@@ -336,9 +340,10 @@ class ErrorMeter:
             raise ValueError(f"x and y differ in shape: {x.shape} vs {y.shape}")
         n = len(x)
         ring = len(self._fsums) - 1
+        extras = self._extras()
         for block in range(self._frames // self._hop + 1, (self._frames + n) // self._hop + 1)[-ring:]:
-            self._spec[1 + block % ring] = 0.0      # a ring row taken by a new block
-            self._segments[1 + block % ring] = 0
+            for figures in extras:
+                figures[1 + block % ring] = 0       # a ring row taken by a new block
         if self._done:
             self._pending -= self._done
             self._ex[:, :, :self._pending] = self._ex[:, :, self._done:self._done + self._pending].copy()
@@ -348,15 +353,55 @@ class ErrorMeter:
             grown = np.empty((self.channels, 2, max(pending + n, 2 * self._ex.shape[-1])))
             grown[:, :, :pending] = self._ex[:, :, :pending]
             self._ex = grown
-        acc.accumulate_entry.ctypes(x.ctypes.data, y.ctypes.data, n, self.channels, self._ex.ctypes.data,
+        bad = acc.accumulate_entry.ctypes(x.ctypes.data, y.ctypes.data, n, self.channels, self._ex.ctypes.data,
                                     self._ex.shape[-1], pending, self._grid.ctypes.data, len(self._grid),
                                     self._last.ctypes.data, self._fsums.ctypes.data, self._counts.ctypes.data,
                                     len(self._fsums), self._hop, self._state.ctypes.data)
+        before = self._frames
         self._frames += n
         self._pending += n
+        if before // self._hop < self._frames // self._hop:    # the block that was current has closed
+            for figures in extras:
+                figures[0] += figures[-1]
+                figures[-1] = 0
+        if self._levels is not None:
+            self._add_levels(np.where(np.isfinite(x) & np.isfinite(y), y, 0.0) if bad else y, before)
         e = self._ex[:, 0, pending:pending + n].T
         self._add_segments()
         return e
+
+    def _extras(self) -> list[np.ndarray]:
+        """The per-block figures formed outside the compiled pass (rows: total, ring, open)."""
+        return [self._spec, self._segments] + ([self._level_n] if self._level_n is not None else [])
+
+    def _rows(self, block: int) -> list[int]:
+        """Where figures of stream block ``block`` go: the total (the open row while the
+        block is current, added to the total when it closes), and its ring row while the
+        momentary window may see it."""
+        block_now = self._frames // self._hop
+        ring = len(self._fsums) - 1
+        rows = [0 if block < block_now else ring + 1]
+        if block_now - block < ring:
+            rows.append(1 + block % ring)
+        return rows
+
+    def _add_levels(self, y: np.ndarray, start: int) -> None:
+        """Count the output's levels (a non-uniform quantizer), block by block; frames
+        ``start ..`` of the stream."""
+        done = 0
+        while done < len(y):
+            block = (start + done) // self._hop
+            stop = min(len(y), (block + 1) * self._hop - start)
+            rows = self._rows(block)
+            for c, levels in enumerate(self._levels):
+                v = y[done:stop, c]
+                index = np.minimum(np.searchsorted(levels, v), levels.size - 1)
+                exact = levels[index] == v
+                found = np.bincount(index[exact], minlength=levels.size)
+                for row in rows:
+                    self._level_n[row, c, :-1] += found
+                    self._level_n[row, c, -1] += np.count_nonzero(~exact)
+            done = stop
 
     def restart_segment(self) -> None:
         """The next frames do not continue the last ones (a reader skipped some): start
@@ -386,14 +431,18 @@ class ErrorMeter:
         """The figures over ``window`` (``"integrated"`` or ``"momentary"``) as a JSON-ready dict."""
         current = int(self._state[1])
         if window == "integrated":
-            rows, frames = [0, current], self._frames
+            rows, extra_rows, frames = [0, current], [0, len(self._fsums)], self._frames
         elif window == "momentary":
-            rows = [r for r in range(1, len(self._fsums)) if r != current]
+            rows = extra_rows = [r for r in range(1, len(self._fsums)) if r != current]
             frames = min(int(self._state[2]), self._momentary_blocks) * self._hop
         else:
             raise ValueError(f"unknown window {window!r}; expected one of {WINDOWS}")
         fsums, counts = _Stats.combine(self._fsums[rows], self._counts[rows])
-        stats = _Stats(fsums, counts, self._spec[rows].sum(axis=0), int(self._segments[rows].sum()), frames)
+        stats = _Stats(fsums, counts, self._spec[extra_rows].sum(axis=0), int(self._segments[extra_rows].sum()),
+                       frames)
+        if self._level_n is not None:
+            levels = self._level_n[extra_rows].sum(axis=0)
+            stats.level_count, stats.off_grid = levels[:, :-1], levels[:, -1]
         return self._report(stats, window)
 
     # -- accumulation -------------------------------------------------------------------
@@ -415,16 +464,13 @@ class ErrorMeter:
 
     def _add_segments(self) -> None:
         """Spectra of the segments the pending frames complete (all at once), each added
-        to the block its last frame belongs to, and to the total once that block is
-        closed."""
+        to the block its last frame belongs to (:meth:`_rows`)."""
         data = self._ex[:, :, :self._pending]      # (channels, [e, x], frames)
         count = (self._pending - self._nfft) // self._hop + 1 if self._pending >= self._nfft else 0
         if not count:
             return
         segments = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
         first_end = self._frames - self._pending + self._nfft    # stream position after the first segment
-        block_now = self._frames // self._hop
-        ring = len(self._fsums) - 1
         batch = max(1, _FFT_BATCH_SAMPLES // (2 * self.channels * self._nfft))   # temporaries stay small
         for first in range(0, count, batch):
             chosen = segments[:, :, first:first + batch]
@@ -432,11 +478,7 @@ class ErrorMeter:
             picks = [k for k in range(chosen.shape[2]) if (self._seen + first + k) % SINE_TEST_EVERY == 0]
             power_x = self._power(chosen[:, 1, picks]) if picks else None
             for k in range(chosen.shape[2]):
-                block = (first_end + (first + k) * self._hop - 1) // self._hop
-                rows = [0] if block < block_now else []      # closed: already added into the total
-                if block_now - block < ring:                  # still in the ring: the momentary window sees it
-                    rows.append(1 + block % ring)
-                for row in rows:
+                for row in self._rows((first_end + (first + k) * self._hop - 1) // self._hop):
                     self._spec[row, :, 0] += power_e[:, k]
                     self._segments[row] += 1
                     if k in picks:

@@ -415,6 +415,18 @@ def test_any_chunking_gives_the_same_result(sizes):
         assert_same_result(whole.result(window), chunked.result(window))
 
 
+@pytest.mark.parametrize("sizes", [[1000], [7] * 143, [333, 1, 666]])
+def test_segments_after_a_restart_all_count(sizes):
+    """After restart_segment the segments end inside blocks, not at their ends: every one
+    counts in the integrated spectrum, however the frames come (a segment that completed
+    in the current block was lost from it when that block closed)."""
+    x, y = _stream_case(1100, seed=41)
+    meter = _feed(ErrorMeter(FS, 2, bits=16, nfft=128), x[:100], y[:100], [100])
+    meter.restart_segment()
+    meter = _feed(meter, x[100:], y[100:], sizes)
+    assert meter.result()["spectrum"]["segments"] == (1000 - 128) // 64 + 1
+
+
 def test_momentary_window_is_the_last_complete_blocks():
     rng = np.random.default_rng(37)
     n = 40 * 2048 + 1000
