@@ -56,8 +56,8 @@ from numba.extending import intrinsic
 from ..jit import kernel
 from .ntf import MAX_ORDER
 from .rng import next_bits, next_uniform
-from .simd import (clear_lane, first_word, fma_vector, fused_multiply_add, lane_sums4, make_pair, pair_count,
-                   store_word_pairs, word_pairs)
+from .simd import (clear_lane, first_word, float64x2, fma_vector, fused_multiply_add, lane_sums, lanes_of, load_pair,
+                   make_pair, pair_count, store_pair, store_word_pairs, word_pairs)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -132,6 +132,10 @@ def dither_sample(kind, amp, state, prev):
 # Error-filter taps computed per sample (the newest errors); older taps are summed for
 # NEAR_TAPS samples at a time in a loop the compiler vectorises.
 NEAR_TAPS = 4
+# Far taps from this one on are summed a sub-block ahead (see _far_sums).
+SPLIT_TAPS = 2 * NEAR_TAPS
+_ZEROS4 = (0.0,) * NEAR_TAPS
+_ZEROS8 = (0.0,) * (2 * NEAR_TAPS)
 # Extra history slots: the linear history is compacted once per HISTORY_SLACK samples.
 HISTORY_SLACK = 64
 # tpdf-hp draw, newest error (FIR), overload run length (recursive), far sums of the
@@ -167,10 +171,11 @@ def history_length(a_taps: int) -> int:
 
 
 def state_per_channel(a_taps: int, b_taps: int) -> int:
-    """fstate words per channel for an error filter with these tap counts."""
+    """fstate words per channel for an error filter with these tap counts (FIR: room for
+    two histories, which a pair of channels keeps interleaved in its first channel's)."""
     if b_taps:
         return RECURSIVE_ORDER + _MISC
-    return history_length(a_taps) + _MISC
+    return 2 * history_length(a_taps) + _MISC
 
 
 def grid_of(bits: int) -> tuple[float, float, float, float]:
@@ -281,9 +286,28 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
                               guard_state)
         return
     end = 0
-    for c in range(nch):
+    # Shaped and unguarded: two channels at a time, an odd one alone.
+    paired = nch - nch % 2 if a.shape[0] and guard is None else 0
+    g6 = (grid[0], grid[1], grid[2], grid[3], grid[4], grid[5])
+    for c in range(0, paired, 2):
+        base, bd = c * stride, (c + 1) * stride
+        args = (buf[c, :n], buf[c + 1, :n], g6, dither_amp, a, state[base:base + memory],
+                state[base + memory:base + stride], state[bd + memory:bd + stride], pos[0], pos[1],
+                rng[c:c + 1], rng[c + 1:c + 2], counters[c], counters[c + 1])
+        # One loop per dither kind (the kind a constant in each): no branch on it per sample.
+        if dither_kind == DITHER_TPDF:
+            end = _requantize_fir_pair(DITHER_TPDF, args)
+        elif dither_kind == DITHER_NONE:
+            end = _requantize_fir_pair(DITHER_NONE, args)
+        elif dither_kind == DITHER_RPDF:
+            end = _requantize_fir_pair(DITHER_RPDF, args)
+        elif dither_kind == DITHER_TPDF_HP:
+            end = _requantize_fir_pair(DITHER_TPDF_HP, args)
+        else:
+            end = _requantize_fir_pair(DITHER_GAUSSIAN, args)
+    for c in range(paired, nch):
         base = c * stride
-        end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory],
+        end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory // 2],
                               state[base + memory:base + stride], pos[0], pos[1], rng[c:c + 1], counters[c],
                               guard, guard_state[c * GUARD_WORDS:(c + 1) * GUARD_WORDS])
     if a.shape[0]:
@@ -357,7 +381,7 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
 
     The filter is split into *far* taps (j > NEAR_TAPS), summed for NEAR_TAPS samples
     at once from errors that are already known (four lanes of one vector register,
-    :func:`~rtq.dsp.simd.lane_sums4`), and *near* taps summed per sample, newest last,
+    :func:`~rtq.dsp.simd.lane_sums`), and *near* taps summed per sample, newest last,
     so the loop-carried path is one fused multiply-add, the rounding and a subtraction.
     """
     step = grid[0]
@@ -374,23 +398,16 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     gen = rng[0]
     prev = misc[0]
     e1 = misc[1]
+    ahead = _ZEROS4
+    fresh = True
     for i in range(x.shape[0]):
         xs = x[i] * inv_step
         r, gen, prev = dither_sample(dither_kind, dither_amp, gen, prev)
         o = 0.0
         if shaped:
             if sub == 0:
-                if p == hl:
-                    # An element loop, not a slice copy: the ranges overlap for filters
-                    # longer than HISTORY_SLACK, where Numba would allocate a temporary.
-                    for k in range(keep):
-                        he[k] = he[hl - keep + k]
-                    p = keep
-                f0, f1, f2, f3 = lane_sums4(a, he, p, NEAR_TAPS)
-                misc[_FAR] = f0
-                misc[_FAR + 1] = f1
-                misc[_FAR + 2] = f2
-                misc[_FAR + 3] = f3
+                p, ahead = _far_sums(a, he, misc, p, hl, keep, ahead, fresh)
+                fresh = False
             hp = np.uint64(p)
             rest = misc[_FAR + sub] + a[3] * he[hp - _U4] + a[2] * he[hp - _U3] + a[1] * he[hp - _U2]
             # Only this multiply-add (fused: one rounding, one instruction), the rounding
@@ -413,6 +430,7 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
                         he[k] = 0.0
                     for k in range(NEAR_TAPS):
                         misc[_FAR + k] = 0.0
+                    ahead = _ZEROS4     # the next far sums read only the cleared history
                     e1 = 0.0
                     o = 0.0
             xs = _limited(guard, gs, xs, (xs + r - off) - o, lo, hi)
@@ -429,6 +447,189 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     rng[0] = gen
     misc[0] = prev
     misc[1] = e1
+    return p * NEAR_TAPS + sub
+
+
+def _splat(builder, values, k):
+    """A pair with both lanes ``values[k]`` (code generation)."""
+    value = builder.extract_value(values, k)
+    return make_pair(builder, value, value)
+
+
+def _bounded(builder, v, lo, hi, saturating):
+    """``(v saturated to lo .. hi if saturating, else v; the lanes outside)`` (code generation)."""
+    above = builder.fcmp_ordered(">", v, hi)
+    below = builder.fcmp_ordered("<", v, lo)
+    if saturating:
+        v = builder.select(above, hi, builder.select(below, lo, v))
+    return v, builder.or_(above, below)
+
+
+def _lane_bits(builder, mask):
+    """A two-lane mask as the bits 0 and 1 of an int64 (code generation)."""
+    return builder.zext(builder.bitcast(mask, ir.IntType(2)), ir.IntType(64))
+
+
+def _fir_pair_intrinsic(saturating: bool):
+    """:func:`_fir_pair_sample` (``saturating``) or its fast form :func:`_fir_pair_sample_fast`."""
+
+    def fir_pair_sample(typingctx, grid, near, errors, far_c, far_d, xr_c, xr_d, xo_c, xo_d):
+        if not (isinstance(grid, types.UniTuple) and isinstance(near, types.UniTuple) and near.count == NEAR_TAPS
+                and pair_count(errors) == NEAR_TAPS):
+            return None
+        f64 = types.float64
+        sig = types.Tuple((float64x2, f64, f64, types.int64))(grid, near, errors, f64, f64, f64, f64, f64, f64)
+
+        def codegen(context, builder, signature, args):
+            g, near_, errors_, fc, fd, xrc, xrd, xoc, xod = args
+
+            def pair(u, v):
+                return make_pair(builder, u, v)
+
+            def splat(k, values=g):
+                return _splat(builder, values, k)
+
+            def bounded(v, lo, hi):
+                return _bounded(builder, v, lo, hi, saturating)
+
+            def lane_bits(mask):
+                return _lane_bits(builder, mask)
+
+            # rest = far + a3 e4 + a2 e3 + a1 e2, in that order, each product rounded
+            rest = pair(fc, fd)
+            for k in range(NEAR_TAPS - 1, 0, -1):
+                rest = builder.fadd(rest, builder.fmul(splat(k, near_), builder.extract_value(errors_, k)))
+            o = fma_vector(builder, splat(0, near_), builder.extract_value(errors_, 0), rest)
+            step, _, off, lo, hi, ebound = (splat(k) for k in range(6))
+            rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(o.type, [o.type]), "llvm.rint.v2f64")
+            q, clipped = bounded(builder.call(rint, [builder.fsub(pair(xrc, xrd), o)]), builder.fsub(lo, off),
+                                 builder.fsub(hi, off))
+            e, overloaded = bounded(builder.fsub(q, builder.fsub(pair(xoc, xod), o)), builder.fneg(ebound), ebound)
+            y = builder.fmul(builder.fadd(q, off), step)
+            events = builder.or_(lane_bits(clipped), builder.shl(lane_bits(overloaded), ir.Constant(ir.IntType(64), 2)))
+            i32 = ir.IntType(32)
+            out = [e, builder.extract_element(y, ir.Constant(i32, 0)), builder.extract_element(y, ir.Constant(i32, 1)),
+                   events]
+            return context.make_tuple(builder, signature.return_type, out)
+
+        return sig, codegen
+
+    fir_pair_sample.__name__ = "_fir_pair_sample" if saturating else "_fir_pair_sample_fast"
+    return intrinsic(fir_pair_sample)
+
+
+_fir_pair_sample = _fir_pair_intrinsic(True)
+_fir_pair_sample.__doc__ = """One sample of two channels' FIR error feedback, one lane a channel.
+
+Lane-wise, as :func:`_requantize_fir` computes it for one channel: ``rest = ((far + a3 e4)
++ a2 e3) + a1 e2``, ``o = fma(a0, e1, rest)``, ``q = rint(xr - o)`` saturated to ``lo -
+off .. hi - off``, ``e = q - (xo - o)`` clamped to ``+-ebound``, ``y = (q + off) step``,
+with ``xr = (xs + r) - off`` and ``xo = xs - off`` formed per channel beforehand.
+``near`` is ``(a0, a1, a2, a3)``, ``errors`` the pairs ``(e1, e2, e3, e4)`` of the newest
+errors, which stay in registers from one sample to the next (no store and reload on the
+loop-carried path).  Returns ``(e, y_c, y_d, events)``: ``events`` bit 0/1 = channel c/d
+saturated, bit 2/3 = its error was clamped."""
+_fir_pair_sample_fast = _fir_pair_intrinsic(False)
+_fir_pair_sample_fast.__doc__ = """:func:`_fir_pair_sample` without the saturations: the same result
+whenever ``events`` is 0; otherwise the sample is run again through :func:`_fir_pair_sample`."""
+
+
+@njit(inline="always")
+def _far_sums(a, he, misc, p, hl, keep, ahead, fresh):
+    """At a sub-block's start: compact the history when full, store the sub-block's far sums
+    in ``misc``; returns the history position and the next sub-block's sums ``ahead``.
+
+    The far sums are pipelined: the taps from SPLIT_TAPS on of the next sub-block read
+    only errors known now, so they are summed here (``ahead``), off the loop-carried
+    path, and the next call only adds the taps NEAR_TAPS .. SPLIT_TAPS - 1, continuing the
+    same sums in the same order (:func:`~rtq.dsp.simd.lane_sums`): the same bits as one
+    sum over all far taps.  At a block's first sub-block (``fresh``) all far taps are
+    summed here.
+    """
+    if p == hl:
+        # An element loop, not a slice copy: the ranges overlap for filters longer than
+        # HISTORY_SLACK, where Numba would allocate a temporary.
+        for k in range(keep):
+            he[k] = he[hl - keep + k]
+        p = keep
+    na = a.shape[0]
+    if fresh:
+        f0, f1, f2, f3 = lane_sums(a, he, p, NEAR_TAPS, na, _ZEROS4)
+    else:
+        f0, f1, f2, f3 = lane_sums(a, he, p, NEAR_TAPS, min(SPLIT_TAPS, na), ahead)
+    misc[_FAR] = f0
+    misc[_FAR + 1] = f1
+    misc[_FAR + 2] = f2
+    misc[_FAR + 3] = f3
+    return p, lane_sums(a, he, p + NEAR_TAPS, SPLIT_TAPS, na, _ZEROS4)
+
+
+@njit(inline="always")
+def _pair_far_sums(a, h2, p, hl, keep, ahead, fresh):
+    """:func:`_far_sums` for two channels whose histories are interleaved in ``h2``: eight
+    lanes, lane ``2 t + c`` channel ``c``'s sum for sub-block sample ``t`` (the same sums,
+    in the same order, as each channel's own).  Returns the history position, the sums,
+    and the next sub-block's sums ahead."""
+    if p == hl:
+        for k in range(2 * keep):
+            h2[k] = h2[2 * (hl - keep) + k]
+        p = keep
+    na = a.shape[0]
+    if fresh:
+        far = lane_sums(a, h2, p, NEAR_TAPS, na, _ZEROS8)
+    else:
+        far = lane_sums(a, h2, p, NEAR_TAPS, min(SPLIT_TAPS, na), ahead)
+    return p, far, lane_sums(a, h2, p + NEAR_TAPS, SPLIT_TAPS, na, _ZEROS8)
+
+
+@njit(inline="always")
+def _requantize_fir_pair(dither_kind, args):
+    """Channels c and d with an FIR error filter, as :func:`_requantize_fir` runs each, in
+    the two lanes of vector registers: their errors, interleaved in one history ``h2``
+    (``h2[2 k + 0/1]``: channel c/d), and their loop-carried paths
+    (:func:`_fir_pair_sample_fast`); returns ``p * NEAR_TAPS + sub`` at the end.  The far
+    sums come eight lanes at a time (:func:`_pair_far_sums`), the dither per channel, all
+    in the same order as the one-channel loop.  ``args``: ``xc, xd, grid, dither_amp, a,
+    h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``; inlined where
+    ``dither_kind`` is a constant, so the loop has no branch on it."""
+    xc, xd, grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d = args
+    inv_step = grid[1]
+    off = grid[2]
+    near = (a[0], a[1], a[2], a[3])
+    hl = h2.shape[0] // 2
+    keep = hl - HISTORY_SLACK
+    gen_c, gen_d = rng_c[0], rng_d[0]
+    prev_c, prev_d = mc[0], md[0]
+    errors = (load_pair(h2, 2 * (p - 1)), load_pair(h2, 2 * (p - 2)), load_pair(h2, 2 * (p - 3)),
+              load_pair(h2, 2 * (p - 4)))
+    ahead = _ZEROS8
+    fresh = True
+    for i in range(xc.shape[0]):
+        xs_c = xc[i] * inv_step
+        xs_d = xd[i] * inv_step
+        r_c, gen_c, prev_c = dither_sample(dither_kind, dither_amp, gen_c, prev_c)
+        r_d, gen_d, prev_d = dither_sample(dither_kind, dither_amp, gen_d, prev_d)
+        if sub == 0:
+            p, f, ahead = _pair_far_sums(a, h2, p, hl, keep, ahead, fresh)
+            fresh = False
+            mc[_FAR], md[_FAR], mc[_FAR + 1], md[_FAR + 1] = f[0], f[1], f[2], f[3]
+            mc[_FAR + 2], md[_FAR + 2], mc[_FAR + 3], md[_FAR + 3] = f[4], f[5], f[6], f[7]
+        args = (grid, near, errors, mc[_FAR + sub], md[_FAR + sub], xs_c + r_c - off, xs_d + r_d - off, xs_c - off,
+                xs_d - off)
+        e, y_c, y_d, events = _fir_pair_sample_fast(*args)
+        if events != 0:   # rare: saturation
+            e, y_c, y_d, events = _fir_pair_sample(*args)
+            counters_c[COUNT_CLIPS] += events & 1
+            counters_d[COUNT_CLIPS] += (events >> 1) & 1
+        xc[i] = y_c
+        xd[i] = y_d
+        store_pair(h2, 2 * p, e)
+        errors = (e, errors[0], errors[1], errors[2])
+        p += 1
+        sub = sub + 1 if sub < NEAR_TAPS - 1 else 0
+    rng_c[0], rng_d[0] = gen_c, gen_d
+    mc[0], md[0] = prev_c, prev_d
+    mc[1], md[1] = lanes_of(errors[0])
     return p * NEAR_TAPS + sub
 
 
@@ -451,19 +652,13 @@ def _paired_sample_intrinsic(saturating: bool):
                 return make_pair(builder, u, v)
 
             def splat(k):
-                value = builder.extract_value(g, k)
-                return pair(value, value)
+                return _splat(builder, g, k)
 
             def bounded(v, lo, hi):
-                """(v saturated to lo .. hi if saturating, else v; the lanes outside)"""
-                above = builder.fcmp_ordered(">", v, hi)
-                below = builder.fcmp_ordered("<", v, lo)
-                if saturating:
-                    v = builder.select(above, hi, builder.select(below, lo, v))
-                return v, builder.or_(above, below)
+                return _bounded(builder, v, lo, hi, saturating)
 
             def lane_bits(mask):
-                return builder.zext(builder.bitcast(mask, ir.IntType(2)), ir.IntType(64))
+                return _lane_bits(builder, mask)
 
             step, inv_step, off, lo, hi, ebound = (splat(k) for k in range(6))
             s = [builder.extract_value(p_tuple, k) for k in range(words)]

@@ -1,8 +1,9 @@
 """Explicit vector code for the loops LLVM will not vectorise by itself.
 
-:func:`lane_sums4` computes four running sums side by side in one ``<4 x double>``
-register.  Each lane adds its products in the same order as the scalar loop would, so
-the result is bit-identical to four scalar accumulators; only the throughput changes.
+:func:`lane_sums` computes four (or, for two channels, eight) running sums side by side
+in one vector register.  Each lane adds its products in the same order as the scalar
+loop would, so the result is bit-identical to scalar accumulators; only the throughput
+changes.
 
 :data:`float64x2` is a Numba type for one ``<2 x double>`` register value, so a loop can
 carry vectors from one iteration to the next: the states of two channels' recursive
@@ -21,32 +22,51 @@ _I32 = ir.IntType(32)
 
 
 @intrinsic
-def lane_sums4(typingctx, coeffs, hist, pos, first):
-    """``(s_0, s_1, s_2, s_3)`` with ``s_t = sum_{j = n-1 .. first} coeffs[j] * hist[pos - j - 1 + t]``.
+def lane_sums(typingctx, coeffs, hist, pos, first, last, start):
+    """Running sums side by side in one vector register, ``start`` holding their initial
+    values: a tuple of four floats (one channel) or eight (two, interleaved).
 
-    ``j`` runs downwards (oldest history first), as in the scalar form.  Both arrays
-    must be C-contiguous float64; the caller keeps every index in range (no checks).
+    Four lanes: ``s_t = start_t + sum_{j = last-1 .. first} coeffs[j] * hist[pos - j - 1 + t]``.
+    Eight lanes read a history of two channels interleaved (``hist[2 k + c]`` is channel
+    ``c``'s sample ``k``): lane ``2 t + c`` is ``s_t`` of channel ``c``.
+
+    ``j`` runs downwards (oldest history first), as in the scalar form, each product
+    added to the running sum in turn (no fused multiply-add), so a sum over taps
+    ``[first, last)`` continued from one over ``[last, n)`` (its ``start``) is the sum
+    over ``[first, n)`` to the bit, and each lane is what one scalar accumulator gives.
+    Both arrays must be C-contiguous float64; the caller keeps every index in range
+    (no checks).
     """
-    sig = types.UniTuple(types.float64, 4)(coeffs, hist, types.intp, types.intp)
+    if not (isinstance(start, types.UniTuple) and start.count in (4, 8)):
+        return None
+    width = start.count
+    sig = types.UniTuple(types.float64, width)(coeffs, hist, types.intp, types.intp, types.intp, start)
+    vec = ir.VectorType(ir.DoubleType(), width)
 
     def codegen(context, builder, signature, args):
         c_arr = context.make_array(signature.args[0])(context, builder, args[0])
         h_arr = context.make_array(signature.args[1])(context, builder, args[1])
-        pos, first = args[2], args[3]
-        n = builder.extract_value(c_arr.shape, 0)
-        one = ir.Constant(n.type, 1)
-        acc = cgutils.alloca_once_value(builder, ir.Constant(_VEC, [0.0] * 4))
-        with cgutils.for_range(builder, builder.sub(n, first)) as loop:
-            j = builder.sub(builder.sub(n, one), loop.index)
+        pos, first, last, init = args[2], args[3], args[4], args[5]
+        one = ir.Constant(pos.type, 1)
+        scale = ir.Constant(pos.type, width // 4)
+        value = ir.Constant(vec, ir.Undefined)
+        for t in range(width):
+            value = builder.insert_element(value, builder.extract_value(init, t), ir.Constant(_I32, t))
+        acc = cgutils.alloca_once_value(builder, value)
+        count = builder.sub(last, first)
+        count = builder.select(builder.icmp_signed(">", count, ir.Constant(count.type, 0)), count,
+                               ir.Constant(count.type, 0))
+        with cgutils.for_range(builder, count) as loop:
+            j = builder.sub(builder.sub(last, one), loop.index)
             cj = builder.load(builder.gep(c_arr.data, [j]))
-            where = builder.gep(h_arr.data, [builder.sub(builder.sub(pos, j), one)])
-            h = builder.load(builder.bitcast(where, _VEC.as_pointer()), align=8)
-            splat = builder.insert_element(ir.Constant(_VEC, ir.Undefined), cj, ir.Constant(_I32, 0))
-            splat = builder.shuffle_vector(splat, ir.Constant(_VEC, ir.Undefined),
-                                           ir.Constant(ir.VectorType(_I32, 4), [0] * 4))
+            where = builder.gep(h_arr.data, [builder.mul(builder.sub(builder.sub(pos, j), one), scale)])
+            h = builder.load(builder.bitcast(where, vec.as_pointer()), align=8)
+            splat = builder.insert_element(ir.Constant(vec, ir.Undefined), cj, ir.Constant(_I32, 0))
+            splat = builder.shuffle_vector(splat, ir.Constant(vec, ir.Undefined),
+                                           ir.Constant(ir.VectorType(_I32, width), [0] * width))
             builder.store(builder.fadd(builder.load(acc), builder.fmul(splat, h)), acc)
         total = builder.load(acc)
-        lanes = [builder.extract_element(total, ir.Constant(_I32, t)) for t in range(4)]
+        lanes = [builder.extract_element(total, ir.Constant(_I32, t)) for t in range(width)]
         return context.make_tuple(builder, signature.return_type, lanes)
 
     return sig, codegen
@@ -143,6 +163,58 @@ def store_word_pairs(typingctx, c, d, pairs):
         return context.get_dummy_value()
 
     return types.void(c, d, pairs), codegen
+
+
+@intrinsic
+def pair_of(typingctx, u, v):
+    """A :data:`float64x2` with lanes ``u``, ``v`` (both float64)."""
+    if not (u == types.float64 and v == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return make_pair(builder, *args)
+
+    return float64x2(u, v), codegen
+
+
+@intrinsic
+def load_pair(typingctx, array, index):
+    """``array[index : index + 2]`` (C-contiguous float64; no checks) as a :data:`float64x2`."""
+    if not (_c_float64(array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
+        return builder.load(builder.bitcast(where, _PAIR.as_pointer()), align=8)
+
+    return float64x2(array, index), codegen
+
+
+@intrinsic
+def store_pair(typingctx, array, index, pair):
+    """``array[index : index + 2] = pair`` (C-contiguous float64; no checks)."""
+    if not (_c_float64(array) and isinstance(index, types.Integer) and pair == float64x2):
+        return None
+
+    def codegen(context, builder, signature, args):
+        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
+        builder.store(args[2], builder.bitcast(where, _PAIR.as_pointer()), align=8)
+        return context.get_dummy_value()
+
+    return types.void(array, index, pair), codegen
+
+
+@intrinsic
+def lanes_of(typingctx, pair):
+    """``(lane 0, lane 1)`` of a :data:`float64x2`."""
+    if pair != float64x2:
+        return None
+
+    def codegen(context, builder, signature, args):
+        lanes = [builder.extract_element(args[0], ir.Constant(_I32, k)) for k in (0, 1)]
+        return context.make_tuple(builder, signature.return_type, lanes)
+
+    return types.UniTuple(types.float64, 2)(pair), codegen
 
 
 def make_pair(builder, u, v):

@@ -544,6 +544,57 @@ def test_recursive_kernel_matches_the_textbook_loop(shaping_param, fs):
             assert (counts[c, 0], counts[c, 2]) == (clips, resets)
 
 
+@pytest.mark.parametrize("name,fs", [("shibata", 44100), ("lipshitz", 44100), ("high-shibata", 44100),
+                                     ("improved-e-weighted", 46000), ("shibata", 22050)])
+def test_fir_kernel_matches_the_textbook_loop(name, fs):
+    """FIR error feedback (run two channels at a time in the lanes of one register, an
+    odd one alone, with the far taps summed ahead) against the direct-form loop: every
+    channel of 1 to 4, in blocks of 1000 (the sub-block position carries over): the same
+    codes.  (Through clipping the two can part at a rounding tie: the kernel's sums run
+    in another order; the pairs are checked against single channels there, below.)"""
+    bits, n = 12, 5000
+    rng = np.random.default_rng(11)
+    x = 0.3 * rng.standard_normal((n, 4))
+    stage = Requantize(bits, "none", shaping=name)
+    filt = stage.error_filter(fs, 48000)
+    assert not len(filt.b) and len(filt.a) > 4
+    expected = [textbook_loop(x[:, c], bits, filt.a, np.zeros_like(filt.a), 0)[0] for c in range(4)]
+    for channels in (1, 2, 3, 4):
+        chain = Chain([stage]).prepare(fs, channels, 1000)
+        y = x[:, :channels].copy()
+        chain.process(y)
+        for c in range(channels):
+            assert np.array_equal(y[:, c], expected[c]), f"{channels} channels: channel {c} differs"
+
+
+@pytest.mark.parametrize("dither", ["tpdf", "rpdf", "tpdf-hp", "gaussian", "none"])
+def test_fir_channels_in_pairs_equal_each_channel_alone(dither):
+    """Channels run in pairs give, bit for bit, what each channel gives run alone (a
+    chain prepared for that channel: its own dither stream, as a render's channel groups
+    run them), through a clipping passage (the same clip counts), in ragged blocks (1, 3
+    and 4097 frames: every sub-block position)."""
+    n, fs = 9000, 44100
+    rng = np.random.default_rng(12)
+    x = 0.4 * rng.standard_normal((n, 3))
+    x[4000:4100] *= 6.0
+    stage = Requantize(16, dither, shaping="shibata")
+    sizes = [1, 3, 4097, 1, 1, 3] * 4
+    cuts = np.cumsum(sizes)
+    together = x.copy()
+    chain = Chain([stage], seed=5).prepare(fs, 3, 4097)
+    for block in np.split(together, cuts):
+        chain.process(block)
+    clips = chain.program.counters[chain.quantizer_info[(0,)].op_index, :, 0]
+    assert clips.min() > 0
+    for c in range(3):
+        alone = Chain([stage], seed=5).prepare(fs, 1, 4097, first_channel=c)
+        y = x[:, c:c + 1].copy()
+        for block in np.split(y, cuts):
+            alone.process(block)
+        assert np.array_equal(together[:, c], y[:, 0]), f"channel {c} differs"
+        assert alone.program.counters[alone.quantizer_info[(0,)].op_index, 0, 0] == clips[c]
+
+
 # ---------------------------------------------------------------------------------------
 # Output grid, ranges, saturation
 # ---------------------------------------------------------------------------------------
