@@ -38,7 +38,7 @@ from .jit import address_as_void_pointer, kernel
 from .native import Entry
 
 from .chain import Chain
-from .program import META_MAX_BLOCK
+from .program import COL_FACTOR, META_MAX_BLOCK
 from .errors import UsageError
 from .files.audio import AudioInput, open_output, output_failure, output_format
 from .files.destination import Destination, check_destination
@@ -368,6 +368,21 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def group_bounds(channels: int, cores: int, paired: bool) -> list[int]:
+    """First channel of each channel group, and the channel count last: as many groups as
+    ``cores`` (at most one per channel), sizes as even as can be; ``paired``: channels
+    stay in pairs (0-1, 2-3, ...), so at most one group per pair."""
+    unit = 2 if paired else 1
+    units = -(-channels // unit)
+    count = max(1, min(cores, units))
+    return [min(channels, unit * round(k * units / count)) for k in range(count + 1)]
+
+
+def runs_at_stream_rate(chain: Chain) -> bool:
+    """Whether every op of the chain's program runs at the stream rate (no oversampling)."""
+    return bool(np.all(chain.program.ops[:, COL_FACTOR] == 1))
+
+
 class _ChannelGroups:
     """The prepared chain split into groups of channels, one core each.
 
@@ -376,16 +391,21 @@ class _ChannelGroups:
     chain.  The first group runs on the calling thread, the others on their own threads;
     the compiled call releases the GIL, so they run in parallel on the same block.
     With one group, it is the chain itself.
+
+    A chain running at the stream rate keeps channels in pairs: its requantizers run two
+    channels in the lanes of one register, 1.5 times the speed of one channel alone
+    (BENCHMARKS.md), so one core on a stereo pair takes less CPU than two cores on a
+    channel each and leaves the other to reading and writing.  Oversampling filters run
+    per channel: such a chain spreads its channels over the cores.
     """
 
     def __init__(self, chain: Chain, cores: int):
         channels = chain.channels
-        count = max(1, min(cores, channels))
+        bounds = group_bounds(channels, cores, runs_at_stream_rate(chain))
         self.chain = chain
-        if count == 1:
+        if len(bounds) == 2:
             self.parts = [(chain, 0)]
         else:
-            bounds = [round(k * channels / count) for k in range(count + 1)]
             max_block = chain.program.meta[META_MAX_BLOCK]
             self.parts = [(copy.deepcopy(chain).prepare(chain.sample_rate, hi - lo, max_block, first_channel=lo), lo)
                           for lo, hi in zip(bounds, bounds[1:])]

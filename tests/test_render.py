@@ -394,11 +394,13 @@ def test_progress_follows_the_current_stderr(tmp_path):
     assert terminal.getvalue().endswith("100.0 %\n")
 
 
-@pytest.mark.parametrize("channels", [2, 3])
+@pytest.mark.parametrize("channels", [2, 3, 4])
 @pytest.mark.parametrize("preset", ["cd-16-shibata", "converter-8bit-8x", "telephone-mulaw"])
 def test_channel_groups_on_their_own_threads_give_the_whole_chains_output(preset, channels):
-    """The render splits the chain by channels over the cores; each group takes its own
-    channels' dither streams, so the samples and the counts are those of one chain."""
+    """The render splits the chain by channels over the cores (in pairs for a chain at the
+    stream rate, whose requantizers run two channels in one register; one by one with
+    oversampling); each group takes its own channels' dither streams, so the samples and
+    the counts are those of one chain."""
     rng = np.random.default_rng(channels)
     x = rng.uniform(-0.5, 0.5, (20000, channels))
     x[5000:5400] *= 3.0                    # clips
@@ -408,7 +410,8 @@ def test_channel_groups_on_their_own_threads_give_the_whole_chains_output(preset
     expected = x.copy()
     whole.process(expected)
     with _ChannelGroups(Chain.from_spec(load_preset(preset)).prepare(rate, channels, 4096), 2) as groups:
-        assert len(groups.parts) == 2 and groups.parts[1][0].channels == channels // 2
+        sizes = {2: [2], 3: [2, 1], 4: [2, 2]} if preset != "converter-8bit-8x" else {2: [1, 1], 3: [2, 1], 4: [2, 2]}
+        assert [group.channels for group, _ in groups.parts] == sizes[channels]
         got = x.copy()
         for start in range(0, got.shape[0], 5000):
             groups.process(got[start:start + 5000])
