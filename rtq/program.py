@@ -111,6 +111,12 @@ def _sanitize(buf, n, counters):
     ``buf`` is channels x frames (a planar work buffer, or an interleaved block's
     transpose)."""
     for c in range(buf.shape[0]):
+        row = buf[c]
+        finite = 0
+        for i in range(n):      # vectorised: v - v is 0 exactly when v is finite
+            finite += row[i] - row[i] == 0.0
+        if finite == n:
+            continue
         for i in range(n):
             v = buf[c, i]
             if not np.isfinite(v):
