@@ -278,11 +278,12 @@ def read_text(path: str | os.PathLike, filename: str, what: str = "preset", *,
             data = file.read(max_bytes + 1)    # no more: /dev/zero is not read to the end
     except OSError as exc:
         raise PresetError(f"{filename}: cannot read {what}: {exc.strerror}") from None
-    if len(data) > max_bytes:
-        raise _too_large(filename, what, max_bytes)
+    # An audio file is named as one whatever its size (swapped arguments are the usual cause).
     audio = next((kind for magic, kind in _AUDIO_MAGIC if data.startswith(magic)), None)
     if audio is not None:
         raise PresetError(f"{filename}: cannot read {what}: it looks like an audio file ({audio}), not a YAML {what}")
+    if len(data) > max_bytes:
+        raise _too_large(filename, what, max_bytes)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -182,7 +182,7 @@ def test_a_preset_just_within_the_size_limit_is_read(files, capsys):
 def audio(files):
     import soundfile as sf
 
-    sf.write(str(files / "in.wav"), [[0.0, 0.0]] * 100, 44100)
+    sf.write(str(files / "in.wav"), [[0.0, 0.0]] * 20000, 44100)   # 80 kB: over the preset size limit
     (files / "notes.flac").write_bytes(b"\xff\xfe\x00not flac")
     return files
 
