@@ -6,14 +6,53 @@ needs: ``cache=True`` (no compiling at start-up once the cache is warm), ``nogil
 ``error_model="numpy"`` (no Python exception paths: a division by zero gives inf/nan
 instead of taking the GIL to raise).
 
+Numba's on-disk cache keys a function by its own file's time stamp and size, so a
+kernel whose file is unchanged would keep the machine code of a callee changed in
+another file (after a checkout, an edit or an upgrade that leaves the caller's file
+alone), and :mod:`rtq.native` would store that stale code under the new source's key.
+rtq's functions are therefore cached under the digest of all of rtq's source
+(:func:`rtq.cache.source_digest`, as the native cache is): any change compiles them
+all again.
+
 ``address_as_void_pointer`` lets compiled code view memory it was given as an address
 (C entry points, PortAudio's buffers) with ``numba.carray``; ``float_bits`` reads a
 float64's bit pattern.
 """
+from pathlib import Path
+
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
+from numba.core.caching import CacheImpl, InTreeCacheLocator, UserWideCacheLocator
 from numba.extending import intrinsic
+
+from .cache import source_digest
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+class _WholeSourceStamp:
+    """A cache locator mixin for rtq's own files: the source stamp is rtq's digest."""
+
+    @classmethod
+    def from_function(cls, py_func, py_file):
+        if not Path(py_file).resolve().is_relative_to(_PACKAGE):
+            return None
+        return super().from_function(py_func, py_file)
+
+    def get_source_stamp(self):
+        return source_digest()
+
+
+class _InTree(_WholeSourceStamp, InTreeCacheLocator):
+    pass
+
+
+class _UserWide(_WholeSourceStamp, UserWideCacheLocator):   # where the package is read-only
+    pass
+
+
+CacheImpl._locator_classes[:0] = [_InTree, _UserWide]
 
 kernel = njit(cache=True, nogil=True, error_model="numpy")
 
