@@ -274,5 +274,6 @@ def format_summary(summary: dict) -> str:
         f"  clips per channel: {summary['clips']}; noise-shaping loop resets: {summary['loop_resets']}; "
         f"samples above the loop's maximum stable amplitude: {summary['overloads']}",
         f"  non-finite input samples: {summary['nonfinite']}; chain switches: {summary['switches']}",
-        f"  CPU wake-up latency request: {summary['cpu_latency_qos']}",
+        f"  CPU wake-up latency request: {summary['cpu_latency_qos']}"
+        + (f"; audio thread: {summary['audio_thread']}" if summary.get("audio_thread") else ""),
     ])

@@ -264,6 +264,7 @@ class CallbackStream:
     """
 
     _started_ns: int | None = None  # set while the stream should be running
+    scheduling: str | None = None   # what the audio thread runs under, when the backend sets it
 
     def _setup_control(self, callback, in_channels: int, out_channels: int, samplerate: float,
                        user_words: int) -> None:

@@ -4,12 +4,16 @@
 (:mod:`rtq.live.callback`), every ``blocksize / samplerate`` seconds, from a clock that
 is compiled from end to end (:func:`_null_clock`: ``clock_nanosleep`` to absolute
 deadlines), entered once through ctypes from a thread: like PortAudio's thread on a
-device, no block waits for the GIL.  The input is silent and the output is discarded.
-``rtq live`` plays into it when there is no audio device.
+device, no block waits for the GIL.  Like an audio server's thread, that thread runs
+under real-time scheduling when the system allows it (:data:`CLOCK_PRIORITY`), so the
+screen and every other process's work wait for it rather than it for them.  The input
+is silent and the output is discarded.  ``rtq live`` plays into it when there is no
+audio device.
 """
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
 import weakref
@@ -80,6 +84,23 @@ def _null_clock(callback, input_addr, output_addr, frames, user_data, period_ns)
             _sleep_until_ns(deadline)
 
 
+#: SCHED_FIFO priority of the clock thread: the one a default ``jackd -R`` gives its
+#: clients' audio threads.  Under the normal scheduler the clock woke up to 9 ms late
+#: while the screen and other processes ran (BENCHMARKS.md).
+CLOCK_PRIORITY = 5
+
+
+def make_realtime(priority: int = CLOCK_PRIORITY) -> str:
+    """Put the calling thread under SCHED_FIFO at ``priority`` if the system allows it
+    (root, CAP_SYS_NICE or an RLIMIT_RTPRIO of at least ``priority``); returns what it
+    runs under, for the session's summary."""
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(priority))  # 0: this thread
+    except OSError as err:
+        return f"normal scheduling (real-time refused: {err.strerror})"
+    return f"real-time (SCHED_FIFO {priority})"
+
+
 _running_null_streams: weakref.WeakSet = weakref.WeakSet()
 
 
@@ -99,8 +120,9 @@ class NullStream(CallbackStream):
     deadlines, with silent input; the output is discarded.  The whole clock loop is
     compiled (:func:`_null_clock`) and entered once through ctypes, which releases the
     GIL: a Python loop would take the GIL back after every block, and a busy main thread
-    would make it miss deadlines (the README has the figures).  A block that starts more
-    than one period late counts as an output underflow.  Same interface as
+    would make it miss deadlines (the README has the figures).  That thread asks for
+    real-time scheduling (:func:`make_realtime`; :attr:`scheduling` says what it got).
+    A block that starts more than one period late counts as an output underflow.  Same interface as
     :class:`~rtq.live.portaudio.stream.DuplexStream` (``start``, ``check``, ``wait``,
     ``stop``, ``close``, ``bind``, ``stats``).
     """
@@ -121,6 +143,10 @@ class NullStream(CallbackStream):
         _null_clock.ctypes  # resolved (loaded or compiled) here, not in start()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self.scheduling: str | None = None
+        """What the clock thread runs under (:func:`make_realtime`); None before the first start."""
+        self.clock_thread_id: int | None = None
+        """The native id of the latest clock thread started."""
 
     @property
     def closed(self) -> bool:
@@ -135,9 +161,14 @@ class NullStream(CallbackStream):
         self._thread = threading.Thread(target=self._clock, name="rtq-null-stream", daemon=True)
         self._started_ns = time.monotonic_ns()
         _running_null_streams.add(self)
+        self._ready = threading.Event()
         self._thread.start()
+        self._ready.wait()      # the scheduling is known once start() returns
 
     def _clock(self) -> None:
+        self.clock_thread_id = threading.get_native_id()
+        self.scheduling = make_realtime()
+        self._ready.set()
         inp, out = (b.ctypes.data for b in self._buffers)
         period_ns = max(1, round(self.blocksize / self.samplerate * 1e9))
         _null_clock.ctypes(self._callback.address, inp, out, self.blocksize, self._ctl.ctypes.data, period_ns)

@@ -424,6 +424,10 @@ class LiveSession:
     def summary(self) -> dict:
         """Counters and callback load, for the exit summary and ``--stats-json``.
 
+        ``audio_thread`` says what the audio thread runs under when rtq chose it (the
+        silent built-in output's clock: real-time, or why not), else None (a sound card's
+        thread is its audio system's: JACK's is real-time when jackd runs with -R).
+
         ``blocksize`` is the frames each callback had: the one asked for, else the
         stream's (256 on the built-in output), else (the host's choice) the mean."""
         st = self.stream.stats()
@@ -450,6 +454,7 @@ class LiveSession:
             "switches": self.engine.switches,
             "lost": self.lost,
             "cpu_latency_qos": self.wakeup.status,
+            "audio_thread": self.stream.scheduling,
         }
 
     def write_stats(self, path: str, *, force: bool = False) -> None:
