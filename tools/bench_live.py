@@ -4,31 +4,56 @@
 For each block size (32, 64 and 256 frames; the server's period is the block size) it
 starts a private ``jackd -d dummy`` at 48 kHz (real-time scheduling if the system
 allows it), then alternates, each for ``--seconds`` in all, in ``--slots`` turns
-(rtq, jack_thru, jack_cpu, rtq, ...: this VM's background noise drifts over minutes,
-and short turns expose all clients to the same drift):
+(rtq, jack_thru, rtq, jack_thru, ...: this VM's background noise drifts over minutes,
+and short turns expose all clients to the same drift), for each variant of rtq asked
+for (``--variants``, ``KIND:QOS`` each):
 
-* rtq: a :class:`~rtq.live.session.LiveSession` (the real engine and stream, what
-  ``rtq live`` runs) playing ``noise:-20`` through the preset, in a child process;
+* ``command``: the ``rtq live`` command, as a user runs it (``rtq live PRESET --input
+  noise:-20 --blocksize N --stats-json F``, stdout not a terminal: no screen);
+* ``screen``: the same command in a terminal (a tmux pane 160 x 50), with its screen;
+* ``driver``: a :class:`~rtq.live.session.LiveSession` in a small driver script (what
+  this benchmark measured before; ``--busy thread`` adds a spinning Python thread to
+  it);
+
+and the CPU latency request (``/dev/cpu_dma_latency`` = 0 us) as ``QOS`` says:
+``own`` (default): what a user gets: ``rtq live`` holds it during its own turn (it
+does on a sound card), the C clients run without it; ``all``: this benchmark holds it
+through every client's turn (a tuned system; what it did before); ``off``: nobody.
+Against each variant run, in turns of their own:
+
 * ``jack_thru``: JACK's example client copying capture to playback (C, no Python);
-* ``jack_cpu -c P``: JACK's example client that busy-waits P % of every period (C), P
-  matched to rtq's p50 callback load: a client doing as much per cycle as rtq, so the
-  VM's pauses land in it as often;
+* ``jack_cpu -c P`` (with ``--peers thru,cpu``): JACK's example client that busy-waits
+  P % of every period (C), P matched to rtq's p50 callback load: a client doing as
+  much per cycle as rtq, so the VM's pauses land in it as often.
 
-once with the process otherwise idle and once with a busy Python thread in rtq's
-process (standing in for the display; for the C clients, a busy Python process
-instead, the same CPU pressure; ``--busy process`` gives rtq the same, to tell the two
-apart).  Xruns are counted on the server side, from
-jackd's own log, for all alike: no monitoring client joins the graph, so none can
-cause them.  An xrun is a cycle the server reports to its clients: its timer woke
-late ("driver late") or a client had not finished ("Process error"; the log names
-the late client).  For rtq it also reports the callback load (duration / period:
-p99 from the engine's histogram, and the maximum) and PortAudio's xrun flags.
+``--busy process`` adds a spinning Python process beside every client.  Xruns are
+counted on the server side, from jackd's own log, for all alike, from 1 s after rtq's
+ports appear (or the C client's) to ``--seconds / --slots`` later: no monitoring
+client joins the graph, so none can cause them.  An xrun is a cycle the server
+reports to its clients: its timer woke late ("driver late") or a client had not
+finished ("Process error"; the log names the late client).  For rtq it also reports
+the callback load (duration / period: p99 from the engine's histogram, and the
+maximum, over the whole run) and PortAudio's xrun flags.
 
-The ratio of the two xrun rates comes with a 95 % confidence interval: xruns are rare
+The ratio of two xrun rates comes with a 95 % confidence interval: xruns are rare
 events (tens per measurement), so the counts are Poisson and the interval is the exact
 one for a ratio of Poisson rates (Clopper-Pearson on rtq's share of all xruns).  Over
 several turns, rtq's p50 load is the median of the turns' and its p99 and maximum the
-highest (a conservative pooling: the turns' histograms are not kept).
+highest (a conservative pooling: the turns' histograms are not kept).  With both
+``command`` and ``screen`` variants, a row compares the two (screen on over off).
+
+Switching (``--switches N``, at 64 frames or the first block size): a session plays
+the preset and makes N switches through the session API (the calls the screen's keys
+make), in cycles of dither, shaping, bits, bypass, solo, preset (to
+``--switch-preset``) and back: before each switch a steady window of 0.1 s, then the
+switch (prepare, hand over, crossfade, retire the old chain) and 20 ms.  It reports
+the callback's maximum in each switch window against 2x the steady p99 (of the larger
+of the two chains, from the steady windows' histograms), and the xruns (jackd's log,
+PortAudio's flags) in the switch windows against those in the steady windows.
+
+The silent built-in output (``--null-seconds S``): ``rtq live`` with its screen in a
+terminal, no audio server, for each of ``--null-presets``: the underflows in S seconds
+(0 is the target).
 
 Then it times ``rtq live`` from spawn to the first audio frame at a capture client
 (warm cache; the first of the repeats also warms it), at block size 64.
@@ -40,16 +65,14 @@ sigma-delta at 64x) if its callback p99 in a short probe stays under half a
 Usage::
 
     python tools/bench_live.py [--seconds 30] [--slots 1] [--blocksizes 32,64,256]
-                               [--preset NAME] [--starts 4] [--cpu-latency-qos on|off|both]
-                               [--busy idle,thread,process]
+                               [--preset NAME] [--starts 4] [--variants command:own,screen:own]
+                               [--busy idle,process] [--peers thru,cpu] [--switches 100]
+                               [--null-seconds 600]
 
-``--seconds 120 --slots 4`` gives the figures asked for in the issue (about 40 minutes
-for the three block sizes, three clients).  jack_cpu's P is set once per block size,
-from rtq's first turn, and kept for all turns of that block size.
-``--cpu-latency-qos`` (default on) holds the 0 us CPU latency request that ``rtq live``
-holds on a sound card (:mod:`rtq.live.wakeup`) through every client's turn, as a tuned
-system would; ``both`` also measures without it, in turns alternating with the ones
-with it.
+``--seconds 120 --slots 4`` gives the figures asked for in the issue.  jack_cpu's P is
+set once per block size, from rtq's first turn, and kept for all turns of that block
+size.  ``--variants command:own,driver:all`` compares what a user runs with what this
+benchmark measured before.
 """
 from __future__ import annotations
 
@@ -58,6 +81,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import statistics
@@ -120,6 +144,78 @@ print("done", flush=True)
 halt.set()
 with open(out, "w") as f:
     json.dump(session.summary(), f)
+"""
+
+# The switching row: a LiveSession making SWITCHES switches through the session API, each
+# after a steady window; writes per-window callback maxima, histograms and xruns (JSON).
+SWITCH_DRIVER = r"""
+import json, os, re, sys, time
+import numpy as np
+from rtq.live import callback as cb
+from rtq.live.session import LiveSession
+from rtq.live.sources import Source
+
+preset, other, blocksize, switches, out, log_path = (sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]),
+                                                     sys.argv[5], sys.argv[6])
+STEADY_S, AFTER_S = 0.1, 0.02
+CYCLE = ["dither", "shaping", "bits", "bypass", "solo", "preset", "preset"]
+
+
+def jack_xruns(offset):
+    time.sleep(0.05)   # jackd writes its log from a thread of its own
+    with open(log_path, errors="replace") as f:
+        f.seek(offset)
+        text = f.read()
+    return len(re.findall(r"JackTimedDriver::Process XRun", text)) + len(re.findall(r"Process error", text))
+
+
+session = LiveSession(preset, samplerate=48000, blocksize=blocksize, source=Source.noise(-20))
+session.start()
+ctl, hist = session.stream.ctl, session.stream._hist
+while ctl[cb.CALLBACKS] == 0:
+    time.sleep(0.01)
+time.sleep(1.0)
+
+
+def flags():
+    return int(sum(ctl[w] for w in (cb.INPUT_UNDERFLOWS, cb.INPUT_OVERFLOWS, cb.OUTPUT_UNDERFLOWS, cb.OUTPUT_OVERFLOWS)))
+
+
+def act(kind):
+    if kind == "preset":
+        session.switch_preset(other if session.spec.name == preset else preset)
+    elif kind == "bits":
+        session.change_bits(-1 if session.quantizer().bits > 8 else 1)
+    else:
+        {"dither": session.cycle_dither, "shaping": session.cycle_shaping, "bypass": session.toggle_bypass,
+         "solo": session.toggle_solo}[kind]()
+
+
+steady, switched = {}, []
+for k in range(switches):
+    kind, name = CYCLE[k % len(CYCLE)], session.spec.name
+    s = steady.setdefault(name, {"hist": np.zeros_like(hist), "max": [], "flags": 0, "jack": 0, "seconds": 0.0})
+    before, offset, f0 = hist.copy(), os.path.getsize(log_path), flags()
+    ctl[cb.MAX_LOAD_PPM] = 0
+    time.sleep(STEADY_S)
+    s["hist"] += hist - before
+    s["max"].append(int(ctl[cb.MAX_LOAD_PPM]) / 1e6)
+    s["flags"] += flags() - f0
+    s["seconds"] += STEADY_S
+    s["jack"] += jack_xruns(offset)
+    offset, f0, t0 = os.path.getsize(log_path), flags(), time.monotonic()
+    ctl[cb.MAX_LOAD_PPM] = 0
+    act(kind)
+    time.sleep(AFTER_S)
+    switched.append({"kind": kind, "from": name, "to": session.spec.name, "max": int(ctl[cb.MAX_LOAD_PPM]) / 1e6,
+                     "flags": flags() - f0, "seconds": time.monotonic() - t0, "jack": jack_xruns(offset)})
+summary = session.summary()
+session.close()
+with open(out, "w") as f:
+    json.dump({"steady": {n: {"p50": cb._percentile(s["hist"], 0.5), "p99": cb._percentile(s["hist"], 0.99),
+                              "max": s["max"], "flags": s["flags"], "jack": s["jack"], "seconds": s["seconds"]}
+                          for n, s in steady.items()},
+               "switches": switched, "summary": summary}, f)
 """
 
 SPINNER = "while True: pass"
@@ -223,6 +319,138 @@ def run_rtq(server: JackServer, preset: str, blocksize: int, seconds: float, bus
                     p.wait()
         summary = json.loads(out.read_text())
     return {"xruns": xruns, "seconds": seconds - 0.5, "summary": summary}
+
+
+RTQ_PORTS = r"^rtq(-[0-9]+)?:"
+
+
+def live_command(preset: str, blocksize: int, seconds: float, stats: Path, qos: str, screen: bool) -> list[str]:
+    """``rtq live`` as a user types it, for ``seconds`` (plus a start-up margin)."""
+    return [sys.executable, "-m", "rtq", "live", preset, "--input", "noise:-20", "--blocksize", str(blocksize),
+            "--duration", f"{seconds:g}", "--stats-json", str(stats),
+            "--cpu-latency-qos", "off" if qos == "off" else "auto"] + ([] if screen else ["--no-display"])
+
+
+class Terminal:
+    """A command in a tmux pane of its own server (160 x 50): a terminal, so ``rtq
+    live`` draws its screen."""
+
+    def __init__(self, command: list[str], env: dict):
+        self.socket = f"rtq-bench-{os.getpid()}-{time.monotonic_ns()}"
+        keep = {k: env[k] for k in ("PYTHONPATH", "JACK_DEFAULT_SERVER", "JACK_NO_START_SERVER") if k in env}
+        line = " ".join(shlex.quote(a) for a in ["env", *(f"{k}={v}" for k, v in keep.items()), *command])
+        subprocess.run(["tmux", "-L", self.socket, "new-session", "-d", "-x", "160", "-y", "50", line],
+                       check=True, env=env)
+
+    def running(self) -> bool:
+        return subprocess.run(["tmux", "-L", self.socket, "has-session"], capture_output=True).returncode == 0
+
+    def wait(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while self.running():
+            if time.monotonic() > deadline:
+                self.kill()
+                raise RuntimeError("rtq live in tmux did not end")
+            time.sleep(0.2)
+
+    def kill(self) -> None:
+        subprocess.run(["tmux", "-L", self.socket, "kill-server"], capture_output=True)
+
+
+def wait_rtq_ports(env: dict, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        listing = subprocess.run(["jack_lsp"], env=env, capture_output=True, text=True).stdout
+        if any(re.match(RTQ_PORTS, line) for line in listing.splitlines()):
+            return
+        time.sleep(0.05)
+    raise RuntimeError("no rtq JACK port appeared")
+
+
+def run_command(server: JackServer, preset: str, blocksize: int, seconds: float, busy: str = "idle",
+                qos: str = "own", screen: bool = False) -> dict:
+    """The ``rtq live`` command (``screen``: in a terminal, drawing its screen), measured
+    from 1 s after its ports appear for ``seconds - 1``; ``busy``: "idle" or "process"."""
+    env = env_for(server)
+    spinner = subprocess.Popen([sys.executable, "-c", SPINNER]) if busy == "process" else None
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "summary.json"
+        command = live_command(preset, blocksize, seconds + 2.0, out, qos, screen)
+        child = Terminal(command, env) if screen else subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        try:
+            wait_rtq_ports(env)
+            time.sleep(1.0)  # the graph settles after the connections
+            log = Log(server)
+            time.sleep(seconds - 1.0)
+            xruns = log.xruns()
+            if child.wait(60) not in (None, 0):
+                raise RuntimeError(f"rtq live failed: {child.stderr.read()}")
+        finally:
+            if screen:
+                child.kill()
+            elif child.poll() is None:
+                child.kill()
+                child.wait()
+            if spinner is not None:
+                spinner.kill()
+                spinner.wait()
+        summary = json.loads(out.read_text())
+    return {"xruns": xruns, "seconds": seconds - 1.0, "summary": summary}
+
+
+def run_switches(server: JackServer, preset: str, other: str, blocksize: int, switches: int) -> dict:
+    """The switching row (:data:`SWITCH_DRIVER`): its JSON."""
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "switches.json"
+        subprocess.run([sys.executable, "-c", SWITCH_DRIVER, preset, other, str(blocksize), str(switches), str(out),
+                        str(server.log_path)], env=env_for(server), check=True, timeout=60 + 2 * switches,
+                       stdout=subprocess.DEVNULL)
+        return json.loads(out.read_text())
+
+
+def print_switches(result: dict, blocksize: int) -> None:
+    steady = result["steady"]
+    print(f"Switches at {blocksize} frames ({len(result['switches'])}; steady windows 0.1 s before each, "
+          f"switch windows from the call to 20 ms after the old chain is retired):")
+    for name, s in steady.items():
+        print(f"  steady {name}: callback p50 {pct(s['p50'])}, p99 {pct(s['p99'])}, window maxima median "
+              f"{pct(statistics.median(s['max']))}, highest {pct(max(s['max']))}; xruns {s['jack']} "
+              f"(PortAudio flags {s['flags']}) in {s['seconds']:.1f} s")
+    print(f"  {'switch':>8} {'count':>5} | {'max median':>10} {'highest':>8} | {'> 2x p99':>8} | "
+          f"{'xruns':>5} {'PA flags':>8} {'seconds':>7}")
+    kinds: dict[str, list] = {}
+    for r in result["switches"]:
+        kinds.setdefault(r["kind"], []).append(r)
+    over_all = 0
+    for kind, rs in kinds.items():
+        over = sum(r["max"] > 2 * max(steady[r["from"]]["p99"], steady[r["to"]]["p99"]) for r in rs)
+        over_all += over
+        print(f"  {kind:>8} {len(rs):>5} | {pct(statistics.median(r['max'] for r in rs)):>10} "
+              f"{pct(max(r['max'] for r in rs)):>8} | {over:>8} | {sum(r['jack'] for r in rs):>5} "
+              f"{sum(r['flags'] for r in rs):>8} {sum(r['seconds'] for r in rs):>7.1f}")
+    jack = sum(r["jack"] for r in result["switches"])
+    seconds = sum(r["seconds"] for r in result["switches"])
+    steady_jack = sum(s["jack"] for s in steady.values())
+    steady_s = sum(s["seconds"] for s in steady.values())
+    print(f"  all: {over_all} of {len(result['switches'])} switches above 2x the steady p99; xruns in switch windows "
+          f"{jack} in {seconds:.1f} s ({60 * jack / seconds:.1f}/min), in steady windows {steady_jack} in "
+          f"{steady_s:.1f} s ({60 * steady_jack / steady_s:.1f}/min)")
+
+
+def run_null(preset: str, seconds: float) -> dict:
+    """``rtq live`` with its screen in a terminal and no audio server: the silent built-in
+    output's exit summary."""
+    env = dict(os.environ, JACK_NO_START_SERVER="1", JACK_DEFAULT_SERVER=f"rtq-bench-none-{os.getpid()}")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "summary.json"
+        terminal = Terminal(live_command(preset, 0, seconds, out, "own", True), env)
+        try:
+            terminal.wait(seconds + 120)
+        finally:
+            terminal.kill()
+        return json.loads(out.read_text())
 
 
 def run_thru(server: JackServer, seconds: float, busy: bool) -> dict:
@@ -399,36 +627,80 @@ def pct(value) -> str:
     return "-" if value is None else f"{100 * value:.1f} %"
 
 
+KINDS, QOS_MODES = ("command", "screen", "driver"), ("own", "all", "off")
+
+
+def parse_variants(text: str) -> list[tuple[str, str]]:
+    variants = []
+    for item in text.split(","):
+        kind, _, qos = item.partition(":")
+        qos = qos or "own"
+        if kind not in KINDS or qos not in QOS_MODES:
+            raise ValueError(item)
+        variants.append((kind, qos))
+    return variants
+
+
+def run_variant(server: JackServer, kind: str, qos: str, preset: str, blocksize: int, seconds: float,
+                busy: str) -> dict:
+    if kind == "driver":
+        return run_rtq(server, preset, blocksize, seconds, busy, qos != "off")
+    return run_command(server, preset, blocksize, seconds, busy, qos, screen=kind == "screen")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each measurement (default 30)")
     parser.add_argument("--slots", type=int, default=1,
-                        help="turns each measurement is split into, alternating rtq, jack_thru and jack_cpu "
-                             "(default 1)")
+                        help="turns each measurement is split into, alternating rtq and its peers (default 1)")
     parser.add_argument("--blocksizes", default="32,64,256", help="comma-separated (default 32,64,256)")
     parser.add_argument("--preset", help=f"skip the probe and use this preset (default: {HEAVY} if it keeps up)")
     parser.add_argument("--starts", type=int, default=4, help="rtq live starts timed (default 4)")
-    parser.add_argument("--cpu-latency-qos", choices=("on", "off", "both"), default="on",
-                        help="hold a 0 us CPU latency request (what rtq live does on a sound card) during "
-                             "every client's turns, not at all, or both ways in alternating turns (default on)")
-    parser.add_argument("--busy", default="idle,thread",
-                        help="comma-separated load beside rtq: idle, thread (a spinning Python thread in its "
-                             "process, as the issue asks), process (a spinning Python process beside it, as "
-                             "for the C clients); default idle,thread")
+    parser.add_argument("--variants", default="command:own,screen:own",
+                        help="comma-separated KIND:QOS, KIND command (rtq live), screen (rtq live in a "
+                             "terminal, drawing its screen) or driver (a LiveSession in a script), QOS own "
+                             "(rtq live's own CPU latency request, in its turn only), all (held through every "
+                             "client's turn) or off; default command:own,screen:own")
+    parser.add_argument("--busy", default="idle",
+                        help="comma-separated load beside rtq: idle, process (a spinning Python process beside "
+                             "every client), thread (a spinning Python thread in the driver's process; driver "
+                             "only); default idle")
+    parser.add_argument("--peers", default="thru", help="comma-separated: thru (jack_thru), cpu (jack_cpu "
+                                                        "matched to rtq's p50 load); default thru")
+    parser.add_argument("--switches", type=int, default=100, help="switches in the switching row (0: none)")
+    parser.add_argument("--switch-preset", default="cd-16-shibata",
+                        help="the preset the switching row switches to and back (default cd-16-shibata)")
+    parser.add_argument("--null-seconds", type=float, default=0.0,
+                        help="seconds of rtq live with its screen on the silent built-in output, per "
+                             "--null-presets (default 0: none)")
+    parser.add_argument("--null-presets", default="tpdf-16,dsd64-1bit")
     args = parser.parse_args(argv)
     busy_modes = args.busy.split(",")
     if not set(busy_modes) <= {"idle", "thread", "process"}:
         parser.error("--busy takes idle, thread and process")
-    modes = {"on": (True,), "off": (False,), "both": (True, False)}[args.cpu_latency_qos]
+    try:
+        variants = parse_variants(args.variants)
+    except ValueError as err:
+        parser.error(f"--variants: {err} is not KIND:QOS ({'/'.join(KINDS)}:{'/'.join(QOS_MODES)})")
+    if "thread" in busy_modes and any(kind != "driver" for kind, _ in variants):
+        parser.error("--busy thread needs driver variants only (a thread cannot join the rtq live command)")
+    peers = args.peers.split(",")
+    if not set(peers) <= {"thru", "cpu"} or "thru" not in peers:
+        parser.error("--peers takes thru and cpu (thru always)")
+    if any(kind == "screen" for kind, _ in variants) or args.null_seconds:
+        if not shutil.which("tmux"):
+            sys.exit("bench_live: tmux not found (the screen rows run rtq live in a tmux pane)")
     blocksizes = [int(b) for b in args.blocksizes.split(",")]
-    for client in ("jack_thru", "jack_cpu"):
+    for client in ["jack_thru"] + (["jack_cpu"] if "cpu" in peers else []):
         if not shutil.which(client):
             sys.exit(f"bench_live: {client} not found (jackd2's example clients)")
     slots = max(args.slots, 1)
-    seconds = max(args.seconds, 2.0 * slots)
+    seconds = max(args.seconds, 3.0 * slots)
     name = f"rtq-bench-{os.getpid()}"
-    rows, starts, probe, preset, percent = [], [], None, args.preset, {}
+    rows, starts, probe, preset, percent, switching = [], [], None, args.preset, {}, None
+    switch_block = 64 if 64 in blocksizes else blocksizes[0]
     began = time.monotonic()
+    load_before = os.getloadavg()
     for blocksize in blocksizes:
         server = start_server(name, blocksize)
         try:
@@ -436,34 +708,44 @@ def main(argv=None) -> int:
                 preset, probe = choose_preset(server, blocksize)
                 probe["blocksize"] = blocksize
             for busy in busy_modes:
-                turns = {qos: [] for qos in modes}
+                turns = {v: [] for v in variants}
                 for _ in range(slots):
-                    for qos in modes:
-                        with WakeupLatency(0) if qos else contextlib.nullcontext() as held:
+                    for kind, qos in variants:
+                        with WakeupLatency(0) if qos == "all" else contextlib.nullcontext() as held:
                             if held is not None and not held.held:
-                                sys.exit(f"bench_live: CPU latency QoS {held.status}; use --cpu-latency-qos off")
-                            rtq = run_rtq(server, preset, blocksize, seconds / slots, busy, qos)
+                                sys.exit(f"bench_live: CPU latency QoS {held.status}; use :own or :off")
+                            rtq = run_variant(server, kind, qos, preset, blocksize, seconds / slots, busy)
                             if percent.get(blocksize) is None:
                                 percent[blocksize] = matched_percent(rtq["summary"]["callback_load"]["p50"],
                                                                      blocksize)
                             loaded = busy != "idle"
-                            turns[qos].append((rtq, run_thru(server, seconds / slots, loaded),
-                                               run_cpu(server, percent[blocksize], seconds / slots, loaded)))
-                for qos in modes:
-                    rtq, thru, cpu = (merged([turn[k] for turn in turns[qos]]) for k in range(3))
-                    rows.append((blocksize, server.realtime, busy, qos, rtq, thru, (percent[blocksize], cpu)))
-                    print(f"  block {blocksize:>3} {busy} QoS {'on' if qos else 'off'}: "
-                          f"rtq {per_minute(rtq):.1f} xruns/min, jack_thru {per_minute(thru):.1f}, "
-                          f"jack_cpu -c {percent[blocksize]} {per_minute(cpu):.1f}", file=sys.stderr, flush=True)
+                            thru = run_thru(server, seconds / slots, loaded)
+                            cpu = (run_cpu(server, percent[blocksize], seconds / slots, loaded)
+                                   if "cpu" in peers else None)
+                            turns[(kind, qos)].append((rtq, thru, cpu))
+                for kind, qos in variants:
+                    rtq, thru = (merged([turn[k] for turn in turns[(kind, qos)]]) for k in range(2))
+                    cpu = merged([turn[2] for turn in turns[(kind, qos)]]) if "cpu" in peers else None
+                    rows.append((blocksize, server.realtime, busy, kind, qos, rtq, thru, (percent[blocksize], cpu)))
+                    print(f"  block {blocksize:>3} {busy} {kind}:{qos}: rtq {per_minute(rtq):.1f} xruns/min, "
+                          f"jack_thru {per_minute(thru):.1f}"
+                          + (f", jack_cpu -c {percent[blocksize]} {per_minute(cpu):.1f}" if cpu else ""),
+                          file=sys.stderr, flush=True)
+            if blocksize == switch_block and args.switches:
+                switching = run_switches(server, preset, args.switch_preset, blocksize, args.switches)
             if blocksize == 64 or (blocksize == blocksizes[-1] and not starts):
                 starts = time_to_first_audio(server, preset, args.starts)
         finally:
             stop_clients(name)
             server.stop()
+    nulls = [(p, run_null(p, args.null_seconds)) for p in args.null_presets.split(",")] if args.null_seconds else []
 
+    cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                     "unknown CPU")
     print(f"rtq live benchmark: jackd -d dummy, {RATE} Hz, period = block size, "
           f"{'real-time' if all(r[1] for r in rows) else 'NOT real-time'} scheduling; "
-          f"{seconds:g} s per measurement in {slots} turn{'s' if slots > 1 else ''}, {os.cpu_count()} CPUs; "
+          f"{seconds:g} s per measurement in {slots} turn{'s' if slots > 1 else ''}; {cpu_model}, "
+          f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
           f"total {time.monotonic() - began:.0f} s")
     if probe is not None:
         load = probe["summary"]["callback_load"]
@@ -472,35 +754,55 @@ def main(argv=None) -> int:
     else:
         print(f"preset: {preset}")
     print()
-    header = (f"{'block':>5} {'period':>8} {'process':>7} {'QoS':>3} | {'rtq xruns/min':>13} {'p50 load':>8} {'p99 load':>8} "
-              f"{'max load':>8} {'PA flags':>8} | {'jack_thru xruns/min':>19} | {'ratio (95 % CI)':>19} | "
-              f"{'jack_cpu':>8} {'xruns/min':>9} | {'rtq/jack_cpu (CI)':>19} | "
-              f"causes in jackd's log (rtq; jack_thru; jack_cpu)")
+    header = (f"{'block':>5} {'period':>8} {'process':>7} {'rtq':>14} | {'rtq xruns/min':>13} {'p50 load':>8} "
+              f"{'p99 load':>8} {'max load':>8} {'PA flags':>8} | {'jack_thru xruns/min':>19} | "
+              f"{'ratio (95 % CI)':>19} | "
+              + (f"{'jack_cpu':>8} {'xruns/min':>9} | {'rtq/jack_cpu (CI)':>19} | " if "cpu" in peers else "")
+              + "causes in jackd's log (rtq; jack_thru" + ("; jack_cpu)" if "cpu" in peers else ")"))
     print(header)
     print("-" * len(header))
-    for blocksize, _rt, busy, qos, rtq, thru, (cpu_percent, cpu) in rows:
+    for blocksize, _rt, busy, kind, qos, rtq, thru, (cpu_percent, cpu) in rows:
         s = rtq["summary"]
         load = s["callback_load"]
-        late = f"{causes(rtq)}; {causes(thru)}; {causes(cpu)}"
         ratio, lo, hi = rate_ratio(rtq, thru)
-        c_ratio, c_lo, c_hi = rate_ratio(rtq, cpu)
-        print(f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {busy:>7} {'on' if qos else 'off':>3} | "
-              f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
-              f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | "
-              f"{f'-c {cpu_percent}':>8} {per_minute(cpu):>9.1f} | {f'{c_ratio:.2f} ({c_lo:.2f}-{c_hi:.2f})':>19} | "
-              f"{late}")
+        line = (f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {busy:>7} {f'{kind}:{qos}':>14} | "
+                f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
+                f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | ")
+        if cpu is not None:
+            c_ratio, c_lo, c_hi = rate_ratio(rtq, cpu)
+            line += (f"{f'-c {cpu_percent}':>8} {per_minute(cpu):>9.1f} | "
+                     f"{f'{c_ratio:.2f} ({c_lo:.2f}-{c_hi:.2f})':>19} | ")
+        print(line + f"{causes(rtq)}; {causes(thru)}" + (f"; {causes(cpu)}" if cpu is not None else ""))
+    screen_rows = {(r[0], r[2]): {} for r in rows}
+    for blocksize, _rt, busy, kind, qos, rtq, *_ in rows:
+        if kind in ("command", "screen"):
+            screen_rows[(blocksize, busy)].setdefault(qos, {})[kind] = rtq
+    for (blocksize, busy), by_qos in screen_rows.items():
+        for qos, pair in by_qos.items():
+            if len(pair) == 2:
+                ratio, lo, hi = rate_ratio(pair["screen"], pair["command"])
+                print(f"  block {blocksize} {busy} QoS {qos}: screen on / off: xruns {per_minute(pair['screen']):.1f} "
+                      f"/ {per_minute(pair['command']):.1f} a minute, ratio {ratio:.2f} (95 % CI {lo:.2f}-{hi:.2f})")
     print()
     print("xruns/min: xrun notifications jackd sent its clients during the measurement (one per cycle "
           "its timer woke late, one per cycle a client had not finished: one hiccup can count twice); "
           "causes: timer = the server's dummy driver woke late, a client name = that "
-          "client had not finished its cycle (running: it was still running; otherwise it had not started); load: callback time / period from rtq's histogram; PA flags: "
+          "client had not finished its cycle (running: it was still running; otherwise it had not started); "
+          "load: callback time / period from rtq's histogram (whole run); PA flags: "
           "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
-          "over jack_thru's, with its exact 95 % interval (Poisson counts); thread: a pure-Python "
-          "thread spinning in rtq's process, process: a spinning Python process beside it (for the C "
-          "clients, a spinning Python process in both); QoS: a 0 us "
-          "CPU latency request (/dev/cpu_dma_latency) held during all clients' turns, as rtq live holds it "
-          "on a sound card; jack_cpu -c P: JACK's C client that busy-waits P % of each period (its frame "
-          "clock's whole frames), P matched to rtq's p50 load in the first turn.")
+          "over jack_thru's, with its exact 95 % interval (Poisson counts); rtq: command = rtq live, screen = "
+          "rtq live in a terminal drawing its screen, driver = a LiveSession in a script; QoS own: rtq live "
+          "holds its 0 us CPU latency request in its own turns, the C clients have none; all: held through "
+          "every client's turn; off: none.  process: a spinning Python process beside every client; thread: "
+          "a spinning Python thread in the driver's process.")
+    if switching is not None:
+        print()
+        print_switches(switching, switch_block)
+    for null_preset, summary in nulls:
+        load = summary["callback_load"]
+        print(f"silent built-in output, rtq live {null_preset} with its screen: {summary['output_underflows']} "
+              f"underflows in {summary['seconds']:.0f} s (block {summary['blocksize']}, callback p99 "
+              f"{pct(load['p99'])}, max {pct(load['max'])}; audio thread: {summary.get('audio_thread')})")
     if starts:
         regs = [r for r, _ in starts]
         firsts = [f for _, f in starts]
@@ -510,7 +812,6 @@ def main(argv=None) -> int:
               f"ports registered after {statistics.median(regs):.2f} s")
         print("  each start: " + ", ".join(f"{f:.2f} s" for f in firsts))
     return 0
-
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -25,7 +25,7 @@ Usage::
 ``--busy thread`` runs a spinning Python thread in rtq's process (as the issue's busy
 run) and a spinning Python process beside each C client; ``--busy process`` a spinning
 process beside every client, rtq included (as ``bench_live.py --busy``).  The 0 us CPU latency request that
-``rtq live`` holds on a sound card is held through every turn, as in bench_live.
+``rtq live`` holds on a sound card is held through every turn (as bench_live's ``driver:all`` variant).
 """
 from __future__ import annotations
 
