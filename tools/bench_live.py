@@ -44,8 +44,8 @@ highest (a conservative pooling: the turns' histograms are not kept).  With both
 
 Switching (``--switches N``, at 64 frames or the first block size): a session plays
 the preset and makes N switches through the session API (the calls the screen's keys
-make), in cycles of dither, shaping, bits, bypass, solo, preset (to
-``--switch-preset``) and back: before each switch a steady window of 0.1 s, then the
+make), on the first of ``--switch-presets``, in cycles of dither, shaping, bits,
+bypass, solo, preset (to the second) and back: before each switch a steady window of 0.1 s, then the
 switch (prepare, hand over, crossfade, retire the old chain) and 20 ms.  It reports
 the callback's maximum in each switch window against 2x the steady p99 (of the larger
 of the two chains, from the steady windows' histograms), and the xruns (jackd's log,
@@ -67,6 +67,7 @@ Usage::
     python tools/bench_live.py [--seconds 30] [--slots 1] [--blocksizes 32,64,256]
                                [--preset NAME] [--starts 4] [--variants command:own,screen:own]
                                [--busy idle,process] [--peers thru,cpu] [--switches 100]
+                               [--switch-presets dsd64-1bit,cd-16-shibata]
                                [--null-seconds 600]
 
 ``--seconds 120 --slots 4`` gives the figures asked for in the issue.  jack_cpu's P is
@@ -668,8 +669,9 @@ def main(argv=None) -> int:
     parser.add_argument("--peers", default="thru", help="comma-separated: thru (jack_thru), cpu (jack_cpu "
                                                         "matched to rtq's p50 load); default thru")
     parser.add_argument("--switches", type=int, default=100, help="switches in the switching row (0: none)")
-    parser.add_argument("--switch-preset", default="cd-16-shibata",
-                        help="the preset the switching row switches to and back (default cd-16-shibata)")
+    parser.add_argument("--switch-presets", default=f"{HEAVY},cd-16-shibata",
+                        help=f"the switching row's preset and the one it switches to and back (default "
+                             f"{HEAVY},cd-16-shibata)")
     parser.add_argument("--null-seconds", type=float, default=0.0,
                         help="seconds of rtq live with its screen on the silent built-in output, per "
                              "--null-presets (default 0: none)")
@@ -732,7 +734,7 @@ def main(argv=None) -> int:
                           + (f", jack_cpu -c {percent[blocksize]} {per_minute(cpu):.1f}" if cpu else ""),
                           file=sys.stderr, flush=True)
             if blocksize == switch_block and args.switches:
-                switching = run_switches(server, preset, args.switch_preset, blocksize, args.switches)
+                switching = run_switches(server, *args.switch_presets.split(",")[:2], blocksize, args.switches)
             if blocksize == 64 or (blocksize == blocksizes[-1] and not starts):
                 starts = time_to_first_audio(server, preset, args.starts)
         finally:
