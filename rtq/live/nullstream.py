@@ -84,10 +84,12 @@ def _null_clock(callback, input_addr, output_addr, frames, user_data, period_ns)
             _sleep_until_ns(deadline)
 
 
-#: SCHED_FIFO priority of the clock thread: the one a default ``jackd -R`` gives its
-#: clients' audio threads.  Under the normal scheduler the clock woke up to 9 ms late
-#: while the screen and other processes ran (BENCHMARKS.md).
-CLOCK_PRIORITY = 5
+#: SCHED_FIFO priority of the clock thread: above the real-time threads of audio servers
+#: sharing the machine (a default ``jackd -R``'s is 10, its clients' 5), below the
+#: kernel's own (50 and up).  Under the normal scheduler the clock woke up to a period late
+#: while the screen and other processes ran; at 5, beside six JACK servers' clients and
+#: their test suites, it still started 6 blocks of 112 500 (10 minutes) a period late (BENCHMARKS.md).
+CLOCK_PRIORITY = 20
 
 
 def make_realtime(priority: int = CLOCK_PRIORITY) -> str:
