@@ -654,7 +654,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seconds", type=float, default=30.0, help="length of each measurement (default 30)")
     parser.add_argument("--slots", type=int, default=1,
                         help="turns each measurement is split into, alternating rtq and its peers (default 1)")
-    parser.add_argument("--blocksizes", default="32,64,256", help="comma-separated (default 32,64,256)")
+    parser.add_argument("--blocksizes", default="32,64,256",
+                        help="comma-separated (default 32,64,256; empty: only the --null-seconds rows)")
     parser.add_argument("--preset", help=f"skip the probe and use this preset (default: {HEAVY} if it keeps up)")
     parser.add_argument("--starts", type=int, default=4, help="rtq live starts timed (default 4)")
     parser.add_argument("--variants", default="command:own,screen:own",
@@ -692,7 +693,7 @@ def main(argv=None) -> int:
     if any(kind == "screen" for kind, _ in variants) or args.null_seconds:
         if not shutil.which("tmux"):
             sys.exit("bench_live: tmux not found (the screen rows run rtq live in a tmux pane)")
-    blocksizes = [int(b) for b in args.blocksizes.split(",")]
+    blocksizes = [int(b) for b in args.blocksizes.split(",") if b]  # none: only the --null-seconds rows
     for client in ["jack_thru"] + (["jack_cpu"] if "cpu" in peers else []):
         if not shutil.which(client):
             sys.exit(f"bench_live: {client} not found (jackd2's example clients)")
@@ -700,7 +701,7 @@ def main(argv=None) -> int:
     seconds = max(args.seconds, 3.0 * slots)
     name = f"rtq-bench-{os.getpid()}"
     rows, starts, probe, preset, percent, switching = [], [], None, args.preset, {}, None
-    switch_block = 64 if 64 in blocksizes else blocksizes[0]
+    switch_block = 64 if 64 in blocksizes or not blocksizes else blocksizes[0]
     began = time.monotonic()
     load_before = os.getloadavg()
     for blocksize in blocksizes:
@@ -744,59 +745,63 @@ def main(argv=None) -> int:
 
     cpu_model = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
                      "unknown CPU")
-    print(f"rtq live benchmark: jackd -d dummy, {RATE} Hz, period = block size, "
-          f"{'real-time' if all(r[1] for r in rows) else 'NOT real-time'} scheduling; "
-          f"{seconds:g} s per measurement in {slots} turn{'s' if slots > 1 else ''}; {cpu_model}, "
-          f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
-          f"total {time.monotonic() - began:.0f} s")
-    if probe is not None:
-        load = probe["summary"]["callback_load"]
-        print(f"preset: {preset}  (probe of {HEAVY} at block {probe['blocksize']}: callback p99 {pct(load['p99'])}, "
-              f"max {pct(load['max'])} of the period; {FALLBACK} is used if p99 >= 50 %)")
+    if not rows:
+        print(f"rtq live benchmark: {cpu_model}, {os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, "
+              f"{os.getloadavg()[0]:.1f} after; total {time.monotonic() - began:.0f} s")
     else:
-        print(f"preset: {preset}")
-    print()
-    header = (f"{'block':>5} {'period':>8} {'process':>7} {'rtq':>14} | {'rtq xruns/min':>13} {'p50 load':>8} "
-              f"{'p99 load':>8} {'max load':>8} {'PA flags':>8} | {'jack_thru xruns/min':>19} | "
-              f"{'ratio (95 % CI)':>19} | "
-              + (f"{'jack_cpu':>8} {'xruns/min':>9} | {'rtq/jack_cpu (CI)':>19} | " if "cpu" in peers else "")
-              + "causes in jackd's log (rtq; jack_thru" + ("; jack_cpu)" if "cpu" in peers else ")"))
-    print(header)
-    print("-" * len(header))
-    for blocksize, _rt, busy, kind, qos, rtq, thru, (cpu_percent, cpu) in rows:
-        s = rtq["summary"]
-        load = s["callback_load"]
-        ratio, lo, hi = rate_ratio(rtq, thru)
-        line = (f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {busy:>7} {f'{kind}:{qos}':>14} | "
-                f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
-                f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | ")
-        if cpu is not None:
-            c_ratio, c_lo, c_hi = rate_ratio(rtq, cpu)
-            line += (f"{f'-c {cpu_percent}':>8} {per_minute(cpu):>9.1f} | "
-                     f"{f'{c_ratio:.2f} ({c_lo:.2f}-{c_hi:.2f})':>19} | ")
-        print(line + f"{causes(rtq)}; {causes(thru)}" + (f"; {causes(cpu)}" if cpu is not None else ""))
-    screen_rows = {(r[0], r[2]): {} for r in rows}
-    for blocksize, _rt, busy, kind, qos, rtq, *_ in rows:
-        if kind in ("command", "screen"):
-            screen_rows[(blocksize, busy)].setdefault(qos, {})[kind] = rtq
-    for (blocksize, busy), by_qos in screen_rows.items():
-        for qos, pair in by_qos.items():
-            if len(pair) == 2:
-                ratio, lo, hi = rate_ratio(pair["screen"], pair["command"])
-                print(f"  block {blocksize} {busy} QoS {qos}: screen on / off: xruns {per_minute(pair['screen']):.1f} "
-                      f"/ {per_minute(pair['command']):.1f} a minute, ratio {ratio:.2f} (95 % CI {lo:.2f}-{hi:.2f})")
-    print()
-    print("xruns/min: xrun notifications jackd sent its clients during the measurement (one per cycle "
-          "its timer woke late, one per cycle a client had not finished: one hiccup can count twice); "
-          "causes: timer = the server's dummy driver woke late, a client name = that "
-          "client had not finished its cycle (running: it was still running; otherwise it had not started); "
-          "load: callback time / period from rtq's histogram (whole run); PA flags: "
-          "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
-          "over jack_thru's, with its exact 95 % interval (Poisson counts); rtq: command = rtq live, screen = "
-          "rtq live in a terminal drawing its screen, driver = a LiveSession in a script; QoS own: rtq live "
-          "holds its 0 us CPU latency request in its own turns, the C clients have none; all: held through "
-          "every client's turn; off: none.  process: a spinning Python process beside every client; thread: "
-          "a spinning Python thread in the driver's process.")
+        print(f"rtq live benchmark: jackd -d dummy, {RATE} Hz, period = block size, "
+              f"{'real-time' if all(r[1] for r in rows) else 'NOT real-time'} scheduling; "
+              f"{seconds:g} s per measurement in {slots} turn{'s' if slots > 1 else ''}; {cpu_model}, "
+              f"{os.cpu_count()} CPUs; load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after; "
+              f"total {time.monotonic() - began:.0f} s")
+        if probe is not None:
+            load = probe["summary"]["callback_load"]
+            print(f"preset: {preset}  (probe of {HEAVY} at block {probe['blocksize']}: callback p99 {pct(load['p99'])}, "
+                  f"max {pct(load['max'])} of the period; {FALLBACK} is used if p99 >= 50 %)")
+        else:
+            print(f"preset: {preset}")
+        print()
+        header = (f"{'block':>5} {'period':>8} {'process':>7} {'rtq':>14} | {'rtq xruns/min':>13} {'p50 load':>8} "
+                  f"{'p99 load':>8} {'max load':>8} {'PA flags':>8} | {'jack_thru xruns/min':>19} | "
+                  f"{'ratio (95 % CI)':>19} | "
+                  + (f"{'jack_cpu':>8} {'xruns/min':>9} | {'rtq/jack_cpu (CI)':>19} | " if "cpu" in peers else "")
+                  + "causes in jackd's log (rtq; jack_thru" + ("; jack_cpu)" if "cpu" in peers else ")"))
+        print(header)
+        print("-" * len(header))
+        for blocksize, _rt, busy, kind, qos, rtq, thru, (cpu_percent, cpu) in rows:
+            s = rtq["summary"]
+            load = s["callback_load"]
+            ratio, lo, hi = rate_ratio(rtq, thru)
+            line = (f"{blocksize:>5} {1e3 * blocksize / RATE:>6.2f}ms {busy:>7} {f'{kind}:{qos}':>14} | "
+                    f"{per_minute(rtq):>13.1f} {pct(load['p50']):>8} {pct(load['p99']):>8} {pct(load['max']):>8} "
+                    f"{s['xruns']:>8} | {per_minute(thru):>19.1f} | {f'{ratio:.2f} ({lo:.2f}-{hi:.2f})':>19} | ")
+            if cpu is not None:
+                c_ratio, c_lo, c_hi = rate_ratio(rtq, cpu)
+                line += (f"{f'-c {cpu_percent}':>8} {per_minute(cpu):>9.1f} | "
+                         f"{f'{c_ratio:.2f} ({c_lo:.2f}-{c_hi:.2f})':>19} | ")
+            print(line + f"{causes(rtq)}; {causes(thru)}" + (f"; {causes(cpu)}" if cpu is not None else ""))
+        screen_rows = {(r[0], r[2]): {} for r in rows}
+        for blocksize, _rt, busy, kind, qos, rtq, *_ in rows:
+            if kind in ("command", "screen"):
+                screen_rows[(blocksize, busy)].setdefault(qos, {})[kind] = rtq
+        for (blocksize, busy), by_qos in screen_rows.items():
+            for qos, pair in by_qos.items():
+                if len(pair) == 2:
+                    ratio, lo, hi = rate_ratio(pair["screen"], pair["command"])
+                    print(f"  block {blocksize} {busy} QoS {qos}: screen on / off: xruns {per_minute(pair['screen']):.1f} "
+                          f"/ {per_minute(pair['command']):.1f} a minute, ratio {ratio:.2f} (95 % CI {lo:.2f}-{hi:.2f})")
+        print()
+        print("xruns/min: xrun notifications jackd sent its clients during the measurement (one per cycle "
+              "its timer woke late, one per cycle a client had not finished: one hiccup can count twice); "
+              "causes: timer = the server's dummy driver woke late, a client name = that "
+              "client had not finished its cycle (running: it was still running; otherwise it had not started); "
+              "load: callback time / period from rtq's histogram (whole run); PA flags: "
+              "blocks PortAudio flagged (input overflow + output underflow, whole run); ratio: rtq's xrun rate "
+              "over jack_thru's, with its exact 95 % interval (Poisson counts); rtq: command = rtq live, screen = "
+              "rtq live in a terminal drawing its screen, driver = a LiveSession in a script; QoS own: rtq live "
+              "holds its 0 us CPU latency request in its own turns, the C clients have none; all: held through "
+              "every client's turn; off: none.  process: a spinning Python process beside every client; thread: "
+              "a spinning Python thread in the driver's process.")
     if switching is not None:
         print()
         print_switches(switching, switch_block)
