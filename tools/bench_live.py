@@ -53,7 +53,8 @@ PortAudio's flags) in the switch windows against those in the steady windows.
 
 The silent built-in output (``--null-seconds S``): ``rtq live`` with its screen in a
 terminal, no audio server, for each of ``--null-presets``: the underflows in S seconds
-(0 is the target).
+(0 is the target), and beside it ``cyclictest`` (rt-tests): a C thread at the same
+priority and period, whose wake-ups more than a period late are the machine's own.
 
 Then it times ``rtq live`` from spawn to the first audio frame at a capture client
 (warm cache; the first of the repeats also warms it), at block size 64.
@@ -439,19 +440,56 @@ def print_switches(result: dict, blocksize: int) -> None:
           f"{steady_s:.1f} s ({60 * steady_jack / steady_s:.1f}/min)")
 
 
-def run_null(preset: str, seconds: float) -> dict:
+NULL_PERIOD_US = 256 / RATE * 1e6   # the silent output's block (256 frames) at 48 kHz
+
+
+def run_null(preset: str, seconds: float) -> tuple[dict, dict | None]:
     """``rtq live`` with its screen in a terminal and no audio server: the silent built-in
-    output's exit summary."""
+    output's exit summary; beside it, the same seconds, ``cyclictest`` (rt-tests, if
+    installed): a C thread at the clock's priority waking every period, whose wake-ups
+    more than a period late (what the silent output counts as underflows) are the
+    machine's own."""
+    from rtq.live.nullstream import CLOCK_PRIORITY
+
     env = dict(os.environ, JACK_NO_START_SERVER="1", JACK_DEFAULT_SERVER=f"rtq-bench-none-{os.getpid()}")
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    peer = None
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "summary.json"
         terminal = Terminal(live_command(preset, 0, seconds, out, "own", True), env)
+        if shutil.which("cyclictest"):
+            limit = int(3 * NULL_PERIOD_US)
+            peer = subprocess.Popen(["cyclictest", "-q", "-t1", "-p", str(CLOCK_PRIORITY), "-i",
+                                     str(round(NULL_PERIOD_US)), "-h", str(limit), "-D", f"{seconds:.0f}"],
+                                    stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         try:
             terminal.wait(seconds + 120)
+            text = peer.communicate(timeout=seconds + 60)[0] if peer is not None else None
         finally:
             terminal.kill()
-        return json.loads(out.read_text())
+            if peer is not None and peer.poll() is None:
+                peer.kill()
+        return json.loads(out.read_text()), (cyclictest_late(text, NULL_PERIOD_US) if text else None)
+
+
+def cyclictest_late(text: str, period_us: float) -> dict:
+    """From ``cyclictest -h``'s histogram: wake-ups, those more than ``period_us`` late,
+    and the maximum latency (us)."""
+    late = total = 0
+    maximum = None
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0].isdigit():
+            us, count = int(fields[0]), int(fields[1])
+            total += count
+            late += count if us > period_us else 0
+        elif line.startswith("# Histogram Overflows:"):
+            overflows = int(fields[3])
+            late += overflows
+            total += overflows
+        elif line.startswith("# Max Latencies:"):
+            maximum = int(fields[3])
+    return {"wakeups": total, "late": late, "max_us": maximum}
 
 
 def run_thru(server: JackServer, seconds: float, busy: bool) -> dict:
@@ -805,11 +843,14 @@ def main(argv=None) -> int:
     if switching is not None:
         print()
         print_switches(switching, switch_block)
-    for null_preset, summary in nulls:
+    for null_preset, (summary, peer) in nulls:
         load = summary["callback_load"]
         print(f"silent built-in output, rtq live {null_preset} with its screen: {summary['output_underflows']} "
               f"underflows in {summary['seconds']:.0f} s (block {summary['blocksize']}, callback p99 "
               f"{pct(load['p99'])}, max {pct(load['max'])}; audio thread: {summary.get('audio_thread')})")
+        if peer is not None:
+            print(f"  beside it, cyclictest at the same priority and period: {peer['late']} of {peer['wakeups']} "
+                  f"wake-ups more than a period late, the latest {peer['max_us']} us")
     if starts:
         regs = [r for r, _ in starts]
         firsts = [f for _, f in starts]
