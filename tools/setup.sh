@@ -43,7 +43,7 @@ EOF
 fi
 
 # --- system packages ------------------------------------------------------
-apt_packages=(libportaudio2 libsndfile1 jackd2 sox ffmpeg fuse3 chromium chromium-driver tmux)  # tmux: bench_live runs rtq live with its screen in a pane
+apt_packages=(libportaudio2 libsndfile1 jackd2 sox ffmpeg fuse3 chromium chromium-driver tmux rt-tests)  # tmux, rt-tests (cyclictest): tools/bench_live.py
 ((venv_needed)) && apt_packages+=(python3-venv)
 missing=()
 for pkg in "${apt_packages[@]}"; do
