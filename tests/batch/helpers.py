@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -45,9 +46,12 @@ def run_rtq(*argv, cwd=None, timeout: float = 180, stdin: str | None = None) -> 
 
 
 def start_rtq(*argv, cwd=None) -> subprocess.Popen:
-    """``python -m rtq ARGV`` started in its own process group (``os.killpg`` ends it all)."""
+    """``python -m rtq ARGV`` started in its own process group (``os.killpg`` ends it all),
+    with Ctrl-C's signal handled as on a terminal even when the tests run as a shell's
+    background job (which starts them with SIGINT ignored)."""
     return subprocess.Popen(rtq_command(*argv), cwd=cwd, env=environment(), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def manifest_lines(path: Path) -> list[dict]:
