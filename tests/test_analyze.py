@@ -322,15 +322,17 @@ def test_a_fractional_lag_is_estimated_and_met(tmp_path, capsys):
 def test_sub_sample_lag_and_its_precision_against_a_known_delay():
     """Band-limited noise delayed by 0.3 samples (exactly, by the DFT) under white noise
     60 dB down: the estimate lies within 4 standard deviations of 0.3 in every trial and
-    the stated deviation is that of the trials (within a factor 1.5)."""
-    from scipy import signal
+    the stated deviation is that of the trials: their sample deviation over the mean
+    stated one lies in the chi-square interval of 200 trials at 1e-4 (0.81-1.20)."""
+    from scipy import signal, stats
 
     from rtq.meter.align import fractional_lag
 
     rng = np.random.default_rng(5)
     b, a = signal.butter(6, 0.8)
     estimates, sigmas = [], []
-    for _ in range(20):
+    trials = 200
+    for _ in range(trials):
         x = signal.lfilter(b, a, rng.standard_normal(24000))
         spectrum = np.fft.rfft(x, 1 << 16)
         late = np.fft.irfft(spectrum * np.exp(-2j * np.pi * np.fft.rfftfreq(1 << 16) * 0.3), 1 << 16)
@@ -339,7 +341,8 @@ def test_sub_sample_lag_and_its_precision_against_a_known_delay():
         assert abs(lag - 0.3) < 4 * sigma
         estimates.append(lag)
         sigmas.append(sigma)
-    assert 1 / 1.5 < np.std(estimates) / np.mean(sigmas) < 1.5
+    low, high = np.sqrt(stats.chi2.ppf([5e-5, 1 - 5e-5], trials - 1) / (trials - 1))
+    assert low < np.std(estimates, ddof=1) / np.mean(sigmas) < high
 
 
 # --- what analyze reads: one-line errors naming the file, the limits, short files ---------

@@ -122,7 +122,18 @@ def test_a_live_input_is_level_matched_on_the_pink_noise_stand_in():
     with Comparison({"original": None, "anchor": Chain.from_preset("lowpass-3500")}, "live", samplerate=RATE,
                     stream=null_stream()) as comparison:
         assert comparison.live_input and comparison.loudness_lufs["original"] == pytest.approx(STAND_IN_LUFS)
-        assert 1.0 < comparison.gains_db["anchor"] < 20.0
+        # The gain is the stand-in's loudness over the anchor's output, measured here
+        # with pyloudnorm directly (BS.1770-4): a 3.5 kHz low-pass of pink noise gains.
+        import pyloudnorm
+
+        from rtq.listen.level import stand_in
+
+        noise = stand_in(RATE, 2)
+        meter = pyloudnorm.Meter(RATE)
+        expected = meter.integrated_loudness(noise) - meter.integrated_loudness(
+            Chain.from_preset("lowpass-3500")(noise, RATE))
+        assert expected > 1.0
+        assert comparison.gains_db["anchor"] == pytest.approx(expected, abs=1e-9)
         assert comparison.position == 0.0 and not comparison.engine.frozen
         with pytest.raises(ValueError, match="no loop points"):
             comparison.loop = (0.0, 1.0)
