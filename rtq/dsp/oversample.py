@@ -18,8 +18,9 @@ strided access per sample: BENCHMARKS.md).
 Input is processed in passes of ``P = PASS_TOP / L`` stream frames (any block length
 works); between stages the data flows through per-channel line buffers in the state.
 
-FIR inner loops are vectorised across time with the taps' symmetry exploited (one
-multiply per coefficient pair, none for the zero taps or the pure-delay branch); the
+FIR sums run eight outputs in two four-lane registers across all the taps, the taps'
+symmetry exploited (one multiply per coefficient pair, none for the zero taps or the
+pure-delay branch), each input vector loaded once for two tap groups; the
 IIR recursions run eight independent dependency chains (two sections x two branches x
 two channels) per loop.  How fast that is, against soxr and scipy: BENCHMARKS.md.
 
@@ -50,6 +51,7 @@ from numba.extending import register_jitable
 
 from ..jit import kernel
 from .oversample_design import HEADER, KIND_FIR, KIND_IIR, OversamplerDesign
+from .simd import load_quad, splat_quad, store_quad
 
 __all__ = [
     "PASS_TOP",
@@ -170,66 +172,100 @@ def _in_line(coeffs, state, s, chans, ch, down, odd):
 def _sym_fir(buf, base, p, m, c, acc):
     """``acc[k] = sum_j g_j (buf[base + k + j - 1] + buf[base + k - j])``, k < c.
 
-    ``g_j = p[1 + j]``.  Vectorised across ``k`` (time).  Taps are summed in groups of
-    four (the last group has 1..4 taps) in a fixed order, so the rounding of every
-    output is independent of ``c`` and of how the stream was cut into blocks.
+    ``g_j = p[1 + j]``.  Taps are summed in groups of four (the last group has 1..4
+    taps), ``(g1 x1 + g2 x2) + (g3 x3 + g4 x4)`` with ``x = p + q`` the folded pair,
+    each group added to the sum of the earlier ones: a fixed order, so the rounding of
+    every output is independent of ``c`` and of how the stream was cut into blocks.
+
+    Outputs are made eight at a time in two :data:`~rtq.dsp.simd.float64x4` registers
+    that stay in registers over all the taps (nothing stored between groups), and the
+    input vectors are loaded once: group ``j + 4`` reads the ``p`` vectors of the second
+    register and the ``q`` vectors of the first at the offsets group ``j`` read them for
+    the other register, so each group loads eight vectors for its 32 folded pairs
+    instead of sixteen.  The last ``c mod 8`` outputs are summed one by one, in the same
+    order.  ``buf`` and ``acc`` must be C-contiguous.
     """
-    a = acc[:c]
-    j = 1
-    while j <= m:
-        r = min(4, m - j + 1)
-        g1 = p[1 + j]
-        p1 = buf[base + j - 1:base + j - 1 + c]
-        q1 = buf[base - j:base - j + c]
-        if r == 4:
-            g2 = p[2 + j]
-            g3 = p[3 + j]
-            g4 = p[4 + j]
-            p2 = buf[base + j:base + j + c]
-            q2 = buf[base - j - 1:base - j - 1 + c]
-            p3 = buf[base + j + 1:base + j + 1 + c]
-            q3 = buf[base - j - 2:base - j - 2 + c]
-            p4 = buf[base + j + 2:base + j + 2 + c]
-            q4 = buf[base - j - 3:base - j - 3 + c]
+    k = 0
+    while k + 8 <= c:
+        pp = base + k          # p operands of group j at pp + t (+ 4 for the 2nd register)
+        qq = base + k - 1      # q operands at qq - t (+ 4)
+        # the operands the previous group would hand over: p of register 0, q of register 1
+        c0 = load_quad(buf, pp)
+        c1 = load_quad(buf, pp + 1)
+        c2 = load_quad(buf, pp + 2)
+        c3 = load_quad(buf, pp + 3)
+        b0 = load_quad(buf, qq + 4)
+        b1 = load_quad(buf, qq + 3)
+        b2 = load_quad(buf, qq + 2)
+        b3 = load_quad(buf, qq + 1)
+        a0 = c0
+        a1 = c0
+        j = 1
+        while j + 3 <= m:
+            g1 = splat_quad(p[1 + j])
+            g2 = splat_quad(p[2 + j])
+            g3 = splat_quad(p[3 + j])
+            g4 = splat_quad(p[4 + j])
+            n0 = load_quad(buf, qq)
+            n1 = load_quad(buf, qq - 1)
+            n2 = load_quad(buf, qq - 2)
+            n3 = load_quad(buf, qq - 3)
+            e0 = load_quad(buf, pp + 4)
+            e1 = load_quad(buf, pp + 5)
+            e2 = load_quad(buf, pp + 6)
+            e3 = load_quad(buf, pp + 7)
+            s0 = (g1 * (c0 + n0) + g2 * (c1 + n1)) + (g3 * (c2 + n2) + g4 * (c3 + n3))
+            s1 = (g1 * (e0 + b0) + g2 * (e1 + b1)) + (g3 * (e2 + b2) + g4 * (e3 + b3))
             if j == 1:
-                for k in range(c):
-                    a[k] = (g1 * (p1[k] + q1[k]) + g2 * (p2[k] + q2[k])) + (
-                        g3 * (p3[k] + q3[k]) + g4 * (p4[k] + q4[k]))
+                a0 = s0
+                a1 = s1
             else:
-                for k in range(c):
-                    a[k] += (g1 * (p1[k] + q1[k]) + g2 * (p2[k] + q2[k])) + (
-                        g3 * (p3[k] + q3[k]) + g4 * (p4[k] + q4[k]))
-        elif r == 3:
-            g2 = p[2 + j]
-            g3 = p[3 + j]
-            p2 = buf[base + j:base + j + c]
-            q2 = buf[base - j - 1:base - j - 1 + c]
-            p3 = buf[base + j + 1:base + j + 1 + c]
-            q3 = buf[base - j - 2:base - j - 2 + c]
+                a0 = a0 + s0
+                a1 = a1 + s1
+            c0, c1, c2, c3 = e0, e1, e2, e3
+            b0, b1, b2, b3 = n0, n1, n2, n3
+            pp += 4
+            qq -= 4
+            j += 4
+        r = m - j + 1  # taps in the last, partial group
+        if r > 0:
+            g1 = splat_quad(p[1 + j])
+            s0 = g1 * (c0 + load_quad(buf, qq))
+            s1 = g1 * (load_quad(buf, pp + 4) + b0)
+            if r >= 2:
+                g2 = splat_quad(p[2 + j])
+                s0 = s0 + g2 * (c1 + load_quad(buf, qq - 1))
+                s1 = s1 + g2 * (load_quad(buf, pp + 5) + b1)
+                if r == 3:
+                    g3 = splat_quad(p[3 + j])
+                    s0 = s0 + g3 * (c2 + load_quad(buf, qq - 2))
+                    s1 = s1 + g3 * (load_quad(buf, pp + 6) + b2)
             if j == 1:
-                for k in range(c):
-                    a[k] = (g1 * (p1[k] + q1[k]) + g2 * (p2[k] + q2[k])) + g3 * (p3[k] + q3[k])
+                a0 = s0
+                a1 = s1
             else:
-                for k in range(c):
-                    a[k] += (g1 * (p1[k] + q1[k]) + g2 * (p2[k] + q2[k])) + g3 * (p3[k] + q3[k])
-        elif r == 2:
-            g2 = p[2 + j]
-            p2 = buf[base + j:base + j + c]
-            q2 = buf[base - j - 1:base - j - 1 + c]
-            if j == 1:
-                for k in range(c):
-                    a[k] = g1 * (p1[k] + q1[k]) + g2 * (p2[k] + q2[k])
-            else:
-                for k in range(c):
-                    a[k] += g1 * (p1[k] + q1[k]) + g2 * (p2[k] + q2[k])
-        else:
-            if j == 1:
-                for k in range(c):
-                    a[k] = g1 * (p1[k] + q1[k])
-            else:
-                for k in range(c):
-                    a[k] += g1 * (p1[k] + q1[k])
-        j += r
+                a0 = a0 + s0
+                a1 = a1 + s1
+        store_quad(acc, k, a0)
+        store_quad(acc, k + 4, a1)
+        k += 8
+    for i in range(k, c):
+        pi = base + i
+        total = 0.0
+        j = 1
+        while j <= m:
+            r = min(4, m - j + 1)
+            x = p[1 + j] * (buf[pi + j - 1] + buf[pi - j])
+            if r >= 2:
+                x = x + p[2 + j] * (buf[pi + j] + buf[pi - j - 1])
+                if r == 3:
+                    x = x + p[3 + j] * (buf[pi + j + 1] + buf[pi - j - 2])
+                elif r == 4:
+                    x = x + (p[3 + j] * (buf[pi + j + 1] + buf[pi - j - 2])
+                             + p[4 + j] * (buf[pi + j + 2] + buf[pi - j - 3]))
+            total = x if j == 1 else total + x
+            j += r
+        acc[i] = total
 
 
 @kernel

@@ -11,11 +11,19 @@ error filters, word ``k`` of both channels in the two lanes of register ``k``
 (:func:`word_pairs`).  One vector operation then serves both channels, no lane ever
 moves (the state's shift is a renaming of registers), and the loop carries exactly as
 many registers as the filter has words.
+
+:data:`float64x4` is four float64 lanes (``<4 x double>``, one AVX register) for loops
+whose operands LLVM would reload on every pass (a FIR's taps read the same input
+vectors as its neighbours): :func:`load_quad`, :func:`store_quad`, :func:`splat_quad`,
+and ``+``, ``*`` lane by lane, each one rounding as the scalar operation (no
+contraction into fused multiply-adds), so vector code gives the scalar code's bits.
 """
+import operator
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
-from numba.extending import intrinsic, models, register_model
+from numba.extending import intrinsic, models, overload, register_model
 
 _VEC = ir.VectorType(ir.DoubleType(), 4)
 _I32 = ir.IntType(32)
@@ -257,3 +265,80 @@ def first_word(typingctx, pairs, lane):
         return builder.extract_element(builder.extract_value(args[0], 0), index)
 
     return types.float64(pairs, lane), codegen
+
+
+class Float64x4(types.Type):
+    """Four float64 lanes in one vector register (LLVM ``<4 x double>``)."""
+
+    def __init__(self):
+        super().__init__(name="float64x4")
+
+
+float64x4 = Float64x4()
+_QUAD = ir.VectorType(ir.DoubleType(), 4)
+
+
+@register_model(Float64x4)
+class _Float64x4Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _QUAD)
+
+
+@intrinsic
+def load_quad(typingctx, array, index):
+    """``array[index : index + 4]`` (C-contiguous float64; no checks) as a :data:`float64x4`."""
+    if not (_c_float64(array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
+        return builder.load(builder.bitcast(where, _QUAD.as_pointer()), align=8)
+
+    return float64x4(array, index), codegen
+
+
+@intrinsic
+def store_quad(typingctx, array, index, quad):
+    """``array[index : index + 4] = quad`` (C-contiguous float64; no checks)."""
+    if not (_c_float64(array) and isinstance(index, types.Integer) and quad == float64x4):
+        return None
+
+    def codegen(context, builder, signature, args):
+        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
+        builder.store(args[2], builder.bitcast(where, _QUAD.as_pointer()), align=8)
+        return context.get_dummy_value()
+
+    return types.void(array, index, quad), codegen
+
+
+@intrinsic
+def splat_quad(typingctx, value):
+    """A :data:`float64x4` with ``value`` (float64) in every lane."""
+    if value != types.float64:
+        return None
+
+    def codegen(context, builder, signature, args):
+        one = builder.insert_element(ir.Constant(_QUAD, ir.Undefined), args[0], ir.Constant(_I32, 0))
+        return builder.shuffle_vector(one, ir.Constant(_QUAD, ir.Undefined),
+                                      ir.Constant(ir.VectorType(_I32, 4), [0] * 4))
+
+    return float64x4(value), codegen
+
+
+def _quad_operator(op, emit):
+    @intrinsic
+    def lanewise(typingctx, a, b):
+        def codegen(context, builder, signature, args):
+            return emit(builder, *args)
+
+        return float64x4(a, b), codegen
+
+    @overload(op)
+    def quad_op(a, b):
+        if a == float64x4 and b == float64x4:
+            return lambda a, b: lanewise(a, b)
+        return None
+
+
+_quad_operator(operator.add, lambda builder, a, b: builder.fadd(a, b))
+_quad_operator(operator.mul, lambda builder, a, b: builder.fmul(a, b))
