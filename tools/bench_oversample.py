@@ -4,7 +4,9 @@
 Not a test: prints a table.  For each resampler, on the same machine in the same run:
 
 * throughput of the round trip (48 kHz -> 192 kHz -> 48 kHz), stereo, ``--seconds`` of
-  white noise, best of ``--repeat`` runs, as "x real time" (audio seconds per second);
+  white noise, best of ``--repeat`` rounds, as "x real time" (audio seconds per second);
+  each round times every resampler once, in turn, so a machine whose load drifts
+  (shared VMs) slows all of them alike and the ratios stay comparable;
 * image rejection of the up-sampler and alias rejection of the down-sampler, measured
   the same way for all (see :func:`image_rejection_db` / :func:`alias_rejection_db`):
   coherent tones, exact-bin levels of periodic steady-state outputs, worst case over the
@@ -23,11 +25,14 @@ Usage: ``python tools/bench_oversample.py [--seconds 60] [--repeat 3]``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench_render import cpu_model
 
 # The offline up/down wrapper the tests use (tests/dsp/oversampler.py).
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
@@ -176,15 +181,18 @@ def passband_ripple_db(r: Resampler) -> float:
     return worst
 
 
-def throughput(fn, x: np.ndarray, repeat: int) -> float:
-    """Audio seconds processed per wall second, best of ``repeat``."""
-    fn(x[:RATE])                      # warm up (JIT, plans)
-    best = np.inf
+def throughputs(fns: list, x: np.ndarray, repeat: int) -> list[float]:
+    """Audio seconds processed per wall second for each of ``fns``, best of ``repeat``
+    rounds; every round runs each function once, in turn (alternating windows)."""
+    for fn in fns:
+        fn(x[:RATE])                  # warm up (JIT, plans)
+    best = [np.inf] * len(fns)
     for _ in range(repeat):
-        start = time.perf_counter()
-        fn(x)
-        best = min(best, time.perf_counter() - start)
-    return x.shape[0] / RATE / best
+        for i, fn in enumerate(fns):
+            start = time.perf_counter()
+            fn(x)
+            best[i] = min(best[i], time.perf_counter() - start)
+    return [x.shape[0] / RATE / b for b in best]
 
 
 def modulator_throughput(seconds: float, repeat: int) -> float:
@@ -221,15 +229,14 @@ def main() -> int:
     resamplers = [rtq_resampler("linear", "high"), rtq_resampler("linear", "normal"),
                   rtq_resampler("minimum", "high"), soxr_resampler("HQ"), soxr_resampler("VHQ"),
                   soxr_stream_resampler("HQ"), soxr_stream_resampler("VHQ"), scipy_resampler()]
+    print(f"CPU: {cpu_model()}; load average {os.getloadavg()[0]:.2f}")
     print(f"4x round trip 48 kHz -> 192 kHz -> 48 kHz, stereo, {args.seconds:g} s of white "
-          f"noise, best of {args.repeat}")
+          f"noise, best of {args.repeat} alternating rounds")
     print(f"{'resampler':<22} {'x real time':>11} {'image rej':>10} {'alias rej':>10} "
           f"{'ripple':>9} {'/ soxr HQ':>10} {'/ HQ stream':>11}")
-    rows = []
-    for r in resamplers:
-        speed = throughput(r.round_trip, x, args.repeat)
-        rows.append((r.name, speed, image_rejection_db(r), alias_rejection_db(r),
-                     passband_ripple_db(r)))
+    speeds = throughputs([r.round_trip for r in resamplers], x, args.repeat)
+    rows = [(r.name, speed, image_rejection_db(r), alias_rejection_db(r), passband_ripple_db(r))
+            for r, speed in zip(resamplers, speeds)]
     ref = next(speed for name, speed, *_ in rows if name == "soxr HQ")
     ref_stream = next(speed for name, speed, *_ in rows if name == "soxr HQ stream")
     for name, speed, img, ali, rip in rows:
