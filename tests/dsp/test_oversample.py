@@ -296,6 +296,43 @@ def test_up_and_down_alone_are_block_invariant():
     assert np.array_equal(np.concatenate(parts), whole)
 
 
+def _sym_fir_reference(buf, base, g, c):
+    """The half-band FIR sum in the order the kernel documents, one output at a time in
+    Python floats: folded pairs ``x_j``, groups ``(g1 x1 + g2 x2) + (g3 x3 + g4 x4)``
+    of four taps (the last has 1..4), each group added to the sum of the earlier ones."""
+    out = []
+    for k in range(c):
+        x = [g[j - 1] * (buf[base + k + j - 1] + buf[base + k - j]) for j in range(1, len(g) + 1)]
+        total = None
+        for i in range(0, len(x), 4):
+            group = x[i:i + 4]
+            part = group[0] + group[1] if len(group) >= 2 else group[0]
+            if len(group) == 3:
+                part = part + group[2]
+            elif len(group) == 4:
+                part = part + (group[2] + group[3])
+            total = part if total is None else total + part
+        out.append(total)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 7, 8, 9, 13, 48])
+def test_halfband_fir_sum_order(m):
+    """The vector kernel (eight outputs per step, operands reused across tap groups) and
+    its one-by-one tail give the documented sum to the bit, for any tap count and any
+    output count (whole steps, a tail, only a tail)."""
+    rng = np.random.default_rng(m)
+    g = rng.standard_normal(m)
+    p = np.concatenate(([0.0, float(m)], g))         # a stage block: [kind, M, g_1 .. g_M]
+    buf = rng.standard_normal(200)
+    base = m + 3
+    for c in (1, 7, 8, 9, 16, 23, 64):
+        acc = np.full(64, np.nan)
+        ov._sym_fir(buf, base, p, m, c, acc)
+        assert np.array_equal(acc[:c], _sym_fir_reference(buf, base, g, c)), c
+        assert np.isnan(acc[c:]).all()                 # nothing written past c
+
+
 @pytest.mark.parametrize("phase", od.PHASES)
 def test_channels_independent_and_reset(phase):
     d = od.design_oversampler(4, phase, "high", integer_latency=True)
