@@ -99,21 +99,26 @@ def fma_vector(builder, a, b, c):
     return builder.call(fma, [a, b, c])
 
 
-class Float64x2(types.Type):
-    """Two float64 lanes in one vector register (LLVM ``<2 x double>``)."""
+class FloatVector(types.Type):
+    """``lanes`` float64 lanes in one vector register (LLVM ``<lanes x double>``), a value
+    like a float."""
 
-    def __init__(self):
-        super().__init__(name="float64x2")
-
-
-float64x2 = Float64x2()
-_PAIR = ir.VectorType(ir.DoubleType(), 2)
+    def __init__(self, lanes):
+        self.lanes = lanes
+        super().__init__(name=f"float64x{lanes}")
 
 
-@register_model(Float64x2)
-class _Float64x2Model(models.PrimitiveModel):
+@register_model(FloatVector)
+class _FloatVectorModel(models.PrimitiveModel):
     def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _PAIR)
+        super().__init__(dmm, fe_type, ir.VectorType(ir.DoubleType(), fe_type.lanes))
+
+
+# Numba unpickles a cache index before it checks the index's stamp: indexes written
+# when the pair type had a class of its own name it, so the name stays.
+Float64x2 = FloatVector
+float64x2 = FloatVector(2)
+_PAIR = ir.VectorType(ir.DoubleType(), 2)
 
 
 def _c_float64(array):
@@ -185,31 +190,40 @@ def pair_of(typingctx, u, v):
     return float64x2(u, v), codegen
 
 
-@intrinsic
-def load_pair(typingctx, array, index):
-    """``array[index : index + 2]`` (C-contiguous float64; no checks) as a :data:`float64x2`."""
-    if not (_c_float64(array) and isinstance(index, types.Integer)):
-        return None
+def _vector_access(vector, ir_vector):
+    """``load(array, index)``, ``array[index : index + lanes]`` as a ``vector`` value, and
+    ``store(array, index, value)``, its inverse, for a C-contiguous float64 array (no
+    checks: the caller keeps the lanes inside the array)."""
 
-    def codegen(context, builder, signature, args):
-        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
-        return builder.load(builder.bitcast(where, _PAIR.as_pointer()), align=8)
+    @intrinsic
+    def load(typingctx, array, index):
+        if not (_c_float64(array) and isinstance(index, types.Integer)):
+            return None
 
-    return float64x2(array, index), codegen
+        def codegen(context, builder, signature, args):
+            where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
+            return builder.load(builder.bitcast(where, ir_vector.as_pointer()), align=8)
+
+        return vector(array, index), codegen
+
+    @intrinsic
+    def store(typingctx, array, index, value):
+        if not (_c_float64(array) and isinstance(index, types.Integer) and value == vector):
+            return None
+
+        def codegen(context, builder, signature, args):
+            where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
+            builder.store(args[2], builder.bitcast(where, ir_vector.as_pointer()), align=8)
+            return context.get_dummy_value()
+
+        return types.void(array, index, value), codegen
+
+    return load, store
 
 
-@intrinsic
-def store_pair(typingctx, array, index, pair):
-    """``array[index : index + 2] = pair`` (C-contiguous float64; no checks)."""
-    if not (_c_float64(array) and isinstance(index, types.Integer) and pair == float64x2):
-        return None
-
-    def codegen(context, builder, signature, args):
-        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
-        builder.store(args[2], builder.bitcast(where, _PAIR.as_pointer()), align=8)
-        return context.get_dummy_value()
-
-    return types.void(array, index, pair), codegen
+#: ``load_pair(array, index)``: ``array[index : index + 2]`` as a :data:`float64x2`;
+#: ``store_pair(array, index, pair)`` writes it back.
+load_pair, store_pair = _vector_access(float64x2, _PAIR)
 
 
 @intrinsic
@@ -267,48 +281,13 @@ def first_word(typingctx, pairs, lane):
     return types.float64(pairs, lane), codegen
 
 
-class Float64x4(types.Type):
-    """Four float64 lanes in one vector register (LLVM ``<4 x double>``)."""
-
-    def __init__(self):
-        super().__init__(name="float64x4")
-
-
-float64x4 = Float64x4()
+float64x4 = FloatVector(4)
 _QUAD = ir.VectorType(ir.DoubleType(), 4)
 
 
-@register_model(Float64x4)
-class _Float64x4Model(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, _QUAD)
-
-
-@intrinsic
-def load_quad(typingctx, array, index):
-    """``array[index : index + 4]`` (C-contiguous float64; no checks) as a :data:`float64x4`."""
-    if not (_c_float64(array) and isinstance(index, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
-        return builder.load(builder.bitcast(where, _QUAD.as_pointer()), align=8)
-
-    return float64x4(array, index), codegen
-
-
-@intrinsic
-def store_quad(typingctx, array, index, quad):
-    """``array[index : index + 4] = quad`` (C-contiguous float64; no checks)."""
-    if not (_c_float64(array) and isinstance(index, types.Integer) and quad == float64x4):
-        return None
-
-    def codegen(context, builder, signature, args):
-        where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
-        builder.store(args[2], builder.bitcast(where, _QUAD.as_pointer()), align=8)
-        return context.get_dummy_value()
-
-    return types.void(array, index, quad), codegen
+#: ``load_quad(array, index)``: ``array[index : index + 4]`` as a :data:`float64x4`;
+#: ``store_quad(array, index, quad)`` writes it back.
+load_quad, store_quad = _vector_access(float64x4, _QUAD)
 
 
 @intrinsic
