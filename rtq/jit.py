@@ -10,9 +10,10 @@ Numba's on-disk cache keys a function by its own file's time stamp and size, so 
 kernel whose file is unchanged would keep the machine code of a callee changed in
 another file (after a checkout, an edit or an upgrade that leaves the caller's file
 alone), and :mod:`rtq.native` would store that stale code under the new source's key.
-rtq's functions are therefore cached under the digest of all of rtq's source
-(:func:`rtq.cache.source_digest`, as the native cache is): any change compiles them
-all again.
+rtq's functions are therefore cached under the digest of the rtq source their module
+can reach through its imports (:func:`rtq.cache.module_digest`, as the native cache
+is): a change to anything a kernel could call or read compiles it again; a change
+elsewhere (the CLI, batch, the UI) does not.
 
 ``address_as_void_pointer`` lets compiled code view memory it was given as an address
 (C entry points, PortAudio's buffers) with ``numba.carray``; ``float_bits`` reads a
@@ -26,13 +27,14 @@ from numba.core import cgutils
 from numba.core.caching import CacheImpl, InTreeCacheLocator, UserWideCacheLocator
 from numba.extending import intrinsic
 
-from .cache import source_digest
+from .cache import module_digest
 
 _PACKAGE = Path(__file__).resolve().parent
 
 
-class _WholeSourceStamp:
-    """A cache locator mixin for rtq's own files: the source stamp is rtq's digest."""
+class _ReachableSourceStamp:
+    """A cache locator mixin for rtq's own files: the source stamp is the digest of the
+    source the function's module can reach."""
 
     @classmethod
     def from_function(cls, py_func, py_file):
@@ -41,14 +43,14 @@ class _WholeSourceStamp:
         return super().from_function(py_func, py_file)
 
     def get_source_stamp(self):
-        return source_digest()
+        return module_digest(self._py_file)
 
 
-class _InTree(_WholeSourceStamp, InTreeCacheLocator):
+class _InTree(_ReachableSourceStamp, InTreeCacheLocator):
     pass
 
 
-class _UserWide(_WholeSourceStamp, UserWideCacheLocator):   # where the package is read-only
+class _UserWide(_ReachableSourceStamp, UserWideCacheLocator):   # where the package is read-only
     pass
 
 

@@ -15,8 +15,8 @@ rtq's cache directory.  Later processes link that object with llvmlite's MCJIT, 
 takes milliseconds, and call it at its address.  It is the same machine code either
 way, so the results are bit-identical (``tests/test_native.py`` checks both routes).
 
-A stored object is used only when its key matches: rtq's source (every file under
-``rtq/``), the Python, NumPy, Numba and llvmlite versions, ``NUMBA_*`` settings and
+A stored object is used only when its key matches: the rtq source its module can reach
+(:func:`rtq.cache.module_digest`), the Python, NumPy, Numba and llvmlite versions, ``NUMBA_*`` settings and
 the host CPU's name and features.  Objects are written atomically (in
 :func:`rtq.cache.cache_dir`); one that cannot be read or linked is compiled again.
 ``RTQ_NATIVE_CACHE=0`` always compiles with Numba, from Numba's own cache.
@@ -43,7 +43,7 @@ import numba
 import numpy as np
 from numba import types
 
-from .cache import cache_dir, source_digest, write_atomically
+from .cache import cache_dir, module_digest, write_atomically
 
 _MAGIC = b"rtq-native-object 2\n"
 _lock = threading.Lock()
@@ -115,7 +115,7 @@ class Entry:
                 compiled = numba.cfunc(self.signature, cache=True, error_model="numpy")(self.pyfunc)
                 self._address, self._keepalive = compiled.address, compiled
                 return
-            path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.signature)}.o"
+            path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.pyfunc, self.signature)}.o"
             if self._load(path):
                 return
             # One process compiles, others on this machine (a batch's workers) wait and link.
@@ -166,8 +166,8 @@ def _host_description() -> str:
                  llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), settings))
 
 
-def _cache_key(signature) -> str:
-    key = f"{source_digest()}|{_host_description()}|{signature}"
+def _cache_key(pyfunc, signature) -> str:
+    key = f"{module_digest(pyfunc.__code__.co_filename)}|{_host_description()}|{signature}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
