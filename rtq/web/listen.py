@@ -85,7 +85,7 @@ class ListenSite:
         self.hub.publish("init", {
             "page": "listen", "type": test.type, "name": test.name, "listener": driver.listener,
             "practice": driver.practice, "keys": [[list(keys), action, text] for keys, action, text in self.controls.keymap
-                                                   if action not in ("quit", "type")],
+                                                   if action not in ("quit", "type", "cycle")],
             "rating": list(RATING_RANGE), "first_rating": FIRST_RATING, "items": len(test.items), "trials": test.trials if test.is_abx else None,
             "sequential": bool(test.is_abx and test.sequential and not driver.practice),
             "labels": list(getattr(driver, "labels", ())), "slots": getattr(driver, "slots", None)})

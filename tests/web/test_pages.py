@@ -243,6 +243,44 @@ def test_a_listener_rates_a_mushra_item(browser, tmp_path):
 
 
 @pytest.mark.audio
+def test_a_listener_rates_a_mushra_item_with_the_keys_alone(browser, tmp_path):
+    """The terminal's MUSHRA keys on the page, no mouse: r plays the reference, a digit
+    plays and selects its condition, up / down start at 50 and step 1, right / left step
+    10 (clamped to 0..100), enter goes on only once every condition is rated; tab is
+    left to move the focus, as on any page, and the page's help does not offer it."""
+    served, log = served_test(tmp_path, MUSHRA, "keys")
+    with served:
+        open_page(browser, served.url)
+        wait_until(lambda: "item 1 of 1" in text(browser, "#progress"), 60)
+        body = browser.find_element(By.TAG_NAME, "body")
+        body.send_keys("r")
+        wait_until(lambda: text(browser, "#playing") == "playing reference", what="the reference")
+        assert "tab" not in text(browser, "#help-list")
+        presses = ([Keys.ARROW_UP], [Keys.ARROW_UP, Keys.ARROW_RIGHT, Keys.ARROW_RIGHT], [Keys.ARROW_DOWN, Keys.ARROW_LEFT],
+                   [Keys.ARROW_RIGHT] * 7, [Keys.ARROW_LEFT] * 6 + [Keys.ARROW_UP])
+        # the first press gives 50 whichever it is; then +1, +10, -1, -10, clamped to 0..100
+        ratings = [50, 70, 40, 100, 1]
+        for slot, keys in enumerate(presses):
+            body.send_keys(str(slot + 1))
+            wait_until(lambda: text(browser, "#playing") == f"playing {slot + 1}", what=f"slot {slot + 1}")
+            if slot == 1:
+                body.send_keys(Keys.ENTER)                                  # not every condition rated yet
+                wait_until(lambda: "rate every condition" in text(browser, "#status"), what="the refusal")
+            for key in keys:
+                before = text(browser, f"#value-{slot}")
+                body.send_keys(key)
+                if before != "100":
+                    wait_until(lambda: text(browser, f"#value-{slot}") != before, what=f"slot {slot + 1}'s rating")
+            wait_until(lambda: text(browser, f"#value-{slot}") == str(ratings[slot]), what=f"rating {ratings[slot]}")
+        body.send_keys(Keys.ENTER)
+        wait_until(lambda: browser.find_element(By.ID, "done").is_displayed(), 30, what="the end")
+        assert served.wait(30) == 0
+    (rated,) = [r for r in verify(log) if r["record"] == "ratings"]
+    assert rated["ratings"] == ratings
+    assert [label for label, _ in rated["played"]] == ["reference", "1", "2", "3", "4", "5"]
+
+
+@pytest.mark.audio
 def test_the_meter_page_shows_the_json_lines_figures(browser, tmp_path):
     """The page's figures and its header's time are those of `rtq live --json`'s line of
     the same moment (both come from one record per update); the page's controls reach

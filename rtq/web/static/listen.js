@@ -185,7 +185,7 @@
       send("rate", { slot: state.selected, rating });
     } else if (action === "next" && !state.complete) {
       rtq.status("rate every condition before going on", false);
-    } else if (action !== "cycle") {
+    } else {
       send(action);
     }
   });
