@@ -5,8 +5,10 @@ for any length (and any block size: :data:`MAX_BUFFER_BYTES`); an input that end
 its header's length is an error unless allowed (:class:`~rtq.files.audio.AudioInput`).
 OUTPUT is a :class:`~rtq.files.destination.Destination`: written as an anonymous file
 beside it and linked into place only when complete, never over a file that exists at
-that moment unless forced, so an interrupted or killed render leaves nothing.  Integer output is written from the chain's exact codes (the grid value
-scaled to int16 or int32, which libsndfile stores without further rounding), so reading
+that moment unless forced, so an interrupted or killed render leaves nothing.  Integer
+output is written from the chain's exact codes (the grid value scaled to the file's own
+samples, written as bytes, for uncompressed PCM; to int16 or int32 codes, which
+libsndfile stores without further rounding, otherwise: :class:`_Encoding`), so reading
 the file back returns exactly what the chain produced.  Where float32 holds the input's
 and the output grid's samples exactly, blocks are read as float32 (less memory traffic;
 the chain computes in float64 either way, so the output is the same).
@@ -29,18 +31,14 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numba
 import numpy as np
 import soundfile as sf
-from numba import types
-
-from .jit import address_as_void_pointer, kernel
-from .native import Entry
 
 from .chain import Chain
 from .program import COL_FACTOR, META_MAX_BLOCK
 from .errors import UsageError
-from .files.audio import AudioInput, open_output, output_failure, output_format
+from .files import pcm
+from .files.audio import AudioInput, open_output, output_failure, output_format, raw_layout, write_raw
 from .files.destination import Destination, check_destination
 from .processor import Counts, flush_and_trim
 
@@ -196,39 +194,6 @@ def precision_at_most(input_path, bits: int) -> str | None:
             if np.any(block != np.round(block)) or np.any(np.abs(block) > scale):
                 return None
         return f"every sample of {input_path} lies on the {bits}-bit grid"
-
-
-@kernel
-def _to_codes(src, dst, n, scale, top):
-    """Exact integer codes of grid values: ``y * scale``, saturated at ``top`` (only
-    y = +1.0 reaches it, from the 1-bit quantizer, which is never written as PCM)."""
-    for t in range(n):
-        for c in range(src.shape[1]):
-            dst[t, c] = min(src[t, c] * scale, top)
-
-
-@kernel
-def _codes_from(src_address, double, dst, scale, top):
-    """:func:`_to_codes` from float32 or float64 (``double``) values at ``src_address``."""
-    if double:
-        _to_codes(numba.carray(address_as_void_pointer(src_address), dst.shape, np.float64), dst, dst.shape[0],
-                  scale, top)
-    else:
-        _to_codes(numba.carray(address_as_void_pointer(src_address), dst.shape, np.float32), dst, dst.shape[0],
-                  scale, top)
-
-
-@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64))
-def _codes_entry(src_address, dst_address, frames, channels, double, wide):
-    """C entry point of :func:`_to_codes`: float32/float64 (``double``) grid values to
-    int16 or int32 (``wide``) codes, both C-contiguous (frames, channels)."""
-    shape = (frames, channels)
-    if wide:
-        _codes_from(src_address, double, numba.carray(address_as_void_pointer(dst_address), shape, np.int32),
-                    2147483648.0, 2147483647.0)
-    else:
-        _codes_from(src_address, double, numba.carray(address_as_void_pointer(dst_address), shape, np.int16),
-                    32768.0, 32767.0)
 
 
 class _Progress:
@@ -463,15 +428,15 @@ class _Pipeline:
 
     DEPTH = 3
 
-    def __init__(self, src, dst, block_size: int, work_dtype, out_dtype):
-        self.src, self.dst = src, dst
+    def __init__(self, src, dst, block_size: int, work_dtype, encoding: "_Encoding"):
+        self.src, self.dst, self.encoding = src, dst, encoding
         self.free_in: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
         self.free_out: queue.Queue = queue.Queue()
         self.to_write: queue.Queue = queue.Queue()
         for _ in range(self.DEPTH):
             self.free_in.put(np.zeros((block_size, src.channels), dtype=work_dtype))
-            self.free_out.put(np.zeros((block_size, src.channels), dtype=out_dtype))
+            self.free_out.put(encoding.buffer(block_size, src.channels, work_dtype))
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
@@ -517,7 +482,7 @@ class _Pipeline:
                 return
             out, n = item
             if not self.stop.is_set():
-                self.dst.write(out[:n])
+                self.encoding.write(self.dst, out, n)
             self.free_out.put(out)
 
     def blocks(self):
@@ -532,9 +497,9 @@ class _Pipeline:
             yield buf[:n]
             self.free_in.put(buf)
 
-    def write(self, block: np.ndarray, subtype: str) -> None:
+    def write(self, block: np.ndarray) -> None:
         out = self.free_out.get()
-        _convert(block, out, subtype)
+        self.encoding.encode(block, out)
         self.to_write.put((out, block.shape[0]))
 
 
@@ -599,7 +564,7 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
     tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
     done = 0
     written = 0
-    with _Pipeline(src, dst, block_size, work_dtype, _OUT_DTYPES.get(subtype, np.float64)) as pipe, \
+    with _Pipeline(src, dst, block_size, work_dtype, _Encoding(dst)) as pipe, \
             _Observing(observer, groups.chain) as watch:
         for block, start in flush_and_trim(pipe.blocks(), latency, tail):
             n = block.shape[0]
@@ -612,7 +577,7 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
             else:
                 groups.process(block)
             if n > start:
-                pipe.write(block[start:], subtype)
+                pipe.write(block[start:])
                 written += n - start
             if progress:
                 progress.update(min(done, src.promised))
@@ -621,22 +586,44 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
     return written
 
 
-# Integer subtypes take exact codes: int16 (y * 2^15) for 16-bit and G.711 files (libsndfile
-# encodes the law's own linear values back to the same codes), int32 (y * 2^31) otherwise.
-_OUT_DTYPES = {**{s: np.int32 for s in _INT_PCM_BITS}, "PCM_16": np.int16, "ULAW": np.int16,
-               "ALAW": np.int16}
 # Input subtypes whose samples float32 holds exactly (reading float32 halves the traffic).
 _FLOAT32_EXACT = {"PCM_S8", "PCM_U8", "PCM_16", "PCM_24", "FLOAT", "ULAW", "ALAW"}
+# Integer subtypes libsndfile takes as int16 codes (y * 2^15: G.711 files too, whose law
+# libsndfile encodes back to the same codes), the others as int32 codes (y * 2^31).
+_INT16_CODES = {"PCM_16", "ULAW", "ALAW"}
 
 
-def _convert(block: np.ndarray, out: np.ndarray, subtype: str) -> None:
-    """Write ``block`` into ``out`` as the subtype's exact codes (or float values)."""
-    n = block.shape[0]
-    if out.dtype in (np.int16, np.int32):
-        _codes_entry.ctypes(block.ctypes.data, out.ctypes.data, n, block.shape[1], block.dtype == np.float64,
-                            out.dtype == np.int32)
-    else:
-        out[:n] = block
+class _Encoding:
+    """How a block of the chain's output becomes the bytes of OUTPUT (``dst``): for
+    uncompressed integer PCM (:func:`~rtq.files.audio.raw_layout`), the file's own
+    samples written as they are; for other integer subtypes, exact int16 or int32 codes
+    that libsndfile stores without rounding; floats as they are."""
+
+    def __init__(self, dst):
+        self.raw = raw_layout(dst)
+        self.width = 2 if dst.subtype in _INT16_CODES else 4 if dst.subtype in _INT_PCM_BITS else None
+
+    def buffer(self, frames: int, channels: int, work_dtype) -> np.ndarray:
+        if self.raw is not None:
+            return np.zeros(frames * channels * self.raw[0], np.uint8)
+        if self.width is not None:
+            return np.zeros((frames, channels), np.int16 if self.width == 2 else np.int32)
+        return np.zeros((frames, channels), work_dtype)
+
+    def encode(self, block: np.ndarray, out: np.ndarray) -> None:
+        """Write ``block`` (C-contiguous) into ``out`` as the file's samples or exact codes."""
+        if self.raw is not None:
+            pcm.encode(block, out, *self.raw)
+        elif self.width is not None:
+            pcm.encode(block, out, self.width, False)
+        else:
+            out[:block.shape[0]] = block
+
+    def write(self, dst, out: np.ndarray, frames: int) -> None:
+        if self.raw is not None:
+            write_raw(dst, out[:frames * dst.channels * self.raw[0]])
+        else:
+            dst.write(out[:frames])
 
 
 def _work_dtype(src_subtype: str, out_subtype: str):

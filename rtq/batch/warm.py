@@ -7,8 +7,9 @@ Local workers fork from a server process that imported this module once
 Dask workers of ``--local-cluster`` import it as a preload when they start.
 """
 from ..program import process_in_place
-from ..render import _codes_entry
+from ..files.pcm import decode_entry, encode_entry
 from . import worker  # noqa: F401  (the job function's module)
 
 process_in_place.ctypes
-_codes_entry.ctypes
+decode_entry.ctypes
+encode_entry.ctypes

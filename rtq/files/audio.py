@@ -20,6 +20,11 @@ libsndfile writes as a second file.  A system error (a full disk) is
 :func:`~rtq.files.destination.write_failure` whenever it happens; a container that
 cannot hold the stream is a usage error.
 
+Uncompressed integer PCM (16, 24 and 32 bits in the containers of :data:`_RAW_CONTAINERS`)
+moves as bytes, through libsndfile's raw calls, and is converted by :mod:`rtq.files.pcm`
+(the same values, at a tenth of libsndfile's cost for 24-bit samples); libsndfile still
+parses and writes the headers and bounds the data.
+
 Both sides call libsndfile through soundfile's cffi handle (``soundfile._snd``) where
 soundfile's own methods fall short: its ``read`` seeks back and forth around every block
 and, when a decoder fails, raises without the count of frames it delivered; it does not
@@ -43,6 +48,7 @@ from .destination import write_failure
 
 _SFE_SYSTEM = 2                # libsndfile's error code for a failed system call
 _SFC_SET_ADD_PEAK_CHUNK = 0x1050   # sndfile.h; soundfile does not declare it
+_SFC_RAW_DATA_NEEDS_ENDSWAP = 0x1110
 # Containers to which libsndfile adds a PEAK chunk (float and double data only).  Only
 # these may be told to leave it out: told so, RF64 adds one instead (libsndfile 1.2.2).
 _PEAK_CONTAINERS = {"WAV", "WAVEX", "AIFF"}
@@ -59,6 +65,10 @@ _EXTENSION_ALIASES = {"aif": "aiff", "oga": "ogg"}
 _DECLARED_LENGTH_BITS = {"WAV": 32, "WAVEX": 32, "AIFF": 32, "AU": 32, "RF64": 64}
 _BYTES_PER_SAMPLE = {"PCM_S8": 1, "PCM_U8": 1, "PCM_16": 2, "PCM_24": 3, "PCM_32": 4, "FLOAT": 4,
                      "DOUBLE": 8, "ULAW": 1, "ALAW": 1}
+# Integer PCM subtypes whose samples these containers store as they are (two's complement,
+# one byte order, frames interleaved): bytes per sample.
+_RAW_CONTAINERS = {"WAV", "WAVEX", "RF64", "W64", "AIFF", "AU", "CAF"}
+_RAW_WIDTHS = {"PCM_16": 2, "PCM_24": 3, "PCM_32": 4}
 # The length the view claims: a count derived from it is no declaration.
 _VIEW_BYTES = 1 << 50
 
@@ -85,6 +95,15 @@ def libsndfile_reason(handle=None) -> str:
     elif text.startswith("Error :"):
         text = text.removeprefix("Error :").strip()
     return text.rstrip(".") or "unknown error"
+
+
+def raw_layout(file: sf.SoundFile) -> tuple[int, bool] | None:
+    """``(bytes per sample, byte-swapped)`` of an open file whose samples libsndfile's raw
+    calls move as :mod:`rtq.files.pcm` converts them; None for any other file."""
+    width = _RAW_WIDTHS.get(file.subtype)
+    if width is None or file.format not in _RAW_CONTAINERS:
+        return None
+    return width, bool(sf._snd.sf_command(file._file, _SFC_RAW_DATA_NEEDS_ENDSWAP, sf._ffi.NULL, 0))
 
 
 # --- inputs --------------------------------------------------------------------------
@@ -209,6 +228,8 @@ class AudioInput:
         self.subtype, self.format = self.file.subtype, self.file.format
         self.frames = self.file.frames     # what libsndfile offers (promised: what the header says)
         self.position = 0
+        self._raw = raw_layout(self.file)
+        self._raw_buffer = np.empty(0, np.uint8)
 
     def read_into(self, buf: np.ndarray) -> int:
         """Fill ``buf`` (C-contiguous float32 or float64, (frames, channels)) from the
@@ -216,9 +237,12 @@ class AudioInput:
         checked against :attr:`promised`."""
         if self._exhausted:
             return 0
-        read = sf._snd.sf_readf_double if buf.dtype == np.float64 else sf._snd.sf_readf_float
-        ctype = "double*" if buf.dtype == np.float64 else "float*"
-        n = read(self.file._file, sf._ffi.cast(ctype, buf.ctypes.data), buf.shape[0])
+        if self._raw is not None and (buf.dtype == np.float64 or self._raw[0] < 4):
+            n = self._read_raw_into(buf, *self._raw)
+        else:
+            read = sf._snd.sf_readf_double if buf.dtype == np.float64 else sf._snd.sf_readf_float
+            ctype = "double*" if buf.dtype == np.float64 else "float*"
+            n = read(self.file._file, sf._ffi.cast(ctype, buf.ctypes.data), buf.shape[0])
         failure = libsndfile_reason(self.file) if sf._snd.sf_error(self.file._file) else None
         self.position += n
         if failure is not None:
@@ -229,6 +253,19 @@ class AudioInput:
         if failure is not None or n < buf.shape[0]:
             self._exhausted = True
             self._check_end(self.position)
+        return n
+
+    def _read_raw_into(self, buf: np.ndarray, width: int, swap: bool) -> int:
+        """:meth:`read_into` through libsndfile's raw read and :func:`rtq.files.pcm.decode`."""
+        from . import pcm   # Numba's compiled code: only for readers of integer PCM
+
+        frame_bytes = width * self.channels
+        if self._raw_buffer.size < buf.shape[0] * frame_bytes:
+            self._raw_buffer = np.empty(buf.shape[0] * frame_bytes, np.uint8)
+        got = sf._snd.sf_read_raw(self.file._file, sf._ffi.cast("void*", self._raw_buffer.ctypes.data),
+                                  buf.shape[0] * frame_bytes)
+        n = max(got, 0) // frame_bytes
+        pcm.decode(self._raw_buffer, buf[:n], width, swap)
         return n
 
     def read(self, frames: int, dtype: str = "float64", always_2d: bool = True) -> np.ndarray:
@@ -315,6 +352,16 @@ def open_output(destination, rate: int, channels: int, subtype: str, fmt: str) -
     if fmt in _PEAK_CONTAINERS and subtype in _PEAK_SUBTYPES:
         sf._snd.sf_command(out._file, _SFC_SET_ADD_PEAK_CHUNK, sf._ffi.NULL, sf._snd.SF_FALSE)
     return out
+
+
+def write_raw(out: sf.SoundFile, data: np.ndarray) -> None:
+    """Append the bytes of ``data`` (whole frames of samples as :func:`raw_layout` says
+    ``out`` stores them) to ``out``; :class:`soundfile.LibsndfileError` if they were not
+    all written (:func:`output_failure` words it)."""
+    written = sf._snd.sf_write_raw(out._file, sf._ffi.cast("void*", data.ctypes.data), data.nbytes)
+    code = sf._snd.sf_error(out._file)
+    if code or written != data.nbytes:
+        raise sf.LibsndfileError(code or _SFE_SYSTEM)
 
 
 def output_failure(out: sf.SoundFile, path, err: BaseException):
