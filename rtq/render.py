@@ -45,8 +45,9 @@ from .processor import Counts, flush_and_trim
 DEFAULT_BLOCK = 32768
 # Largest --block-size: about 22 s at 48 kHz, far past any gain in speed.
 MAX_BLOCK = 1 << 20
-# Largest reading or writing buffer (float64 samples); the render keeps _Pipeline.DEPTH of
-# each in flight, so at most 96 MiB whatever the block size and channel count.
+# Largest reading or writing buffer (float64 samples); the render keeps _Pipeline.DEPTH
+# reading buffers and one writing buffer, so at most 80 MiB whatever the block size and
+# channel count.
 MAX_BUFFER_BYTES = 16 << 20
 # Largest piece the chain's program works on at once (its work buffers, at every rate
 # level, are sized for it); longer blocks are taken in pieces, with the same output.
@@ -419,24 +420,27 @@ class _ChannelGroups:
 
 
 class _Pipeline:
-    """Reading and writing on their own threads, overlapping the chain's compute.
+    """Reading, and encoding and writing, on their own threads, overlapping the chain's
+    compute.
 
-    libsndfile calls (through cffi) and the compiled chain release the GIL, so the
-    three run in parallel.  Buffers circulate through queues: ``DEPTH`` input and
-    ``DEPTH`` output blocks in all, so memory stays bounded.
+    libsndfile calls (through cffi), the compiled conversions and the compiled chain
+    release the GIL, so the three run in parallel.  ``DEPTH`` input buffers circulate:
+    read, processed in place, then encoded and written, and read into again; one
+    buffer holds the encoded bytes.  So memory stays bounded, and the chain's thread
+    does nothing but the chain.
     """
 
-    DEPTH = 3
+    DEPTH = 4
 
     def __init__(self, src, dst, block_size: int, work_dtype, encoding: "_Encoding"):
         self.src, self.dst, self.encoding = src, dst, encoding
         self.free_in: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
-        self.free_out: queue.Queue = queue.Queue()
         self.to_write: queue.Queue = queue.Queue()
-        for _ in range(self.DEPTH):
-            self.free_in.put(np.zeros((block_size, src.channels), dtype=work_dtype))
-            self.free_out.put(encoding.buffer(block_size, src.channels, work_dtype))
+        self.inputs = [np.zeros((block_size, src.channels), dtype=work_dtype) for _ in range(self.DEPTH)]
+        for buf in self.inputs:
+            self.free_in.put(buf)
+        self.out = encoding.buffer(block_size, src.channels, work_dtype)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
@@ -480,13 +484,16 @@ class _Pipeline:
             item = self.to_write.get()
             if item is None:
                 return
-            out, n = item
-            if not self.stop.is_set():
-                self.encoding.write(self.dst, out, n)
-            self.free_out.put(out)
+            block, skip, buf = item
+            if block.shape[0] > skip and not self.stop.is_set():
+                self.encoding.encode(block[skip:], self.out)
+                self.encoding.write(self.dst, self.out, block.shape[0] - skip)
+            if buf is not None:
+                self.free_in.put(buf)
 
     def blocks(self):
-        """Yield filled input blocks until the end of the file."""
+        """Yield filled input blocks until the end of the file; each is to be handed
+        back to :meth:`write`."""
         while True:
             item = self.filled.get()
             if item is None:
@@ -495,12 +502,13 @@ class _Pipeline:
                 return
             buf, n = item
             yield buf[:n]
-            self.free_in.put(buf)
 
-    def write(self, block: np.ndarray) -> None:
-        out = self.free_out.get()
-        self.encoding.encode(block, out)
-        self.to_write.put((out, block.shape[0]))
+    def write(self, block: np.ndarray, skip: int) -> None:
+        """Encode and write ``block`` (processed) from its frame ``skip`` on, on the
+        writing thread; a block that is not one of :meth:`blocks` (the flush's silence,
+        used again at once) is copied first."""
+        buf = next((b for b in self.inputs if block.base is b), None)
+        self.to_write.put((block, skip, buf) if buf is not None else (block[skip:].copy(), 0, None))
 
 
 class _Observing:
@@ -576,9 +584,8 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
                     watch.after_piece()
             else:
                 groups.process(block)
-            if n > start:
-                pipe.write(block[start:])
-                written += n - start
+            pipe.write(block, start)
+            written += max(n - start, 0)
             if progress:
                 progress.update(min(done, src.promised))
     if progress:

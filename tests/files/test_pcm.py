@@ -39,7 +39,7 @@ def test_raw_reads_give_libsndfiles_values(tmp_path, fmt, subtype, endian):
         expected = sf.read(str(path), dtype=dtype, always_2d=True)[0]
         with AudioInput(path) as audio:
             assert audio._raw is not None and audio._raw[0] == bits // 8
-            got = np.zeros((1700, 3), dtype)       # blocks that do not divide the length
+            got = np.zeros((1701, 3), dtype)       # blocks that do not divide the length (nor 4 samples)
             blocks = []
             while n := audio.read_into(got):
                 blocks.append(got[:n].copy())
@@ -58,9 +58,9 @@ def test_raw_writes_give_libsndfiles_bytes(tmp_path, fmt, subtype, endian):
     sf.write(str(theirs), c, 44100, subtype=subtype, format=fmt, endian=endian)
     with sf.SoundFile(str(ours), "w", 44100, 2, subtype, format=fmt, endian=endian) as out:
         width, swap = raw_layout(out)
-        for first in range(0, 5000, 1700):
+        for first in range(0, 5000, 1701):
             for dtype in (np.float64,) if bits == 32 else (np.float32,):
-                block = np.ascontiguousarray(values[first:first + 1700], dtype)
+                block = np.ascontiguousarray(values[first:first + 1701], dtype)
                 raw = np.zeros(block.size * width, np.uint8)
                 pcm.encode(block, raw, width, swap)
                 write_raw(out, raw)
