@@ -67,6 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         130 after Ctrl-C, 143 after SIGTERM -- except ``rtq live``, whose session those end
         normally (status 0, after the summary) once it plays.
     """
+    # rtq's work runs in its own compiled kernels, not in BLAS: OpenBLAS starting a thread
+    # per core when NumPy loads only costs every command's start-up (30-50 ms of CPU).
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     args = build_parser().parse_args(argv)
     try:
         with _sigterm_as_interrupt(), interrupts_kept():
