@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
+from bench_render import as_installed
 
 RATE = 44100
 PRESET = "cd-16-shibata"
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--dir", type=Path, help="where the corpus is made and kept (default a temporary folder)")
     args = parser.parse_args()
+    as_installed()
     work = args.dir or Path(tempfile.mkdtemp(prefix="rtq-bench-batch-"))
     corpus = make_corpus(work / "in", args.files, args.seconds)
     audio_s = args.files * args.seconds
