@@ -472,17 +472,28 @@ class ErrorMeter:
         segments = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
         first_end = self._frames - self._pending + self._nfft    # stream position after the first segment
         batch = max(1, _FFT_BATCH_SAMPLES // (2 * self.channels * self._nfft))   # temporaries stay small
+        block_now = self._frames // self._hop
+        ring = len(self._fsums) - 1
         for first in range(0, count, batch):
             chosen = segments[:, :, first:first + batch]
-            power_e = self._power(chosen[:, 0])                  # (channels, segments, bins)
-            picks = [k for k in range(chosen.shape[2]) if (self._seen + first + k) % SINE_TEST_EVERY == 0]
-            power_x = self._power(chosen[:, 1, picks]) if picks else None
-            for k in range(chosen.shape[2]):
-                for row in self._rows((first_end + (first + k) * self._hop - 1) // self._hop):
-                    self._spec[row, :, 0] += power_e[:, k]
-                    self._segments[row] += 1
-                    if k in picks:
-                        self._spec[row, :, 1] += power_x[:, picks.index(k)]
+            index = first + np.arange(chosen.shape[2])
+            blocks = (first_end + index * self._hop - 1) // self._hop      # where each segment ends
+            picks = (self._seen + index) % SINE_TEST_EVERY == 0
+            powers = [(self._power(chosen[:, 0]), slice(None)), (self._power(chosen[:, 1, picks]), picks)]
+            for side, (power, which) in enumerate(powers):   # (channels, segments, bins): [e, x]
+                ends = blocks[which]
+                # The total (the open row for a segment ending in the current block) ...
+                for row, mine in ((0, ends < block_now), (ring + 1, ends >= block_now)):
+                    if mine.any():
+                        self._spec[row, :, side] += power[:, mine].sum(axis=1)
+                        if side == 0:
+                            self._segments[row] += np.count_nonzero(mine)
+                # ... and the ring row of each recent block (one segment ends in each block).
+                recent = block_now - ends < ring
+                rows = 1 + ends[recent] % ring
+                self._spec[rows, :, side] += power[:, recent].transpose(1, 0, 2)
+                if side == 0:
+                    self._segments[rows] += 1
         self._seen += count
         self._done = count * self._hop     # dropped at the next update (the error returned stays valid)
 
