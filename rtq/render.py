@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import functools
 import hashlib
 import os
 import queue
@@ -259,9 +260,13 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         ``observer.concurrent``: on a thread of its own, at most one piece behind the
         chain, the last call before this returns); the chain is then prepared
         with meter taps (:class:`~rtq.program.TapReader` reads them), which is how
-        :class:`~rtq.meter.chain_meter.RenderMeter` measures a render.
+        :class:`~rtq.meter.chain_meter.RenderMeter` measures a render.  The chain
+        then runs as one channel group, unless ``observer.channel_groups`` is true:
+        then it is called as ``observer(chain, parts)``, ``parts`` the chains (with
+        taps) that run the channel groups, in channel order.
     threads : int, optional
-        Most channel groups run in parallel (default: one per core; one with an observer).
+        Most channel groups run in parallel (default: one per core; one with an observer
+        without ``channel_groups``).
     sha256 : bool
         Compute the SHA-256 of OUTPUT's bytes (``result.sha256``) from the finished
         file, before it gets its name.
@@ -293,7 +298,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         with Destination(out, force=force) as destination:
             dst = open_output(destination, rate, channels, subtype, fmt)
             try:
-                with _ChannelGroups(chain, 1 if observer else threads or cores()) as groups:
+                grouped = not observer or getattr(observer, "channel_groups", False)
+                with _ChannelGroups(chain, threads or cores() if grouped else 1) as groups:
                     length = block_size if src.promised is None else src.promised + latency
                     written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
                                       _Progress(src.promised) if progress and src.promised else None, observer)
@@ -373,8 +379,14 @@ class _ChannelGroups:
             self.parts = [(chain, 0)]
         else:
             max_block = chain.program.meta[META_MAX_BLOCK]
-            self.parts = [(copy.deepcopy(chain).prepare(chain.sample_rate, hi - lo, max_block, first_channel=lo), lo)
-                          for lo, hi in zip(bounds, bounds[1:])]
+            taps = chain.input_tap is not None
+            program, chain.program = chain.program, None     # each copy prepares its own: none copied
+            try:
+                self.parts = [(copy.deepcopy(chain).prepare(chain.sample_rate, hi - lo, max_block, taps=taps,
+                                                            first_channel=lo), lo)
+                              for lo, hi in zip(bounds, bounds[1:])]
+            finally:
+                chain.program = program
         self._jobs = [queue.SimpleQueue() for _ in self.parts[1:]]
         self._done: queue.SimpleQueue = queue.SimpleQueue()
         self._threads = [threading.Thread(target=self._work, args=(part, jobs), daemon=True)
@@ -512,14 +524,17 @@ class _Pipeline:
 
 
 class _Observing:
-    """Calls ``observer(chain)`` after every program piece: in the render's thread, or
+    """Calls ``observer(chain)`` (``observer(chain, parts)`` for one taking the channel
+    groups, see :func:`render_file`) after every program piece: in the render's thread, or
     for an observer whose ``concurrent`` attribute is true, on a thread of its own while
     the chain goes on with the next piece (at most one piece behind, so the meter taps'
     rings, four pieces, always hold what it has still to read; its first error is raised
     in the render's thread)."""
 
-    def __init__(self, observer, chain):
-        self.observer, self.chain = observer, chain
+    def __init__(self, observer, groups):
+        self.chain = groups.chain
+        self.observer = functools.partial(observer, parts=[part for part, _ in groups.parts]) \
+            if getattr(observer, "channel_groups", False) else observer
         self.error: BaseException | None = None
         self._go = threading.Semaphore(0)
         self._idle = threading.Semaphore(1)
@@ -573,7 +588,7 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) 
     done = 0
     written = 0
     with _Pipeline(src, dst, block_size, work_dtype, _Encoding(dst)) as pipe, \
-            _Observing(observer, groups.chain) as watch:
+            _Observing(observer, groups) as watch:
         for block, start in flush_and_trim(pipe.blocks(), latency, tail):
             n = block.shape[0]
             done += n

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
+from figures import assert_same_figures
 from filesystems import anonymous_files
 from signals import make_signal, write_input
 
@@ -302,6 +303,32 @@ def test_a_renders_report_counts_what_its_first_block_held(tmp_path):
     assert result.nonfinite == [2, 1] and result.clips == [0, 2]
     for figures in (report["stages"][0], report["end_to_end"]):
         assert figures["nonfinite"] == result.nonfinite and figures["clips"] == result.clips
+
+
+def test_a_metered_render_runs_its_channel_groups_and_measures_them_as_one(tmp_path):
+    """--report no longer puts a chain that runs on several cores onto one: the meter
+    reads every group's taps side by side, with the figures of one program's."""
+    from rtq.meter.chain_meter import RenderMeter
+    from rtq.stages import Gain, Oversample
+
+    x = exact32(make_signal(40000, 2) * 0.5)
+    inp = write_input(tmp_path / "in.wav", x, 44100)
+    reports, outputs = [], []
+    for threads in (1, 2):
+        observer = RenderMeter(sample=(4096, 16384))
+        chain = Chain([Gain(-1.0), Oversample(4, [Requantize(8, "tpdf", shaping={"order": 2})], integer_latency=True)],
+                      seed=4)
+        out = tmp_path / f"out{threads}.wav"
+        render_file(chain, inp, out, progress=False, observer=observer, threads=threads, block_size=3000)
+        meter = observer.finish(chain)
+        assert len(meter.parts) == threads
+        reports.append(meter.report())
+        outputs.append(sf.read(str(out))[0])
+    assert np.array_equal(outputs[0], outputs[1])
+    latency = reports[1]["latency_samples"]
+    assert reports[1]["channels"] == 2 and reports[1]["end_to_end"]["frames"] == 40000 + latency
+    assert reports[1]["stages"][0]["frames"] == 4 * 3 * 4096      # three windows, at 4x
+    assert_same_figures(reports[1], reports[0])
 
 
 def test_clips_are_counted_per_channel(tmp_path):

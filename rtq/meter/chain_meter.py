@@ -31,6 +31,7 @@ neighbours (doubling its interval) when full.
 """
 from __future__ import annotations
 
+import copy
 import math
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -299,17 +300,19 @@ def _rows(info) -> list[int]:
 
 class _ScaleCounts:
     """The blocks a block compander coded at each scale, per channel, read from its op's
-    integer state (counted since the meter started or was reset)."""
+    integer state (counted since the meter started or was reset): ``words`` holds, for
+    each program running some of the channels (in channel order), its
+    ``(istate, index, channels)``."""
 
-    def __init__(self, istate: np.ndarray, index: int, channels: int, steps):
+    def __init__(self, words, steps):
         self.steps = [float(step) for step in steps]
-        self.words = istate[index:index + channels * len(self.steps)]
-        self.channels = channels
-        self.last = self.words.copy()
+        self.words = [istate[index:index + channels * len(self.steps)] for istate, index, channels in words]
+        self.channels = sum(channels for _, _, channels in words)
+        self.last = np.concatenate(self.words)
         self.total = np.zeros_like(self.last)
 
     def update(self) -> None:
-        now = self.words.copy()
+        now = np.concatenate(self.words)
         self.total += np.where(now >= self.last, now - self.last, now)     # the program was reset: restart
         self.last = now
 
@@ -320,9 +323,45 @@ class _ScaleCounts:
         return {"steps": self.steps, "blocks": self.total.reshape(self.channels, -1).tolist()}
 
 
+class _JoinedReader:
+    """The readers of one tap in the programs that run a stream's channel groups (in
+    channel order), read as one: their channels side by side, the frames all of them
+    hold (the groups run the same blocks, so their taps advance together)."""
+
+    def __init__(self, readers):
+        self.readers = readers
+
+    @property
+    def position(self) -> int:
+        return min(r.position for r in self.readers)
+
+    @property
+    def dropped(self) -> int:
+        return max(r.dropped for r in self.readers)
+
+    def skip_to(self, position: int) -> None:
+        target = min([position, *(int(r.written[0]) for r in self.readers)])
+        for r in self.readers:
+            r.skip_to(target)
+
+    def read(self, settled: bool = False, until: int | None = None) -> np.ndarray:
+        end = min(int(r.written[0]) for r in self.readers)
+        parts = [r.read(settled=settled, until=end if until is None else min(end, until)) for r in self.readers]
+        frames = min(len(part) for part in parts)     # a reader lapped loses its oldest frames: so do all
+        return np.concatenate([part[len(part) - frames:] for part in parts], axis=1)
+
+
 class _Entry:
     """One metered point: its meter, tap pair, level history and counter rows (the
-    program ops whose clips, loop resets and overloads it counts)."""
+    program ops whose clips, loop resets and overloads it counts).
+
+    ``twin``: another point that so far received exactly the same frames (end to end
+    and a chain's only quantizer, its last stage, when the chain before it is a gain
+    that :attr:`gain` repeats to the bit): while both pairs keep giving equal frames
+    this entry reads its pair, compares, and reports the twin's meter and level
+    history, measuring nothing twice; at the first difference (or lost frames) it
+    takes copies of them and goes on alone (:meth:`fork`), so every figure is what
+    its own meter would have measured."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
                  rows, gain=1.0, factor=1, scales: _ScaleCounts | None = None, sample=None):
@@ -334,6 +373,7 @@ class _Entry:
         self.sample = None if sample is None else (sample[0] * factor, sample[1] * factor)
         self.skipped = 0         # frames between capture windows (never recorded)
         self.window_starts: list[int] = []   # tap positions where a capture window began
+        self.twin: _Entry | None = None
 
     def mark_window(self) -> None:
         """A capture window starts with the tap's next frame (the taps are stopped now)."""
@@ -341,20 +381,46 @@ class _Entry:
         self.window_starts = [b for b in self.window_starts if b <= now] + [now]
 
     def consume(self, settled: bool = False) -> int:
+        """Read and measure the new frames (the twin's too); returns how many."""
         dropped = self.pair.dropped
-        until = None
+        x, y = self._read(settled)
+        twin = self.twin
+        if twin is not None:
+            twin_dropped = twin.pair.dropped
+            tx, ty = twin._read(settled, self.pair.position)
+            if not (self.pair.dropped == dropped and twin.pair.dropped == twin_dropped
+                    and twin.pair.position == self.pair.position and not twin.window_starts
+                    and np.array_equal(x, tx) and np.array_equal(y, ty)):
+                self.fork()
+            if len(tx):
+                twin._measure(tx, ty, twin_dropped)
+        if len(x) and self.twin is None:
+            self._measure(x, y, dropped)
+        return len(x)
+
+    def fork(self) -> None:
+        """Stop sharing the twin's meter and level history: go on with copies of them."""
+        twin, self.twin = self.twin, None
+        index, stage = self.meter.index, self.meter.stage
+        self.meter, self.history = copy.deepcopy(twin.meter), copy.deepcopy(twin.history)
+        self.meter.index, self.meter.stage = index, stage
+
+    def _read(self, settled: bool, until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The pair's new frames (x scaled by the gain), none from ``y`` position ``until``."""
         if self.sample is not None:
             length, every = self.sample
             start = self.pair.position - self.pair.position % every
             if self.pair.position >= start + length:      # between windows: skip to the next
                 start += every
                 self.pair.skip_to(start)
-            until = start + length
+            until = start + length if until is None else min(until, start + length)
         x, y = self.pair.read(settled, until)
-        if not len(x):
-            return 0
-        if self.gain != 1.0:
+        if len(x) and self.gain != 1.0:
             x = x * self.gain
+        return x, y
+
+    def _measure(self, x: np.ndarray, y: np.ndarray, dropped: int) -> None:
+        """Measure frames the pair just gave (``dropped``: its count before reading)."""
         # Where the frames do not continue the previous ones (a window starts, or frames
         # were lost), the error spectrum starts a new segment.
         end = self.pair.position
@@ -371,14 +437,19 @@ class _Entry:
             if k < len(cuts):
                 self.meter.restart_segment()
             done = cut
-        return len(x)
+
+    def add_counts(self, **counts) -> None:
+        if self.twin is None:      # a twin's meter has the same counts (one quantizer)
+            self.meter.add_counts(**counts)
 
     def report(self, window: str) -> dict:
-        result = self.meter.result(window)
+        source = self.twin or self
+        result = source.meter.result(window)
+        result["index"], result["stage"] = self.meter.index, self.meter.stage
         result.update(self.extra)
         result["path"] = list(self.path)
         result["dropped_frames"] = self.pair.dropped + self.skipped
-        result["level_history"] = self.history.result()
+        result["level_history"] = source.history.result()
         if self.scales is not None:
             result["scale_factors"] = self.scales.result()
         return result
@@ -418,6 +489,11 @@ class ChainMeter:
     workers : int
         Threads that read and measure the metered points side by side at each
         :meth:`poll` (offline; :meth:`close` stops them).
+    parts : list of Chain, optional
+        The chains that actually run the stream's channel groups, in channel order
+        (``chain`` copies prepared with taps, ``first_channel`` and fewer channels, as
+        :func:`rtq.render.render_file` runs them): their taps are read side by side, as
+        one chain's.  Default: ``chain`` itself.  Not with ``windowed``.
 
     Examples
     --------
@@ -432,12 +508,16 @@ class ChainMeter:
     def __init__(self, chain: Chain, *, nfft: int = NFFT, momentary_s: float = MOMENTARY_S,
                  history_s: float = HISTORY_INTERVAL_S, history_points: int = HISTORY_POINTS,
                  from_start: bool = True, windowed: bool = False, sample: tuple[int, int] | None = None,
-                 workers: int = 1):
-        prog = chain.program
-        if prog is None or getattr(chain, "input_tap", None) is None:
+                 workers: int = 1, parts: list[Chain] | None = None):
+        parts = list(parts) if parts else [chain]
+        if any(part.program is None or getattr(part, "input_tap", None) is None for part in (chain, *parts)):
             raise ValueError("ChainMeter needs a chain prepared with taps=True")
+        if windowed and len(parts) > 1:
+            raise ValueError("capture windows need one program (no channel groups)")
         self.chain = chain
-        self.program = prog
+        self.parts = parts
+        self.programs = [part.program for part in parts]
+        self.program = prog = parts[0].program
         self.sample_rate = float(chain.sample_rate)
         self.channels = int(chain.channels)
         latency = float(chain.latency)      # exact: a fractional one is not rounded
@@ -446,19 +526,23 @@ class ChainMeter:
         self._lock = threading.Lock()
         ring = prog.taps.shape[2]
 
-        def reader(tap):
-            r = TapReader(prog, tap)
-            if from_start:
-                r.position = max(0, int(r.written[0]) - ring // 2)
-            return r
+        def reader(tap_of):
+            """The reader of a tap, ``tap_of(part)`` in each part."""
+            readers = []
+            for part in parts:
+                r = TapReader(part.program, tap_of(part))
+                if from_start:
+                    r.position = max(0, int(r.written[0]) - ring // 2)
+                readers.append(r)
+            return readers[0] if len(readers) == 1 else _JoinedReader(readers)
 
         self._entries: list[_Entry] = []
         quantizers = list(chain.quantizer_info.values())
-        for info in quantizers:
+        for key, info in chain.quantizer_info.items():
             stage, path = info.stage, info.path
             if info.taps is None:
                 raise ValueError(f"stage {path} was not prepared with taps")
-            tap_in, tap_out = info.taps
+            tap_in = info.taps[0]
             label = stage.label()
             meter = _meter_for(info, stage, self.channels, nfft, momentary_s, path[0], label,
                                tap_in.factor)
@@ -466,10 +550,13 @@ class ChainMeter:
             if not _is_uniform(info):
                 extra["law"] = getattr(stage, "law", None)
             # A quantizer with latency (block companding) is met with its input that long ago.
-            pair = TapPair(reader(tap_in), reader(tap_out), self.channels, delay=float(stage.latency), limit=ring)
+            pair = TapPair(reader(lambda part, key=key: part.quantizer_info[key].taps[0]),
+                           reader(lambda part, key=key: part.quantizer_info[key].taps[1]),
+                           self.channels, delay=float(stage.latency), limit=ring)
             history = LevelHistory(info.sample_rate, self.channels, history_s, history_points)
-            scales = None if info.scales is None else _ScaleCounts(prog.istate, info.scales[0], self.channels,
-                                                                    info.scales[1])
+            scales = None if info.scales is None else _ScaleCounts(
+                [(part.program.istate, part.quantizer_info[key].scales[0], part.channels) for part in parts],
+                info.scales[1])
             self._entries.append(_Entry(meter, pair, history, path, extra, _rows(info),
                                         factor=tap_in.factor, scales=scales,
                                         sample=sample if tap_in.factor > 1 else None))
@@ -482,7 +569,7 @@ class ChainMeter:
             e2e = ErrorMeter(self.sample_rate, self.channels, None, "none", nfft=nfft,
                              momentary_s=momentary_s, stage="end to end")
             extra = {}
-        pair = TapPair(reader(chain.input_tap), reader(chain.output_tap), self.channels,
+        pair = TapPair(reader(lambda part: part.input_tap), reader(lambda part: part.output_tap), self.channels,
                        delay=self.latency, limit=2 * ring + math.ceil(self.latency))
         fractional = pair.fractional
         extra.update({"latency_samples": self.latency, "net_gain_db": net_gain_db(self.net_gain),
@@ -491,24 +578,31 @@ class ChainMeter:
         history = LevelHistory(self.sample_rate, self.channels, history_s, history_points)
         self._end_to_end = _Entry(e2e, pair, history, (), extra,
                                   [row for info in quantizers for row in _rows(info)], gain=self.net_gain)
+        if len(self._entries) == 1 and last is not None and last.taps[0].factor == 1 and fractional is None:
+            self._end_to_end.twin = self._entries[0]    # the same figures while the frames are the same
         # From the start, the program's counters count from its start too (a render's
         # meter is created after its first block).
-        counts = self.program.counters.copy()
+        counts = self._counters()
         self._counts = np.zeros_like(counts) if from_start else counts
         top = max((entry.factor for entry in self._entries), default=1)
         self._window = max(1, ring // top) if windowed and top > 1 else None
         self._pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="rtq-meter") if workers > 1 else None
-        self._stream = chain.input_tap     # always recording: the stream position
+        self._stream = parts[0].input_tap     # always recording: the stream position
         self._arm()
 
     # -- reading --------------------------------------------------------------------------
+
+    def _counters(self) -> np.ndarray:
+        """A copy of the programs' counters (ops, channels, counts), channels side by side."""
+        return np.concatenate([prog.counters for prog in self.programs], axis=1)
 
     def _arm(self) -> None:
         """Start recording the oversampled taps: always, or one capture window."""
         meta = self.program.meta
         position = int(self.program.istate[self._stream.written_index])
         if self._window is None:
-            meta[META_CAPTURE] = CAPTURE_ALWAYS
+            for prog in self.programs:
+                prog.meta[META_CAPTURE] = CAPTURE_ALWAYS
         else:
             for entry in self._entries:
                 if entry.factor > 1:
@@ -526,8 +620,8 @@ class ChainMeter:
             # A window is read once complete (the audio thread no longer writes its
             # taps): all of it is intact, even a whole ring.
             complete = self._window is not None and self.program.meta[META_CAPTURE] == 0
-            jobs = [(entry, entry.factor > 1 and self._window is not None)
-                    for entry in self._entries if entry.factor == 1 or self._window is None or complete]
+            jobs = [(entry, entry.factor > 1 and self._window is not None) for entry in self._entries
+                    if (entry.factor == 1 or self._window is None or complete) and entry is not self._end_to_end.twin]
             frames = self._consume([(self._end_to_end, False), *jobs])
             if complete:
                 elapsed = int(self.program.istate[self._stream.written_index]) - self._armed_at
@@ -535,14 +629,14 @@ class ChainMeter:
                     if entry.factor > 1:
                         entry.skipped += max(elapsed - self._window, 0) * entry.factor
                 self._arm()
-            counts = self.program.counters.copy()
+            counts = self._counters()
             new = np.where(counts >= self._counts, counts - self._counts, counts)   # reset: restart
             self._counts = counts
             for entry in (*self._entries, self._end_to_end):
                 if entry.scales is not None:
                     entry.scales.update()
                 rows = new[entry.rows]
-                entry.meter.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
+                entry.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
                                        **{name: rows[:, :, slot].sum(axis=0) for name, slot in COUNTED.items()})
             return frames
 
@@ -620,22 +714,30 @@ class RenderMeter:
     44.1 kHz: an eighth of the file, from its start; their ``dropped_frames`` say how
     many were not measured, and clips, loop resets and overloads are counted on every
     sample all the same).  The metered points are measured on ``workers`` threads, while
-    the chain goes on (``concurrent``: see :func:`rtq.render.render_file`).
+    the chain goes on (``concurrent``: see :func:`rtq.render.render_file`), and the
+    chain keeps running its channel groups on their cores (``channel_groups``: the
+    meter reads the taps of every group's program).
     """
 
     SAMPLE = (32768, 8 * 32768)     # stream frames measured, of every so many
     concurrent = True               # render_file may call it while the chain goes on
+    channel_groups = True           # ... and run the chain's channel groups, passing them
 
     def __init__(self, workers: int = 1, **options):
         self.options = {"sample": self.SAMPLE, **options}
         self.workers = workers
         self.meter: ChainMeter | None = None
+        self._parts: list[Chain] | None = None
 
-    def __call__(self, chain) -> None:
-        if self.meter is None or self.meter.program is not chain.program:
+    def __call__(self, chain, parts: list[Chain] | None = None) -> None:
+        parts = parts or (self._parts if self.meter is not None and self.meter.chain is chain else None) or [chain]
+        programs = [part.program for part in parts]
+        if self.meter is None or len(programs) != len(self.meter.programs) or \
+                any(a is not b for a, b in zip(programs, self.meter.programs)):
             if self.meter is not None:
                 self.meter.close()
-            self.meter = ChainMeter(chain, from_start=True, workers=self.workers, **self.options)
+            self.meter = ChainMeter(chain, from_start=True, workers=self.workers, parts=parts, **self.options)
+        self._parts = parts
         self.meter.poll()
 
     def finish(self, chain) -> ChainMeter:

@@ -10,6 +10,7 @@ from rtq.chain import Chain
 from rtq.dsp.shaping import select_table
 from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair
 from rtq.stages import Gain, Quantize, Requantize
+from figures import assert_same_figures
 from signals import faded_sine
 
 FS = 48000
@@ -310,6 +311,51 @@ def test_render_meter():
     report = observer.finish(chain).report()
     assert report["stages"][0]["frames"] == 4096
     np.testing.assert_allclose(report["stages"][0]["rms_dbfs"], db(np.mean((y - x) ** 2)), atol=1e-9)
+
+
+def test_end_to_end_shares_the_only_quantizers_meter_while_its_frames_are_the_same():
+    """Gain then a requantizer: end to end sees exactly the stage's frames (the input
+    times the net gain is the stage's input, to the bit), so it shares the stage's meter;
+    its figures are those of a meter of its own, and so are they after a fork midway."""
+    x = noise(N, 2)
+    chain = Chain([Gain(-0.1), Requantize(16, "tpdf", shaping="shibata")], seed=5)
+    chain.prepare(FS, 2, 1024, taps=True)
+    twinned, alone, forked = (ChainMeter(chain) for _ in range(3))
+    alone._end_to_end.fork()
+    y = x.copy()
+    for k, i in enumerate(range(0, N, 1024)):
+        chain.process(y[i:i + 1024])
+        if k == 60:
+            forked._end_to_end.fork()
+        for meter in (twinned, alone, forked):
+            meter.poll()
+    assert twinned._end_to_end.twin is twinned._entries[0]       # never forked: the frames were the same
+    assert alone._end_to_end.twin is None and forked._end_to_end.twin is None
+    expected = alone.report()["end_to_end"]
+    assert expected["frames"] == N and expected["stage"] == "end to end" and expected["index"] is None
+    for meter in (twinned, forked):
+        assert_same_figures(meter.report()["end_to_end"], expected)
+        assert_same_figures(meter.report()["stages"], alone.report()["stages"])
+    e = y - x * 10 ** (-0.1 / 20)
+    np.testing.assert_allclose(expected["rms_dbfs"], db(np.mean(e ** 2, axis=0)), atol=1e-9)
+
+
+def test_end_to_end_goes_its_own_way_when_its_frames_differ_from_the_stages():
+    """A low-pass before the requantizer: the stage's input is filtered, end to end's
+    is the delayed input, so end to end measures alone (and reads the filtering)."""
+    from rtq.stages import Lowpass
+
+    x = noise(1 << 15, 1)
+    chain = Chain([Lowpass(15000.0), Requantize(16, "tpdf")], seed=2)
+    y, meter = run(chain, x)
+    report = meter.report()
+    assert meter._end_to_end.twin is None
+    latency = chain.latency_samples
+    e = y[latency:, 0] - x[:len(x) - latency, 0]
+    assert report["end_to_end"]["frames"] == len(x)
+    e_all = np.concatenate([y[:latency, 0], e])       # the input before the start is zeros
+    np.testing.assert_allclose(report["end_to_end"]["rms_dbfs"][0], db(np.mean(e_all ** 2)), atol=1e-9)
+    np.testing.assert_allclose(report["stages"][0]["rms_dbfs"][0], db(Q16 ** 2 / 4), atol=0.2)   # TPDF: q^2/4
 
 
 def test_untapped_chain_is_refused():
