@@ -374,6 +374,9 @@ class _Entry:
         self.skipped = 0         # frames between capture windows (never recorded)
         self.window_starts: list[int] = []   # tap positions where a capture window began
         self.twin: _Entry | None = None
+        self.batch = 0           # frames to gather before measuring them (offline); 0: at once
+        self._held: list[tuple[np.ndarray, np.ndarray]] = []    # frames read, not yet measured
+        self._held_at = (0, False)   # their first y position, and whether frames before were lost
 
     def mark_window(self) -> None:
         """A capture window starts with the tap's next frame (the taps are stopped now)."""
@@ -393,17 +396,20 @@ class _Entry:
                     and np.array_equal(x, tx) and np.array_equal(y, ty)):
                 self.fork()
             if len(tx):
-                twin._measure(tx, ty, twin_dropped)
+                twin._take(tx, ty, twin_dropped)
         if len(x) and self.twin is None:
-            self._measure(x, y, dropped)
+            self._take(x, y, dropped)
         return len(x)
 
     def fork(self) -> None:
-        """Stop sharing the twin's meter and level history: go on with copies of them."""
+        """Stop sharing the twin's meter and level history: go on with copies of them
+        (and of the frames it holds)."""
         twin, self.twin = self.twin, None
         index, stage = self.meter.index, self.meter.stage
-        self.meter, self.history = copy.deepcopy(twin.meter), copy.deepcopy(twin.history)
+        shared = {id(twin.meter.executor): twin.meter.executor}      # the thread, not a copy
+        self.meter, self.history = copy.deepcopy(twin.meter, shared), copy.deepcopy(twin.history)
         self.meter.index, self.meter.stage = index, stage
+        self._held, self._held_at = list(twin._held), twin._held_at
 
     def _read(self, settled: bool, until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The pair's new frames (x scaled by the gain), none from ``y`` position ``until``."""
@@ -419,15 +425,41 @@ class _Entry:
             x = x * self.gain
         return x, y
 
-    def _measure(self, x: np.ndarray, y: np.ndarray, dropped: int) -> None:
-        """Measure frames the pair just gave (``dropped``: its count before reading)."""
+    def _take(self, x: np.ndarray, y: np.ndarray, dropped: int) -> None:
+        """Frames the pair just gave (``dropped``: its count before reading): measured,
+        or held until :attr:`batch` frames are (fewer, longer meter updates)."""
+        start = self.pair.position - len(x)
+        lost = self.pair.dropped > dropped
+        if not self.batch:
+            self._measure(x, y, start, lost)
+            return
+        if self._held and (lost or start != self._held_at[0] + sum(len(held) for held, _ in self._held)):
+            self.flush()
+        if not self._held:
+            self._held_at = (start, lost)
+        self._held.append((x, y))
+        if sum(len(held) for held, _ in self._held) >= self.batch:
+            self.flush()
+
+    def flush(self) -> None:
+        """Measure the frames held."""
+        if self._held:
+            held, self._held = self._held, []
+            x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
+            self._measure(x, y, *self._held_at)
+
+    def forget_held(self) -> None:
+        self._held = []
+
+    def _measure(self, x: np.ndarray, y: np.ndarray, start: int, lost: bool) -> None:
+        """Measure consecutive frames from ``y`` position ``start`` (``lost``: frames
+        before them were lost)."""
         # Where the frames do not continue the previous ones (a window starts, or frames
         # were lost), the error spectrum starts a new segment.
-        end = self.pair.position
-        start = end - len(x)
+        end = start + len(x)
         cuts = sorted({max(b - start, 0) for b in self.window_starts if b < end})
         self.window_starts = [b for b in self.window_starts if b >= end]
-        if self.pair.dropped > dropped and cuts[:1] != [0]:
+        if lost and cuts[:1] != [0]:
             cuts.insert(0, 0)
         done = 0
         for k, cut in enumerate([*cuts, len(x)]):
@@ -494,6 +526,10 @@ class ChainMeter:
         (``chain`` copies prepared with taps, ``first_channel`` and fewer channels, as
         :func:`rtq.render.render_file` runs them): their taps are read side by side, as
         one chain's.  Default: ``chain`` itself.  Not with ``windowed``.
+    batch_frames : int
+        Frames each point gathers before measuring them (offline: fewer, longer meter
+        updates; :meth:`report` measures what is held first).  0: at every poll.  Not
+        with ``windowed``.
 
     Examples
     --------
@@ -508,12 +544,12 @@ class ChainMeter:
     def __init__(self, chain: Chain, *, nfft: int = NFFT, momentary_s: float = MOMENTARY_S,
                  history_s: float = HISTORY_INTERVAL_S, history_points: int = HISTORY_POINTS,
                  from_start: bool = True, windowed: bool = False, sample: tuple[int, int] | None = None,
-                 workers: int = 1, parts: list[Chain] | None = None):
+                 workers: int = 1, parts: list[Chain] | None = None, batch_frames: int = 0):
         parts = list(parts) if parts else [chain]
         if any(part.program is None or getattr(part, "input_tap", None) is None for part in (chain, *parts)):
             raise ValueError("ChainMeter needs a chain prepared with taps=True")
-        if windowed and len(parts) > 1:
-            raise ValueError("capture windows need one program (no channel groups)")
+        if windowed and (len(parts) > 1 or batch_frames):
+            raise ValueError("capture windows need one program (no channel groups) and no batch_frames")
         self.chain = chain
         self.parts = parts
         self.programs = [part.program for part in parts]
@@ -587,6 +623,12 @@ class ChainMeter:
         top = max((entry.factor for entry in self._entries), default=1)
         self._window = max(1, ring // top) if windowed and top > 1 else None
         self._pool = ThreadPoolExecutor(workers - 1, thread_name_prefix="rtq-meter") if workers > 1 else None
+        # Half of each meter's spectrum transforms run on a thread of their own (never
+        # on the pool: a job there waiting for its own half would wait forever).
+        self._transforms = ThreadPoolExecutor(1, thread_name_prefix="rtq-fft") if workers > 1 else None
+        for entry in (*self._entries, self._end_to_end):
+            entry.meter.executor = self._transforms
+            entry.batch = batch_frames
         self._stream = parts[0].input_tap     # always recording: the stream position
         self._arm()
 
@@ -655,9 +697,12 @@ class ChainMeter:
 
     def close(self) -> None:
         """Stop the worker threads (the meter still reports)."""
-        if self._pool is not None:
-            self._pool.shutdown()
-            self._pool = None
+        for pool in (self._pool, self._transforms):
+            if pool is not None:
+                pool.shutdown()
+        self._pool = self._transforms = None
+        for entry in (*self._entries, self._end_to_end):
+            entry.meter.executor = None
 
     def report(self, window: str = "integrated") -> dict:
         """The measurements over ``window`` ("integrated" or "momentary") as a JSON-ready
@@ -676,6 +721,7 @@ class ChainMeter:
         ``clips``, ``loop_resets`` and ``overloads`` sum all quantizers.
         """
         with self._lock:
+            self._flush()
             return {
                 "sample_rate": self.sample_rate,
                 "channels": self.channels,
@@ -690,13 +736,19 @@ class ChainMeter:
         """One entry of :meth:`report`: quantizer number ``stage`` (0-based, chain order),
         or end to end for None; computes only that entry (cheaper for a live screen)."""
         with self._lock:
+            self._flush()
             entry = self._end_to_end if stage is None else self._entries[stage]
             return entry.report(window)
+
+    def _flush(self) -> None:
+        for entry in (*self._entries, self._end_to_end):
+            entry.flush()
 
     def reset(self) -> None:
         """Forget everything measured; keep reading from where the taps are."""
         with self._lock:
             for entry in (*self._entries, self._end_to_end):
+                entry.forget_held()
                 entry.meter.reset()
                 if entry.scales is not None:
                     entry.scales.reset()
@@ -710,8 +762,8 @@ class RenderMeter:
     :class:`ChainMeter` is created at the first block (reading the taps from the start)
     and re-created if the chain is prepared again.  Stages at the stream rate (and end
     to end) are measured on every sample; stages at oversampled rates (64 times the
-    samples in a DSD chain) on :data:`SAMPLE` (the first 0.74 s of every 5.9 s at
-    44.1 kHz: an eighth of the file, from its start; their ``dropped_frames`` say how
+    samples in a DSD chain) on :data:`SAMPLE` (the first 0.37 s of every 5.9 s at
+    44.1 kHz: a sixteenth of the file, from its start; their ``dropped_frames`` say how
     many were not measured, and clips, loop resets and overloads are counted on every
     sample all the same).  The metered points are measured on ``workers`` threads, while
     the chain goes on (``concurrent``: see :func:`rtq.render.render_file`), and the
@@ -719,12 +771,12 @@ class RenderMeter:
     meter reads the taps of every group's program).
     """
 
-    SAMPLE = (32768, 8 * 32768)     # stream frames measured, of every so many
+    SAMPLE = (16384, 16 * 16384)    # stream frames measured, of every so many
     concurrent = True               # render_file may call it while the chain goes on
     channel_groups = True           # ... and run the chain's channel groups, passing them
 
     def __init__(self, workers: int = 1, **options):
-        self.options = {"sample": self.SAMPLE, **options}
+        self.options = {"sample": self.SAMPLE, "batch_frames": MEASURE_FRAMES, **options}
         self.workers = workers
         self.meter: ChainMeter | None = None
         self._parts: list[Chain] | None = None

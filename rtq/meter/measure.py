@@ -258,6 +258,8 @@ class ErrorMeter:
         the output's levels (``level_histogram``).
     """
 
+    executor = None     # an Executor sharing the spectra's transforms (set by the owner), or None
+
     def __init__(self, sample_rate: float, channels: int, bits: int | None = None,
                  dither: str = "tpdf", ntf: Ntf | None = None, *, dither_amplitude: float = 1.0,
                  nfft: int = NFFT, momentary_s: float = MOMENTARY_S,
@@ -456,7 +458,17 @@ class ErrorMeter:
         return a
 
     def _power(self, segments: np.ndarray) -> np.ndarray:
-        """Power spectra of windowed ``segments`` (..., nfft)."""
+        """Power spectra of windowed ``segments`` (..., segments, nfft); with an
+        :attr:`executor`, the second half of the segments on its thread meanwhile
+        (the transforms release the GIL)."""
+        count = segments.shape[-2]
+        if self.executor is None or count < 2:
+            return self._power_of(segments)
+        other = self.executor.submit(self._power_of, segments[..., count // 2:, :])
+        first = self._power_of(segments[..., :count // 2, :])
+        return np.concatenate([first, other.result()], axis=-2)
+
+    def _power_of(self, segments: np.ndarray) -> np.ndarray:
         spectra = np.fft.rfft(segments * self._window, axis=-1)
         power = np.square(spectra.real)
         power += np.square(spectra.imag)
