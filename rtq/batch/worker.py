@@ -119,6 +119,16 @@ def render_job(job, previous: dict | None = None, threads: int = 1) -> dict:
     return record
 
 
+def render_jobs(jobs, previous, threads: int = 1) -> list[dict]:
+    """Run ``jobs`` one after another in this worker; returns their records, in order.
+
+    One call (one task of the executor) runs several jobs so that a job's cost is the
+    render, not a round trip through the executor (:mod:`rtq.batch.scheduler` sizes the
+    chunks); ``previous`` holds each job's last manifest record (or None).
+    """
+    return [render_job(job, before, threads) for job, before in zip(jobs, previous)]
+
+
 def _render(job, threads: int, replace: bool) -> dict:
     from ..render import render_file
 

@@ -10,9 +10,9 @@ from rtq.batch.manifest import ManifestWriter, read_records
 def test_last_record_of_each_output_wins(tmp_path):
     path = tmp_path / "m.jsonl"
     with ManifestWriter(path) as manifest:
-        manifest.append({"output": "/o/a.wav", "status": "failed"})
-        manifest.append({"output": "/o/b.wav", "status": "done"})
-        manifest.append({"output": "/o/a.wav", "status": "done"})
+        manifest.append([{"output": "/o/a.wav", "status": "failed"}])
+        manifest.append([{"output": "/o/b.wav", "status": "done"}, {"output": "/o/a.wav", "status": "done"}])
+        manifest.append([])
     records = read_records(path)
     assert records == {"/o/a.wav": {"output": "/o/a.wav", "status": "done"},
                        "/o/b.wav": {"output": "/o/b.wav", "status": "done"}}
@@ -25,7 +25,7 @@ def test_an_unfinished_last_line_is_ignored_then_cut(tmp_path):
     path.write_text(good + '{"output": "/o/b.wav", "sta')
     assert list(read_records(path)) == ["/o/a.wav"]
     with ManifestWriter(path) as manifest:
-        manifest.append({"output": "/o/c.wav", "status": "done"})
+        manifest.append([{"output": "/o/c.wav", "status": "done"}])
     assert path.read_text() == good + '{"output":"/o/c.wav","status":"done"}\n'
 
 
