@@ -33,12 +33,14 @@ def _start_worker() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def start_server():
-    """Start the server local workers fork from (it imports :mod:`rtq.batch.warm`);
-    returns its ``multiprocessing`` context.  Called early, the server loads the
-    renderer while this process plans the batch."""
+def start_server(cluster: bool = False):
+    """Start the server worker processes on this machine fork from (it imports
+    :mod:`rtq.batch.warm`, and Dask's ``distributed`` too for a ``LocalCluster``'s
+    workers); returns its ``multiprocessing`` context.  Called early, the server loads
+    the renderer while this process plans the batch; the first call's ``cluster`` decides
+    what the server preloads."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["rtq.batch.warm"])
+    context.set_forkserver_preload(["distributed", "rtq.batch.warm"] if cluster else ["rtq.batch.warm"])
     from multiprocessing import forkserver
 
     forkserver.ensure_running()
@@ -113,11 +115,21 @@ def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = N
     # Dask's own log lines (a worker lost, a result gathered again) are not the user's:
     # what happens to each job is in its record and the summary.
     logging.getLogger("distributed").setLevel(logging.CRITICAL)
-    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+    # A LocalCluster's workers fork from the server that has imported distributed and
+    # the renderer (started early by `rtq batch`, while it plans), rather than each being
+    # a fresh interpreter importing both (Dask's default, "spawn"): the cluster starts and
+    # stops in a fraction of the time (BENCHMARKS.md).  Nobody looks at a dashboard or a
+    # worker's statistical profile here, and both cost CPU the renders share.
+    settings = {"distributed.scheduler.allowed-failures": 0}
+    if local_cluster is not None:
+        start_server(cluster=True)
+        settings.update({"distributed.worker.multiprocessing-method": "forkserver",
+                         "distributed.worker.profile.enabled": False})
+    with dask.config.set(settings):
         with contextlib.ExitStack() as stack:
             if local_cluster is not None:
                 cluster = stack.enter_context(distributed.LocalCluster(
-                    n_workers=local_cluster, threads_per_worker=1, processes=True, dashboard_address=":0",
+                    n_workers=local_cluster, threads_per_worker=1, processes=True, dashboard_address=None,
                     silence_logs=logging.CRITICAL, preload=["rtq.batch.warm"]))
                 client = stack.enter_context(distributed.Client(cluster))
             else:

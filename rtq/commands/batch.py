@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import time
 import sys
+import time
 
 
 def add(subparsers: argparse._SubParsersAction) -> None:
@@ -51,10 +51,10 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-    if not (args.dry_run or args.local_cluster or args.scheduler):
+    if not (args.dry_run or args.scheduler):
         from rtq.batch.executors import start_server
 
-        start_server()     # its imports overlap the planning's (0.5-1 s each)
+        start_server(cluster=bool(args.local_cluster))    # its imports overlap the planning's
     from rtq.batch.jobs import plan
 
     jobs = plan(args.presets, args.inputs, args.out, name=args.name, seed=args.seed, subtype=args.subtype,
