@@ -14,9 +14,11 @@ For each it prints the wall time, the speed in times real time (audio / wall), a
 steady rate between the first and the last output written (file times: start-up
 excluded); then the ratios the issue targets, the CPU model, and the load average
 before and after each measurement (the machine may be shared).  Also the fixed cost of
-a batch of one short file, per executor.
+a batch of one short file, per executor, against one ``rtq render``.
 
-Usage: ``python tools/bench_batch.py [--files 200] [--seconds 20] [--dir DIR]``.
+Usage: ``python tools/bench_batch.py [--files 200] [--seconds 20] [--dir DIR] [--tools batch,sox,...]
+[--rounds N] [--no-fixed]``: ``--tools`` and fewer ``--files`` for a quick same-run check,
+``--rounds`` to pool several runs on a shared machine.
 """
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ from bench_render import as_installed
 
 RATE = 44100
 PRESET = "cd-16-shibata"
+TOOLS = ("batch", "sox", "cluster1", "cluster2", "loop")
 
 
 def make_corpus(folder: Path, files: int, seconds: float) -> list[Path]:
@@ -98,11 +101,53 @@ def timed(name: str, cmd, out: Path, audio_s: float, files: int, shell: bool = F
     return row
 
 
+def short_file(work: Path) -> Path:
+    (work / "one").mkdir(exist_ok=True)
+    short = work / "one" / "short.wav"
+    sf.write(short, np.zeros((4410, 2)), RATE, subtype="PCM_24")
+    return short
+
+
+def fixed_cost(work: Path, short: Path, repeats: int = 3) -> None:
+    """Wall time of a batch of one 0.1 s file per executor, and of one ``rtq render``
+    (median of ``repeats``, alternating)."""
+    commands = {f"rtq batch {' '.join(where)}": [*rtq(), "batch", PRESET, "--inputs", short, "--out",
+                                                 work / "fixed", *where]
+                for where in (["--jobs", "2"], ["--local-cluster", "1"], ["--local-cluster", "2"])}
+    commands["rtq render (one process)"] = [*rtq(), "render", PRESET, short, work / "fixed.wav", "--force"]
+    times: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(repeats):
+        for name, cmd in commands.items():
+            shutil.rmtree(work / "fixed", ignore_errors=True)
+            start = time.perf_counter()
+            subprocess.run(cmd, check=True, stderr=subprocess.DEVNULL)
+            times[name].append(time.perf_counter() - start)
+    print(f"fixed cost (a batch of one 0.1 s file; median of {repeats}, load {load()}):")
+    for name, values in times.items():
+        print(f"  {name:34} {sorted(values)[len(values) // 2]:6.2f} s")
+
+
+def ratio(a: dict, b: dict, target: float, what: str) -> tuple[float, float | None]:
+    """Prints and returns how much faster ``a`` ran than ``b``: wall and steady."""
+    value = b["wall"] / a["wall"]
+    steady = a["steady_xrt"] / b["steady_xrt"] if a["steady_xrt"] and b["steady_xrt"] else None
+    print(f"{what:48} {value:6.2f}x (target >= {target:g}x){'' if value >= target else '  MISSED'}"
+          + (f"; steady {steady:.2f}x" if steady else ""))
+    return value, steady
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--files", type=int, default=200)
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--dir", type=Path, help="where the corpus is made and kept (default a temporary folder)")
+    parser.add_argument("--tools", type=lambda text: text.split(","), default=TOOLS,
+                        help=f"which to time, comma-separated (default all: {','.join(TOOLS)}); a ratio is "
+                             "printed when both its sides ran")
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="time them all this many times, in turn, and print each round's ratios and the "
+                             "medians (a shared machine's load swings between runs)")
+    parser.add_argument("--no-fixed", action="store_true", help="skip the fixed-cost measurements")
     args = parser.parse_args()
     as_installed()
     work = args.dir or Path(tempfile.mkdtemp(prefix="rtq-bench-batch-"))
@@ -117,56 +162,47 @@ def main() -> int:
     for path in corpus:
         path.read_bytes()
 
-    one = work / "one"
-    one.mkdir(exist_ok=True)
-    short = one / "short.wav"
-    sf.write(short, np.zeros((4410, 2)), RATE, subtype="PCM_24")
-    print("fixed cost (a batch of one 0.1 s file):")
-    fixed = {}
-    for where in (["--jobs", "2"], ["--local-cluster", "2"]):
-        out = work / "fixed"
-        if out.exists():
-            shutil.rmtree(out)
-        start = time.perf_counter()
-        subprocess.run([*rtq(), "batch", PRESET, "--inputs", short, "--out", out, *where], check=True,
-                       stderr=subprocess.DEVNULL)
-        fixed[where[0]] = time.perf_counter() - start
-        print(f"  rtq batch {' '.join(where):20} {fixed[where[0]]:6.2f} s")
-    start = time.perf_counter()
-    subprocess.run([*rtq(), "render", PRESET, short, work / "fixed.wav", "--force"], check=True)
-    print(f"  rtq render (one process)           {time.perf_counter() - start:6.2f} s")
+    if not args.no_fixed:
+        fixed_cost(work, short_file(work))
 
     inputs = work / "in"
-    rows = {}
-    rows["batch"] = timed("rtq batch --jobs 2", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
-                                                  work / "out", "--jobs", "2"], work / "out", audio_s, args.files)
-    rows["sox"] = timed("xargs -P 2 sox ... dither -f shibata",
-                        f"ls {inputs}/*.wav | xargs -P 2 -I{{}} sh -c "
-                        f"'sox -V1 \"$1\" -b 16 \"{work}/out/$(basename \"$1\")\" dither -f shibata' _ {{}}",
-                        work / "out", audio_s, args.files, shell=True)
-    rows["cluster1"] = timed("rtq batch --local-cluster 1", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
-                                                             work / "out", "--local-cluster", "1"],
-                             work / "out", audio_s, args.files)
-    rows["cluster2"] = timed("rtq batch --local-cluster 2", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
-                                                             work / "out", "--local-cluster", "2"],
-                             work / "out", audio_s, args.files)
-    loop_cmd = " ".join(rtq())
-    rows["loop"] = timed("shell loop of rtq render",
-                         f"for f in {inputs}/*.wav; do {loop_cmd} render {PRESET} \"$f\" "
-                         f"\"{work}/out/$(basename \"$f\")\" || exit 1; done", work / "out", audio_s, args.files,
-                         shell=True)
-
-    def ratio(a: str, b: str, target: float, what: str) -> None:
-        value = rows[b]["wall"] / rows[a]["wall"]
-        steady = (rows[a]["steady_xrt"] / rows[b]["steady_xrt"]) if rows[a]["steady_xrt"] and \
-            rows[b]["steady_xrt"] else None
-        print(f"{what:48} {value:6.2f}x (target >= {target:g}x){'' if value >= target else '  MISSED'}"
-              + (f"; steady {steady:.2f}x" if steady else ""))
-
-    print("ratios (same run, wall time):")
-    ratio("batch", "sox", 2, "rtq batch --jobs 2 / xargs -P 2 sox")
-    ratio("batch", "loop", 10, "rtq batch --jobs 2 / shell loop of rtq render")
-    ratio("cluster2", "cluster1", 1.8, "--local-cluster 2 / --local-cluster 1")
+    commands = {
+        "batch": ("rtq batch --jobs 2", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out", work / "out",
+                                         "--jobs", "2"], False),
+        "sox": ("xargs -P 2 sox ... dither -f shibata",
+                f"ls {inputs}/*.wav | xargs -P 2 -I{{}} sh -c "
+                f"'sox -V1 \"$1\" -b 16 \"{work}/out/$(basename \"$1\")\" dither -f shibata' _ {{}}", True),
+        "cluster1": ("rtq batch --local-cluster 1", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
+                                                     work / "out", "--local-cluster", "1"], False),
+        "cluster2": ("rtq batch --local-cluster 2", [*rtq(), "batch", PRESET, "--inputs", inputs, "--out",
+                                                     work / "out", "--local-cluster", "2"], False),
+        "loop": ("shell loop of rtq render",
+                 f"for f in {inputs}/*.wav; do {' '.join(rtq())} render {PRESET} \"$f\" "
+                 f"\"{work}/out/$(basename \"$f\")\" || exit 1; done", True),
+    }
+    unknown = set(args.tools) - set(commands)
+    if unknown:
+        raise SystemExit(f"--tools: unknown {', '.join(sorted(unknown))}; choose from {', '.join(commands)}")
+    ratios = [("batch", "sox", 2, "rtq batch --jobs 2 / xargs -P 2 sox"),
+              ("batch", "loop", 10, "rtq batch --jobs 2 / shell loop of rtq render"),
+              ("cluster2", "cluster1", 1.8, "--local-cluster 2 / --local-cluster 1")]
+    found: dict[str, list] = {}
+    for round_ in range(args.rounds):
+        if args.rounds > 1:
+            print(f"round {round_ + 1} of {args.rounds}:")
+        rows = {key: timed(name, cmd, work / "out", audio_s, args.files, shell=shell)
+                for key, (name, cmd, shell) in commands.items() if key in args.tools}
+        print("ratios (same run, wall time):")
+        for a, b, target, what in ratios:
+            if a in rows and b in rows:
+                found.setdefault(what, []).append(ratio(rows[a], rows[b], target, what))
+    if args.rounds > 1:
+        print(f"medians over {args.rounds} rounds (wall; steady):")
+        for what, values in found.items():
+            walls = sorted(v[0] for v in values)
+            steadies = sorted(v[1] for v in values if v[1])
+            print(f"{what:48} {walls[len(walls) // 2]:6.2f}x"
+                  + (f"; steady {steadies[len(steadies) // 2]:.2f}x" if steadies else ""))
     if args.dir is None:
         shutil.rmtree(work)
     return 0
