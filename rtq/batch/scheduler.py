@@ -10,7 +10,8 @@ of work and to at most a :data:`TASKS_PER_WORKER`-th of each worker's share of w
 left, so chunks shrink toward the end and no worker idles while another finishes a
 long one.  At most two chunks per worker are in flight, so a broken pool loses little
 and progress is honest.  A chunk's records come back, and are written, when its last
-job ends.
+job ends; the records of the tasks that ended together are written with one ``write``
+and one ``fsync``.
 
 A worker process that dies (killed, out of memory, a crash in a library) fails the
 chunks it held; for a local pool that is every chunk in flight.  Each of their jobs is
@@ -24,8 +25,9 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
-from concurrent.futures import FIRST_COMPLETED, Executor, wait
 from collections.abc import Iterator
+from concurrent.futures import Executor
+from queue import SimpleQueue
 
 from ..errors import RtqError
 from .executors import ProcessPool, cores, worker_lost
@@ -150,16 +152,19 @@ class Chunks:
 
 
 def _schedule(jobs, executor, previous, workers: int, threads: int):
-    """Yields the records of each task as it ends (a list, in its jobs' order)."""
+    """Yields the records of the tasks that ended since the last yield (a list: each
+    task's in its jobs' order)."""
     waiting = deque(jobs)
     suspects: deque = deque()      # jobs whose worker died: run again, one at a time
     flying: dict = {}              # future -> (jobs, attempt)
+    ended: SimpleQueue = SimpleQueue()    # futures as they end: O(1) per task, however many fly
     chunks = Chunks(workers)
     limit = window(workers)
 
     def submit(chunk, attempt):
         future = executor.submit(render_jobs, chunk, [previous.get(job.output) for job in chunk], threads)
         flying[future] = (chunk, attempt)
+        future.add_done_callback(ended.put)
 
     while waiting or suspects or flying:
         if suspects:
@@ -168,20 +173,25 @@ def _schedule(jobs, executor, previous, workers: int, threads: int):
         else:
             while waiting and len(flying) < limit:
                 submit(chunks.take(waiting), 1)
-        done, _ = wait(list(flying), return_when=FIRST_COMPLETED)
+        done = [ended.get()]
+        while not ended.empty():
+            done.append(ended.get())
+        records = []
         for future in done:
             chunk, attempt = flying.pop(future)
             error = future.exception()
             if error is None:
-                records = future.result()
-                chunks.learn(chunk, records)
+                ours = future.result()
+                chunks.learn(chunk, ours)
             elif worker_lost(error) and attempt == 1:
                 suspects.extend(chunk)
                 continue
             else:
-                records = [_failed(job, error) for job in chunk]
-            for record in records:
+                ours = [_failed(job, error) for job in chunk]
+            for record in ours:
                 record["attempt"] = attempt
+            records += ours
+        if records:
             yield records
 
 
