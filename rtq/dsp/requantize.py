@@ -55,7 +55,7 @@ from numba.extending import intrinsic
 
 from ..jit import kernel
 from .ntf import MAX_ORDER
-from .rng import next_bits, next_uniform
+from .rng import advanced, mix_lanes, next_bits, next_uniform
 from .simd import (clear_lane, first_word, float64x2, fma_vector, fused_multiply_add, lane_sums, lanes_of, load_pair,
                    make_pair, pair_count, store_pair, store_word_pairs, word_pairs)
 
@@ -139,9 +139,11 @@ _ZEROS8 = (0.0,) * (2 * NEAR_TAPS)
 # Extra history slots: the linear history is compacted once per HISTORY_SLACK samples.
 HISTORY_SLACK = 64
 # tpdf-hp draw, newest error (FIR), overload run length (recursive), far sums of the
-# current sub-block (FIR)
-_MISC = 3 + NEAR_TAPS
+# current sub-block (FIR), TPDF dither of the current sub-block (FIR pairs; scratch: drawn
+# again at a block's start, so no state)
+_MISC = 3 + 2 * NEAR_TAPS
 _FAR = 3
+_DITHER = 3 + NEAR_TAPS
 
 
 # Highest order of a recursive error filter: that of the designed NTFs (Gesemann's
@@ -267,8 +269,8 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
     state : float64 array, channels * :func:`state_per_channel` words
         Per channel: the filter's memory (FIR: the linear error history,
         :func:`history_length` long, newest at ``pos - 1``; recursive: the transposed
-        form's state), then the tpdf-hp draw, the newest error, the overload run length
-        and (FIR) the current sub-block's far sums.
+        form's state), then the tpdf-hp draw, the newest error, the overload run length,
+        (FIR) the current sub-block's far sums and (FIR pairs, TPDF) scratch for its dither.
     pos : int64[2]
         FIR: ``pos[0]``: next history slot (the same for every channel); ``pos[1]``:
         position in the current far sub-block.
@@ -588,10 +590,13 @@ def _requantize_fir_pair(dither_kind, args):
     the two lanes of vector registers: their errors, interleaved in one history ``h2``
     (``h2[2 k + 0/1]``: channel c/d), and their loop-carried paths
     (:func:`_fir_pair_sample_fast`); returns ``p * NEAR_TAPS + sub`` at the end.  The far
-    sums come eight lanes at a time (:func:`_pair_far_sums`), the dither per channel, all
-    in the same order as the one-channel loop.  ``args``: ``xc, xd, grid, dither_amp, a,
-    h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``; inlined where
-    ``dither_kind`` is a constant, so the loop has no branch on it."""
+    sums come eight lanes at a time (:func:`_pair_far_sums`), and so does TPDF dither
+    (:func:`_tpdf_ahead`: a sub-block's draws for both channels at once, kept in scratch
+    words of ``mc`` and ``md``, and drawn again when a block starts inside a sub-block, from
+    the generators rewound to its start: SplitMix64 is counter-based); the other kinds are
+    drawn per sample.  All in the same order as the one-channel loop.  ``args``: ``xc, xd,
+    grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``;
+    inlined where ``dither_kind`` is a constant, so the loop has no branch on it."""
     xc, xd, grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d = args
     inv_step = grid[1]
     off = grid[2]
@@ -604,11 +609,21 @@ def _requantize_fir_pair(dither_kind, args):
               load_pair(h2, 2 * (p - 4)))
     ahead = _ZEROS8
     fresh = True
+    if dither_kind == DITHER_TPDF and sub != 0:     # inside a sub-block: its draws again
+        _keep_dither(mc, md, _tpdf_ahead(advanced(gen_c, -sub), advanced(gen_d, -sub), dither_amp))
     for i in range(xc.shape[0]):
         xs_c = xc[i] * inv_step
         xs_d = xd[i] * inv_step
-        r_c, gen_c, prev_c = dither_sample(dither_kind, dither_amp, gen_c, prev_c)
-        r_d, gen_d, prev_d = dither_sample(dither_kind, dither_amp, gen_d, prev_d)
+        if dither_kind == DITHER_TPDF:  # drawn a sub-block at a time, in vector lanes
+            if sub == 0:
+                _keep_dither(mc, md, _tpdf_ahead(gen_c, gen_d, dither_amp))
+            r_c = mc[_DITHER + sub]
+            r_d = md[_DITHER + sub]
+            gen_c = advanced(gen_c, 1)
+            gen_d = advanced(gen_d, 1)
+        else:
+            r_c, gen_c, prev_c = dither_sample(dither_kind, dither_amp, gen_c, prev_c)
+            r_d, gen_d, prev_d = dither_sample(dither_kind, dither_amp, gen_d, prev_d)
         if sub == 0:
             p, f, ahead = _pair_far_sums(a, h2, p, hl, keep, ahead, fresh)
             fresh = False
@@ -631,6 +646,44 @@ def _requantize_fir_pair(dither_kind, args):
     mc[0], md[0] = prev_c, prev_d
     mc[1], md[1] = lanes_of(errors[0])
     return p * NEAR_TAPS + sub
+
+
+@njit(inline="always")
+def _keep_dither(mc, md, r):
+    """A sub-block's dither (:func:`_tpdf_ahead`) into the two channels' scratch words."""
+    mc[_DITHER], md[_DITHER], mc[_DITHER + 1], md[_DITHER + 1] = r[0], r[1], r[2], r[3]
+    mc[_DITHER + 2], md[_DITHER + 2], mc[_DITHER + 3], md[_DITHER + 3] = r[4], r[5], r[6], r[7]
+
+
+@intrinsic
+def _tpdf_ahead(typingctx, gen_c, gen_d, amp):
+    """TPDF dither (:func:`dither_sample`) of the next NEAR_TAPS samples of two channels
+    with generator states ``gen_c`` and ``gen_d``, as a tuple, lane ``2 t + c`` channel
+    c's for sample ``t``: the same draws (:func:`~rtq.dsp.rng.mix_lanes`) and the same
+    operations in the same order, each lane rounded as the scalar code rounds it."""
+    if not (gen_c == types.uint64 and gen_d == types.uint64 and amp == types.float64):
+        return None
+    width = 2 * NEAR_TAPS
+    i64s = ir.VectorType(ir.IntType(64), width)
+    f64s = ir.VectorType(ir.DoubleType(), width)
+    i32 = ir.IntType(32)
+
+    def codegen(context, builder, signature, args):
+        c, d, amp_ = args
+        states = ir.Constant(i64s, ir.Undefined)
+        amps = ir.Constant(f64s, ir.Undefined)
+        for k in range(width):
+            states = builder.insert_element(states, d if k % 2 else c, ir.Constant(i32, k))
+            amps = builder.insert_element(amps, amp_, ir.Constant(i32, k))
+        z = mix_lanes(builder, states, [k // 2 + 1 for k in range(width)])
+        scale = ir.Constant(f64s, [_TWO_M32] * width)
+        high = builder.fmul(builder.uitofp(builder.lshr(z, ir.Constant(i64s, [32] * width)), f64s), scale)
+        low = builder.fmul(builder.uitofp(builder.and_(z, ir.Constant(i64s, [0xFFFFFFFF] * width)), f64s), scale)
+        r = builder.fmul(amps, builder.fsub(builder.fadd(high, low), ir.Constant(f64s, [1.0] * width)))
+        lanes = [builder.extract_element(r, ir.Constant(i32, k)) for k in range(width)]
+        return context.make_tuple(builder, signature.return_type, lanes)
+
+    return types.UniTuple(types.float64, width)(gen_c, gen_d, amp), codegen
 
 
 def _paired_sample_intrinsic(saturating: bool):

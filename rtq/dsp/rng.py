@@ -4,8 +4,13 @@ Each channel of each dither source owns one 64-bit state word; every draw advanc
 the golden-ratio increment and hashes it.  The stream has period 2^64 (no cyclic noise
 table, it never repeats in practice), costs a handful of integer operations, and depends
 only on how many draws were made, so block boundaries cannot change the noise.
+
+Because the n-th draw is a function of ``state + n * increment`` alone, a kernel can also
+make several draws at once in the lanes of a vector register (:func:`mix_lanes`, for
+code generation): the same numbers, in the same order, as the scalar draws.
 """
 import numpy as np
+from llvmlite import ir
 from numba import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
@@ -42,6 +47,33 @@ def next_uniform(state):
     """Advance a generator state; returns ``(new_state, uniform double in [0, 1))``."""
     state, z = next_bits(state)
     return state, np.float64(z >> _S11) * _TWO_M53
+
+
+def _signed(value: int) -> int:
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def mix_lanes(builder, states, draws):
+    """Code generation: the bits of draw ``draws[k]`` (1 = the next draw) from generator
+    state ``states[k]``, in lane ``k`` of an ``<n x i64>`` vector: :func:`next_bits`
+    ``draws[k]`` times, without advancing the states (the caller does: :func:`advanced`)."""
+    lanes = len(draws)
+    vec = ir.VectorType(ir.IntType(64), lanes)
+
+    def splat(value):
+        return ir.Constant(vec, [_signed(value)] * lanes)
+
+    z = builder.add(states, ir.Constant(vec, [_signed(int(_GOLDEN) * d & _MASK64) for d in draws]))
+    for shift, factor in ((_S30, _MIX1), (_S27, _MIX2)):
+        z = builder.mul(builder.xor(z, builder.lshr(z, splat(int(shift)))), splat(int(factor)))
+    return builder.xor(z, builder.lshr(z, splat(int(_S31))))
+
+
+@njit(inline="always")
+def advanced(state, draws):
+    """``state`` after ``draws`` draws (modulo 2^64, as the draws themselves: negative
+    ``draws`` rewind it)."""
+    return state + _GOLDEN * np.uint64(draws)
 
 
 def _mix_int(z: int) -> int:
