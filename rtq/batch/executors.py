@@ -14,7 +14,9 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import select
 import signal
+import threading
 from concurrent.futures import Executor, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -28,9 +30,38 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+_BATCH_PID = "RTQ_BATCH_PID"
+
+
 def _start_worker() -> None:
     # Ctrl-C reaches the whole process group: the batch process stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_with_batch()
+
+
+def exit_with_batch() -> None:
+    """End this worker process as soon as the batch process that started it is gone.
+
+    A pool's worker forked from the server waits for work on a queue it holds both ends
+    of, so it would outlive a batch killed alone (SIGKILL of its PID, the OOM killer),
+    and keep the server alive with it (Dask's worker processes watch their nanny
+    themselves).  A thread waits on the batch's pidfd (Linux >= 5.3): no
+    polling, no CPU."""
+    pid = os.environ.get(_BATCH_PID)
+    if not pid or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        fd = os.pidfd_open(int(pid))
+    except ProcessLookupError:
+        os._exit(1)
+    except OSError:
+        return
+
+    def wait() -> None:
+        select.select([fd], [], [])
+        os._exit(1)
+
+    threading.Thread(target=wait, name="rtq-batch-watch", daemon=True).start()
 
 
 def start_server(cluster: bool = False):
@@ -40,6 +71,7 @@ def start_server(cluster: bool = False):
     the renderer while this process plans the batch; the first call's ``cluster`` decides
     what the server preloads."""
     context = multiprocessing.get_context("forkserver")
+    os.environ[_BATCH_PID] = str(os.getpid())      # the server and its workers inherit it
     context.set_forkserver_preload(["distributed", "rtq.batch.warm"] if cluster else ["rtq.batch.warm"])
     from multiprocessing import forkserver
 

@@ -230,6 +230,41 @@ def test_a_killed_worker_fails_nothing(corpus, reference, tmp_path):
 
 
 @pytest.mark.parametrize("where", [("--jobs", "2"), ("--local-cluster", "2")])
+def test_workers_end_with_a_batch_killed_alone(tmp_path, where):
+    """SIGKILL of the batch's PID alone (as the OOM killer does), while a worker is busy:
+    its workers and the server they fork from are gone within seconds, not left idle
+    for ever holding their memory."""
+    fifo = tmp_path / "stuck.wav"      # a worker reading it waits there
+    os.mkfifo(fifo)
+    batch = start_rtq("batch", "cd-16-shibata", "--inputs", fifo, "--out", tmp_path / "out", *where)
+    deadline = time.monotonic() + 60
+    while True:       # a writer lets the worker's open return; it then waits for data
+        try:
+            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+            break
+        except OSError:
+            assert time.monotonic() < deadline and batch.poll() is None, "no worker opened the input"
+            time.sleep(0.005)
+    while not [pid for pid in processes_holding(fifo) if pid != os.getpid()]:
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    os.kill(batch.pid, signal.SIGKILL)
+    batch.wait()
+    batch.stdout.close(), batch.stderr.close()        # a worker left over would hold them open
+    os.close(writer)
+    deadline = time.monotonic() + 15
+    while True:
+        try:
+            os.killpg(batch.pid, 0)        # anything left of the batch's process group?
+        except ProcessLookupError:
+            break
+        if time.monotonic() > deadline:
+            os.killpg(batch.pid, signal.SIGKILL)
+            raise AssertionError("the batch's workers outlived it")
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("where", [("--jobs", "2"), ("--local-cluster", "2")])
 def test_a_job_whose_worker_dies_twice_fails_alone(tmp_path, where):
     """The stuck job travels in a task with others (21 jobs: after the first four tasks
     of one job, tasks of two or three): its task's other jobs (and a local pool's other
