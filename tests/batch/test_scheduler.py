@@ -229,6 +229,18 @@ def test_a_killed_worker_fails_nothing(corpus, reference, tmp_path):
     assert {r["status"] for r in lines} == {"done"} and len(lines) == 16
 
 
+def open_when_read(fifo: Path, process, timeout: float = 60) -> int:
+    """Open ``fifo`` for writing once a worker opens it for reading (its open then
+    returns, and its read waits for data); the writer's descriptor."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        except OSError:
+            assert time.monotonic() < deadline and process.poll() is None, "no worker opened the input"
+            time.sleep(0.005)
+
+
 @pytest.mark.parametrize("where", [("--jobs", "2"), ("--local-cluster", "2")])
 def test_workers_end_with_a_batch_killed_alone(tmp_path, where):
     """SIGKILL of the batch's PID alone (as the OOM killer does), while a worker is busy:
@@ -237,16 +249,9 @@ def test_workers_end_with_a_batch_killed_alone(tmp_path, where):
     fifo = tmp_path / "stuck.wav"      # a worker reading it waits there
     os.mkfifo(fifo)
     batch = start_rtq("batch", "cd-16-shibata", "--inputs", fifo, "--out", tmp_path / "out", *where)
-    deadline = time.monotonic() + 60
-    while True:       # a writer lets the worker's open return; it then waits for data
-        try:
-            writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-            break
-        except OSError:
-            assert time.monotonic() < deadline and batch.poll() is None, "no worker opened the input"
-            time.sleep(0.005)
+    writer = open_when_read(fifo, batch)
     while not [pid for pid in processes_holding(fifo) if pid != os.getpid()]:
-        assert time.monotonic() < deadline
+        assert batch.poll() is None
         time.sleep(0.005)
     os.kill(batch.pid, signal.SIGKILL)
     batch.wait()
@@ -276,14 +281,7 @@ def test_a_job_whose_worker_dies_twice_fails_alone(tmp_path, where):
     out = tmp_path / "out"
     batch = start_rtq("batch", "cd-16-shibata", "--inputs", *inputs, "--out", out, *where)
     for _ in range(2):
-        deadline = time.monotonic() + 60
-        while True:       # a writer lets the reader's open return; it then waits for data
-            try:
-                writer = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
-                break
-            except OSError:
-                assert time.monotonic() < deadline and batch.poll() is None
-                time.sleep(0.005)
+        writer = open_when_read(fifo, batch)
         kill_reader(fifo, batch)
         os.close(writer)
     stderr = finish(batch)
