@@ -249,9 +249,12 @@ def test_memory_stays_bounded_for_a_long_file(tmp_path):
 
     chain = Chain.from_preset("cd-16-shibata")
     # Warm up (JIT cache loading and first-call dispatch allocate ~26 MB of Python
-    # objects once per process; that is not the render's working set).
-    render_file(chain, write_input(tmp_path / "short.wav", make_signal(1000, 2), rate),
-                tmp_path / "short-out.wav", progress=False)
+    # objects once per process; that is not the render's working set), with the same
+    # kind of input (PCM_16: the compiled PCM decoder is linked, or compiled on a cold
+    # cache, at the first such read).
+    short = tmp_path / "short.wav"
+    sf.write(str(short), make_signal(1000, 2), rate, subtype="PCM_16")
+    render_file(chain, short, tmp_path / "short-out.wav", progress=False)
 
     tracemalloc.start()
     try:
