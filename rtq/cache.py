@@ -2,8 +2,8 @@
 
 The directory is ``$RTQ_CACHE_DIR``, else ``$XDG_CACHE_HOME/rtq``, else ``~/.cache/rtq``.
 Everything in it is keyed by the rtq source it was made from (:func:`module_digest`) and
-the versions of what produced it,
-written atomically, and checked when read, so it can be deleted at any time.
+the versions of what produced it, written atomically, and checked when read, so it can
+be deleted at any time.
 """
 from __future__ import annotations
 
@@ -25,7 +25,12 @@ def cache_dir() -> Path:
     return Path(base) / "rtq"
 
 
-_PACKAGE = Path(__file__).parent
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def is_rtq_source(path) -> bool:
+    """Whether the file ``path`` is one of rtq's own modules."""
+    return Path(path).resolve().is_relative_to(_PACKAGE)
 
 
 @functools.cache
@@ -35,7 +40,7 @@ def _files() -> dict[str, bytes]:
 
 
 def _module_name(path: Path) -> str:
-    return ".".join(("rtq", *path.resolve().relative_to(_PACKAGE.resolve()).with_suffix("").parts))
+    return ".".join(("rtq", *path.resolve().relative_to(_PACKAGE).with_suffix("").parts))
 
 
 @functools.cache
@@ -48,8 +53,8 @@ def source_digest() -> str:
 
 
 def module_digest(path) -> str:
-    """Digest of the source the module in file ``path`` can reach: itself, the rtq modules it imports
-    (anywhere in its body, transitively) and their packages.
+    """Digest of the source the module in file ``path`` can reach: itself, the rtq
+    modules it imports (anywhere in its body, transitively) and their packages.
 
     What a compiled function can see is its module's globals, and every one of those is
     defined in that closure, so the digest changes whenever anything that could change
@@ -58,8 +63,8 @@ def module_digest(path) -> str:
     stored in the cache directory under :func:`source_digest`.  A file outside rtq (a
     user's or a test's) is keyed by its own bytes and all of rtq's source.
     """
-    path = Path(path).resolve()
-    if not path.is_relative_to(_PACKAGE.resolve()):
+    path = Path(path)
+    if not is_rtq_source(path):
         return hashlib.sha256(path.read_bytes() + b"\0" + source_digest().encode()).hexdigest()
     return _module_digests()[_module_name(path)]
 

@@ -19,17 +19,13 @@ elsewhere (the CLI, batch, the UI) does not.
 (C entry points, PortAudio's buffers) with ``numba.carray``; ``float_bits`` reads a
 float64's bit pattern.
 """
-from pathlib import Path
-
 from llvmlite import ir
 from numba import njit, types
 from numba.core import cgutils
 from numba.core.caching import CacheImpl, InTreeCacheLocator, UserWideCacheLocator
 from numba.extending import intrinsic
 
-from .cache import module_digest
-
-_PACKAGE = Path(__file__).resolve().parent
+from .cache import is_rtq_source, module_digest
 
 
 class _ReachableSourceStamp:
@@ -38,7 +34,7 @@ class _ReachableSourceStamp:
 
     @classmethod
     def from_function(cls, py_func, py_file):
-        if not Path(py_file).resolve().is_relative_to(_PACKAGE):
+        if not is_rtq_source(py_file):
             return None
         return super().from_function(py_func, py_file)
 

@@ -16,8 +16,8 @@ takes milliseconds, and call it at its address.  It is the same machine code eit
 way, so the results are bit-identical (``tests/test_native.py`` checks both routes).
 
 A stored object is used only when its key matches: the rtq source its module can reach
-(:func:`rtq.cache.module_digest`), the Python, NumPy, Numba and llvmlite versions, ``NUMBA_*`` settings and
-the host CPU's name and features.  Objects are written atomically (in
+(:func:`rtq.cache.module_digest`), the Python, NumPy, Numba and llvmlite versions,
+``NUMBA_*`` settings and the host CPU's name and features.  Objects are written atomically (in
 :func:`rtq.cache.cache_dir`); one that cannot be read or linked is compiled again.
 ``RTQ_NATIVE_CACHE=0`` always compiles with Numba, from Numba's own cache.
 

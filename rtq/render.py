@@ -452,7 +452,7 @@ class _Pipeline:
         self.inputs = [np.zeros((block_size, src.channels), dtype=work_dtype) for _ in range(self.DEPTH)]
         for buf in self.inputs:
             self.free_in.put(buf)
-        self.out = encoding.buffer(block_size, src.channels, work_dtype)
+        self.out = encoding.buffer(block_size, src.channels)
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
@@ -498,8 +498,7 @@ class _Pipeline:
                 return
             block, skip, buf = item
             if block.shape[0] > skip and not self.stop.is_set():
-                self.encoding.encode(block[skip:], self.out)
-                self.encoding.write(self.dst, self.out, block.shape[0] - skip)
+                self.encoding.write(self.dst, self.encoding.encode(block[skip:], self.out))
             if buf is not None:
                 self.free_in.put(buf)
 
@@ -625,27 +624,30 @@ class _Encoding:
         self.raw = raw_layout(dst)
         self.width = 2 if dst.subtype in _INT16_CODES else 4 if dst.subtype in _INT_PCM_BITS else None
 
-    def buffer(self, frames: int, channels: int, work_dtype) -> np.ndarray:
+    def buffer(self, frames: int, channels: int) -> np.ndarray | None:
+        """The buffer :meth:`encode` fills (None: float output is written as it is)."""
         if self.raw is not None:
             return np.zeros(frames * channels * self.raw[0], np.uint8)
         if self.width is not None:
             return np.zeros((frames, channels), np.int16 if self.width == 2 else np.int32)
-        return np.zeros((frames, channels), work_dtype)
+        return None
 
-    def encode(self, block: np.ndarray, out: np.ndarray) -> None:
-        """Write ``block`` (C-contiguous) into ``out`` as the file's samples or exact codes."""
+    def encode(self, block: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """``block`` (C-contiguous) as what :meth:`write` takes: the file's samples or
+        exact codes, in ``out``; float output as it is."""
         if self.raw is not None:
             pcm.encode(block, out, *self.raw)
-        elif self.width is not None:
+            return out[:block.size * self.raw[0]]
+        if self.width is not None:
             pcm.encode(block, out, self.width, False)
-        else:
-            out[:block.shape[0]] = block
+            return out[:block.shape[0]]
+        return block
 
-    def write(self, dst, out: np.ndarray, frames: int) -> None:
+    def write(self, dst, data: np.ndarray) -> None:
         if self.raw is not None:
-            write_raw(dst, out[:frames * dst.channels * self.raw[0]])
+            write_raw(dst, data)
         else:
-            dst.write(out[:frames])
+            dst.write(data)
 
 
 def _work_dtype(src_subtype: str, out_subtype: str):

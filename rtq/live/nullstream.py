@@ -86,9 +86,8 @@ def _null_clock(callback, input_addr, output_addr, frames, user_data, period_ns)
 
 #: SCHED_FIFO priority of the clock thread: above the real-time threads of audio servers
 #: sharing the machine (a default ``jackd -R``'s is 10, its clients' 5), below the
-#: kernel's own (50 and up).  Under the normal scheduler the clock woke up to a period late
-#: while the screen and other processes ran; at 5, beside six JACK servers' clients and
-#: their test suites, it still started 6 blocks of 112 500 (10 minutes) a period late (BENCHMARKS.md).
+#: kernel's own (50 and up).  Under the normal scheduler, or at JACK clients' priority
+#: beside busy servers, the clock started blocks a period late (BENCHMARKS.md).
 CLOCK_PRIORITY = 20
 
 

@@ -376,16 +376,13 @@ class ErrorMeter:
         """The per-block figures formed outside the compiled pass (rows: total, ring, open)."""
         return [self._spec, self._segments] + ([self._level_n] if self._level_n is not None else [])
 
-    def _rows(self, block: int) -> list[int]:
-        """Where figures of stream block ``block`` go: the total (the open row while the
-        block is current, added to the total when it closes), and its ring row while the
-        momentary window may see it."""
+    def _rows(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Where figures of stream blocks ``blocks`` (integers) go: each one's total row
+        (the open row while the block is current, added to the total when it closes);
+        whether it is recent (the momentary window may see it); and its ring row then."""
         block_now = self._frames // self._hop
         ring = len(self._fsums) - 1
-        rows = [0 if block < block_now else ring + 1]
-        if block_now - block < ring:
-            rows.append(1 + block % ring)
-        return rows
+        return np.where(blocks < block_now, 0, ring + 1), block_now - blocks < ring, 1 + blocks % ring
 
     def _add_levels(self, y: np.ndarray, start: int) -> None:
         """Count the output's levels (a non-uniform quantizer), block by block; frames
@@ -394,7 +391,8 @@ class ErrorMeter:
         while done < len(y):
             block = (start + done) // self._hop
             stop = min(len(y), (block + 1) * self._hop - start)
-            rows = self._rows(block)
+            total, recent, ring_row = self._rows(np.int64(block))
+            rows = [int(total), int(ring_row)] if recent else [int(total)]
             for c, levels in enumerate(self._levels):
                 v = y[done:stop, c]
                 index = np.minimum(np.searchsorted(levels, v), levels.size - 1)
@@ -484,8 +482,6 @@ class ErrorMeter:
         segments = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
         first_end = self._frames - self._pending + self._nfft    # stream position after the first segment
         batch = max(1, _FFT_BATCH_SAMPLES // (2 * self.channels * self._nfft))   # temporaries stay small
-        block_now = self._frames // self._hop
-        ring = len(self._fsums) - 1
         for first in range(0, count, batch):
             chosen = segments[:, :, first:first + batch]
             index = first + np.arange(chosen.shape[2])
@@ -493,16 +489,15 @@ class ErrorMeter:
             picks = (self._seen + index) % SINE_TEST_EVERY == 0
             powers = [(self._power(chosen[:, 0]), slice(None)), (self._power(chosen[:, 1, picks]), picks)]
             for side, (power, which) in enumerate(powers):   # (channels, segments, bins): [e, x]
-                ends = blocks[which]
-                # The total (the open row for a segment ending in the current block) ...
-                for row, mine in ((0, ends < block_now), (ring + 1, ends >= block_now)):
-                    if mine.any():
-                        self._spec[row, :, side] += power[:, mine].sum(axis=1)
-                        if side == 0:
-                            self._segments[row] += np.count_nonzero(mine)
+                totals, recent, ring_rows = self._rows(blocks[which])
+                # The total rows (the open row for segments ending in the current block) ...
+                for row in np.unique(totals):
+                    mine = totals == row
+                    self._spec[row, :, side] += power[:, mine].sum(axis=1)
+                    if side == 0:
+                        self._segments[row] += np.count_nonzero(mine)
                 # ... and the ring row of each recent block (one segment ends in each block).
-                recent = block_now - ends < ring
-                rows = 1 + ends[recent] % ring
+                rows = ring_rows[recent]
                 self._spec[rows, :, side] += power[:, recent].transpose(1, 0, 2)
                 if side == 0:
                     self._segments[rows] += 1
