@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from rtq.listen import AbxTest, MushraTest, verify
-from rtq.listen.log import GENESIS, LogError, canonical, commitment, read_lines, seal, secret_path
+from rtq.listen.log import GENESIS, LogError, canonical, commitment, seal, secret_path
 
 from listening import SilentComparison, make_test
 

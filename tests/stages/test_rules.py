@@ -99,7 +99,7 @@ def test_a_preset_and_a_python_call_are_refused_alike(text, make, message):
 
 def nested(factors) -> tuple[str, object]:
     """Oversample stages nested ``factors`` deep around a gain: as YAML and in Python."""
-    text, stage = "gain: {db: 0}", Gain(0)
+    text = "gain: {db: 0}"
     for factor in reversed(factors):
         text = f"oversample: {{factor: {factor}, chain: [{text}]}}"
     return text, lambda: _build(factors)
