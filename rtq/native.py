@@ -33,29 +33,43 @@ import ctypes
 import fcntl
 import functools
 import hashlib
+import importlib.machinery
+import importlib.util
 import os
 import platform
 import sys
 import threading
 from pathlib import Path
 
-import numba
 import numpy as np
-from numba import types
 
 from .cache import cache_dir, module_digest, write_atomically
+from .jit import load_numba
 
 _MAGIC = b"rtq-native-object 2\n"
 _lock = threading.Lock()
 
+# The scalar types an entry's signature may name (Numba's names) and their ctypes.
 _CTYPES = {
-    types.int32: ctypes.c_int32,
-    types.int64: ctypes.c_int64,
-    types.uint64: ctypes.c_uint64,
-    types.float64: ctypes.c_double,
-    types.voidptr: ctypes.c_void_p,
-    types.none: None,
+    "int32": ctypes.c_int32,
+    "int64": ctypes.c_int64,
+    "uint64": ctypes.c_uint64,
+    "intp": ctypes.c_ssize_t,
+    "uintp": ctypes.c_size_t,
+    "float64": ctypes.c_double,
+    "voidptr": ctypes.c_void_p,
+    "void": None,
 }
+
+
+def _parse_signature(signature: str) -> tuple[str, list[str]]:
+    """``"int32(int64, voidptr)"`` -> ``("int32", ["int64", "voidptr"])``, checked
+    against the types an entry may take."""
+    restype, sep, rest = signature.replace(" ", "").partition("(")
+    argtypes = rest[:-1].split(",") if rest[:-1] else []
+    if not sep or not rest.endswith(")") or any(t not in _CTYPES for t in (restype, *argtypes)):
+        raise ValueError(f"not an entry signature of scalar types {sorted(_CTYPES)}: {signature!r}")
+    return restype, argtypes
 
 
 class Entry:
@@ -63,11 +77,12 @@ class Entry:
 
     Use as a decorator, like ``numba.cfunc``::
 
-        @Entry(types.void(types.int64, types.int64))
+        @Entry("void(int64, int64)")
         def fill(address, n): ...
 
     The function must be defined at module level (so Numba can cache it) and may only
-    take and return the scalar types in ``signature`` (addresses as integers).
+    take and return the scalar types its signature names (Numba's type names, a string
+    so that defining an entry needs no Numba; addresses as integers).
 
     Attributes
     ----------
@@ -77,7 +92,8 @@ class Entry:
         A ctypes wrapper for calling it from Python.
     """
 
-    def __init__(self, signature):
+    def __init__(self, signature: str):
+        _parse_signature(signature)
         self.signature = signature
         self.pyfunc = None
         self._address = None
@@ -98,9 +114,8 @@ class Entry:
     @property
     def ctypes(self):
         if self._ctypes is None:
-            restype = _CTYPES[self.signature.return_type]
-            argtypes = [_CTYPES[t] for t in self.signature.args]
-            self._ctypes = ctypes.CFUNCTYPE(restype, *argtypes)(self.address)
+            restype, argtypes = _parse_signature(self.signature)
+            self._ctypes = ctypes.CFUNCTYPE(_CTYPES[restype], *(_CTYPES[t] for t in argtypes))(self.address)
         return self._ctypes
 
     @property
@@ -112,7 +127,7 @@ class Entry:
             if self._address is not None:
                 return
             if not _enabled():
-                compiled = numba.cfunc(self.signature, cache=True, error_model="numpy")(self.pyfunc)
+                compiled = _numba_cfunc()(self.signature, cache=True, error_model="numpy")(self.pyfunc)
                 self._address, self._keepalive = compiled.address, compiled
                 return
             path = cache_dir() / f"{self.qualified_name}-{_cache_key(self.pyfunc, self.signature)}.o"
@@ -123,7 +138,7 @@ class Entry:
                 if self._load(path):
                     return
                 # Not from Numba's cache: a library loaded from there no longer holds its object.
-                compiled = numba.cfunc(self.signature, error_model="numpy")(self.pyfunc)
+                compiled = _numba_cfunc()(self.signature, error_model="numpy")(self.pyfunc)
                 _store(path, compiled)
                 self._address, self._keepalive = compiled.address, compiled
 
@@ -156,13 +171,43 @@ def _enabled() -> bool:
     return os.environ.get("RTQ_NATIVE_CACHE", "1") != "0"
 
 
+def _numba_cfunc():
+    load_numba()
+    import numba
+
+    return numba.cfunc
+
+
+def _numba_file(module: str) -> Path:
+    """The file of Numba's module ``module`` (found without importing Numba's package)."""
+    package = Path(importlib.util.find_spec("numba").submodule_search_locations[0])
+    base = package.joinpath(*module.split(".")[1:])
+    for suffix in (".py", *importlib.machinery.EXTENSION_SUFFIXES):
+        if base.with_name(base.name + suffix).exists():
+            return base.with_name(base.name + suffix)
+    raise ImportError(f"no file for {module}")
+
+
+def _numba_extension(module: str):
+    """Numba's C extension ``module``, loaded without running Numba's ``__init__`` (which
+    imports the whole compiler); a later ``import numba`` reuses it from ``sys.modules``."""
+    if module not in sys.modules:
+        path = _numba_file(module)
+        loader = importlib.machinery.ExtensionFileLoader(module, str(path))
+        extension = importlib.util.module_from_spec(importlib.util.spec_from_file_location(module, path, loader=loader))
+        loader.exec_module(extension)
+        sys.modules[module] = extension
+    return sys.modules[module]
+
+
 @functools.cache
 def _host_description() -> str:
     import llvmlite
     import llvmlite.binding as llvm
 
     settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_") and k != "NUMBA_CACHE_DIR")
-    return repr((sys.version, platform.machine(), np.__version__, numba.__version__, llvmlite.__version__,
+    numba_version = _numba_file("numba._version").read_text()    # version and revision, without importing Numba
+    return repr((sys.version, platform.machine(), np.__version__, numba_version, llvmlite.__version__,
                  llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), settings))
 
 
@@ -210,9 +255,9 @@ def _engine():
     and so does this, the same way.
     """
     import llvmlite.binding as llvm
-    from numba import _dynfunc, _helperlib
-    from numba.core.runtime import _nrt_python
 
+    _helperlib, _dynfunc, _nrt_python = map(_numba_extension, ("numba._helperlib", "numba._dynfunc",
+                                                                "numba.core.runtime._nrt_python"))
     llvm.initialize_native_target()
     llvm.initialize_native_asmprinter()
     llvm.add_symbol("_Py_NoneStruct", id(None))

@@ -38,12 +38,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
 import numpy as np
-from numba import njit, types
 
 from .errors import LimitError
-from .jit import address_as_void_pointer, kernel
+from .jit import address_as_void_pointer, carray, kernel, njit
 from .native import Entry
 
 from .dsp.blockcompand import blockcompand_op
@@ -258,7 +256,7 @@ def _packed_pair(x, nch):
 @njit(inline="always")
 def _packed_rows(x, start, m):
     """Rows ``start .. start + m - 1`` of a :func:`_packed_pair` block as one flat array."""
-    return numba.carray(address_as_void_pointer(x.ctypes.data + start * x.strides[0]), (2 * m,), x.dtype)
+    return carray(address_as_void_pointer(x.ctypes.data + start * x.strides[0]), (2 * m,), x.dtype)
 
 
 PROGRAM_WORDS = 9 * 4
@@ -284,30 +282,30 @@ def program_at(words, base):
     """The program located by ``words[base:base + PROGRAM_WORDS]`` (see :func:`program_words`)."""
     w = words[base:base + PROGRAM_WORDS]
     return Program(
-        numba.carray(address_as_void_pointer(w[0]), (w[1],), np.int64),
-        numba.carray(address_as_void_pointer(w[4]), (w[5], w[6]), np.int64),
-        numba.carray(address_as_void_pointer(w[8]), (w[9],), np.float64),
-        numba.carray(address_as_void_pointer(w[12]), (w[13],), np.float64),
-        numba.carray(address_as_void_pointer(w[16]), (w[17],), np.int64),
-        numba.carray(address_as_void_pointer(w[20]), (w[21],), np.uint64),
-        numba.carray(address_as_void_pointer(w[24]), (w[25], w[26], w[27]), np.int64),
-        numba.carray(address_as_void_pointer(w[28]), (w[29], w[30], w[31]), np.float64),
-        numba.carray(address_as_void_pointer(w[32]), (w[33], w[34], w[35]), np.float64),
+        carray(address_as_void_pointer(w[0]), (w[1],), np.int64),
+        carray(address_as_void_pointer(w[4]), (w[5], w[6]), np.int64),
+        carray(address_as_void_pointer(w[8]), (w[9],), np.float64),
+        carray(address_as_void_pointer(w[12]), (w[13],), np.float64),
+        carray(address_as_void_pointer(w[16]), (w[17],), np.int64),
+        carray(address_as_void_pointer(w[20]), (w[21],), np.uint64),
+        carray(address_as_void_pointer(w[24]), (w[25], w[26], w[27]), np.int64),
+        carray(address_as_void_pointer(w[28]), (w[29], w[30], w[31]), np.float64),
+        carray(address_as_void_pointer(w[32]), (w[33], w[34], w[35]), np.float64),
     )
 
 
-@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64))
+@Entry("void(int64, int64, int64, int64, int64, int64)")
 def process_in_place(words_address, block_address, frames, width, first, double):
     """C entry point: run the program located at ``words_address`` in place over columns
     ``first ..`` (as many as it has channels) of a C-contiguous (frames, width) block,
     float64 if ``double`` else float32."""
-    prog = program_at(numba.carray(address_as_void_pointer(words_address), (PROGRAM_WORDS,), np.int64), 0)
+    prog = program_at(carray(address_as_void_pointer(words_address), (PROGRAM_WORDS,), np.int64), 0)
     last = first + prog[0][META_CHANNELS]
     if double:
-        block = numba.carray(address_as_void_pointer(block_address), (frames, width), np.float64)[:, first:last]
+        block = carray(address_as_void_pointer(block_address), (frames, width), np.float64)[:, first:last]
         run_program(prog, block, block)
     else:
-        block32 = numba.carray(address_as_void_pointer(block_address), (frames, width), np.float32)[:, first:last]
+        block32 = carray(address_as_void_pointer(block_address), (frames, width), np.float32)[:, first:last]
         run_program(prog, block32, block32)
 
 

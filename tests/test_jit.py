@@ -1,11 +1,17 @@
-"""rtq's kernels compile with Numba's on-disk cache, keyed by the rtq source their module can reach."""
+"""rtq's kernels compile with Numba's on-disk cache, keyed by the rtq source their module can reach;
+a warm process runs them without loading Numba."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
 
 import rtq
 from rtq import cache
@@ -81,3 +87,83 @@ def test_relative_imports_resolve_to_the_modules_they_name():
         assert cache.closure_digests({**files, module: b"# edited"})["rtq.a.b"] != digests["rtq.a.b"], module
     assert cache.closure_digests({**files, "rtq.x": b"# edited"})["rtq.a.b"] == digests["rtq.a.b"]
     assert cache.closure_digests({**files, "rtq.a.c": b"# edited"})["rtq.x"] != digests["rtq.x"]   # via b
+
+
+RENDER = """
+import json, sys
+from rtq.cli import main
+status = main(sys.argv[1:])
+print(json.dumps({"status": status, "numba": sorted(m for m in sys.modules if m == "numba" or m.startswith("numba."))}))
+"""
+
+
+def render(tmp_path, *argv, **env):
+    environment = {**os.environ, **env}
+    done = subprocess.run([sys.executable, "-c", RENDER, "render", *map(str, argv), "--force"], env=environment,
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.parametrize("preset", ["cd-16-shibata", "dsd64-1bit"])
+def test_a_warm_render_does_not_import_numba(tmp_path, preset):
+    """Importing Numba's package costs ~0.2 s of CPU, more than a do-nothing render of a
+    10-minute file spends on its audio: once rtq's compiled code is in its cache, ``rtq
+    render`` (with ``--report``, which adds a compiled meter) links it without Numba, and
+    writes the bytes a process that runs Numba writes."""
+    source = tmp_path / "in.wav"
+    x = np.random.default_rng(3).uniform(-0.7, 0.7, (22050, 2))
+    sf.write(source, x, 44100, subtype="PCM_24")
+    render(tmp_path, preset, source, tmp_path / "warm-up.wav", "--report", tmp_path / "warm-up.json")  # may compile
+    warm = render(tmp_path, preset, source, tmp_path / "warm.wav", "--report", tmp_path / "warm.json")
+    assert warm["status"] == 0
+    # Only the C helpers compiled code calls, loaded from their files (rtq.native._engine).
+    assert set(warm["numba"]) <= {"numba._helperlib", "numba._dynfunc", "numba.core.runtime._nrt_python"}
+    with_numba = render(tmp_path, preset, source, tmp_path / "numba.wav", "--report", tmp_path / "numba.json",
+                        RTQ_NATIVE_CACHE="0")
+    assert with_numba["status"] == 0 and "numba" in with_numba["numba"]
+    assert (tmp_path / "warm.wav").read_bytes() == (tmp_path / "numba.wav").read_bytes()
+    reports = [json.loads((tmp_path / f"{name}.json").read_text()) for name in ("warm", "numba")]
+    assert [report.pop("output") for report in reports] == [str(tmp_path / "warm.wav"), str(tmp_path / "numba.wav")]
+    assert reports[0] == reports[1]
+
+
+OWN_KERNELS = """
+import json, sys
+import numba
+import numpy as np
+import rtq.jit
+from rtq.dsp.rng import next_uniform
+from rtq.jit import address_as_void_pointer, carray
+
+before = rtq.jit.numba_loaded()
+
+
+@numba.njit
+def draws(state, n):
+    out = np.empty(n)
+    for i in range(n):
+        state, out[i] = next_uniform(state)
+    return out
+
+
+@numba.njit
+def total(address):
+    return carray(address_as_void_pointer(address), (2,), np.float64).sum()
+
+
+x = np.array([1.5, 2.0])
+print(json.dumps({"before": before, "compiled": list(draws(np.uint64(1), 2)), "python": next_uniform(np.uint64(1))[1],
+                  "total": total(x.ctypes.data)}))
+"""
+
+
+def test_functions_jitted_around_rtqs_kernels_before_numba_is_loaded():
+    """A module that imported rtq's kernels while they were stand-ins (Numba not loaded
+    yet) can call them from Python and from its own compiled functions."""
+    done = subprocess.run([sys.executable, "-c", OWN_KERNELS], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert result["before"] is False
+    assert result["compiled"][0] == result["python"]
+    assert result["total"] == 3.5

@@ -143,7 +143,6 @@ def test_process_columns_refuses_columns_the_block_does_not_have():
 CONCURRENT_PROBE = """
 import os, sys, time
 import numba
-from numba import types
 from rtq import native
 compile_cfunc = numba.cfunc
 def counted(*args, **kwargs):
@@ -152,7 +151,7 @@ def counted(*args, **kwargs):
     time.sleep(0.5)
     return compile_cfunc(*args, **kwargs)
 numba.cfunc = counted
-@native.Entry(types.int64(types.int64))
+@native.Entry("int64(int64)")
 def twice(x):
     return 2 * x
 print(twice.ctypes(21))

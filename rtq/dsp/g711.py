@@ -6,9 +6,8 @@ Encoding takes the top 14 (mu) or 13 (A) bits of the 16-bit sample by an arithme
 as the standard's reference coder does, so codes equal Python's ``audioop`` code for code.
 """
 import numpy as np
-from numba import njit
 
-from ..jit import kernel
+from ..jit import kernel, njit
 
 _MU_BIAS = 33
 _MU_CLIP = 8159

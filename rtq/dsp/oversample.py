@@ -47,9 +47,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from numba.extending import register_jitable
-
-from ..jit import kernel
+from ..jit import kernel, register_jitable
 from .oversample_design import HEADER, KIND_FIR, KIND_IIR, OversamplerDesign
 from .simd import load_quad, splat_quad, store_quad
 

@@ -49,11 +49,8 @@ stage's ``prepare``.
 """
 import numpy as np
 from llvmlite import ir
-from numba import literal_unroll, njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
-from ..jit import kernel
+from ..jit import cgutils, intrinsic, kernel, literal_unroll, njit, types
 from .ntf import MAX_ORDER
 from .rng import advanced, mix_lanes, next_bits, next_uniform
 from .simd import (clear_lane, first_word, float64x2, fma_vector, fused_multiply_add, lane_sums, lanes_of, load_pair,

@@ -11,7 +11,8 @@ code generation): the same numbers, in the same order, as the scalar draws.
 """
 import numpy as np
 from llvmlite import ir
-from numba import njit
+
+from ..jit import njit
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _MIX1 = np.uint64(0xBF58476D1CE4E5B9)

@@ -21,9 +21,8 @@ contraction into fused multiply-adds), so vector code gives the scalar code's bi
 import operator
 
 from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic, models, overload, register_model
+
+from ..jit import cgutils, defined_with_numba, intrinsic, types
 
 _VEC = ir.VectorType(ir.DoubleType(), 4)
 _I32 = ir.IntType(32)
@@ -99,26 +98,40 @@ def fma_vector(builder, a, b, c):
     return builder.call(fma, [a, b, c])
 
 
-class FloatVector(types.Type):
-    """``lanes`` float64 lanes in one vector register (LLVM ``<lanes x double>``), a value
-    like a float."""
-
-    def __init__(self, lanes):
-        self.lanes = lanes
-        super().__init__(name=f"float64x{lanes}")
-
-
-@register_model(FloatVector)
-class _FloatVectorModel(models.PrimitiveModel):
-    def __init__(self, dmm, fe_type):
-        super().__init__(dmm, fe_type, ir.VectorType(ir.DoubleType(), fe_type.lanes))
-
-
-# Numba unpickles a cache index before it checks the index's stamp: indexes written
-# when the pair type had a class of its own name it, so the name stays.
-Float64x2 = FloatVector
-float64x2 = FloatVector(2)
 _PAIR = ir.VectorType(ir.DoubleType(), 2)
+_QUAD = ir.VectorType(ir.DoubleType(), 4)
+
+
+def _vector_types():
+    """The vector types and what is made from them: a Numba type is a class of Numba's,
+    so they are defined when :mod:`rtq.jit` loads Numba."""
+    from numba.core import types as numba_types
+    from numba.extending import models, register_model
+
+    class FloatVector(numba_types.Type):
+        """``lanes`` float64 lanes in one vector register (LLVM ``<lanes x double>``), a
+        value like a float."""
+
+        def __init__(self, lanes):
+            self.lanes = lanes
+            super().__init__(name=f"float64x{lanes}")
+
+    FloatVector.__module__, FloatVector.__qualname__ = __name__, "FloatVector"     # as pickles name it
+
+    @register_model(FloatVector)
+    class _FloatVectorModel(models.PrimitiveModel):
+        def __init__(self, dmm, fe_type):
+            super().__init__(dmm, fe_type, ir.VectorType(ir.DoubleType(), fe_type.lanes))
+
+    pair, quad = FloatVector(2), FloatVector(4)
+    load_pair, store_pair = _vector_access(pair, _PAIR)
+    load_quad, store_quad = _vector_access(quad, _QUAD)
+    _quad_operator(operator.add, quad, lambda builder, a, b: builder.fadd(a, b))
+    _quad_operator(operator.mul, quad, lambda builder, a, b: builder.fmul(a, b))
+    # Numba unpickles a cache index before it checks the index's stamp: indexes written
+    # when the pair type had a class of its own name it, so the name stays.
+    return {"FloatVector": FloatVector, "Float64x2": FloatVector, "float64x2": pair, "float64x4": quad,
+            "load_pair": load_pair, "store_pair": store_pair, "load_quad": load_quad, "store_quad": store_quad}
 
 
 def _c_float64(array):
@@ -221,9 +234,6 @@ def _vector_access(vector, ir_vector):
     return load, store
 
 
-#: ``load_pair(array, index)``: ``array[index : index + 2]`` as a :data:`float64x2`;
-#: ``store_pair(array, index, pair)`` writes it back.
-load_pair, store_pair = _vector_access(float64x2, _PAIR)
 
 
 @intrinsic
@@ -281,15 +291,6 @@ def first_word(typingctx, pairs, lane):
     return types.float64(pairs, lane), codegen
 
 
-float64x4 = FloatVector(4)
-_QUAD = ir.VectorType(ir.DoubleType(), 4)
-
-
-#: ``load_quad(array, index)``: ``array[index : index + 4]`` as a :data:`float64x4`;
-#: ``store_quad(array, index, quad)`` writes it back.
-load_quad, store_quad = _vector_access(float64x4, _QUAD)
-
-
 @intrinsic
 def splat_quad(typingctx, value):
     """A :data:`float64x4` with ``value`` (float64) in every lane."""
@@ -304,20 +305,27 @@ def splat_quad(typingctx, value):
     return float64x4(value), codegen
 
 
-def _quad_operator(op, emit):
+def _quad_operator(op, quad, emit):
+    """Numba's ``op`` on two ``quad`` values, lane by lane, emitted by ``emit``."""
+    from numba.extending import overload
+
     @intrinsic
     def lanewise(typingctx, a, b):
         def codegen(context, builder, signature, args):
             return emit(builder, *args)
 
-        return float64x4(a, b), codegen
+        return quad(a, b), codegen
 
     @overload(op)
     def quad_op(a, b):
-        if a == float64x4 and b == float64x4:
+        if a == quad and b == quad:
             return lambda a, b: lanewise(a, b)
         return None
 
 
-_quad_operator(operator.add, lambda builder, a, b: builder.fadd(a, b))
-_quad_operator(operator.mul, lambda builder, a, b: builder.fmul(a, b))
+#: ``load_pair(array, index)``: ``array[index : index + 2]`` as a :data:`float64x2`;
+#: ``store_pair(array, index, pair)`` writes it back; ``load_quad``, ``store_quad``
+#: the same for :data:`float64x4`.
+(FloatVector, Float64x2, float64x2, float64x4, load_pair, store_pair, load_quad,
+ store_quad) = defined_with_numba(_vector_types, "FloatVector", "Float64x2", "float64x2", "float64x4", "load_pair",
+                                  "store_pair", "load_quad", "store_quad")

@@ -14,17 +14,15 @@ codes.
 Samples are little-endian unless ``swap`` (libsndfile's ``SFC_RAW_DATA_NEEDS_ENDSWAP``
 for the file on this machine); frames are interleaved, ``width`` bytes per sample.
 """
-import numba
 import numpy as np
-from numba import types
 
-from ..jit import address_as_void_pointer, kernel
+from ..jit import address_as_void_pointer, carray, kernel
 from ..native import Entry
 
 
 @kernel
 def _view(address, n, dtype):
-    return numba.carray(address_as_void_pointer(address), (n,), dtype)
+    return carray(address_as_void_pointer(address), (n,), dtype)
 
 
 @kernel
@@ -98,7 +96,7 @@ def _encode(src, address, width, swap, scale, top):
                 raw[width * i + (last - b if swap else b)] = np.uint8((code >> (8 * b)) & 0xFF)
 
 
-_SIGNATURE = types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64)
+_SIGNATURE = "void(int64, int64, int64, int64, int64, int64)"
 
 
 @Entry(_SIGNATURE)

@@ -39,7 +39,7 @@ Words ``0 .. USER-1`` are the stream's header (see the word constants in this
 module: channel counts, command word, counters, timing); words from ``USER`` on
 belong to the block function -- :meth:`CallbackStream.bind` stores array addresses and
 shapes there, and the block function turns them back into arrays with
-``numba.carray(address_as_void_pointer(ctl[USER + k]), shape, dtype)``.
+``carray(address_as_void_pointer(ctl[USER + k]), shape, dtype)``.
 The callback only ever writes the header with plain aligned int64 stores, so
 the main thread can read it at any time without locks.
 
@@ -56,15 +56,11 @@ import mmap
 import time
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
 from rtq.errors import RtqError
-from rtq.jit import address_as_void_pointer, kernel
+from rtq.jit import address_as_void_pointer, carray, cgutils, intrinsic, kernel, types
 
 # ---------------------------------------------------------------------------
 # Control block layout (int64 word indices)
@@ -132,13 +128,13 @@ def monotonic_ns(typingctx):
 #                      PaStreamCallbackFlags statusFlags, void *userData)
 # Pointers are taken as intp (same ABI on every 64-bit target numba supports).
 #: PortAudio's ``PaStreamCallback``, for :class:`rtq.native.Entry` (or ``numba.cfunc``).
-CALLBACK_SIGNATURE = types.int32(types.intp, types.intp, types.uintp, types.intp, types.uintp, types.intp)
+CALLBACK_SIGNATURE = "int32(intp, intp, uintp, intp, uintp, intp)"
 
 
 @kernel
 def control_block(user_data):
-    header = numba.carray(address_as_void_pointer(user_data), (USER,), np.int64)
-    return numba.carray(address_as_void_pointer(user_data), (header[WORDS],), np.int64)
+    header = carray(address_as_void_pointer(user_data), (USER,), np.int64)
+    return carray(address_as_void_pointer(user_data), (header[WORDS],), np.int64)
 
 
 @kernel
@@ -162,7 +158,7 @@ def _record(ctl, status, n, start):
     # duration / (n / samplerate) in ppm
     ppm = duration * ctl[SAMPLERATE] // (n * 1000)
     ctl[MAX_LOAD_PPM] = max(ctl[MAX_LOAD_PPM], ppm)
-    hist = numba.carray(address_as_void_pointer(ctl[HIST_ADDR]), (ctl[HIST_LEN],), np.int64)
+    hist = carray(address_as_void_pointer(ctl[HIST_ADDR]), (ctl[HIST_LEN],), np.int64)
     b = int(HIST_BINS_PER_OCTAVE * math.log2(ppm)) if ppm >= 1 else 0
     hist[min(b, ctl[HIST_LEN] - 1)] += 1
     ctl[FRAMES] += n
@@ -177,8 +173,8 @@ def begin_callback(input_addr, output_addr, frames, user_data):
     ctl = control_block(user_data)
     ctl[LAST_START_NS] = start
     n = np.int64(frames)
-    inp = numba.carray(address_as_void_pointer(input_addr), (n, ctl[IN_CHANNELS]), np.float32)
-    out = numba.carray(address_as_void_pointer(output_addr), (n, ctl[OUT_CHANNELS]), np.float32)
+    inp = carray(address_as_void_pointer(input_addr), (n, ctl[IN_CHANNELS]), np.float32)
+    out = carray(address_as_void_pointer(output_addr), (n, ctl[OUT_CHANNELS]), np.float32)
     return ctl, inp, out, n, start
 
 

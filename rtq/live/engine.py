@@ -59,15 +59,13 @@ from __future__ import annotations
 
 import time
 
-import numba
 import numpy as np
 
-from ..jit import kernel
+from ..jit import address_as_void_pointer, carray, kernel
 from ..program import META_CAPTURE, PROGRAM_WORDS, program_at, program_words, run_program, sanitize_input
 from ..processor import Counts
 from ..spec import checked_integer, checked_number, stream_rate
 from ..dsp.rng import next_uniform
-from ..jit import address_as_void_pointer
 from ..native import Entry
 from .callback import CALLBACK_SIGNATURE, USER, begin_callback, end_callback, prefault
 from .limits import MAX_BLOCKSIZE, MAX_CHANNELS, PIECE
@@ -423,21 +421,21 @@ def engine_block(ctl, inp, out, n):
     """The engine's block function: rebuild the engine's arrays from ``ctl`` and process
     ``n`` frames, in pieces of at most the engine's block size."""
     u = USER
-    eng = numba.carray(_bound(ctl, BIND_ENG), (ctl[u + BIND_ENG + 1],), np.int64)
-    fctl = numba.carray(_bound(ctl, BIND_FCTL), (ctl[u + BIND_FCTL + 1],), np.float64)
-    src = numba.carray(_bound(ctl, BIND_SRC), (ctl[u + BIND_SRC + 1], ctl[u + BIND_SRC + 2]), np.float64)
-    wet = numba.carray(_bound(ctl, BIND_WET), (ctl[u + BIND_WET + 1], ctl[u + BIND_WET + 2],
+    eng = carray(_bound(ctl, BIND_ENG), (ctl[u + BIND_ENG + 1],), np.int64)
+    fctl = carray(_bound(ctl, BIND_FCTL), (ctl[u + BIND_FCTL + 1],), np.float64)
+    src = carray(_bound(ctl, BIND_SRC), (ctl[u + BIND_SRC + 1], ctl[u + BIND_SRC + 2]), np.float64)
+    wet = carray(_bound(ctl, BIND_WET), (ctl[u + BIND_WET + 1], ctl[u + BIND_WET + 2],
                                                 ctl[u + BIND_WET + 3]), np.float64)
-    dry = numba.carray(_bound(ctl, BIND_DRY), (ctl[u + BIND_DRY + 1], ctl[u + BIND_DRY + 2]), np.float64)
-    rings = numba.carray(_bound(ctl, BIND_RINGS), (ctl[u + BIND_RINGS + 1], ctl[u + BIND_RINGS + 2],
+    dry = carray(_bound(ctl, BIND_DRY), (ctl[u + BIND_DRY + 1], ctl[u + BIND_DRY + 2]), np.float64)
+    rings = carray(_bound(ctl, BIND_RINGS), (ctl[u + BIND_RINGS + 1], ctl[u + BIND_RINGS + 2],
                                                     ctl[u + BIND_RINGS + 3]), np.float64)
-    source = numba.carray(_bound(ctl, BIND_SOURCE), (ctl[u + BIND_SOURCE + 1], ctl[u + BIND_SOURCE + 2]),
+    source = carray(_bound(ctl, BIND_SOURCE), (ctl[u + BIND_SOURCE + 1], ctl[u + BIND_SOURCE + 2]),
                           np.float64)
-    noise = numba.carray(_bound(ctl, BIND_NOISE), (ctl[u + BIND_NOISE + 1],), np.uint64)
-    slots = numba.carray(_bound(ctl, BIND_SLOTS), (ctl[u + BIND_SLOTS + 1], ctl[u + BIND_SLOTS + 2]), np.int64)
-    gains = numba.carray(_bound(ctl, BIND_GAINS), (ctl[u + BIND_GAINS + 1],), np.float64)
-    shape = numba.carray(_bound(ctl, BIND_SHAPE), (ctl[u + BIND_SHAPE + 1],), np.float64)
-    events = numba.carray(_bound(ctl, BIND_EVENTS), (ctl[u + BIND_EVENTS + 1], ctl[u + BIND_EVENTS + 2]),
+    noise = carray(_bound(ctl, BIND_NOISE), (ctl[u + BIND_NOISE + 1],), np.uint64)
+    slots = carray(_bound(ctl, BIND_SLOTS), (ctl[u + BIND_SLOTS + 1], ctl[u + BIND_SLOTS + 2]), np.int64)
+    gains = carray(_bound(ctl, BIND_GAINS), (ctl[u + BIND_GAINS + 1],), np.float64)
+    shape = carray(_bound(ctl, BIND_SHAPE), (ctl[u + BIND_SHAPE + 1],), np.float64)
+    events = carray(_bound(ctl, BIND_EVENTS), (ctl[u + BIND_EVENTS + 1], ctl[u + BIND_EVENTS + 2]),
                           np.int64)
     max_n = src.shape[0]
     start = 0

@@ -20,10 +20,8 @@ import weakref
 
 import numpy as np
 from llvmlite import ir
-from numba import types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
+from rtq.jit import cgutils, intrinsic, types
 from rtq.live.callback import (ABORT, COMMAND, CONTINUE, OUTPUT_UNDERFLOWS, CallbackStream, control_block,
                                monotonic_ns, prefault)
 from rtq.native import Entry
@@ -64,7 +62,7 @@ def _call_stream_callback(typingctx, callback, input_addr, output_addr, frames, 
     return types.int32(types.int64, types.int64, types.int64, types.int64, types.int64), codegen
 
 
-@Entry(types.void(types.int64, types.int64, types.int64, types.int64, types.int64, types.int64))
+@Entry("void(int64, int64, int64, int64, int64, int64)")
 def _null_clock(callback, input_addr, output_addr, frames, user_data, period_ns):
     """The null stream's clock: call ``callback`` every ``period_ns`` against absolute
     deadlines until it or ``ctl[COMMAND]`` says stop.  Native from end to end, so no

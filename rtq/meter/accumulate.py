@@ -14,11 +14,9 @@ code instead of starting Numba.
 """
 import math
 
-import numba
 import numpy as np
-from numba import types
 
-from ..jit import address_as_void_pointer, float_bits, kernel
+from ..jit import address_as_void_pointer, carray, float_bits, kernel
 from ..native import Entry
 
 BANDS = 16          # noise-modulation bands (measure.BAND_EDGES_DBFS)
@@ -187,10 +185,7 @@ def accumulate(x, y, ex, grid, last, fsums, counts, hop, state):
     return bad_total
 
 
-_i64 = types.int64
-
-
-@Entry(types.int64(*[_i64] * 15))
+@Entry(f"int64({', '.join(['int64'] * 15)})")
 def accumulate_entry(x_address, y_address, frames, channels, ex_address, ex_capacity, ex_offset, grid_address,
                      grid_words, last_address, fsums_address, counts_address, rows, hop, state_address):
     """C entry point of :func:`accumulate`: every array C-contiguous at its address:
@@ -199,12 +194,12 @@ def accumulate_entry(x_address, y_address, frames, channels, ex_address, ex_capa
     float64 (channels,); ``fsums`` float64 and ``counts`` int64 (rows, channels, width);
     ``state`` int64 (3,)."""
     shape = (frames, channels)
-    ex = numba.carray(address_as_void_pointer(ex_address), (channels, 2, ex_capacity), np.float64)
-    return accumulate(numba.carray(address_as_void_pointer(x_address), shape, np.float64),
-                      numba.carray(address_as_void_pointer(y_address), shape, np.float64),
+    ex = carray(address_as_void_pointer(ex_address), (channels, 2, ex_capacity), np.float64)
+    return accumulate(carray(address_as_void_pointer(x_address), shape, np.float64),
+                      carray(address_as_void_pointer(y_address), shape, np.float64),
                       ex[:, :, ex_offset:ex_offset + frames],
-                      numba.carray(address_as_void_pointer(grid_address), (grid_words,), np.float64),
-                      numba.carray(address_as_void_pointer(last_address), (channels,), np.float64),
-                      numba.carray(address_as_void_pointer(fsums_address), (rows, channels, F_WIDTH), np.float64),
-                      numba.carray(address_as_void_pointer(counts_address), (rows, channels, I_WIDTH), np.int64),
-                      hop, numba.carray(address_as_void_pointer(state_address), (3,), np.int64))
+                      carray(address_as_void_pointer(grid_address), (grid_words,), np.float64),
+                      carray(address_as_void_pointer(last_address), (channels,), np.float64),
+                      carray(address_as_void_pointer(fsums_address), (rows, channels, F_WIDTH), np.float64),
+                      carray(address_as_void_pointer(counts_address), (rows, channels, I_WIDTH), np.int64),
+                      hop, carray(address_as_void_pointer(state_address), (3,), np.int64))

@@ -106,10 +106,12 @@ def test_without_dask_a_cluster_is_one_line(corpus, tmp_path, capsys, monkeypatc
 
 
 def test_rtq_batch_is_public_and_loads_neither_dask_nor_numba():
-    code = ("import sys, rtq; rtq.batch; heavy = [m for m in ('dask', 'distributed', 'numba') if m in sys.modules]; "
-            "print(heavy, callable(rtq.batch.plan), 'numba' in sys.modules)")
+    code = ("import sys, rtq; rtq.batch; heavy = [m for m in ('dask', 'distributed', 'numba', 'rtq.render') "
+            "if m in sys.modules]; print(heavy, callable(rtq.batch.plan), 'rtq.render' in sys.modules, "
+            "'numba' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True, text=True)
-    assert result.stdout == "[] True True\n", result.stderr    # plan and run load the renderer on use
+    # plan and run load the renderer on use, which does not import Numba (rtq.jit)
+    assert result.stdout == "[] True True False\n", result.stderr
 
 
 def test_the_summarys_wall_time_counts_the_planning(corpus, tmp_path, capsys, monkeypatch):

@@ -14,7 +14,6 @@ import time
 import weakref
 
 import numpy as np
-from numba import types
 
 from rtq.errors import RtqError
 from rtq.live.callback import (COMMAND, CONTINUE, FINISHED, LAST_START_NS, CallbackStream, StreamLost,
@@ -27,7 +26,7 @@ from rtq.native import Entry
 _STANDARD_RATES = (8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000)
 
 
-@Entry(types.void(types.int64))
+@Entry("void(int64)")
 def _finished_callback(user_data):
     """PaStreamFinishedCallback: mark the control block when the stream becomes inactive."""
     control_block(user_data)[FINISHED] = 1
