@@ -20,7 +20,9 @@ works); between stages the data flows through per-channel line buffers in the st
 
 FIR sums run eight outputs in two four-lane registers across all the taps, the taps'
 symmetry exploited (one multiply per coefficient pair, none for the zero taps or the
-pure-delay branch), each input vector loaded once for two tap groups; the
+pure-delay branch), each input vector loaded once for two tap groups, and go from the
+registers straight to where the next stage reads them, merged with the other
+polyphase branch (interleaved going up, split into even and odd lines going down); the
 IIR recursions run eight independent dependency chains (two sections x two branches x
 two channels) per loop.  How fast that is, against soxr and scipy: BENCHMARKS.md.
 
@@ -39,7 +41,6 @@ two channels) per loop.  How fast that is, against soxr and scipy: BENCHMARKS.md
         IIR: C even lines of (1 + cap_s), C odd lines of (2 + cap_s), then W, T, y
              as going up
     pad      C * (D + 3): [ring position, D delayed samples, allpass x1, y1]
-    acc      PASS_TOP / 2 scratch (FIR sums; contents irrelevant between calls)
 
 Everything depends only on the design and the channel count, never on block size.
 """
@@ -49,7 +50,7 @@ import numpy as np
 
 from ..jit import kernel, register_jitable
 from .oversample_design import HEADER, KIND_FIR, KIND_IIR, OversamplerDesign
-from .simd import load_quad, splat_quad, store_quad
+from .simd import load_quad, splat_quad, store_deinterleaved, store_interleaved, store_quad
 
 __all__ = [
     "PASS_TOP",
@@ -63,8 +64,9 @@ __all__ = [
     "down_op",
 ]
 
+#: Top-rate frames per pass through the cascade (sets the state size, not the block
+#: size: any block length is processed in passes of ``PASS_TOP / L`` stream frames).
 PASS_TOP = 4096
-# Remez cannot design the very narrow single-band prototypes of stages >= 4;
 
 
 
@@ -118,7 +120,7 @@ def _stage_offset(coeffs: np.ndarray, s: int, chans: int, down: bool) -> int:
 def _state_size(coeffs: np.ndarray, chans: int) -> int:
     n_st = int(coeffs[0])
     off = _stage_offset(coeffs, n_st, chans, True)
-    return off + chans * (int(coeffs[1]) + 3) + PASS_TOP // 2
+    return off + chans * (int(coeffs[1]) + 3)
 
 
 def state_size(design: OversamplerDesign, channels: int) -> int:
@@ -166,14 +168,24 @@ def _in_line(coeffs, state, s, chans, ch, down, odd):
 # --------------------------------------------------------------------------------------
 
 
-@kernel
-def _sym_fir(buf, base, p, m, c, acc):
-    """``acc[k] = sum_j g_j (buf[base + k + j - 1] + buf[base + k - j])``, k < c.
+# What :func:`_sym_fir` does with each FIR sum ``w[k]`` (``aux[k]`` the other phase)
+FIR_UP = 0          # dst[2k] = 2 w[k], dst[2k + 1] = aux[k]: an up stage's output, interleaved
+FIR_DOWN = 1        # dst[k] = w[k] + aux[k] / 2: a down stage's output
+FIR_DOWN_SPLIT = 2  # w[k] + aux[k] / 2 to dst[k / 2] (k even) or dst2[k / 2] (k odd): into the
+                    # even and odd lines of the stage below
 
-    ``g_j = p[1 + j]``.  Taps are summed in groups of four (the last group has 1..4
-    taps), ``(g1 x1 + g2 x2) + (g3 x3 + g4 x4)`` with ``x = p + q`` the folded pair,
-    each group added to the sum of the earlier ones: a fixed order, so the rounding of
-    every output is independent of ``c`` and of how the stream was cut into blocks.
+
+@kernel
+def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
+    """The half-band FIR sums ``w[k] = sum_j g_j (buf[base + k + j - 1] + buf[base + k - j])``,
+    ``k < c``, ``g_j = p[1 + j]``, combined with the other polyphase branch ``aux`` as
+    ``emit`` says (:data:`FIR_UP`, :data:`FIR_DOWN`, :data:`FIR_DOWN_SPLIT`) and written
+    straight to the stage's output (no intermediate buffer).
+
+    Taps are summed in groups of four (the last group has 1..4 taps),
+    ``(g1 x1 + g2 x2) + (g3 x3 + g4 x4)`` with ``x = p + q`` the folded pair, each group
+    added to the sum of the earlier ones: a fixed order, so the rounding of every
+    output is independent of ``c`` and of how the stream was cut into blocks.
 
     Outputs are made eight at a time in two :data:`~rtq.dsp.simd.float64x4` registers
     that stay in registers over all the taps (nothing stored between groups), and the
@@ -181,8 +193,11 @@ def _sym_fir(buf, base, p, m, c, acc):
     register and the ``q`` vectors of the first at the offsets group ``j`` read them for
     the other register, so each group loads eight vectors for its 32 folded pairs
     instead of sixteen.  The last ``c mod 8`` outputs are summed one by one, in the same
-    order.  ``buf`` and ``acc`` must be C-contiguous.
+    order.  ``buf`` and ``aux`` must be C-contiguous; ``dst`` and ``dst2`` (``dst`` where
+    unused) may have any stride.
     """
+    two = splat_quad(2.0)
+    half = splat_quad(0.5)
     k = 0
     while k + 8 <= c:
         pp = base + k          # p operands of group j at pp + t (+ 4 for the 2nd register)
@@ -244,8 +259,17 @@ def _sym_fir(buf, base, p, m, c, acc):
             else:
                 a0 = a0 + s0
                 a1 = a1 + s1
-        store_quad(acc, k, a0)
-        store_quad(acc, k + 4, a1)
+        if emit == FIR_UP:
+            store_interleaved(dst, 2 * k, two * a0, load_quad(aux, k))
+            store_interleaved(dst, 2 * k + 8, two * a1, load_quad(aux, k + 4))
+        else:
+            v0 = a0 + half * load_quad(aux, k)
+            v1 = a1 + half * load_quad(aux, k + 4)
+            if emit == FIR_DOWN:
+                store_quad(dst, k, v0)
+                store_quad(dst, k + 4, v1)
+            else:
+                store_deinterleaved(dst, k >> 1, dst2, k >> 1, v0, v1)
         k += 8
     for i in range(k, c):
         pi = base + i
@@ -263,7 +287,17 @@ def _sym_fir(buf, base, p, m, c, acc):
                              + p[4 + j] * (buf[pi + j + 2] + buf[pi - j - 3]))
             total = x if j == 1 else total + x
             j += r
-        acc[i] = total
+        if emit == FIR_UP:
+            dst[2 * i] = 2.0 * total
+            dst[2 * i + 1] = aux[i]
+        else:
+            v = total + 0.5 * aux[i]
+            if emit == FIR_DOWN:
+                dst[i] = v
+            elif i & 1 == 0:
+                dst[i >> 1] = v
+            else:
+                dst2[i >> 1] = v
 
 
 @kernel
@@ -427,23 +461,17 @@ def _up_stage(coeffs, state, s, chans, c, last, out, o0):
             line, h = _in_line(coeffs, state, s, chans, ch, False, False)
             _shift(line, c, h)
         return
-    acc_off = _state_size(coeffs, chans) - PASS_TOP // 2
-    acc = state[acc_off:acc_off + PASS_TOP // 2]
     for ch in range(chans):
         line, h = _in_line(coeffs, state, s, chans, ch, False, False)
         # y[2k] = 2 sum_j g_j (x[k-M+j] + x[k-M+1-j]);  y[2k+1] = x[k-M+1], where x is
         # the input delayed by the stage's input delay
         base = h - _input_delay(coeffs, s) - m + 1
-        _sym_fir(line, base, p=coeffs[pa:], m=m, c=c, acc=acc)
-        dl = line[base:base + c]
         if last:
             d = out[ch, o0:o0 + 2 * c]
         else:
             nxt, hn = _in_line(coeffs, state, s + 1, chans, ch, False, False)
             d = nxt[hn:hn + 2 * c]
-        for i in range(c):
-            d[2 * i] = 2.0 * acc[i]
-            d[2 * i + 1] = dl[i]
+        _sym_fir(line, base, coeffs[pa:], m, c, FIR_UP, line[base:base + c], d, d)
         _shift(line, c, h)
 
 
@@ -454,8 +482,6 @@ def _down_stage(coeffs, state, s, chans, c, out, o0):
     pa = int(coeffs[HEADER + s])
     m = int(coeffs[pa + 1])
     cap = _pass_frames(coeffs) << s
-    acc_off = _state_size(coeffs, chans) - PASS_TOP // 2
-    acc = state[acc_off:acc_off + PASS_TOP // 2]
     iir = int(coeffs[pa]) == KIND_IIR
     if iir:
         off = _stage_offset(coeffs, s, chans, True)
@@ -464,30 +490,29 @@ def _down_stage(coeffs, state, s, chans, c, out, o0):
     for ch in range(chans):
         el, he = _in_line(coeffs, state, s, chans, ch, True, False)
         ol, ho = _in_line(coeffs, state, s, chans, ch, True, True)
+        if s == 0:
+            d = out[ch, o0:o0 + c]
+            d2 = d
+        else:
+            ne, hne = _in_line(coeffs, state, s - 1, chans, ch, True, False)
+            no, hno = _in_line(coeffs, state, s - 1, chans, ch, True, True)
+            d = ne[hne:hne + c // 2]
+            d2 = no[hno:hno + c // 2]
         if iir:
             # w[k] = (A0{v[2k]} + A1{v[2k-1]}) / 2
             wa = state[w0 + 2 * ch * (1 + cap) + 1:w0 + 2 * ch * (1 + cap) + 1 + c]
             wb = state[w0 + (2 * ch + 1) * (1 + cap) + 1:w0 + (2 * ch + 1) * (1 + cap) + 1 + c]
-            for i in range(c):
-                acc[i] = 0.5 * (wa[i] + wb[i])
+            if s == 0:
+                for i in range(c):
+                    d[i] = 0.5 * (wa[i] + wb[i])
+            else:
+                for i in range(c // 2):
+                    d[i] = 0.5 * (wa[2 * i] + wb[2 * i])
+                    d2[i] = 0.5 * (wa[2 * i + 1] + wb[2 * i + 1])
         else:
-            # w[k] = sum_j g_j (e[k-M+j] + e[k-M+1-j]) + o[k-M] / 2
-            _sym_fir(el, he - m + 1, coeffs[pa:], m, c, acc)
-            od = ol[:c]  # o[k - M] = ol[ho + i - M] = ol[i]
-            for i in range(c):
-                acc[i] += 0.5 * od[i]
-        if s == 0:
-            d = out[ch, o0:o0 + c]
-            for i in range(c):
-                d[i] = acc[i]
-        else:
-            ne, hne = _in_line(coeffs, state, s - 1, chans, ch, True, False)
-            no, hno = _in_line(coeffs, state, s - 1, chans, ch, True, True)
-            de = ne[hne:hne + c // 2]
-            do = no[hno:hno + c // 2]
-            for i in range(c // 2):
-                de[i] = acc[2 * i]
-                do[i] = acc[2 * i + 1]
+            # w[k] = sum_j g_j (e[k-M+j] + e[k-M+1-j]) + o[k-M] / 2, where
+            # o[k - M] = ol[ho + k - M] = ol[k]
+            _sym_fir(el, he - m + 1, coeffs[pa:], m, c, FIR_DOWN if s == 0 else FIR_DOWN_SPLIT, ol[:c], d, d2)
         _shift(el, c, he)
         _shift(ol, c, ho)
 

@@ -121,8 +121,7 @@ DESIGN_REJECTION_DB = {
     ("minimum", "normal"): 92.0,
     ("minimum", "draft"): 62.0,
 }
-#: Top-rate frames per pass through the cascade (sets the state size, not the block
-#: size: any block length is processed in passes of ``PASS_TOP / L`` stream frames).
+# Remez cannot design the very narrow single-band prototypes of stages >= 4;
 # those stages reuse the stage-3 design (stricter band edges).
 _FIR_MIN_STAGE_FP = PASSBAND / 16.0
 

@@ -16,7 +16,10 @@ many registers as the filter has words.
 whose operands LLVM would reload on every pass (a FIR's taps read the same input
 vectors as its neighbours): :func:`load_quad`, :func:`store_quad`, :func:`splat_quad`,
 and ``+``, ``*`` lane by lane, each one rounding as the scalar operation (no
-contraction into fused multiply-adds), so vector code gives the scalar code's bits.
+contraction into fused multiply-adds), so vector code gives the scalar code's bits;
+:func:`store_interleaved` / :func:`store_deinterleaved` write two of them as one
+interleaved run of eight values, or split a run of eight into its even and odd values
+(a polyphase filter's two branches), straight from the registers.
 """
 import operator
 
@@ -203,10 +206,28 @@ def pair_of(typingctx, u, v):
     return float64x2(u, v), codegen
 
 
+def _float64_row(array):
+    return isinstance(array, types.Array) and array.dtype == types.float64 and array.ndim == 1
+
+
+def _store_lanes(context, builder, array_type, array, index, vector):
+    """``array[index : index + lanes] = vector``: one vector store into a C-contiguous
+    array, lane by lane through the stride into any other 1-D float64 array."""
+    if array_type.layout == "C":
+        where = builder.gep(_data(context, builder, array_type, array), [index])
+        builder.store(vector, builder.bitcast(where, vector.type.as_pointer()), align=8)
+        return
+    view = context.make_array(array_type)(context, builder, array)
+    for t in range(vector.type.count):
+        at = builder.add(index, ir.Constant(index.type, t))
+        where = cgutils.get_item_pointer(context, builder, array_type, view, [at])
+        builder.store(builder.extract_element(vector, ir.Constant(_I32, t)), where)
+
+
 def _vector_access(vector, ir_vector):
-    """``load(array, index)``, ``array[index : index + lanes]`` as a ``vector`` value, and
-    ``store(array, index, value)``, its inverse, for a C-contiguous float64 array (no
-    checks: the caller keeps the lanes inside the array)."""
+    """``load(array, index)``, ``array[index : index + lanes]`` as a ``vector`` value
+    from a C-contiguous float64 array, and ``store(array, index, value)``, its inverse,
+    into any 1-D float64 array (no checks: the caller keeps the lanes inside the array)."""
 
     @intrinsic
     def load(typingctx, array, index):
@@ -221,12 +242,11 @@ def _vector_access(vector, ir_vector):
 
     @intrinsic
     def store(typingctx, array, index, value):
-        if not (_c_float64(array) and isinstance(index, types.Integer) and value == vector):
+        if not (_float64_row(array) and isinstance(index, types.Integer) and value == vector):
             return None
 
         def codegen(context, builder, signature, args):
-            where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
-            builder.store(args[2], builder.bitcast(where, ir_vector.as_pointer()), align=8)
+            _store_lanes(context, builder, signature.args[0], args[0], args[1], args[2])
             return context.get_dummy_value()
 
         return types.void(array, index, value), codegen
@@ -329,3 +349,41 @@ def _quad_operator(op, quad, emit):
 (FloatVector, Float64x2, float64x2, float64x4, load_pair, store_pair, load_quad,
  store_quad) = defined_with_numba(_vector_types, "FloatVector", "Float64x2", "float64x2", "float64x4", "load_pair",
                                   "store_pair", "load_quad", "store_quad")
+
+
+def _shuffle(builder, a, b, lanes):
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
+
+
+@intrinsic
+def store_interleaved(typingctx, array, index, a, b):
+    """``array[index + 2 t] = a[t]`` and ``array[index + 2 t + 1] = b[t]``, ``t < 4``: two
+    :data:`float64x4` interleaved into eight consecutive values (any 1-D float64
+    array; no checks)."""
+    if not (_float64_row(array) and isinstance(index, types.Integer) and a == float64x4 and b == float64x4):
+        return None
+
+    def codegen(context, builder, signature, args):
+        both = _shuffle(builder, args[2], args[3], [0, 4, 1, 5, 2, 6, 3, 7])
+        _store_lanes(context, builder, signature.args[0], args[0], args[1], both)
+        return context.get_dummy_value()
+
+    return types.void(array, index, a, b), codegen
+
+
+@intrinsic
+def store_deinterleaved(typingctx, evens, even_index, odds, odd_index, a, b):
+    """The inverse of :func:`store_interleaved`: of the eight values ``a[0..3], b[0..3]``,
+    the 1st, 3rd, 5th and 7th to ``evens[even_index : even_index + 4]``, the others to
+    ``odds[odd_index : odd_index + 4]`` (any 1-D float64 arrays; no checks)."""
+    if not (_float64_row(evens) and _float64_row(odds) and isinstance(even_index, types.Integer)
+            and isinstance(odd_index, types.Integer) and a == float64x4 and b == float64x4):
+        return None
+
+    def codegen(context, builder, signature, args):
+        for array, lane in ((0, 0), (2, 1)):
+            values = _shuffle(builder, args[4], args[5], [lane, lane + 2, lane + 4, lane + 6])
+            _store_lanes(context, builder, signature.args[array], args[array], args[array + 1], values)
+        return context.get_dummy_value()
+
+    return types.void(evens, even_index, odds, odd_index, a, b), codegen

@@ -320,17 +320,32 @@ def _sym_fir_reference(buf, base, g, c):
 def test_halfband_fir_sum_order(m):
     """The vector kernel (eight outputs per step, operands reused across tap groups) and
     its one-by-one tail give the documented sum to the bit, for any tap count and any
-    output count (whole steps, a tail, only a tail)."""
+    output count (whole steps, a tail, only a tail), merged with the other branch as
+    each stage does (up: interleaved, 2 w and aux; down: w + aux / 2, whole or split
+    into even and odd outputs), into contiguous and strided outputs."""
     rng = np.random.default_rng(m)
     g = rng.standard_normal(m)
     p = np.concatenate(([0.0, float(m)], g))         # a stage block: [kind, M, g_1 .. g_M]
     buf = rng.standard_normal(200)
+    aux = rng.standard_normal(64)
     base = m + 3
-    for c in (1, 7, 8, 9, 16, 23, 64):
-        acc = np.full(64, np.nan)
-        ov._sym_fir(buf, base, p, m, c, acc)
-        assert np.array_equal(acc[:c], _sym_fir_reference(buf, base, g, c)), c
-        assert np.isnan(acc[c:]).all()                 # nothing written past c
+    for c in (1, 2, 7, 8, 9, 16, 23, 64):
+        w = _sym_fir_reference(buf, base, g, c)
+        v = np.array([w[k] + 0.5 * aux[k] for k in range(c)])
+        for stride in (1, 3):
+            out = np.full((2 * 64, stride), np.nan)
+            dst = out[:, 0]                             # strided unless stride == 1
+            dst2 = np.full(64, np.nan)
+            ov._sym_fir(buf, base, p, m, c, ov.FIR_UP, aux, dst, dst)
+            assert np.array_equal(dst[:2 * c:2], 2.0 * w) and np.array_equal(dst[1:2 * c:2], aux[:c]), c
+            assert np.isnan(dst[2 * c:]).all()          # nothing written past the outputs
+            dst[:] = np.nan
+            ov._sym_fir(buf, base, p, m, c, ov.FIR_DOWN, aux, dst, dst)
+            assert np.array_equal(dst[:c], v) and np.isnan(dst[c:]).all(), c
+            dst[:] = np.nan
+            ov._sym_fir(buf, base, p, m, c, ov.FIR_DOWN_SPLIT, aux, dst, dst2)
+            assert np.array_equal(dst[:(c + 1) // 2], v[0::2]) and np.isnan(dst[(c + 1) // 2:]).all(), c
+            assert np.array_equal(dst2[:c // 2], v[1::2]) and np.isnan(dst2[c // 2:]).all(), c
 
 
 @pytest.mark.parametrize("phase", od.PHASES)
