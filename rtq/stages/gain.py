@@ -23,7 +23,11 @@ class Gain(Stage):
         return {"db": self.db}
 
     def emit(self, builder, ctx):
-        builder.add_op(OP_GAIN, ctx.level, **kernel.pack(self.net_gain()))
+        # 0 dB multiplies by exactly 1.0, which changes no sample: no op, no pass over
+        # the buffer (at an oversampled level that pass costs as much as a filter stage's
+        # copies)
+        if self.net_gain() != 1.0:
+            builder.add_op(OP_GAIN, ctx.level, **kernel.pack(self.net_gain()))
 
     def net_gain(self) -> float:
         return 10.0 ** (self.db / 20.0)
