@@ -238,7 +238,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                 subtype: str | None = None, force: bool = False,
                 compensate_latency: bool = True, progress: bool = True,
                 observer=None, allow_short: bool = False, threads: int | None = None,
-                sha256: bool = False, keep_identical: bool = False) -> RenderResult:
+                io_threads: bool = True, sha256: bool = False, keep_identical: bool = False) -> RenderResult:
     """Render ``input_path`` through ``chain`` into ``output_path``.
 
     Parameters
@@ -267,6 +267,10 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
     threads : int, optional
         Most channel groups run in parallel (default: one per core; one with an observer
         without ``channel_groups``).
+    io_threads : bool
+        Read, and encode and write, on threads of their own, overlapping the chain
+        (default).  False: all on the calling thread, so a render with one channel
+        group uses one core (``rtq batch``, whose workers are one core each).
     sha256 : bool
         Compute the SHA-256 of OUTPUT's bytes (``result.sha256``) from the finished
         file, before it gets its name.
@@ -302,7 +306,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                 with _ChannelGroups(chain, threads or cores() if grouped else 1) as groups:
                     length = block_size if src.promised is None else src.promised + latency
                     written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
-                                      _Progress(src.promised) if progress and src.promised else None, observer)
+                                      _Progress(src.promised) if progress and src.promised else None, observer,
+                                      io_threads)
                 dst.close()
             except (OSError, sf.LibsndfileError) as err:
                 raise output_failure(dst, out, err) from None
@@ -433,7 +438,7 @@ class _ChannelGroups:
 
 class _Pipeline:
     """Reading, and encoding and writing, on their own threads, overlapping the chain's
-    compute.
+    compute (``threaded``; else both on the chain's thread, in turn).
 
     libsndfile calls (through cffi), the compiled conversions and the compiled chain
     release the GIL, so the three run in parallel.  ``DEPTH`` input buffers circulate:
@@ -444,7 +449,7 @@ class _Pipeline:
 
     DEPTH = 4
 
-    def __init__(self, src, dst, block_size: int, work_dtype, encoding: "_Encoding"):
+    def __init__(self, src, dst, block_size: int, work_dtype, encoding: "_Encoding", threaded: bool = True):
         self.src, self.dst, self.encoding = src, dst, encoding
         self.free_in: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
@@ -456,7 +461,7 @@ class _Pipeline:
         self.stop = threading.Event()
         self.error: BaseException | None = None
         self.threads = [threading.Thread(target=self._guard, args=(f,), daemon=True)
-                        for f in (self._read, self._write)]
+                        for f in (self._read, self._write)] if threaded else []
 
     def __enter__(self):
         for t in self.threads:
@@ -492,19 +497,22 @@ class _Pipeline:
                 return
 
     def _write(self):
-        while True:
-            item = self.to_write.get()
-            if item is None:
-                return
-            block, skip, buf = item
-            if block.shape[0] > skip and not self.stop.is_set():
-                self.encoding.write(self.dst, self.encoding.encode(block[skip:], self.out))
-            if buf is not None:
-                self.free_in.put(buf)
+        while (item := self.to_write.get()) is not None:
+            self._write_one(*item)
+
+    def _write_one(self, block, skip, buf):
+        if block.shape[0] > skip and not self.stop.is_set():
+            self.encoding.write(self.dst, self.encoding.encode(block[skip:], self.out))
+        if buf is not None:
+            self.free_in.put(buf)
 
     def blocks(self):
         """Yield filled input blocks until the end of the file; each is to be handed
         back to :meth:`write`."""
+        if not self.threads:        # read here, in turn with the chain and the writes
+            while n := self.src.read_into(buf := self.free_in.get_nowait()):
+                yield buf[:n]
+            return
         while True:
             item = self.filled.get()
             if item is None:
@@ -516,10 +524,13 @@ class _Pipeline:
 
     def write(self, block: np.ndarray, skip: int) -> None:
         """Encode and write ``block`` (processed) from its frame ``skip`` on, on the
-        writing thread; a block that is not one of :meth:`blocks` (the flush's silence,
-        used again at once) is copied first."""
+        writing thread (or here); a block that is not one of :meth:`blocks` (the flush's
+        silence, used again at once) is copied first if it waits for the writing thread."""
         buf = next((b for b in self.inputs if block.base is b), None)
-        self.to_write.put((block, skip, buf) if buf is not None else (block[skip:].copy(), 0, None))
+        if not self.threads:
+            self._write_one(block, skip, buf)
+        else:
+            self.to_write.put((block, skip, buf) if buf is not None else (block[skip:].copy(), 0, None))
 
 
 class _Observing:
@@ -580,13 +591,13 @@ class _Observing:
             raise self.error
 
 
-def _stream(groups, src, dst, block_size, latency, subtype, progress, observer) -> int:
+def _stream(groups, src, dst, block_size, latency, subtype, progress, observer, io_threads: bool) -> int:
     """The block loop: read, process in place, drop the latency, write, flush."""
     work_dtype = _work_dtype(src.subtype, subtype)
     tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
     done = 0
     written = 0
-    with _Pipeline(src, dst, block_size, work_dtype, _Encoding(dst)) as pipe, \
+    with _Pipeline(src, dst, block_size, work_dtype, _Encoding(dst), io_threads) as pipe, \
             _Observing(observer, groups) as watch:
         for block, start in flush_and_trim(pipe.blocks(), latency, tail):
             n = block.shape[0]

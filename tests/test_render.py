@@ -238,6 +238,31 @@ def test_observer_is_called_per_block_and_the_taps_hold_every_frame(tmp_path):
 
 # --- memory ----------------------------------------------------------------------------
 
+class ThreadsSeen:
+    """An observer that notes how many threads the process has while the render runs."""
+
+    def __init__(self):
+        self.counts = set()
+
+    def __call__(self, chain):
+        self.counts.add(threading.active_count())
+
+
+@pytest.mark.parametrize("preset", ["cd-16-shibata", "bitcrush-4bit-oversampled"])
+def test_a_render_without_io_threads_writes_the_same_bytes_on_one_thread(tmp_path, preset):
+    """io_threads=False (rtq batch's one-core workers): reading and writing in turn with
+    the chain on the calling thread, latency flush included, gives the same file."""
+    inp = write_input(tmp_path / "in.wav", make_signal(20000, 2, seed=5), 44100)
+    render_file(Chain.from_preset(preset), inp, tmp_path / "threaded.wav", progress=False, block_size=3000)
+    seen = ThreadsSeen()
+    before = threading.active_count()
+    result = render_file(Chain.from_preset(preset), inp, tmp_path / "inline.wav", progress=False, block_size=3000,
+                         threads=1, io_threads=False, observer=seen)
+    assert seen.counts == {before}
+    assert result.frames == 20000
+    assert (tmp_path / "inline.wav").read_bytes() == (tmp_path / "threaded.wav").read_bytes()
+
+
 def test_memory_stays_bounded_for_a_long_file(tmp_path):
     rate, seconds = 48000, 60
     inp = tmp_path / "long.wav"
