@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import multiprocessing
 import os
@@ -180,6 +181,43 @@ def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = N
                     raise UsageError(f"--scheduler {scheduler}: cannot connect ({err})") from None
             workers = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
             yield client.get_executor(pure=False), max(workers, 1)
+
+
+class Starting:
+    """A context manager entered on a thread of its own, so that what it waits for (a
+    Dask cluster's start, a scheduler's answer) overlaps the caller's own work (the
+    batch's planning); :meth:`result` waits for what it gave (or raises its error).
+    Used as a context manager itself, it exits the other one (after waiting for it to
+    have entered), with its error, if any, left unraised when the caller's is on its way."""
+
+    def __init__(self, manager):
+        self._manager = manager
+        self._value = self._error = None
+        # Entered and exited in one context (Dask's client keeps itself in a ContextVar).
+        self._context = contextvars.copy_context()
+        self._thread = threading.Thread(target=self._enter, name="rtq-batch-start", daemon=True)
+        self._thread.start()
+
+    def _enter(self) -> None:
+        try:
+            self._value = self._context.run(self._manager.__enter__)
+        except BaseException as err:     # handed to result()
+            self._error = err
+
+    def result(self):
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        return self._value
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self._thread.join()
+        if self._error is None:
+            return self._context.run(self._manager.__exit__, *exc)
+        return None
 
 
 def worker_lost(err: BaseException) -> bool:

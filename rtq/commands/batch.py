@@ -51,45 +51,53 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
-    if not (args.dry_run or args.scheduler):
-        from rtq.batch.executors import start_server
+    with contextlib.ExitStack() as stack:
+        cluster = None
+        if not args.dry_run:
+            from rtq.batch import executors
 
-        start_server(cluster=bool(args.local_cluster))    # its imports overlap the planning's
-    from rtq.batch.jobs import plan
+            if not args.scheduler:
+                executors.start_server(cluster=bool(args.local_cluster))    # its imports overlap the planning's
+            if args.local_cluster or args.scheduler:
+                # The cluster starts (or the scheduler is reached) while this thread plans.
+                cluster = stack.enter_context(executors.Starting(executors.dask_executor(
+                    local_cluster=args.local_cluster, scheduler=args.scheduler)))
+        from rtq.batch.jobs import plan
 
-    jobs = plan(args.presets, args.inputs, args.out, name=args.name, seed=args.seed, subtype=args.subtype,
-                report=args.report, force=args.force, allow_short=args.allow_short, manifest=args.manifest, stdin=sys.stdin)
-    if args.dry_run:
-        return _dry_run(jobs)
-    return _render(jobs, args, started)
+        jobs = plan(args.presets, args.inputs, args.out, name=args.name, seed=args.seed, subtype=args.subtype,
+                    report=args.report, force=args.force, allow_short=args.allow_short, manifest=args.manifest,
+                    stdin=sys.stdin)
+        if args.dry_run:
+            return _dry_run(jobs)
+        return _render(jobs, args, started, cluster)
 
 
-def _render(jobs, args, started: float) -> int:
-    from rtq.batch.executors import cores, dask_executor
+def _render(jobs, args, started: float, cluster) -> int:
+    """Run the jobs on ``cluster`` (a :class:`~rtq.batch.executors.Starting` Dask
+    executor) or, without one, on this machine's processes."""
+    from rtq.batch.executors import cores
     from rtq.batch.progress import ProgressBar, Tally
     from rtq.batch.scheduler import run, threads_per_render
 
     tally = Tally(jobs, started)
-    with contextlib.ExitStack() as stack:
-        if args.local_cluster or args.scheduler:
-            executor, workers = stack.enter_context(dask_executor(local_cluster=args.local_cluster,
-                                                                  scheduler=args.scheduler))
-            # A Dask worker thread is the unit of CPU, here as on a remote cluster: one
-            # render per worker thread, on that thread (so N workers use N cores).
-            threads = 1
-        else:
-            executor, workers = None, args.jobs or cores()
-            threads = threads_per_render(workers)
-        finals = {}
-        try:
-            with ProgressBar(jobs) as bar:
-                for record in run(jobs, executor, workers=workers, threads=threads):
-                    tally.add(record)
-                    finals[record["output"]] = record
-                    bar.update(record, tally)
-        except KeyboardInterrupt:     # Ctrl-C or SIGTERM: what is done is recorded
-            print(f"{tally.summary()}; interrupted: the same command resumes it", file=sys.stderr)
-            raise
+    if cluster is not None:
+        executor, workers = cluster.result()
+        # A Dask worker thread is the unit of CPU, here as on a remote cluster: one
+        # render per worker thread, on that thread (so N workers use N cores).
+        threads = 1
+    else:
+        executor, workers = None, args.jobs or cores()
+        threads = threads_per_render(workers)
+    finals = {}
+    try:
+        with ProgressBar(jobs) as bar:
+            for record in run(jobs, executor, workers=workers, threads=threads):
+                tally.add(record)
+                finals[record["output"]] = record
+                bar.update(record, tally)
+    except KeyboardInterrupt:     # Ctrl-C or SIGTERM: what is done is recorded
+        print(f"{tally.summary()}; interrupted: the same command resumes it", file=sys.stderr)
+        raise
     print(tally.summary(), file=sys.stderr)
     for line in tally.failure_lines(jobs[0].manifest):
         print(line, file=sys.stderr)
