@@ -10,9 +10,10 @@ noise, peaks under 0.5), then times, cache warm, each into an empty folder:
 * xargs -P 2: sox IN -b 16 OUT dither -f shibata (TPDF, Shibata; no gain stage)
 * rtq batch --local-cluster 1 and --local-cluster 2 (start-up of the cluster included)
 
-For each it prints the wall time, the speed in times real time (audio / wall), and the
+For each it prints the wall time, the speed in times real time (audio / wall), the
 steady rate between the first and the last output written (file times: start-up
-excluded); then the ratios the issue targets, the CPU model, and the load average
+excluded) and the CPU time of all its processes (with the cores it kept busy on
+average: on a shared machine the one figure the others' load hardly changes); then the ratios the issue targets, the CPU model, and the load average
 before and after each measurement (the machine may be shared).  Also the fixed cost of
 a batch of one short file, per executor, against one ``rtq render``.
 
@@ -23,7 +24,9 @@ Usage: ``python tools/bench_batch.py [--files 200] [--seconds 20] [--dir DIR] [-
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -72,6 +75,28 @@ def load() -> str:
     return "/".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+def become_subreaper() -> None:
+    """Orphaned descendants (a batch's fork server, which its workers' CPU time goes to)
+    become this process's children, so their CPU time counts in ``children_cpu``."""
+    ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)       # PR_SET_CHILD_SUBREAPER
+
+
+def reap_orphans() -> None:
+    """Wait for every descendant left after a command (its CPU time then counts)."""
+    while True:
+        try:
+            os.wait()
+        except ChildProcessError:
+            return
+
+
+def children_cpu() -> float:
+    """CPU seconds (user + system) of every finished descendant process (a batch's
+    workers, fork server and Dask processes included: see ``become_subreaper``)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def steady_rate(out: Path) -> float | None:
     """Files per second between the first and the last output written."""
     times = sorted(p.stat().st_mtime for p in out.rglob("*.wav"))
@@ -83,9 +108,11 @@ def timed(name: str, cmd, out: Path, audio_s: float, files: int, shell: bool = F
         shutil.rmtree(out)
     out.mkdir(parents=True)
     before = load()
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
+    reap_orphans()
+    cpu = children_cpu() - cpu
     if result.returncode != 0:
         raise SystemExit(f"{name} failed: {result.stderr.strip()}")
     written = len(list(out.rglob("*.wav")))
@@ -95,8 +122,8 @@ def timed(name: str, cmd, out: Path, audio_s: float, files: int, shell: bool = F
     row = {"name": name, "wall": wall, "xrt": audio_s / wall, "steady_xrt": rate * audio_s / files if rate else None,
            "load": f"{before} -> {load()}"}
     steady = f"{row['steady_xrt']:7.1f}x" if row["steady_xrt"] else "      -"
-    print(f"{name:34} {wall:8.2f} s {row['xrt']:7.1f}x real time  steady {steady}   load {row['load']}",
-          flush=True)
+    print(f"{name:34} {wall:8.2f} s {row['xrt']:7.1f}x real time  steady {steady}  CPU {cpu:6.2f} s "
+          f"({cpu / wall:.2f} cores)   load {row['load']}", flush=True)
     shutil.rmtree(out)
     return row
 
@@ -150,6 +177,7 @@ def main() -> int:
     parser.add_argument("--no-fixed", action="store_true", help="skip the fixed-cost measurements")
     args = parser.parse_args()
     as_installed()
+    become_subreaper()
     work = args.dir or Path(tempfile.mkdtemp(prefix="rtq-bench-batch-"))
     corpus = make_corpus(work / "in", args.files, args.seconds)
     audio_s = args.files * args.seconds

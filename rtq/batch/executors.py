@@ -155,9 +155,8 @@ def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = N
     # worker's statistical profile here, and both cost CPU the renders share; nor do the
     # scheduler, nannies and workers need to wake 50 times a second (the event loop's
     # tick), measure the system twice a second, or look at memory ten times a second
-    # (a render's memory is bounded): idle, the batch process and two workers then take
-    # 12 ms of CPU a second instead of 57 (eng.).  Tasks are balanced by their sizes
-    # (rtq.batch.scheduler.Chunks), not by stealing.
+    # (a render's memory is bounded): their idle CPU falls to a fifth (BENCHMARKS.md).
+    # Tasks are balanced by their sizes (rtq.batch.scheduler.Chunks), not by stealing.
     settings = {"distributed.scheduler.allowed-failures": 0}
     if local_cluster is not None:
         start_server(cluster=True)
