@@ -263,7 +263,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         :class:`~rtq.meter.chain_meter.RenderMeter` measures a render.  The chain
         then runs as one channel group, unless ``observer.channel_groups`` is true:
         then it is called as ``observer(chain, parts)``, ``parts`` the chains (with
-        taps) that run the channel groups, in channel order.
+        taps) that run the channel groups, in channel order.  An ``observer.before_piece``
+        is called before every piece (see :class:`_Observing`).
     threads : int, optional
         Most channel groups run in parallel (default: one per core; one with an observer
         without ``channel_groups``).
@@ -539,12 +540,18 @@ class _Observing:
     for an observer whose ``concurrent`` attribute is true, on a thread of its own while
     the chain goes on with the next piece (at most one piece behind, so the meter taps'
     rings, four pieces, always hold what it has still to read; its first error is raised
-    in the render's thread)."""
+    in the render's thread).  An observer with a ``before_piece`` method is also called
+    as ``observer.before_piece(chain, frames[, parts])`` in the render's thread before
+    every piece of ``frames`` stream frames, while no group runs (to tell the taps what
+    to record: :meth:`~rtq.meter.chain_meter.RenderMeter.before_piece`)."""
 
     def __init__(self, observer, groups):
         self.chain = groups.chain
-        self.observer = functools.partial(observer, parts=[part for part, _ in groups.parts]) \
-            if getattr(observer, "channel_groups", False) else observer
+        grouped = getattr(observer, "channel_groups", False)
+        parts = {"parts": [part for part, _ in groups.parts]} if grouped else {}
+        self.observer = functools.partial(observer, **parts) if parts else observer
+        before = getattr(observer, "before_piece", None)
+        self._before = None if before is None else functools.partial(before, **parts)
         self.error: BaseException | None = None
         self._go = threading.Semaphore(0)
         self._idle = threading.Semaphore(1)
@@ -564,6 +571,10 @@ class _Observing:
                 self.error = err
             finally:
                 self._idle.release()
+
+    def before_piece(self, frames: int) -> None:
+        if self._before is not None:
+            self._before(self.chain, frames)
 
     def after_piece(self) -> None:
         if self._thread is None:
@@ -605,6 +616,7 @@ def _stream(groups, src, dst, block_size, latency, subtype, progress, observer, 
             if observer:   # it reads the meter taps, which hold a few program pieces
                 piece = int(groups.chain.program.meta[META_MAX_BLOCK])
                 for first in range(0, n, piece):
+                    watch.before_piece(min(piece, n - first))
                     groups.process(block[first:first + piece])
                     watch.after_piece()
             else:

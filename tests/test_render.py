@@ -359,6 +359,57 @@ def test_a_metered_render_runs_its_channel_groups_and_measures_them_as_one(tmp_p
     assert_same_figures(reports[1], reports[0])
 
 
+def test_a_metered_render_records_its_oversampled_taps_only_around_the_sampled_windows(tmp_path):
+    """The render arms the taps at oversampled rates before each piece to record only
+    around RenderMeter's windows (a sixteenth of a 64x stage, not all of it): the
+    figures are exactly those of taps recording everything, for any block size."""
+    from rtq.meter.chain_meter import RenderMeter
+    from rtq.stages import Gain, Oversample
+
+    length, every = 2048, 32768      # windows far enough apart for blocks of 6007 (_SampledCapture.SPACING)
+    x = exact32(make_signal(3 * every + 5000, 2) * 0.5)
+    inp = write_input(tmp_path / "in.wav", x, 44100)
+
+    class Counting(RenderMeter):
+        """Counts the frames the oversampled taps record (taps move on by themselves or
+        are moved forward by the arming)."""
+        concurrent = False
+
+        def before_piece(self, chain, frames, parts=None):
+            super().before_piece(chain, frames, parts)
+            self.before = [int(program.istate[tap.written_index]) for program, tap in self.taps(parts)]
+
+        def __call__(self, chain, parts=None):
+            if parts is not None:      # the render's call after a piece (not finish's)
+                after = [int(program.istate[tap.written_index]) for program, tap in self.taps(parts)]
+                self.recorded = getattr(self, "recorded", 0) + sum(a - b for a, b in zip(after, self.before))
+            super().__call__(chain, parts)
+
+        def taps(self, parts):
+            return [(part.program, tap) for part in parts for info in part.quantizer_info.values()
+                    for tap in info.taps]
+
+    class Unarmed(RenderMeter):
+        def before_piece(self, chain, frames, parts=None):
+            pass
+
+    def chain():
+        return Chain([Gain(-1.0), Oversample(8, [Requantize(8, "tpdf", shaping={"order": 2})],
+                                             integer_latency=True)], seed=6)
+
+    unarmed, metered = Unarmed(sample=(length, every)), chain()
+    render_file(metered, inp, tmp_path / "all.wav", progress=False, observer=unarmed, block_size=4096)
+    expected = unarmed.finish(metered).report()
+    assert expected["stages"][0]["frames"] == 8 * 4 * length        # four windows
+    for block in (1000, 4096, 6007):
+        observer, metered = Counting(sample=(length, every)), chain()
+        render_file(metered, inp, tmp_path / f"out{block}.wav", progress=False, observer=observer, block_size=block)
+        assert_same_figures(observer.finish(metered).report(), expected)
+        taps, windows = 2 * 2, 4     # a quantizer's input and output, in two channel groups
+        assert windows * length * 8 * taps <= observer.recorded <= windows * (length + block) * 8 * taps
+        assert sf.read(str(tmp_path / f"out{block}.wav"))[0].tolist() == sf.read(str(tmp_path / "all.wav"))[0].tolist()
+
+
 def test_clips_are_counted_per_channel(tmp_path):
     x = exact32(0.25 * np.sin(np.arange(3000) / 5.0)[:, None] * np.ones((1, 2)))
     x[100:200, 0] = 1.5 * np.where(np.arange(100) % 2, 1.0, -1.0)   # 100 past full scale

@@ -41,7 +41,8 @@ import numpy as np
 from ..chain import Chain
 from ..dsp.overload import COUNT_OVERLOADS
 from ..dsp.requantize import COUNT_CLIPS, COUNT_RESETS
-from ..program import CAPTURE_ALWAYS, COUNT_NONFINITE, META_CAPTURE, TapReader
+from ..program import (CAPTURE_ALWAYS, COL_FACTOR, COL_I_OFF, COL_OPCODE, COUNT_NONFINITE, META_CAPTURE,
+                       META_MAX_BLOCK, OP_TAP, TapReader)
 from .delay import ERROR_FLOOR_DB, FractionalDelay
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
 
@@ -517,7 +518,10 @@ class ChainMeter:
     sample : (length, every), optional
         Measure the stages at oversampled rates only on stream frames ``[k every, k every
         + length)`` (offline, :class:`RenderMeter`; fixed positions, so the figures do
-        not depend on how the stream is cut into blocks).  The taps record everything.
+        not depend on how the stream is cut into blocks).  The meter leaves
+        ``meta[META_CAPTURE]`` to its owner: the taps record everything (the program's
+        default), or what :meth:`RenderMeter.before_piece` arms them to (at least the
+        windows, at their stream positions).
     workers : int
         Threads that read and measure the metered points side by side at each
         :meth:`poll` (offline; :meth:`close` stops them).
@@ -630,6 +634,7 @@ class ChainMeter:
             entry.meter.executor = self._transforms
             entry.batch = batch_frames
         self._stream = parts[0].input_tap     # always recording: the stream position
+        self._sampled = sample is not None
         self._arm()
 
     # -- reading --------------------------------------------------------------------------
@@ -643,8 +648,9 @@ class ChainMeter:
         meta = self.program.meta
         position = int(self.program.istate[self._stream.written_index])
         if self._window is None:
-            for prog in self.programs:
-                prog.meta[META_CAPTURE] = CAPTURE_ALWAYS
+            if not self._sampled:     # else its owner's (a render thread arming the windows)
+                for prog in self.programs:
+                    prog.meta[META_CAPTURE] = CAPTURE_ALWAYS
         else:
             for entry in self._entries:
                 if entry.factor > 1:
@@ -755,6 +761,53 @@ class ChainMeter:
                 entry.history.reset()
 
 
+class _SampledCapture:
+    """Arms the oversampled taps of a render's programs to record only around the
+    sampled windows (``sample``, see :class:`ChainMeter`), piece by piece, from the
+    render's thread (:meth:`RenderMeter.before_piece`), so the chain copies a sixteenth
+    of a 64x stage rather than all of it.
+
+    A piece that meets the stretch ``[k every - lead, k every + length)`` records from
+    its start to the stretch's end (``meta[META_CAPTURE]``, which the program counts
+    down, however the stream is cut into pieces); ``lead`` covers the stream frames an
+    oversampled quantizer's latency pairs with a window's first output frames.  Before
+    recording again after a pause, each oversampled tap's write counter is moved to
+    the piece's stream position times the tap's rate factor: tap positions stay stream
+    positions, so the meter reads exactly the windows' frames.  The counters move only
+    far from any frame the meter still reads (at least ``SPACING`` pieces after a
+    window, else every frame is recorded, as without arming)."""
+
+    SPACING = 4     # pieces between windows needed, > the meter's lag (one piece) + the piece read
+
+    def __init__(self, chain: Chain, parts: list[Chain], sample: tuple[int, int]):
+        self.length, self.every = sample
+        self.lead = max((math.ceil(float(info.stage.latency) / info.taps[0].factor)
+                         for info in chain.quantizer_info.values() if info.taps[0].factor > 1), default=0)
+        self.programs = [part.program for part in parts]
+        self.stream = [part.input_tap.written_index for part in parts]
+        self.taps = [[(int(op[COL_I_OFF]), int(op[COL_FACTOR])) for op in prog.ops
+                      if op[COL_OPCODE] == OP_TAP and op[COL_FACTOR] > 1] for prog in self.programs]
+        piece = max(int(prog.meta[META_MAX_BLOCK]) for prog in self.programs)
+        self.active = any(self.taps) and self.every - self.length - self.lead >= self.SPACING * piece
+
+    def arm(self, frames: int) -> None:
+        """Before a piece of ``frames`` stream frames."""
+        if not self.active:
+            return
+        for prog, stream, taps in zip(self.programs, self.stream, self.taps):
+            position = int(prog.istate[stream])
+            k = (position + self.lead) // self.every
+            if position >= k * self.every + self.length:
+                k += 1
+            if k * self.every - self.lead >= position + frames:
+                prog.meta[META_CAPTURE] = 0
+                continue
+            for index, factor in taps:
+                if prog.istate[index] != position * factor:
+                    prog.istate[index] = position * factor
+            prog.meta[META_CAPTURE] = k * self.every + self.length - position
+
+
 class RenderMeter:
     """A :func:`rtq.render.render_file` observer that meters the chain through its taps.
 
@@ -780,6 +833,20 @@ class RenderMeter:
         self.workers = workers
         self.meter: ChainMeter | None = None
         self._parts: list[Chain] | None = None
+        self._capture: _SampledCapture | None = None
+
+    def before_piece(self, chain, frames: int, parts: list[Chain] | None = None) -> None:
+        """Before the render runs the next piece of ``frames`` stream frames: let the taps
+        at oversampled rates record only around the sampled windows
+        (:class:`_SampledCapture`); the figures are those of taps recording everything."""
+        if self.options["sample"] is None:
+            return
+        parts = parts or [chain]
+        capture = self._capture
+        if capture is None or len(capture.programs) != len(parts) or \
+                any(a is not b.program for a, b in zip(capture.programs, parts)):
+            capture = self._capture = _SampledCapture(chain, parts, self.options["sample"])
+        capture.arm(frames)
 
     def __call__(self, chain, parts: list[Chain] | None = None) -> None:
         parts = parts or (self._parts if self.meter is not None and self.meter.chain is chain else None) or [chain]
