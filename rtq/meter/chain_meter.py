@@ -362,7 +362,12 @@ class _Entry:
     this entry reads its pair, compares, and reports the twin's meter and level
     history, measuring nothing twice; at the first difference (or lost frames) it
     takes copies of them and goes on alone (:meth:`fork`), so every figure is what
-    its own meter would have measured."""
+    its own meter would have measured.
+
+    ``measurer``: an executor of one thread that measures the frames held (``batch``)
+    while the reading goes on; at most one measurement is pending (memory stays
+    bounded), and its meter, level history and counts are touched only there until
+    :meth:`wait`.  None: measured at once."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
                  rows, gain=1.0, factor=1, scales: _ScaleCounts | None = None, sample=None):
@@ -376,6 +381,8 @@ class _Entry:
         self.window_starts: list[int] = []   # tap positions where a capture window began
         self.twin: _Entry | None = None
         self.batch = 0           # frames to gather before measuring them (offline); 0: at once
+        self.measurer = None     # the one-thread executor measuring held frames (with batch), or None
+        self._measuring = None   # the Future of the measurement pending there
         self._held: list[tuple[np.ndarray, np.ndarray]] = []    # frames read, not yet measured
         self._held_at = (0, False)   # their first y position, and whether frames before were lost
 
@@ -406,6 +413,7 @@ class _Entry:
         """Stop sharing the twin's meter and level history: go on with copies of them
         (and of the frames it holds)."""
         twin, self.twin = self.twin, None
+        twin.wait()
         index, stage = self.meter.index, self.meter.stage
         shared = {id(twin.meter.executor): twin.meter.executor}      # the thread, not a copy
         self.meter, self.history = copy.deepcopy(twin.meter, shared), copy.deepcopy(twin.history)
@@ -443,13 +451,29 @@ class _Entry:
             self.flush()
 
     def flush(self) -> None:
-        """Measure the frames held."""
+        """Measure the frames held (on :attr:`measurer`, if any)."""
         if self._held:
             held, self._held = self._held, []
             x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
-            self._measure(x, y, *self._held_at)
+            self._submit(self._measure, x, y, *self._held_at)
+
+    def _submit(self, work, *args, **kwargs) -> None:
+        """``work(*args, **kwargs)`` on :attr:`measurer` after the pending measurement
+        (at once without one)."""
+        self.wait()
+        if self.measurer is None:
+            work(*args, **kwargs)
+        else:
+            self._measuring = self.measurer.submit(work, *args, **kwargs)
+
+    def wait(self) -> None:
+        """Until the pending measurement is done (its error raised here)."""
+        job, self._measuring = self._measuring, None
+        if job is not None:
+            job.result()
 
     def forget_held(self) -> None:
+        self.wait()
         self._held = []
 
     def _measure(self, x: np.ndarray, y: np.ndarray, start: int, lost: bool) -> None:
@@ -473,10 +497,11 @@ class _Entry:
 
     def add_counts(self, **counts) -> None:
         if self.twin is None:      # a twin's meter has the same counts (one quantizer)
-            self.meter.add_counts(**counts)
+            self._submit(self.meter.add_counts, **counts)
 
     def report(self, window: str) -> dict:
         source = self.twin or self
+        source.wait()
         result = source.meter.result(window)
         result["index"], result["stage"] = self.meter.index, self.meter.stage
         result.update(self.extra)
@@ -633,6 +658,8 @@ class ChainMeter:
         for entry in (*self._entries, self._end_to_end):
             entry.meter.executor = self._transforms
             entry.batch = batch_frames
+            if workers > 1 and batch_frames:    # measuring a batch overlaps reading the next
+                entry.measurer = ThreadPoolExecutor(1, thread_name_prefix="rtq-measure")
         self._stream = parts[0].input_tap     # always recording: the stream position
         self._sampled = sample is not None
         self._arm()
@@ -680,12 +707,14 @@ class ChainMeter:
             counts = self._counters()
             new = np.where(counts >= self._counts, counts - self._counts, counts)   # reset: restart
             self._counts = counts
+            counted = new.any()
             for entry in (*self._entries, self._end_to_end):
                 if entry.scales is not None:
                     entry.scales.update()
-                rows = new[entry.rows]
-                entry.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
-                                       **{name: rows[:, :, slot].sum(axis=0) for name, slot in COUNTED.items()})
+                if counted:
+                    rows = new[entry.rows]
+                    entry.add_counts(nonfinite=new[0, :, COUNT_NONFINITE],
+                                     **{name: rows[:, :, slot].sum(axis=0) for name, slot in COUNTED.items()})
             return frames
 
     def _consume(self, jobs) -> int:
@@ -703,6 +732,11 @@ class ChainMeter:
 
     def close(self) -> None:
         """Stop the worker threads (the meter still reports)."""
+        for entry in (*self._entries, self._end_to_end):
+            entry.wait()
+            if entry.measurer is not None:
+                entry.measurer.shutdown()
+            entry.measurer = None
         for pool in (self._pool, self._transforms):
             if pool is not None:
                 pool.shutdown()
@@ -749,6 +783,7 @@ class ChainMeter:
     def _flush(self) -> None:
         for entry in (*self._entries, self._end_to_end):
             entry.flush()
+            entry.wait()
 
     def reset(self) -> None:
         """Forget everything measured; keep reading from where the taps are."""
