@@ -454,8 +454,11 @@ class _Entry:
         """Measure the frames held (on :attr:`measurer`, if any)."""
         if self._held:
             held, self._held = self._held, []
-            x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
-            self._submit(self._measure, x, y, *self._held_at)
+            self._submit(self._measure_held, held, *self._held_at)
+
+    def _measure_held(self, held: list[tuple[np.ndarray, np.ndarray]], start: int, lost: bool) -> None:
+        x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
+        self._measure(x, y, start, lost)
 
     def _submit(self, work, *args, **kwargs) -> None:
         """``work(*args, **kwargs)`` on :attr:`measurer` after the pending measurement
