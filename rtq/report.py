@@ -20,14 +20,23 @@ from .plot import check_plot_path, plot_report
 FORMAT_VERSION = 1
 
 
+_KEPT = {int, str, type(None)}        # list items clean() leaves as they are
+_NUMBERS = {float} | _KEPT
+
+
 def clean(value):
     """``value`` as plain JSON data: numpy scalars and arrays to Python, NaN and +-Inf to
     None, tuples to lists."""
     if isinstance(value, dict):
         return {str(k): clean(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        if all(type(v) is float for v in value):      # a spectrum: the common case, at once
-            return [v if math.isfinite(v) else None for v in value]
+        kinds = set(map(type, value))       # lists of plain numbers (spectra, counts): at once
+        if kinds <= _KEPT:
+            return list(value)
+        if kinds <= _NUMBERS:
+            if kinds == {float} and all(map(math.isfinite, value)):
+                return list(value)
+            return [v if type(v) is not float or math.isfinite(v) else None for v in value]
         return [clean(v) for v in value]
     if isinstance(value, np.ndarray):
         return clean(value.tolist())
@@ -58,7 +67,7 @@ def dumps(report: dict) -> str:
 
 
 def _text(value, depth: int) -> str:
-    nested = isinstance(value, dict) or (isinstance(value, list) and any(isinstance(v, (dict, list)) for v in value))
+    nested = isinstance(value, dict) or (isinstance(value, list) and not {dict, list}.isdisjoint(map(type, value)))
     if not nested or not value:
         return json.dumps(value, allow_nan=False)   # the C encoder: fast for long lists
     pad = "\n" + " " * (depth + 1)
