@@ -359,6 +359,27 @@ def test_a_metered_render_runs_its_channel_groups_and_measures_them_as_one(tmp_p
     assert_same_figures(reports[1], reports[0])
 
 
+def test_a_metered_render_leaves_a_core_to_its_meter(tmp_path, monkeypatch):
+    """By default a render runs a channel group per core, but with a meter measuring
+    beside it (a concurrent observer) one core fewer: the meter's work needs a core."""
+    import rtq.render
+    from rtq.meter.chain_meter import RenderMeter
+    from rtq.stages import Oversample
+
+    monkeypatch.setattr(rtq.render, "cores", lambda: 4)
+    inp = write_input(tmp_path / "in.wav", exact32(make_signal(4000, 4) * 0.5), 44100)
+    groups_of = rtq.render._ChannelGroups
+    for observer, groups in ((None, 4), (RenderMeter(), 3)):
+        chain = Chain([Oversample(2, [Requantize(8, "tpdf")], integer_latency=True)], seed=1)
+        seen = []
+        monkeypatch.setattr(rtq.render, "_ChannelGroups",
+                            lambda chain, count: seen.append(count) or groups_of(chain, count))
+        render_file(chain, inp, tmp_path / "out.wav", force=True, progress=False, observer=observer)
+        assert seen == [groups]
+        if observer is not None:
+            assert len(observer.finish(chain).parts) == groups
+
+
 def test_a_metered_render_records_its_oversampled_taps_only_around_the_sampled_windows(tmp_path):
     """The render arms the taps at oversampled rates before each piece to record only
     around RenderMeter's windows (a sixteenth of a 64x stage, not all of it): the
