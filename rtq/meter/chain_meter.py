@@ -44,7 +44,7 @@ from ..dsp.requantize import COUNT_CLIPS, COUNT_RESETS
 from ..program import (CAPTURE_ALWAYS, COL_FACTOR, COL_I_OFF, COL_OPCODE, COUNT_NONFINITE, META_CAPTURE,
                        META_MAX_BLOCK, OP_TAP, TapReader)
 from .delay import ERROR_FLOOR_DB, FractionalDelay
-from .measure import MOMENTARY_S, NFFT, ErrorMeter, grid_step
+from .measure import MOMENTARY_S, NFFT, ErrorMeter, db_list, grid_step
 
 # What a metered point counts of its ops' counters (report key: counter slot).
 COUNTED = {"clips": COUNT_CLIPS, "loop_resets": COUNT_RESETS, "overloads": COUNT_OVERLOADS}
@@ -113,12 +113,10 @@ class LevelHistory:
             sums.append(self._acc / self._acc_n)
             counts.append(self._acc_n)
         power = np.array(sums).reshape(-1, self.channels).T
-        with np.errstate(divide="ignore"):
-            db = 10.0 * np.log10(power)
-        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) / self.sample_rate if counts else []
+        starts = np.concatenate([[0], np.cumsum(counts)[:-1]]) / self.sample_rate if counts else np.zeros(0)
         return {"interval_s": self.interval / self.sample_rate,
-                "time_s": [float(t) for t in starts],
-                "rms_dbfs": [[float(v) if np.isfinite(v) else None for v in row] for row in db]}
+                "time_s": starts.tolist(),
+                "rms_dbfs": db_list(power)}
 
 
 class _Pending:

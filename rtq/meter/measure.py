@@ -202,14 +202,17 @@ def _band_thresholds() -> np.ndarray:
     return np.array(thresholds)
 
 
-def _db(power) -> list:
+def db_list(power) -> list:
     """``10 log10(power)`` as (nested) lists; None where power <= 0 or not finite."""
     p = np.asarray(power, dtype=float)
     if p.ndim > 1:
-        return [_db(row) for row in p]
+        return [db_list(row) for row in p]
     with np.errstate(divide="ignore", invalid="ignore"):
         db = 10.0 * np.log10(p)
-    return [v if v - v == 0.0 else None for v in db.tolist()]      # v - v: 0 when finite
+    values = db.tolist()
+    if np.isfinite(db).all():
+        return values
+    return [v if v - v == 0.0 else None for v in values]      # v - v: 0 when finite
 
 
 def _ntf_power(ntf: Ntf | None, w: np.ndarray) -> np.ndarray:
@@ -520,11 +523,11 @@ class ErrorMeter:
             "window": window,
             "frames": int(n),
             "sample_rate": self.sample_rate,
-            "rms_dbfs": _db(mse),
-            "peak_dbfs": _db(st.peak ** 2),
+            "rms_dbfs": db_list(mse),
+            "peak_dbfs": db_list(st.peak ** 2),
             "mse": [float(v) for v in mse] if n else [None] * self.channels,
-            "psnr_db": _db(psnr),
-            "snr_db": _db(snr),
+            "psnr_db": db_list(psnr),
+            "snr_db": db_list(snr),
             "dc_lsb": [float(v) for v in st.sum_e / n / step] if n and step else None,
             **{name: getattr(st, name).tolist() for name in COUNTS},
             "off_grid": st.off_grid.tolist() if step or self._levels is not None else None,
@@ -541,15 +544,15 @@ class ErrorMeter:
 
     def _spectral(self, st: _Stats) -> dict:
         """Spectrum and the weighted levels (None before the first complete segment)."""
-        floor = None if self._floor is None else _db(self._floor)
-        target = None if self._target is None else _db(self._target)
+        floor = None if self._floor is None else db_list(self._floor)
+        target = None if self._target is None else db_list(self._target)
         if not st.segments:
             psd = None
             weighted = {key: [None] * self.channels for key in self._weighting}
         else:
             power = st.spec_e / st.segments * self._bin_power
-            psd = _db(power)
-            weighted = {key: _db(power @ w) for key, w in self._weighting.items()}
+            psd = db_list(power)
+            weighted = {key: db_list(power @ w) for key, w in self._weighting.items()}
         spectrum = {"freq_hz": self._freq.tolist(), "psd_dbfs": psd,
                     "floor_dbfs": floor, "target_dbfs": target, "segments": st.segments}
         return {**weighted, "spectrum": spectrum}
@@ -573,7 +576,7 @@ class ErrorMeter:
     def _noise_modulation(self, st: _Stats) -> dict:
         with np.errstate(divide="ignore", invalid="ignore"):
             power = np.where(st.band_n >= MIN_BAND_COUNT, st.band_e2 / st.band_n, np.nan)
-        error_dbfs = _db(power)
+        error_dbfs = db_list(power)
         spread = []
         for row in error_dbfs:
             levels = [v for v in row if v is not None]
