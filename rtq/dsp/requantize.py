@@ -53,8 +53,9 @@ from llvmlite import ir
 from ..jit import cgutils, intrinsic, kernel, literal_unroll, njit, types
 from .ntf import MAX_ORDER
 from .rng import advanced, mix_lanes, next_bits, next_uniform
-from .simd import (clear_lane, first_word, float64x2, fma_vector, fused_multiply_add, lane_sums, lanes_of, load_pair,
-                   make_pair, pair_count, store_pair, store_word_pairs, word_pairs)
+from .simd import (clear_lane, first_word, float64x2, float64x8, fma_vector, fused_multiply_add, lane_sums, lanes_of,
+                   load_octet, load_pair, make_pair, pair_count, store_octet, store_pair, store_word_pairs, vector_of,
+                   word_pairs)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -135,6 +136,11 @@ _ZEROS4 = (0.0,) * NEAR_TAPS
 _ZEROS8 = (0.0,) * (2 * NEAR_TAPS)
 # Extra history slots: the linear history is compacted once per HISTORY_SLACK samples.
 HISTORY_SLACK = 64
+# A pair of channels runs a group of NEAR_TAPS samples at a time with the last _GROUPS
+# groups' errors in registers: filters of up to GROUP_TAPS taps (see _requantize_fir_pair).
+_GROUPS = 4
+GROUP_TAPS = NEAR_TAPS * (_GROUPS + 1)
+_FAR_TAPS = (0.0,) * (GROUP_TAPS - NEAR_TAPS)
 # tpdf-hp draw, newest error (FIR), overload run length (recursive), far sums of the
 # current sub-block (FIR), TPDF dither of the current sub-block (FIR pairs; scratch: drawn
 # again at a block's start, so no state)
@@ -165,8 +171,9 @@ def kernel_coefficients(a, b) -> tuple[np.ndarray, np.ndarray]:
 
 
 def history_length(a_taps: int) -> int:
-    """Samples of error history kept per channel by the FIR kernel."""
-    return max(a_taps, NEAR_TAPS) + HISTORY_SLACK
+    """Samples of error history kept per channel by the FIR kernel (at least the
+    _GROUPS groups a pair's group loop starts from)."""
+    return max(a_taps, NEAR_TAPS * _GROUPS) + HISTORY_SLACK
 
 
 def state_per_channel(a_taps: int, b_taps: int) -> int:
@@ -469,6 +476,31 @@ def _lane_bits(builder, mask):
     return builder.zext(builder.bitcast(mask, ir.IntType(2)), ir.IntType(64))
 
 
+def _emit_fir_pair(builder, g, near, errors, far, xr, xo, saturating):
+    """One sample of two channels' FIR error feedback (code generation): ``g`` the grid
+    tuple, ``near`` the tuple ``(a0, a1, a2, a3)``, ``errors`` the pairs ``[e1, e2, e3,
+    e4]``, ``far``, ``xr``, ``xo`` pairs; returns ``(e, y, events)`` (see
+    :func:`_fir_pair_sample`)."""
+
+    def splat(k, values=g):
+        return _splat(builder, values, k)
+
+    # rest = far + a3 e4 + a2 e3 + a1 e2, in that order, each product rounded
+    rest = far
+    for k in range(NEAR_TAPS - 1, 0, -1):
+        rest = builder.fadd(rest, builder.fmul(splat(k, near), errors[k]))
+    o = fma_vector(builder, splat(0, near), errors[0], rest)
+    step, _, off, lo, hi, ebound = (splat(k) for k in range(6))
+    rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(o.type, [o.type]), "llvm.rint.v2f64")
+    q, clipped = _bounded(builder, builder.call(rint, [builder.fsub(xr, o)]), builder.fsub(lo, off),
+                          builder.fsub(hi, off), saturating)
+    e, overloaded = _bounded(builder, builder.fsub(q, builder.fsub(xo, o)), builder.fneg(ebound), ebound, saturating)
+    y = builder.fmul(builder.fadd(q, off), step)
+    events = builder.or_(_lane_bits(builder, clipped),
+                         builder.shl(_lane_bits(builder, overloaded), ir.Constant(ir.IntType(64), 2)))
+    return e, y, events
+
+
 def _fir_pair_intrinsic(saturating: bool):
     """:func:`_fir_pair_sample` (``saturating``) or its fast form :func:`_fir_pair_sample_fast`."""
 
@@ -481,31 +513,9 @@ def _fir_pair_intrinsic(saturating: bool):
 
         def codegen(context, builder, signature, args):
             g, near_, errors_, fc, fd, xrc, xrd, xoc, xod = args
-
-            def pair(u, v):
-                return make_pair(builder, u, v)
-
-            def splat(k, values=g):
-                return _splat(builder, values, k)
-
-            def bounded(v, lo, hi):
-                return _bounded(builder, v, lo, hi, saturating)
-
-            def lane_bits(mask):
-                return _lane_bits(builder, mask)
-
-            # rest = far + a3 e4 + a2 e3 + a1 e2, in that order, each product rounded
-            rest = pair(fc, fd)
-            for k in range(NEAR_TAPS - 1, 0, -1):
-                rest = builder.fadd(rest, builder.fmul(splat(k, near_), builder.extract_value(errors_, k)))
-            o = fma_vector(builder, splat(0, near_), builder.extract_value(errors_, 0), rest)
-            step, _, off, lo, hi, ebound = (splat(k) for k in range(6))
-            rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(o.type, [o.type]), "llvm.rint.v2f64")
-            q, clipped = bounded(builder.call(rint, [builder.fsub(pair(xrc, xrd), o)]), builder.fsub(lo, off),
-                                 builder.fsub(hi, off))
-            e, overloaded = bounded(builder.fsub(q, builder.fsub(pair(xoc, xod), o)), builder.fneg(ebound), ebound)
-            y = builder.fmul(builder.fadd(q, off), step)
-            events = builder.or_(lane_bits(clipped), builder.shl(lane_bits(overloaded), ir.Constant(ir.IntType(64), 2)))
+            errs = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
+            e, y, events = _emit_fir_pair(builder, g, near_, errs, make_pair(builder, fc, fd),
+                                          make_pair(builder, xrc, xrd), make_pair(builder, xoc, xod), saturating)
             i32 = ir.IntType(32)
             out = [e, builder.extract_element(y, ir.Constant(i32, 0)), builder.extract_element(y, ir.Constant(i32, 1)),
                    events]
@@ -570,8 +580,7 @@ def _pair_far_sums(a, h2, p, hl, keep, ahead, fresh):
     in the same order, as each channel's own).  Returns the history position, the sums,
     and the next sub-block's sums ahead."""
     if p == hl:
-        for k in range(2 * keep):
-            h2[k] = h2[2 * (hl - keep) + k]
+        _compact_pair_history(h2, hl, keep)
         p = keep
     na = a.shape[0]
     if fresh:
@@ -582,36 +591,35 @@ def _pair_far_sums(a, h2, p, hl, keep, ahead, fresh):
 
 
 @njit(inline="always")
-def _requantize_fir_pair(dither_kind, args):
-    """Channels c and d with an FIR error filter, as :func:`_requantize_fir` runs each, in
-    the two lanes of vector registers: their errors, interleaved in one history ``h2``
-    (``h2[2 k + 0/1]``: channel c/d), and their loop-carried paths
-    (:func:`_fir_pair_sample_fast`); returns ``p * NEAR_TAPS + sub`` at the end.  The far
-    sums come eight lanes at a time (:func:`_pair_far_sums`), and so does TPDF dither
-    (:func:`_tpdf_ahead`: a sub-block's draws for both channels at once, kept in scratch
-    words of ``mc`` and ``md``, and drawn again when a block starts inside a sub-block, from
-    the generators rewound to its start: SplitMix64 is counter-based); the other kinds are
-    drawn per sample.  All in the same order as the one-channel loop.  ``args``: ``xc, xd,
-    grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``;
-    inlined where ``dither_kind`` is a constant, so the loop has no branch on it."""
-    xc, xd, grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d = args
-    inv_step = grid[1]
-    off = grid[2]
-    near = (a[0], a[1], a[2], a[3])
+def _compact_pair_history(h2, hl, keep):
+    """Move the newest ``keep`` errors of both channels to the history's start."""
+    for k in range(2 * keep):
+        h2[k] = h2[2 * (hl - keep) + k]
+
+
+@njit(inline="always")
+def _pair_samples(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2, mc, md, p, sub, gens, prevs,
+                  errors, counters_c, counters_d):
+    """Samples ``start .. stop - 1`` of channels c and d one at a time: a block's first
+    samples up to a sub-block's start, its last ones after the last whole group
+    (:func:`_requantize_fir_pair`), or all of them for filters longer than GROUP_TAPS.
+    The far sums come a sub-block at a time (:func:`_pair_far_sums`, eight lanes, kept in
+    the channels' scratch words, so a block may end inside a sub-block), and so does TPDF
+    dither (:func:`_tpdf_ahead`, drawn again from the generators rewound to the sub-block's
+    start when the first sample is inside one: SplitMix64 is counter-based); the other
+    kinds are drawn per sample.  Returns ``(p, sub, gens, prevs, errors)``."""
     hl = h2.shape[0] // 2
     keep = hl - HISTORY_SLACK
-    gen_c, gen_d = rng_c[0], rng_d[0]
-    prev_c, prev_d = mc[0], md[0]
-    errors = (load_pair(h2, 2 * (p - 1)), load_pair(h2, 2 * (p - 2)), load_pair(h2, 2 * (p - 3)),
-              load_pair(h2, 2 * (p - 4)))
+    gen_c, gen_d = gens
+    prev_c, prev_d = prevs
     ahead = _ZEROS8
     fresh = True
-    if dither_kind == DITHER_TPDF and sub != 0:     # inside a sub-block: its draws again
+    if dither_kind == DITHER_TPDF and sub != 0 and start < stop:     # inside a sub-block: its draws again
         _keep_dither(mc, md, _tpdf_ahead(advanced(gen_c, -sub), advanced(gen_d, -sub), dither_amp))
-    for i in range(xc.shape[0]):
-        xs_c = xc[i] * inv_step
-        xs_d = xd[i] * inv_step
-        if dither_kind == DITHER_TPDF:  # drawn a sub-block at a time, in vector lanes
+    for i in range(start, stop):
+        xs_c = xc[i] * grid[1]
+        xs_d = xd[i] * grid[1]
+        if dither_kind == DITHER_TPDF:
             if sub == 0:
                 _keep_dither(mc, md, _tpdf_ahead(gen_c, gen_d, dither_amp))
             r_c = mc[_DITHER + sub]
@@ -626,23 +634,305 @@ def _requantize_fir_pair(dither_kind, args):
             fresh = False
             mc[_FAR], md[_FAR], mc[_FAR + 1], md[_FAR + 1] = f[0], f[1], f[2], f[3]
             mc[_FAR + 2], md[_FAR + 2], mc[_FAR + 3], md[_FAR + 3] = f[4], f[5], f[6], f[7]
-        args = (grid, near, errors, mc[_FAR + sub], md[_FAR + sub], xs_c + r_c - off, xs_d + r_d - off, xs_c - off,
-                xs_d - off)
-        e, y_c, y_d, events = _fir_pair_sample_fast(*args)
-        if events != 0:   # rare: saturation
-            e, y_c, y_d, events = _fir_pair_sample(*args)
-            counters_c[COUNT_CLIPS] += events & 1
-            counters_d[COUNT_CLIPS] += (events >> 1) & 1
-        xc[i] = y_c
-        xd[i] = y_d
+        e, xc[i], xd[i] = _pair_sample(grid, near, errors, mc[_FAR + sub], md[_FAR + sub], xs_c, xs_d, r_c, r_d,
+                                       counters_c, counters_d)
         store_pair(h2, 2 * p, e)
         errors = (e, errors[0], errors[1], errors[2])
         p += 1
         sub = sub + 1 if sub < NEAR_TAPS - 1 else 0
-    rng_c[0], rng_d[0] = gen_c, gen_d
-    mc[0], md[0] = prev_c, prev_d
+    return p, sub, (gen_c, gen_d), (prev_c, prev_d), errors
+
+
+@njit(inline="always")
+def _pair_sample(grid, near, errors, far_c, far_d, xs_c, xs_d, r_c, r_d, counters_c, counters_d):
+    """One sample of both channels (inputs ``xs`` in steps, dither ``r``): the fast form,
+    run again with the saturations when it reports an event, which is counted.  Returns
+    ``(e, y_c, y_d)``."""
+    off = grid[2]
+    args = (grid, near, errors, far_c, far_d, xs_c + r_c - off, xs_d + r_d - off, xs_c - off, xs_d - off)
+    e, y_c, y_d, events = _fir_pair_sample_fast(*args)
+    if events != 0:   # rare: saturation
+        e, y_c, y_d, events = _fir_pair_sample(*args)
+        counters_c[COUNT_CLIPS] += events & 1
+        counters_d[COUNT_CLIPS] += (events >> 1) & 1
+    return e, y_c, y_d
+
+
+@njit(inline="always")
+def _requantize_fir_pair(dither_kind, args):
+    """Channels c and d with an FIR error filter, as :func:`_requantize_fir` runs each, in
+    the two lanes of vector registers: their errors, interleaved in one history ``h2``
+    (``h2[2 k + 0/1]``: channel c/d), and their loop-carried paths
+    (:func:`_fir_pair_sample_fast`); returns ``p * NEAR_TAPS + sub`` at the end.
+
+    Filters of up to GROUP_TAPS taps run whole sub-blocks (groups of NEAR_TAPS samples)
+    at a time: the group's far sums (eight lanes, :func:`_group_far_sums`) and the next
+    group's early part are formed from the last groups' errors held in registers (no
+    store and reload of the sums, no reload of history just written), the dither is
+    drawn for the whole group (TPDF: :func:`_tpdf_ahead`, eight lanes), the inputs are
+    loaded and the outputs stored as vectors, and the group's four samples run
+    back to back (:func:`_fir_pair_group_fast`); a group where something saturates runs
+    again a sample at a time.  A block's samples before its first sub-block boundary and
+    after its last whole group run a sample at a time (:func:`_pair_samples`).  All sums
+    in the same order as the one-channel loop.  ``args``: ``xc, xd, grid, dither_amp, a,
+    h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``; inlined where
+    ``dither_kind`` is a constant, so the loop has no branch on it."""
+    xc, xd, grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d = args
+    near = (a[0], a[1], a[2], a[3])
+    n = xc.shape[0]
+    gens = (rng_c[0], rng_d[0])
+    prevs = (mc[0], md[0])
+    errors = (load_pair(h2, 2 * (p - 1)), load_pair(h2, 2 * (p - 2)), load_pair(h2, 2 * (p - 3)),
+              load_pair(h2, 2 * (p - 4)))
+    i = 0
+    if a.shape[0] <= GROUP_TAPS:
+        i = min(n, (NEAR_TAPS - sub) % NEAR_TAPS)
+        p, sub, gens, prevs, errors = _pair_samples(dither_kind, xc, xd, 0, i, grid, dither_amp, near, a, h2, mc, md,
+                                                    p, sub, gens, prevs, errors, counters_c, counters_d)
+        if n - i >= NEAR_TAPS:
+            p, gens, prevs, errors = _pair_groups(dither_kind, xc, xd, i, n - (n - i) % NEAR_TAPS, grid, dither_amp,
+                                                  near, a, h2, p, gens, prevs, errors, counters_c, counters_d)
+            i = n - (n - i) % NEAR_TAPS
+    p, sub, gens, prevs, errors = _pair_samples(dither_kind, xc, xd, i, n, grid, dither_amp, near, a, h2, mc, md, p,
+                                                sub, gens, prevs, errors, counters_c, counters_d)
+    rng_c[0], rng_d[0] = gens
+    mc[0], md[0] = prevs
     mc[1], md[1] = lanes_of(errors[0])
     return p * NEAR_TAPS + sub
+
+
+@njit(inline="always")
+def _pair_groups(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2, p, gens, prevs, errors,
+                 counters_c, counters_d):
+    """Samples ``start .. stop - 1`` (whole groups, the first at a sub-block's start) of
+    channels c and d a group at a time (see :func:`_requantize_fir_pair`); returns ``(p,
+    gens, prevs, errors)``."""
+    hl = h2.shape[0] // 2
+    keep = hl - HISTORY_SLACK
+    gen_c, gen_d = gens
+    prev_c, prev_d = prevs
+    taps = _far_taps(a)
+    groups = (load_octet(h2, 2 * (p - 4)), load_octet(h2, 2 * (p - 8)), load_octet(h2, 2 * (p - 12)),
+              load_octet(h2, 2 * (p - 16)))
+    ahead = vector_of(lane_sums(a, h2, p, SPLIT_TAPS, a.shape[0], _ZEROS8))
+    for i in range(start, stop, NEAR_TAPS):
+        if p == hl:
+            _compact_pair_history(h2, hl, keep)
+            p = keep
+        far, ahead = _group_far_sums(taps, errors, groups, ahead)
+        if dither_kind == DITHER_TPDF:
+            r = _tpdf_ahead(gen_c, gen_d, dither_amp)
+            gen_c = advanced(gen_c, NEAR_TAPS)
+            gen_d = advanced(gen_d, NEAR_TAPS)
+        else:
+            r, gen_c, gen_d, prev_c, prev_d = _group_dither(dither_kind, dither_amp, gen_c, gen_d, prev_c, prev_d)
+        new, y, events = _fir_pair_group_fast(grid, near, errors, far, r, xc, xd, i)
+        if events == 0:
+            _store_group(xc, xd, i, y)
+            errors = new
+        else:   # rare: saturation
+            f = lanes_of(far)
+            for t in range(NEAR_TAPS):
+                e, xc[i + t], xd[i + t] = _pair_sample(grid, near, errors, f[2 * t], f[2 * t + 1], xc[i + t] * grid[1],
+                                                       xd[i + t] * grid[1], r[2 * t], r[2 * t + 1], counters_c,
+                                                       counters_d)
+                errors = (e, errors[0], errors[1], errors[2])
+        groups = _shifted_groups(groups, errors)
+        store_octet(h2, 2 * p, groups[0])
+        p += NEAR_TAPS
+    return p, (gen_c, gen_d), (prev_c, prev_d), errors
+
+
+@njit(inline="always")
+def _group_dither(kind, amp, gen_c, gen_d, prev_c, prev_d):
+    """A group's dither of a kind other than TPDF, drawn per sample as
+    :func:`_pair_samples` draws it: ``(r, gen_c, gen_d, prev_c, prev_d)``, ``r[2 t + c]``
+    channel c's for sample t."""
+    r0c, gen_c, prev_c = dither_sample(kind, amp, gen_c, prev_c)
+    r1c, gen_c, prev_c = dither_sample(kind, amp, gen_c, prev_c)
+    r2c, gen_c, prev_c = dither_sample(kind, amp, gen_c, prev_c)
+    r3c, gen_c, prev_c = dither_sample(kind, amp, gen_c, prev_c)
+    r0d, gen_d, prev_d = dither_sample(kind, amp, gen_d, prev_d)
+    r1d, gen_d, prev_d = dither_sample(kind, amp, gen_d, prev_d)
+    r2d, gen_d, prev_d = dither_sample(kind, amp, gen_d, prev_d)
+    r3d, gen_d, prev_d = dither_sample(kind, amp, gen_d, prev_d)
+    return (r0c, r0d, r1c, r1d, r2c, r2d, r3c, r3d), gen_c, gen_d, prev_c, prev_d
+
+
+def _i32s(values):
+    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
+
+
+def _shuffle(builder, u, v, lanes):
+    """Lanes ``lanes`` of ``u`` followed by ``v`` (``v`` None: ``u`` alone) (code generation)."""
+    return builder.shuffle_vector(u, v if v is not None else ir.Constant(u.type, ir.Undefined), _i32s(lanes))
+
+
+def _widened(builder, pair):
+    """A pair in lanes 0, 1 of an eight-lane vector (the others undefined) (code generation)."""
+    return builder.shuffle_vector(pair, ir.Constant(pair.type, ir.Undefined), _i32s([0, 1] + [2] * 6))
+
+
+def _octet_splat(builder, value):
+    return builder.shuffle_vector(builder.insert_element(ir.Constant(_OCTET_IR, ir.Undefined), value,
+                                                         ir.Constant(ir.IntType(32), 0)),
+                                  ir.Constant(_OCTET_IR, ir.Undefined), _i32s([0] * 8))
+
+
+_OCTET_IR = ir.VectorType(ir.DoubleType(), 8)
+
+
+@intrinsic
+def _far_taps(typingctx, a):
+    """``(a[4], ..., a[GROUP_TAPS - 1])``, zero past ``a``'s length: the far taps of a
+    group (a zero tap leaves the sums, which start at +0, as they were)."""
+    if not _c_array(a):
+        return None
+    count = len(_FAR_TAPS)
+
+    def codegen(context, builder, signature, args):
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        length = builder.extract_value(array.shape, 0)
+        taps = []
+        for k in range(count):
+            j = ir.Constant(length.type, NEAR_TAPS + k)
+            inside = builder.icmp_signed("<", j, length)
+            value = builder.load(builder.gep(array.data, [builder.select(inside, j, ir.Constant(length.type, 0))]))
+            taps.append(builder.select(inside, value, ir.Constant(ir.DoubleType(), 0.0)))
+        return context.make_tuple(builder, signature.return_type, taps)
+
+    return types.UniTuple(types.float64, count)(a), codegen
+
+
+@intrinsic
+def _group_far_sums(typingctx, taps, errors, groups, ahead):
+    """A group's far sums and the next group's early part, eight lanes (lane ``2 t + c``:
+    channel c, sample t): ``(far, ahead')``.
+
+    ``errors`` are the newest error pairs ``(E[p-1], ..., E[p-4])`` (the group starts at
+    history position p), ``groups[m - 1]`` the pairs ``E[p-4m .. p-4m+3]`` in one vector
+    (``groups[0]`` is only carried on); window ``W_s = E[p-s .. p-s+3]`` is formed from
+    them by shuffles, never reloaded.  ``far = ahead + a7 W_8 + a6 W_7 + a5 W_6 + a4 W_5``
+    and ``ahead' = +0 + a19 W_16 + ... + a8 W_5`` (the next group's taps 19 .. 8), each
+    product rounded and added in turn: with ``ahead`` this group's ``ahead'``, the
+    one-channel loop's sum over taps 19 .. 4 (:func:`~rtq.dsp.simd.lane_sums`), to the bit.
+    ``W_5 .. W_7`` are built a pair at a time from the newest errors so that each waits
+    only for the errors it holds."""
+    if not (isinstance(taps, types.UniTuple) and taps.count == len(_FAR_TAPS) and pair_count(errors) == NEAR_TAPS
+            and isinstance(groups, types.UniTuple) and groups.dtype == float64x8 and groups.count == _GROUPS
+            and ahead == float64x8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        taps_, errors_, groups_, ahead_ = args
+        e = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
+        g = [None] + [builder.extract_value(groups_, m) for m in range(_GROUPS)]
+        windows = {8: g[2]}
+        for s in (7, 6, 5):     # W_s: W_{s+1} shifted one pair down, E[p-s+3] on top
+            windows[s] = _shuffle(builder, windows[s + 1], _widened(builder, e[s - 4]), range(2, 10))
+        for s in range(9, 4 * _GROUPS + 1):
+            m, r = divmod(s, NEAR_TAPS)
+            windows[s] = g[m] if r == 0 else _shuffle(builder, g[m + 1], g[m], range(2 * (4 - r), 2 * (4 - r) + 8))
+
+        def tap(j):
+            return _octet_splat(builder, builder.extract_value(taps_, j - NEAR_TAPS))
+
+        ahead_next = ir.Constant(_OCTET_IR, [0.0] * 8)
+        for j in range(GROUP_TAPS - 1, SPLIT_TAPS - 1, -1):
+            ahead_next = builder.fadd(ahead_next, builder.fmul(tap(j), windows[j - 3]))
+        far = ahead_
+        for j in range(SPLIT_TAPS - 1, NEAR_TAPS - 1, -1):
+            far = builder.fadd(far, builder.fmul(tap(j), windows[j + 1]))
+        return context.make_tuple(builder, signature.return_type, [far, ahead_next])
+
+    return types.UniTuple(float64x8, 2)(taps, errors, groups, ahead), codegen
+
+
+@intrinsic
+def _shifted_groups(typingctx, groups, errors):
+    """``groups`` one group on: the pairs of ``errors`` (newest first) in one vector,
+    oldest in lanes 0, 1, then ``groups[0 .. -2]``."""
+    if not (isinstance(groups, types.UniTuple) and groups.dtype == float64x8 and pair_count(errors) == NEAR_TAPS):
+        return None
+
+    def codegen(context, builder, signature, args):
+        e = [builder.extract_value(args[1], k) for k in range(NEAR_TAPS)]
+        newest = _shuffle(builder, _shuffle(builder, e[3], e[2], range(4)), _shuffle(builder, e[1], e[0], range(4)),
+                          range(8))
+        older = [builder.extract_value(args[0], m) for m in range(groups.count - 1)]
+        return context.make_tuple(builder, signature.return_type, [newest] + older)
+
+    return groups(groups, errors), codegen
+
+
+def _c_array(array):
+    return isinstance(array, types.Array) and array.dtype == types.float64 and array.ndim == 1 and array.layout == "C"
+
+
+def _quad_at(context, builder, array_type, array, i):
+    """A pointer to ``array[i : i + 4]`` as one vector (code generation; no checks)."""
+    where = builder.gep(context.make_array(array_type)(context, builder, array).data, [i])
+    return builder.bitcast(where, ir.VectorType(ir.DoubleType(), NEAR_TAPS).as_pointer())
+
+
+@intrinsic
+def _fir_pair_group_fast(typingctx, grid, near, errors, far, r, xc, xd, i):
+    """One group (NEAR_TAPS samples from ``i``) of channels c and d, as
+    :func:`_fir_pair_sample_fast` runs each sample, back to back: inputs ``xc[i ..]``,
+    ``xd[i ..]`` (contiguous), dither ``r`` and far sums ``far`` with lane ``2 t + c``
+    channel c's for sample t.  ``xs = x / step``, ``(xs + r) - off`` and ``xs - off`` are
+    formed for the eight lanes at once.  Returns ``(errors, y, events)``: the newest error
+    pairs after the group, the outputs (lanes as ``far``), the samples' events or'ed
+    (nonzero: discard the results and run the group with the saturations)."""
+    if not (isinstance(grid, types.UniTuple) and isinstance(near, types.UniTuple) and near.count == NEAR_TAPS
+            and pair_count(errors) == NEAR_TAPS and far == float64x8 and isinstance(r, types.UniTuple)
+            and r.count == 2 * NEAR_TAPS and _c_array(xc) and _c_array(xd) and isinstance(i, types.Integer)):
+        return None
+    sig = types.Tuple((errors, float64x8, types.int64))(grid, near, errors, far, r, xc, xd, i)
+
+    def codegen(context, builder, signature, args):
+        g, near_, errors_, far_, r_ = args[:5]
+        x_c, x_d = (builder.load(_quad_at(context, builder, signature.args[k], args[k], args[7]), align=8)
+                    for k in (5, 6))
+        xs = builder.fmul(_shuffle(builder, x_c, x_d, [0, 4, 1, 5, 2, 6, 3, 7]),
+                          _octet_splat(builder, builder.extract_value(g, 1)))
+        dither = ir.Constant(_OCTET_IR, ir.Undefined)
+        for k in range(2 * NEAR_TAPS):
+            dither = builder.insert_element(dither, builder.extract_value(r_, k), ir.Constant(ir.IntType(32), k))
+        off = _octet_splat(builder, builder.extract_value(g, 2))
+        xr = builder.fsub(builder.fadd(xs, dither), off)
+        xo = builder.fsub(xs, off)
+        e = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
+        ys = []
+        events = ir.Constant(ir.IntType(64), 0)
+        for t in range(NEAR_TAPS):
+            lanes = (2 * t, 2 * t + 1)
+            new, y, ev = _emit_fir_pair(builder, g, near_, e, _shuffle(builder, far_, None, lanes),
+                                        _shuffle(builder, xr, None, lanes), _shuffle(builder, xo, None, lanes), False)
+            e = [new] + e[:-1]
+            ys.append(y)
+            events = builder.or_(events, ev)
+        y8 = _shuffle(builder, _shuffle(builder, ys[0], ys[1], range(4)), _shuffle(builder, ys[2], ys[3], range(4)),
+                      range(8))
+        out = [context.make_tuple(builder, signature.return_type[0], e), y8, events]
+        return context.make_tuple(builder, signature.return_type, out)
+
+    return sig, codegen
+
+
+@intrinsic
+def _store_group(typingctx, xc, xd, i, y):
+    """The outputs of :func:`_fir_pair_group_fast` to ``xc[i ..]`` and ``xd[i ..]``."""
+    if not (_c_array(xc) and _c_array(xd) and isinstance(i, types.Integer) and y == float64x8):
+        return None
+
+    def codegen(context, builder, signature, args):
+        for k, lanes in ((0, [0, 2, 4, 6]), (1, [1, 3, 5, 7])):
+            builder.store(_shuffle(builder, args[3], None, lanes),
+                          _quad_at(context, builder, signature.args[k], args[k], args[2]), align=8)
+        return context.get_dummy_value()
+
+    return types.void(xc, xd, i, y), codegen
 
 
 @njit(inline="always")

@@ -20,6 +20,10 @@ contraction into fused multiply-adds), so vector code gives the scalar code's bi
 :func:`store_interleaved` / :func:`store_deinterleaved` write two of them as one
 interleaved run of eight values, or split a run of eight into its even and odd values
 (a polyphase filter's two branches), straight from the registers.
+
+:data:`float64x8` (eight lanes: four samples of two channels, interleaved) carries a
+FIR loop's recent history and running sums from one group of samples to the next
+(:func:`load_octet`, :func:`store_octet`, :func:`vector_of`, :func:`lanes_of`).
 """
 import operator
 
@@ -103,6 +107,7 @@ def fma_vector(builder, a, b, c):
 
 _PAIR = ir.VectorType(ir.DoubleType(), 2)
 _QUAD = ir.VectorType(ir.DoubleType(), 4)
+_OCTET = ir.VectorType(ir.DoubleType(), 8)
 
 
 def _vector_types():
@@ -126,15 +131,17 @@ def _vector_types():
         def __init__(self, dmm, fe_type):
             super().__init__(dmm, fe_type, ir.VectorType(ir.DoubleType(), fe_type.lanes))
 
-    pair, quad = FloatVector(2), FloatVector(4)
+    pair, quad, octet = FloatVector(2), FloatVector(4), FloatVector(8)
     load_pair, store_pair = _vector_access(pair, _PAIR)
     load_quad, store_quad = _vector_access(quad, _QUAD)
+    load_octet, store_octet = _vector_access(octet, _OCTET)
     _quad_operator(operator.add, quad, lambda builder, a, b: builder.fadd(a, b))
     _quad_operator(operator.mul, quad, lambda builder, a, b: builder.fmul(a, b))
     # Numba unpickles a cache index before it checks the index's stamp: indexes written
     # when the pair type had a class of its own name it, so the name stays.
     return {"FloatVector": FloatVector, "Float64x2": FloatVector, "float64x2": pair, "float64x4": quad,
-            "load_pair": load_pair, "store_pair": store_pair, "load_quad": load_quad, "store_quad": store_quad}
+            "float64x8": octet, "load_pair": load_pair, "store_pair": store_pair, "load_quad": load_quad,
+            "store_quad": store_quad, "load_octet": load_octet, "store_octet": store_octet}
 
 
 def _c_float64(array):
@@ -257,16 +264,32 @@ def _vector_access(vector, ir_vector):
 
 
 @intrinsic
-def lanes_of(typingctx, pair):
-    """``(lane 0, lane 1)`` of a :data:`float64x2`."""
-    if pair != float64x2:
+def lanes_of(typingctx, vector):
+    """The lanes of a :class:`FloatVector` (:data:`float64x2`, ...) as a tuple of floats."""
+    if not isinstance(vector, FloatVector):
         return None
 
     def codegen(context, builder, signature, args):
-        lanes = [builder.extract_element(args[0], ir.Constant(_I32, k)) for k in (0, 1)]
+        lanes = [builder.extract_element(args[0], ir.Constant(_I32, k)) for k in range(vector.lanes)]
         return context.make_tuple(builder, signature.return_type, lanes)
 
-    return types.UniTuple(types.float64, 2)(pair), codegen
+    return types.UniTuple(types.float64, vector.lanes)(vector), codegen
+
+
+@intrinsic
+def vector_of(typingctx, values):
+    """The inverse of :func:`lanes_of`: a tuple of 2, 4 or 8 floats as one :class:`FloatVector`."""
+    if not (isinstance(values, types.UniTuple) and values.dtype == types.float64 and values.count in (2, 4, 8)):
+        return None
+    lanes = values.count
+
+    def codegen(context, builder, signature, args):
+        vector = ir.Constant(ir.VectorType(ir.DoubleType(), lanes), ir.Undefined)
+        for k in range(lanes):
+            vector = builder.insert_element(vector, builder.extract_value(args[0], k), ir.Constant(_I32, k))
+        return vector
+
+    return FloatVector(lanes)(values), codegen
 
 
 def make_pair(builder, u, v):
@@ -345,10 +368,10 @@ def _quad_operator(op, quad, emit):
 
 #: ``load_pair(array, index)``: ``array[index : index + 2]`` as a :data:`float64x2`;
 #: ``store_pair(array, index, pair)`` writes it back; ``load_quad``, ``store_quad``
-#: the same for :data:`float64x4`.
-(FloatVector, Float64x2, float64x2, float64x4, load_pair, store_pair, load_quad,
- store_quad) = defined_with_numba(_vector_types, "FloatVector", "Float64x2", "float64x2", "float64x4", "load_pair",
-                                  "store_pair", "load_quad", "store_quad")
+#: the same for :data:`float64x4`, ``load_octet``, ``store_octet`` for :data:`float64x8`.
+(FloatVector, Float64x2, float64x2, float64x4, float64x8, load_pair, store_pair, load_quad, store_quad, load_octet,
+ store_octet) = defined_with_numba(_vector_types, "FloatVector", "Float64x2", "float64x2", "float64x4", "float64x8",
+                                   "load_pair", "store_pair", "load_quad", "store_quad", "load_octet", "store_octet")
 
 
 def _shuffle(builder, a, b, lanes):
