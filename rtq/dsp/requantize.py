@@ -479,8 +479,8 @@ def _lane_bits(builder, mask):
 def _emit_fir_pair(builder, g, near, errors, far, xr, xo, saturating):
     """One sample of two channels' FIR error feedback (code generation): ``g`` the grid
     tuple, ``near`` the tuple ``(a0, a1, a2, a3)``, ``errors`` the pairs ``[e1, e2, e3,
-    e4]``, ``far``, ``xr``, ``xo`` pairs; returns ``(e, y, events)`` (see
-    :func:`_fir_pair_sample`)."""
+    e4]``, ``far``, ``xr``, ``xo`` pairs; returns ``(e, q, events)``, ``q`` the rounded value
+    (the output is ``(q + off) step``; see :func:`_fir_pair_sample`)."""
 
     def splat(k, values=g):
         return _splat(builder, values, k)
@@ -490,15 +490,14 @@ def _emit_fir_pair(builder, g, near, errors, far, xr, xo, saturating):
     for k in range(NEAR_TAPS - 1, 0, -1):
         rest = builder.fadd(rest, builder.fmul(splat(k, near), errors[k]))
     o = fma_vector(builder, splat(0, near), errors[0], rest)
-    step, _, off, lo, hi, ebound = (splat(k) for k in range(6))
+    _, _, off, lo, hi, ebound = (splat(k) for k in range(6))
     rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(o.type, [o.type]), "llvm.rint.v2f64")
     q, clipped = _bounded(builder, builder.call(rint, [builder.fsub(xr, o)]), builder.fsub(lo, off),
                           builder.fsub(hi, off), saturating)
     e, overloaded = _bounded(builder, builder.fsub(q, builder.fsub(xo, o)), builder.fneg(ebound), ebound, saturating)
-    y = builder.fmul(builder.fadd(q, off), step)
     events = builder.or_(_lane_bits(builder, clipped),
                          builder.shl(_lane_bits(builder, overloaded), ir.Constant(ir.IntType(64), 2)))
-    return e, y, events
+    return e, q, events
 
 
 def _fir_pair_intrinsic(saturating: bool):
@@ -514,8 +513,9 @@ def _fir_pair_intrinsic(saturating: bool):
         def codegen(context, builder, signature, args):
             g, near_, errors_, fc, fd, xrc, xrd, xoc, xod = args
             errs = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
-            e, y, events = _emit_fir_pair(builder, g, near_, errs, make_pair(builder, fc, fd),
+            e, q, events = _emit_fir_pair(builder, g, near_, errs, make_pair(builder, fc, fd),
                                           make_pair(builder, xrc, xrd), make_pair(builder, xoc, xod), saturating)
+            y = builder.fmul(builder.fadd(q, _splat(builder, g, 2)), _splat(builder, g, 0))
             i32 = ir.IntType(32)
             out = [e, builder.extract_element(y, ir.Constant(i32, 0)), builder.extract_element(y, ir.Constant(i32, 1)),
                    events]
@@ -834,8 +834,10 @@ def _group_far_sums(typingctx, taps, errors, groups, ahead):
             m, r = divmod(s, NEAR_TAPS)
             windows[s] = g[m] if r == 0 else _shuffle(builder, g[m + 1], g[m], range(2 * (4 - r), 2 * (4 - r) + 8))
 
-        def tap(j):
-            return _octet_splat(builder, builder.extract_value(taps_, j - NEAR_TAPS))
+        def tap(j, lanes=8):
+            value = builder.extract_value(taps_, j - NEAR_TAPS)
+            return _shuffle(builder, builder.insert_element(ir.Constant(_OCTET_IR, ir.Undefined), value,
+                                                            ir.Constant(ir.IntType(32), 0)), None, [0] * lanes)
 
         ahead_next = ir.Constant(_OCTET_IR, [0.0] * 8)
         for j in range(GROUP_TAPS - 1, SPLIT_TAPS - 1, -1):
@@ -903,17 +905,24 @@ def _fir_pair_group_fast(typingctx, grid, near, errors, far, r, xc, xd, i):
         xr = builder.fsub(builder.fadd(xs, dither), off)
         xo = builder.fsub(xs, off)
         e = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
-        ys = []
-        events = ir.Constant(ir.IntType(64), 0)
+        qs = []
         for t in range(NEAR_TAPS):
             lanes = (2 * t, 2 * t + 1)
-            new, y, ev = _emit_fir_pair(builder, g, near_, e, _shuffle(builder, far_, None, lanes),
-                                        _shuffle(builder, xr, None, lanes), _shuffle(builder, xo, None, lanes), False)
+            new, q, _ = _emit_fir_pair(builder, g, near_, e, _shuffle(builder, far_, None, lanes),
+                                       _shuffle(builder, xr, None, lanes), _shuffle(builder, xo, None, lanes), False)
             e = [new] + e[:-1]
-            ys.append(y)
-            events = builder.or_(events, ev)
-        y8 = _shuffle(builder, _shuffle(builder, ys[0], ys[1], range(4)), _shuffle(builder, ys[2], ys[3], range(4)),
-                      range(8))
+            qs.append(q)
+        q8, e8 = (_shuffle(builder, _shuffle(builder, v[0], v[1], range(4)), _shuffle(builder, v[2], v[3], range(4)),
+                           range(8)) for v in (qs, e[::-1]))
+        y8 = builder.fmul(builder.fadd(q8, off), _octet_splat(builder, builder.extract_value(g, 0)))
+        # Saturation or a clamped error anywhere in the group, as _emit_fir_pair tests each
+        # sample (|e| > ebound is e > ebound or e < -ebound; false for NaN, as they are).
+        lo, hi, ebound = (_octet_splat(builder, builder.extract_value(g, k)) for k in (3, 4, 5))
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_OCTET_IR, [_OCTET_IR]), "llvm.fabs.v8f64")
+        outside = builder.or_(builder.or_(builder.fcmp_ordered(">", q8, builder.fsub(hi, off)),
+                                          builder.fcmp_ordered("<", q8, builder.fsub(lo, off))),
+                              builder.fcmp_ordered(">", builder.call(fabs, [e8]), ebound))
+        events = builder.zext(builder.bitcast(outside, ir.IntType(8)), ir.IntType(64))
         out = [context.make_tuple(builder, signature.return_type[0], e), y8, events]
         return context.make_tuple(builder, signature.return_type, out)
 

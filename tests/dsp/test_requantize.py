@@ -567,17 +567,23 @@ def test_fir_kernel_matches_the_textbook_loop(name, fs):
             assert np.array_equal(y[:, c], expected[c]), f"{channels} channels: channel {c} differs"
 
 
-@pytest.mark.parametrize("dither", ["tpdf", "rpdf", "tpdf-hp", "gaussian", "none"])
-def test_fir_channels_in_pairs_equal_each_channel_alone(dither):
+# A 24-tap custom filter: longer than the pair kernel's group loop takes (GROUP_TAPS).
+_LONG_FIR = {"coefficients": [1.2, -0.5, 0.2] + [0.01 * (-1) ** k for k in range(21)]}
+
+
+@pytest.mark.parametrize("dither,shaping", [(d, "shibata") for d in ("tpdf", "rpdf", "tpdf-hp", "gaussian", "none")]
+                         + [("tpdf", "lipshitz"), ("rpdf", "first-order"), ("tpdf", _LONG_FIR)])
+def test_fir_channels_in_pairs_equal_each_channel_alone(dither, shaping):
     """Channels run in pairs give, bit for bit, what each channel gives run alone (a
     chain prepared for that channel: its own dither stream, as a render's channel groups
     run them), through a clipping passage (the same clip counts), in ragged blocks (1, 3
-    and 4097 frames: every sub-block position)."""
+    and 4097 frames: every sub-block position), for filters of 20 taps, fewer (the
+    group loop's taps past the filter are zero) and more (a sample at a time)."""
     n, fs = 9000, 44100
     rng = np.random.default_rng(12)
     x = 0.4 * rng.standard_normal((n, 3))
     x[4000:4100] *= 6.0
-    stage = Requantize(16, dither, shaping="shibata")
+    stage = Requantize(16, dither, shaping=shaping)
     sizes = [1, 3, 4097, 1, 1, 3] * 4
     cuts = np.cumsum(sizes)
     together = x.copy()
