@@ -311,6 +311,20 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
             end = _requantize_fir_pair(DITHER_TPDF_HP, args)
         else:
             end = _requantize_fir_pair(DITHER_GAUSSIAN, args)
+    if not a.shape[0] and guard is None:
+        for c in range(nch):    # one loop per dither kind, as above
+            args = (buf[c, :n], grid, dither_amp, state[c * stride + memory:(c + 1) * stride], rng[c:c + 1], counters[c])
+            if dither_kind == DITHER_NONE:
+                _requantize_plain(DITHER_NONE, args)
+            elif dither_kind == DITHER_TPDF:
+                _requantize_plain(DITHER_TPDF, args)
+            elif dither_kind == DITHER_RPDF:
+                _requantize_plain(DITHER_RPDF, args)
+            elif dither_kind == DITHER_TPDF_HP:
+                _requantize_plain(DITHER_TPDF_HP, args)
+            else:
+                _requantize_plain(DITHER_GAUSSIAN, args)
+        return
     for c in range(paired, nch):
         base = c * stride
         end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory // 2],
@@ -379,6 +393,34 @@ def _feedback_error(q, xo, o, ebound):
     if e > ebound or e < -ebound:
         return (ebound if e > 0 else -ebound), True
     return e, False
+
+
+@njit(inline="always")
+def _requantize_plain(dither_kind, args):
+    """One channel without noise shaping or guard, as :func:`_requantize_fir` runs it:
+    ``args`` are ``x, grid, dither_amp, misc, rng, counters``.  Inlined where
+    ``dither_kind`` is a constant and written without branches (the saturation a select,
+    the clip count a sum), so the compiler vectorises the loop, the dither generator's
+    state an induction variable."""
+    x, grid, dither_amp, misc, rng, counters = args
+    step = grid[0]
+    inv_step = grid[1]
+    off = grid[2]
+    lo = grid[3] - off
+    hi = grid[4] - off
+    gen = rng[0]
+    prev = misc[0]
+    clips = 0
+    for i in range(x.shape[0]):
+        xs = x[i] * inv_step
+        r, gen, prev = dither_sample(dither_kind, dither_amp, gen, prev)
+        v = np.rint((xs + r - off) - 0.0)
+        clips += (v > hi) + (v < lo)
+        q = hi if v > hi else (lo if v < lo else v)
+        x[i] = (q + off) * step
+    counters[COUNT_CLIPS] += clips
+    rng[0] = gen
+    misc[0] = prev
 
 
 @njit(inline="always")
