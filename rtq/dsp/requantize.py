@@ -396,6 +396,14 @@ def _feedback_error(q, xo, o, ebound):
 
 
 @njit(inline="always")
+def _grid_steps(grid):
+    """``(step, 1/step, off, lo - off, hi - off)``: the last two bound the rounded value q
+    (the code is q + off, formed off the feedback path)."""
+    off = grid[2]
+    return grid[0], grid[1], off, grid[3] - off, grid[4] - off
+
+
+@njit(inline="always")
 def _requantize_plain(dither_kind, args):
     """One channel without noise shaping or guard, as :func:`_requantize_fir` runs it:
     ``args`` are ``x, grid, dither_amp, misc, rng, counters``.  Inlined where
@@ -403,11 +411,7 @@ def _requantize_plain(dither_kind, args):
     the clip count a sum), so the compiler vectorises the loop, the dither generator's
     state an induction variable."""
     x, grid, dither_amp, misc, rng, counters = args
-    step = grid[0]
-    inv_step = grid[1]
-    off = grid[2]
-    lo = grid[3] - off
-    hi = grid[4] - off
+    step, inv_step, off, lo, hi = _grid_steps(grid)
     gen = rng[0]
     prev = misc[0]
     clips = 0
@@ -432,12 +436,7 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     :func:`~rtq.dsp.simd.lane_sums`), and *near* taps summed per sample, newest last,
     so the loop-carried path is one fused multiply-add, the rounding and a subtraction.
     """
-    step = grid[0]
-    inv_step = grid[1]
-    off = grid[2]
-    # Bounds of the rounded value q; the code is q + off, formed off the feedback path.
-    lo = grid[3] - off
-    hi = grid[4] - off
+    step, inv_step, off, lo, hi = _grid_steps(grid)
     ebound = grid[5]
     na = a.shape[0]
     hl = he.shape[0]
