@@ -47,7 +47,6 @@ use :attr:`StageSpec.where <rtq.spec.StageSpec.where>` to point into the file.
 """
 from __future__ import annotations
 
-import difflib
 import os
 from pathlib import Path
 from typing import Any
@@ -136,6 +135,8 @@ def load_preset(source: str | os.PathLike) -> PresetSpec:
     if isinstance(source, str) and not path.exists() and path.name == source and not path.suffix:
         path = PRESET_DIR / f"{source}.yaml"
         if not path.is_file():
+            import difflib    # only for this message: not a cost of every render
+
             names = [p.stem for p in sorted(PRESET_DIR.glob("*.yaml"))]
             close = difflib.get_close_matches(source, names, n=3, cutoff=0.4)
             raise PresetError(

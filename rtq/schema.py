@@ -13,7 +13,6 @@ repr).
 """
 from __future__ import annotations
 
-import difflib
 import numbers
 import reprlib
 from dataclasses import dataclass, replace
@@ -86,6 +85,8 @@ def did_you_mean(word: Any, choices) -> str:
     """``; did you mean 'x'?`` for the choice closest to ``word`` (case ignored), or ''."""
     if not isinstance(word, str):
         return ""
+    import difflib    # only for messages: not a cost of every render
+
     by_lower = {str(c).lower(): str(c) for c in choices}
     close = difflib.get_close_matches(word.lower(), list(by_lower), n=1)
     return f"; did you mean '{by_lower[close[0]]}'?" if close else ""
