@@ -638,7 +638,7 @@ def _compact_pair_history(h2, hl, keep):
         h2[k] = h2[2 * (hl - keep) + k]
 
 
-@njit(inline="always")
+@kernel
 def _pair_samples(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2, mc, md, p, sub, gens, prevs,
                   errors, counters_c, counters_d):
     """Samples ``start .. stop - 1`` of channels c and d one at a time: a block's first
@@ -648,7 +648,9 @@ def _pair_samples(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h
     the channels' scratch words, so a block may end inside a sub-block), and so does TPDF
     dither (:func:`_tpdf_ahead`, drawn again from the generators rewound to the sub-block's
     start when the first sample is inside one: SplitMix64 is counter-based); the other
-    kinds are drawn per sample.  Returns ``(p, sub, gens, prevs, errors)``."""
+    kinds are drawn per sample.  Returns ``(p, sub, gens, prevs, errors)``.  Compiled on
+    its own, once for every dither kind (a branch per sample on it, for a few samples
+    per block): inlined, it cost each kind's loop 10 s of compiling."""
     hl = h2.shape[0] // 2
     keep = hl - HISTORY_SLACK
     gen_c, gen_d = gens
