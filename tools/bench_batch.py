@@ -108,6 +108,7 @@ def timed(name: str, cmd, out: Path, audio_s: float, files: int, shell: bool = F
         shutil.rmtree(out)
     out.mkdir(parents=True)
     before = load()
+    reap_orphans()        # what earlier commands left (the fixed-cost runs' fork servers) is not this one's
     start, cpu = time.perf_counter(), children_cpu()
     result = subprocess.run(cmd, shell=shell, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
