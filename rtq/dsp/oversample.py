@@ -18,13 +18,14 @@ strided access per sample: BENCHMARKS.md).
 Input is processed in passes of ``P = PASS_TOP / L`` stream frames (any block length
 works); between stages the data flows through per-channel line buffers in the state.
 
-FIR sums run eight outputs in two four-lane registers across all the taps, the taps'
-symmetry exploited (one multiply per coefficient pair, none for the zero taps or the
-pure-delay branch), each input vector loaded once for two tap groups, and go from the
-registers straight to where the next stage reads them, merged with the other
-polyphase branch (interleaved going up, split into even and odd lines going down); the
-IIR recursions run eight independent dependency chains (two sections x two branches x
-two channels) per loop.  How fast that is, against soxr and scipy: BENCHMARKS.md.
+FIR sums run sixteen outputs in two eight-lane registers (eight in two four-lane ones
+for the rest of a pass) across all the taps, the taps' symmetry exploited (one
+multiply per coefficient pair, none for the zero taps or the pure-delay branch), each
+input vector loaded once for two tap groups, and go from the registers straight to
+where the next stage reads them, merged with the other polyphase branch (interleaved
+going up, split into even and odd lines going down); the IIR recursions run eight
+independent dependency chains (two sections x two branches x two channels) per loop.
+How fast that is, against soxr and scipy: BENCHMARKS.md.
 
 ``state`` (flat float64, :func:`state_size` long, :func:`reset` zero-fills it) for
 ``C`` channels; ``cap_s = P 2^s`` new samples per pass at stage ``s``; in order::
@@ -48,9 +49,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..jit import kernel, register_jitable
+from ..jit import kernel, njit, register_jitable
 from .oversample_design import HEADER, KIND_FIR, KIND_IIR, OversamplerDesign
-from .simd import load_quad, splat_quad, store_deinterleaved, store_interleaved, store_quad
+from .simd import (lane_count, load_like, load_octet, load_quad, splat_like, store_deinterleaved, store_interleaved,
+                   store_vector)
 
 __all__ = [
     "PASS_TOP",
@@ -175,6 +177,52 @@ FIR_DOWN_SPLIT = 2  # w[k] + aux[k] / 2 to dst[k / 2] (k even) or dst2[k / 2] (k
                     # even and odd lines of the stage below
 
 
+@njit(inline="always")
+def _emit_vectors(emit, dst, dst2, k, w0, w1, x0, x1):
+    """Write the FIR sums ``w`` of outputs ``k ..`` (``w0``, then ``w1``: one vector each)
+    merged with the other branch's samples ``x`` at the same outputs, as ``emit`` says
+    (see :func:`_sym_fir`); ``2 w`` is ``w + w``, the same value."""
+    n = lane_count(w0)
+    if emit == FIR_UP:
+        store_interleaved(dst, 2 * k, w0 + w0, x0)
+        store_interleaved(dst, 2 * (k + n), w1 + w1, x1)
+        return
+    half = splat_like(w0, 0.5)
+    v0 = w0 + half * x0
+    v1 = w1 + half * x1
+    if emit == FIR_DOWN:
+        store_vector(dst, k, v0)
+        store_vector(dst, k + n, v1)
+    else:
+        store_deinterleaved(dst, k >> 1, dst2, k >> 1, v0, v1)
+
+
+@njit(inline="always")
+def _taps4(p, j, x0, x1, x2, x3, y0, y1, y2, y3):
+    """Folded taps ``j .. j + 3`` on a vector of outputs, ``g_t = p[j + t]``:
+    ``(g1 (x0 + y0) + g2 (x1 + y1)) + (g3 (x2 + y2) + g4 (x3 + y3))``."""
+    return (((x0 + y0) * splat_like(x0, p[1 + j]) + (x1 + y1) * splat_like(x0, p[2 + j]))
+            + ((x2 + y2) * splat_like(x0, p[3 + j]) + (x3 + y3) * splat_like(x0, p[4 + j])))
+
+
+@njit(inline="always")
+def _taps_at(buf, p, j, r, pp, qq, like):
+    """Folded taps ``j .. j + r - 1`` (``r`` from 1 to 4) on a vector of outputs (of the
+    type of ``like``), ``p`` operands ``buf[pp + t ..]``, ``q`` operands ``buf[qq - t ..]``
+    (only those used are read), in the documented order: ``g1 x1``, ``g1 x1 + g2 x2``,
+    ``(g1 x1 + g2 x2) + g3 x3``, ``(g1 x1 + g2 x2) + (g3 x3 + g4 x4)``."""
+    total = (load_like(buf, pp, like) + load_like(buf, qq, like)) * splat_like(like, p[1 + j])
+    if r == 1:
+        return total
+    total = total + (load_like(buf, pp + 1, like) + load_like(buf, qq - 1, like)) * splat_like(like, p[2 + j])
+    if r == 2:
+        return total
+    third = (load_like(buf, pp + 2, like) + load_like(buf, qq - 2, like)) * splat_like(like, p[3 + j])
+    if r == 3:
+        return total + third
+    return total + (third + (load_like(buf, pp + 3, like) + load_like(buf, qq - 3, like)) * splat_like(like, p[4 + j]))
+
+
 @kernel
 def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
     """The half-band FIR sums ``w[k] = sum_j g_j (buf[base + k + j - 1] + buf[base + k - j])``,
@@ -187,19 +235,92 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
     added to the sum of the earlier ones: a fixed order, so the rounding of every
     output is independent of ``c`` and of how the stream was cut into blocks.
 
-    Outputs are made eight at a time in two :data:`~rtq.dsp.simd.float64x4` registers
-    that stay in registers over all the taps (nothing stored between groups), and the
-    input vectors are loaded once: group ``j + 4`` reads the ``p`` vectors of the second
-    register and the ``q`` vectors of the first at the offsets group ``j`` read them for
-    the other register, so each group loads eight vectors for its 32 folded pairs
-    instead of sixteen.  The last ``c mod 8`` outputs are summed one by one, in the same
-    order.  ``buf`` and ``aux`` must be C-contiguous; ``dst`` and ``dst2`` (``dst`` where
-    unused) may have any stride.
+    Outputs are made sixteen at a time in two :data:`~rtq.dsp.simd.float64x8`
+    registers that stay in registers over all the taps (nothing stored between groups),
+    and each input vector is loaded once for two groups: register 1's ``p`` vectors of
+    group ``j`` are register 0's of group ``j + 8``, register 0's ``q`` vectors of group
+    ``j`` register 1's of group ``j + 8``, so each group loads eight vectors for its 64
+    folded pairs (two groups per loop step, which lets every loaded vector stay in its
+    register until it is used the second time).  Eight remaining outputs take one step
+    of the same scheme on two :data:`~rtq.dsp.simd.float64x4` (a group's operands handed
+    on to the next), the last ``c mod 8`` are summed one by one, all in the same order.
+    ``buf`` and ``aux`` must be C-contiguous; ``dst`` and ``dst2`` (``dst`` where unused)
+    may have any stride.
     """
-    two = splat_quad(2.0)
-    half = splat_quad(0.5)
     k = 0
-    while k + 8 <= c:
+    while k + 16 <= c:
+        pp = base + k          # register 0's p operands of group j at pp + t, register 1's at pp + 8 + t
+        qq = base + k - 1      # q operands at qq - t and qq + 8 - t
+        # the vectors the loop reuses, for its first two groups: register 0's p, register 1's q
+        pa0 = load_octet(buf, pp)
+        pa1 = load_octet(buf, pp + 1)
+        pa2 = load_octet(buf, pp + 2)
+        pa3 = load_octet(buf, pp + 3)
+        pb0 = load_octet(buf, pp + 4)
+        pb1 = load_octet(buf, pp + 5)
+        pb2 = load_octet(buf, pp + 6)
+        pb3 = load_octet(buf, pp + 7)
+        qa0 = load_octet(buf, qq + 8)
+        qa1 = load_octet(buf, qq + 7)
+        qa2 = load_octet(buf, qq + 6)
+        qa3 = load_octet(buf, qq + 5)
+        qb0 = load_octet(buf, qq + 4)
+        qb1 = load_octet(buf, qq + 3)
+        qb2 = load_octet(buf, qq + 2)
+        qb3 = load_octet(buf, qq + 1)
+        a0 = pa0
+        a1 = pa0
+        j = 1
+        while j + 7 <= m:
+            pn0 = load_octet(buf, pp + 8)
+            pn1 = load_octet(buf, pp + 9)
+            pn2 = load_octet(buf, pp + 10)
+            pn3 = load_octet(buf, pp + 11)
+            qn0 = load_octet(buf, qq)
+            qn1 = load_octet(buf, qq - 1)
+            qn2 = load_octet(buf, qq - 2)
+            qn3 = load_octet(buf, qq - 3)
+            s0 = _taps4(p, j, pa0, pa1, pa2, pa3, qn0, qn1, qn2, qn3)
+            s1 = _taps4(p, j, pn0, pn1, pn2, pn3, qa0, qa1, qa2, qa3)
+            if j == 1:
+                a0 = s0
+                a1 = s1
+            else:
+                a0 = a0 + s0
+                a1 = a1 + s1
+            # group j + 4: its new vectors take the registers of the two no longer needed
+            pa0 = load_octet(buf, pp + 12)
+            pa1 = load_octet(buf, pp + 13)
+            pa2 = load_octet(buf, pp + 14)
+            pa3 = load_octet(buf, pp + 15)
+            qa0 = load_octet(buf, qq - 4)
+            qa1 = load_octet(buf, qq - 5)
+            qa2 = load_octet(buf, qq - 6)
+            qa3 = load_octet(buf, qq - 7)
+            a0 = a0 + _taps4(p, j + 4, pb0, pb1, pb2, pb3, qa0, qa1, qa2, qa3)
+            a1 = a1 + _taps4(p, j + 4, pa0, pa1, pa2, pa3, qb0, qb1, qb2, qb3)
+            # the next step's first group reuses this step's first loads, its second these
+            pb0, pb1, pb2, pb3, qb0, qb1, qb2, qb3 = pa0, pa1, pa2, pa3, qa0, qa1, qa2, qa3
+            pa0, pa1, pa2, pa3, qa0, qa1, qa2, qa3 = pn0, pn1, pn2, pn3, qn0, qn1, qn2, qn3
+            pp += 8
+            qq -= 8
+            j += 8
+        while j <= m:          # the last one to seven taps, operands loaded as needed
+            r = min(4, m - j + 1)
+            s0 = _taps_at(buf, p, j, r, pp, qq, a0)
+            s1 = _taps_at(buf, p, j, r, pp + 8, qq + 8, a0)
+            if j == 1:
+                a0 = s0
+                a1 = s1
+            else:
+                a0 = a0 + s0
+                a1 = a1 + s1
+            pp += 4
+            qq -= 4
+            j += 4
+        _emit_vectors(emit, dst, dst2, k, a0, a1, load_octet(aux, k), load_octet(aux, k + 8))
+        k += 16
+    if k + 8 <= c:
         pp = base + k          # p operands of group j at pp + t (+ 4 for the 2nd register)
         qq = base + k - 1      # q operands at qq - t (+ 4)
         # the operands the previous group would hand over: p of register 0, q of register 1
@@ -215,10 +336,6 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
         a1 = c0
         j = 1
         while j + 3 <= m:
-            g1 = splat_quad(p[1 + j])
-            g2 = splat_quad(p[2 + j])
-            g3 = splat_quad(p[3 + j])
-            g4 = splat_quad(p[4 + j])
             n0 = load_quad(buf, qq)
             n1 = load_quad(buf, qq - 1)
             n2 = load_quad(buf, qq - 2)
@@ -227,8 +344,8 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
             e1 = load_quad(buf, pp + 5)
             e2 = load_quad(buf, pp + 6)
             e3 = load_quad(buf, pp + 7)
-            s0 = (g1 * (c0 + n0) + g2 * (c1 + n1)) + (g3 * (c2 + n2) + g4 * (c3 + n3))
-            s1 = (g1 * (e0 + b0) + g2 * (e1 + b1)) + (g3 * (e2 + b2) + g4 * (e3 + b3))
+            s0 = _taps4(p, j, c0, c1, c2, c3, n0, n1, n2, n3)
+            s1 = _taps4(p, j, e0, e1, e2, e3, b0, b1, b2, b3)
             if j == 1:
                 a0 = s0
                 a1 = s1
@@ -240,36 +357,16 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
             pp += 4
             qq -= 4
             j += 4
-        r = m - j + 1  # taps in the last, partial group
-        if r > 0:
-            g1 = splat_quad(p[1 + j])
-            s0 = g1 * (c0 + load_quad(buf, qq))
-            s1 = g1 * (load_quad(buf, pp + 4) + b0)
-            if r >= 2:
-                g2 = splat_quad(p[2 + j])
-                s0 = s0 + g2 * (c1 + load_quad(buf, qq - 1))
-                s1 = s1 + g2 * (load_quad(buf, pp + 5) + b1)
-                if r == 3:
-                    g3 = splat_quad(p[3 + j])
-                    s0 = s0 + g3 * (c2 + load_quad(buf, qq - 2))
-                    s1 = s1 + g3 * (load_quad(buf, pp + 6) + b2)
+        if j <= m:             # the last one to three taps
+            s0 = _taps_at(buf, p, j, m - j + 1, pp, qq, a0)
+            s1 = _taps_at(buf, p, j, m - j + 1, pp + 4, qq + 4, a0)
             if j == 1:
                 a0 = s0
                 a1 = s1
             else:
                 a0 = a0 + s0
                 a1 = a1 + s1
-        if emit == FIR_UP:
-            store_interleaved(dst, 2 * k, two * a0, load_quad(aux, k))
-            store_interleaved(dst, 2 * k + 8, two * a1, load_quad(aux, k + 4))
-        else:
-            v0 = a0 + half * load_quad(aux, k)
-            v1 = a1 + half * load_quad(aux, k + 4)
-            if emit == FIR_DOWN:
-                store_quad(dst, k, v0)
-                store_quad(dst, k + 4, v1)
-            else:
-                store_deinterleaved(dst, k >> 1, dst2, k >> 1, v0, v1)
+        _emit_vectors(emit, dst, dst2, k, a0, a1, load_quad(aux, k), load_quad(aux, k + 4))
         k += 8
     for i in range(k, c):
         pi = base + i
@@ -512,7 +609,11 @@ def _down_stage(coeffs, state, s, chans, c, out, o0):
         else:
             # w[k] = sum_j g_j (e[k-M+j] + e[k-M+1-j]) + o[k-M] / 2, where
             # o[k - M] = ol[ho + k - M] = ol[k]
-            _sym_fir(el, he - m + 1, coeffs[pa:], m, c, FIR_DOWN if s == 0 else FIR_DOWN_SPLIT, ol[:c], d, d2)
+            # (each mode a constant: _sym_fir is compiled for it, without the others' branches)
+            if s == 0:
+                _sym_fir(el, he - m + 1, coeffs[pa:], m, c, FIR_DOWN, ol[:c], d, d2)
+            else:
+                _sym_fir(el, he - m + 1, coeffs[pa:], m, c, FIR_DOWN_SPLIT, ol[:c], d, d2)
         _shift(el, c, he)
         _shift(ol, c, ho)
 

@@ -21,9 +21,13 @@ contraction into fused multiply-adds), so vector code gives the scalar code's bi
 interleaved run of eight values, or split a run of eight into its even and odd values
 (a polyphase filter's two branches), straight from the registers.
 
-:data:`float64x8` (eight lanes: four samples of two channels, interleaved) carries a
-FIR loop's recent history and running sums from one group of samples to the next
-(:func:`load_octet`, :func:`store_octet`, :func:`vector_of`, :func:`lanes_of`).
+:data:`float64x8` is eight lanes (``<8 x double>``: one AVX-512 register, or two AVX
+ones, with the same results, where the CPU has no AVX-512), with ``+``, ``*``,
+:func:`load_octet`, :func:`store_octet`, :func:`vector_of`, :func:`lanes_of` and the
+functions that take either width (:func:`load_like`, :func:`splat_like`,
+:func:`store_vector`, :func:`lane_count`, the interleaving stores): the requantizer's
+FIR loop carries its recent history and running sums in them (four samples of two
+channels, interleaved), the oversampler's half-band FIR sixteen outputs at a time.
 """
 import operator
 
@@ -135,8 +139,9 @@ def _vector_types():
     load_pair, store_pair = _vector_access(pair, _PAIR)
     load_quad, store_quad = _vector_access(quad, _QUAD)
     load_octet, store_octet = _vector_access(octet, _OCTET)
-    _quad_operator(operator.add, quad, lambda builder, a, b: builder.fadd(a, b))
-    _quad_operator(operator.mul, quad, lambda builder, a, b: builder.fmul(a, b))
+    for wide in (quad, octet):
+        _quad_operator(operator.add, wide, lambda builder, a, b: builder.fadd(a, b))
+        _quad_operator(operator.mul, wide, lambda builder, a, b: builder.fmul(a, b))
     # Numba unpickles a cache index before it checks the index's stamp: indexes written
     # when the pair type had a class of its own name it, so the name stays.
     return {"FloatVector": FloatVector, "Float64x2": FloatVector, "float64x2": pair, "float64x4": quad,
@@ -217,6 +222,12 @@ def _float64_row(array):
     return isinstance(array, types.Array) and array.dtype == types.float64 and array.ndim == 1
 
 
+def _load_lanes(context, builder, array_type, array, index, ir_vector):
+    """``array[index : index + lanes]`` of a C-contiguous array as one vector load."""
+    where = builder.gep(_data(context, builder, array_type, array), [index])
+    return builder.load(builder.bitcast(where, ir_vector.as_pointer()), align=8)
+
+
 def _store_lanes(context, builder, array_type, array, index, vector):
     """``array[index : index + lanes] = vector``: one vector store into a C-contiguous
     array, lane by lane through the stride into any other 1-D float64 array."""
@@ -242,8 +253,7 @@ def _vector_access(vector, ir_vector):
             return None
 
         def codegen(context, builder, signature, args):
-            where = builder.gep(_data(context, builder, signature.args[0], args[0]), [args[1]])
-            return builder.load(builder.bitcast(where, ir_vector.as_pointer()), align=8)
+            return _load_lanes(context, builder, signature.args[0], args[0], args[1], ir_vector)
 
         return vector(array, index), codegen
 
@@ -341,11 +351,16 @@ def splat_quad(typingctx, value):
         return None
 
     def codegen(context, builder, signature, args):
-        one = builder.insert_element(ir.Constant(_QUAD, ir.Undefined), args[0], ir.Constant(_I32, 0))
-        return builder.shuffle_vector(one, ir.Constant(_QUAD, ir.Undefined),
-                                      ir.Constant(ir.VectorType(_I32, 4), [0] * 4))
+        return _splat(builder, args[0], 4)
 
     return float64x4(value), codegen
+
+
+def _splat(builder, value, lanes):
+    vector = ir.VectorType(ir.DoubleType(), lanes)
+    one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, lanes), [0] * lanes))
 
 
 def _quad_operator(op, quad, emit):
@@ -374,20 +389,77 @@ def _quad_operator(op, quad, emit):
                                    "load_pair", "store_pair", "load_quad", "store_quad", "load_octet", "store_octet")
 
 
+def _wide(vector):
+    return vector in (float64x4, float64x8)
+
+
+@intrinsic
+def load_like(typingctx, array, index, like):
+    """``array[index : index + lanes]`` as a vector of ``like``'s type (:data:`float64x4`
+    or :data:`float64x8`; a C-contiguous float64 array; no checks)."""
+    if not (_c_float64(array) and isinstance(index, types.Integer) and _wide(like)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _load_lanes(context, builder, signature.args[0], args[0], args[1],
+                           ir.VectorType(ir.DoubleType(), like.lanes))
+
+    return like(array, index, like), codegen
+
+
+@intrinsic
+def store_vector(typingctx, array, index, value):
+    """``array[index : index + lanes] = value`` for a :data:`float64x4` or
+    :data:`float64x8` (any 1-D float64 array; no checks)."""
+    if not (_float64_row(array) and isinstance(index, types.Integer) and _wide(value)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        _store_lanes(context, builder, signature.args[0], args[0], args[1], args[2])
+        return context.get_dummy_value()
+
+    return types.void(array, index, value), codegen
+
+
+@intrinsic
+def splat_like(typingctx, like, value):
+    """``value`` (float64) in every lane of a vector of ``like``'s type."""
+    if not (_wide(like) and value == types.float64):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return _splat(builder, args[1], like.lanes)
+
+    return like(like, value), codegen
+
+
+@intrinsic
+def lane_count(typingctx, vector):
+    """The number of lanes of a :data:`float64x4` or :data:`float64x8` (a constant)."""
+    if not _wide(vector):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(ir.IntType(64), vector.lanes)
+
+    return types.int64(vector), codegen
+
+
 def _shuffle(builder, a, b, lanes):
     return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
 
 
 @intrinsic
 def store_interleaved(typingctx, array, index, a, b):
-    """``array[index + 2 t] = a[t]`` and ``array[index + 2 t + 1] = b[t]``, ``t < 4``: two
-    :data:`float64x4` interleaved into eight consecutive values (any 1-D float64
-    array; no checks)."""
-    if not (_float64_row(array) and isinstance(index, types.Integer) and a == float64x4 and b == float64x4):
+    """``array[index + 2 t] = a[t]`` and ``array[index + 2 t + 1] = b[t]`` for every lane
+    ``t``: two :data:`float64x4` (:data:`float64x8`) interleaved into eight (sixteen)
+    consecutive values (any 1-D float64 array; no checks)."""
+    if not (_float64_row(array) and isinstance(index, types.Integer) and _wide(a) and a == b):
         return None
+    n = a.lanes
 
     def codegen(context, builder, signature, args):
-        both = _shuffle(builder, args[2], args[3], [0, 4, 1, 5, 2, 6, 3, 7])
+        both = _shuffle(builder, args[2], args[3], [lane for t in range(n) for lane in (t, n + t)])
         _store_lanes(context, builder, signature.args[0], args[0], args[1], both)
         return context.get_dummy_value()
 
@@ -396,16 +468,18 @@ def store_interleaved(typingctx, array, index, a, b):
 
 @intrinsic
 def store_deinterleaved(typingctx, evens, even_index, odds, odd_index, a, b):
-    """The inverse of :func:`store_interleaved`: of the eight values ``a[0..3], b[0..3]``,
-    the 1st, 3rd, 5th and 7th to ``evens[even_index : even_index + 4]``, the others to
-    ``odds[odd_index : odd_index + 4]`` (any 1-D float64 arrays; no checks)."""
+    """The inverse of :func:`store_interleaved`: of the values ``a[0], a[1], ..., b[0],
+    b[1], ...`` in that order, the 1st, 3rd, 5th ... to ``evens[even_index :]``, the
+    others to ``odds[odd_index :]``, as many to each as a vector has lanes (any 1-D
+    float64 arrays; no checks)."""
     if not (_float64_row(evens) and _float64_row(odds) and isinstance(even_index, types.Integer)
-            and isinstance(odd_index, types.Integer) and a == float64x4 and b == float64x4):
+            and isinstance(odd_index, types.Integer) and _wide(a) and a == b):
         return None
+    n = a.lanes
 
     def codegen(context, builder, signature, args):
         for array, lane in ((0, 0), (2, 1)):
-            values = _shuffle(builder, args[4], args[5], [lane, lane + 2, lane + 4, lane + 6])
+            values = _shuffle(builder, args[4], args[5], list(range(lane, 2 * n, 2)))
             _store_lanes(context, builder, signature.args[array], args[array], args[array + 1], values)
         return context.get_dummy_value()
 

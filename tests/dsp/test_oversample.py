@@ -329,7 +329,7 @@ def test_halfband_fir_sum_order(m):
     buf = rng.standard_normal(200)
     aux = rng.standard_normal(64)
     base = m + 3
-    for c in (1, 2, 7, 8, 9, 16, 23, 64):
+    for c in (1, 2, 7, 8, 9, 16, 23, 25, 31, 64):
         w = _sym_fir_reference(buf, base, g, c)
         v = np.array([w[k] + 0.5 * aux[k] for k in range(c)])
         for stride in (1, 3):
