@@ -206,6 +206,21 @@ def _taps4(p, j, x0, x1, x2, x3, y0, y1, y2, y3):
 
 
 @njit(inline="always")
+def _four(first, buf, at, step):
+    """``first`` (the vector at ``buf[at ..]``) and the three vectors of its width at
+    ``at + step``, ``at + 2 step`` and ``at + 3 step``."""
+    return (first, load_like(buf, at + step, first), load_like(buf, at + 2 * step, first),
+            load_like(buf, at + 3 * step, first))
+
+
+@njit(inline="always")
+def _summed(j, total, s):
+    """The running sum of a register after tap group ``j`` adds ``s`` (the first group's
+    sum is ``s`` itself, not ``0 + s``: the documented order)."""
+    return s if j == 1 else total + s
+
+
+@njit(inline="always")
 def _taps_at(buf, p, j, r, pp, qq, like):
     """Folded taps ``j .. j + r - 1`` (``r`` from 1 to 4) on a vector of outputs (of the
     type of ``like``), ``p`` operands ``buf[pp + t ..]``, ``q`` operands ``buf[qq - t ..]``
@@ -252,51 +267,23 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
         pp = base + k          # register 0's p operands of group j at pp + t, register 1's at pp + 8 + t
         qq = base + k - 1      # q operands at qq - t and qq + 8 - t
         # the vectors the loop reuses, for its first two groups: register 0's p, register 1's q
-        pa0 = load_octet(buf, pp)
-        pa1 = load_octet(buf, pp + 1)
-        pa2 = load_octet(buf, pp + 2)
-        pa3 = load_octet(buf, pp + 3)
-        pb0 = load_octet(buf, pp + 4)
-        pb1 = load_octet(buf, pp + 5)
-        pb2 = load_octet(buf, pp + 6)
-        pb3 = load_octet(buf, pp + 7)
-        qa0 = load_octet(buf, qq + 8)
-        qa1 = load_octet(buf, qq + 7)
-        qa2 = load_octet(buf, qq + 6)
-        qa3 = load_octet(buf, qq + 5)
-        qb0 = load_octet(buf, qq + 4)
-        qb1 = load_octet(buf, qq + 3)
-        qb2 = load_octet(buf, qq + 2)
-        qb3 = load_octet(buf, qq + 1)
+        pa0, pa1, pa2, pa3 = _four(load_octet(buf, pp), buf, pp, 1)
+        pb0, pb1, pb2, pb3 = _four(load_octet(buf, pp + 4), buf, pp + 4, 1)
+        qa0, qa1, qa2, qa3 = _four(load_octet(buf, qq + 8), buf, qq + 8, -1)
+        qb0, qb1, qb2, qb3 = _four(load_octet(buf, qq + 4), buf, qq + 4, -1)
         a0 = pa0
         a1 = pa0
         j = 1
         while j + 7 <= m:
-            pn0 = load_octet(buf, pp + 8)
-            pn1 = load_octet(buf, pp + 9)
-            pn2 = load_octet(buf, pp + 10)
-            pn3 = load_octet(buf, pp + 11)
-            qn0 = load_octet(buf, qq)
-            qn1 = load_octet(buf, qq - 1)
-            qn2 = load_octet(buf, qq - 2)
-            qn3 = load_octet(buf, qq - 3)
+            pn0, pn1, pn2, pn3 = _four(load_octet(buf, pp + 8), buf, pp + 8, 1)
+            qn0, qn1, qn2, qn3 = _four(load_octet(buf, qq), buf, qq, -1)
             s0 = _taps4(p, j, pa0, pa1, pa2, pa3, qn0, qn1, qn2, qn3)
             s1 = _taps4(p, j, pn0, pn1, pn2, pn3, qa0, qa1, qa2, qa3)
-            if j == 1:
-                a0 = s0
-                a1 = s1
-            else:
-                a0 = a0 + s0
-                a1 = a1 + s1
+            a0 = _summed(j, a0, s0)
+            a1 = _summed(j, a1, s1)
             # group j + 4: its new vectors take the registers of the two no longer needed
-            pa0 = load_octet(buf, pp + 12)
-            pa1 = load_octet(buf, pp + 13)
-            pa2 = load_octet(buf, pp + 14)
-            pa3 = load_octet(buf, pp + 15)
-            qa0 = load_octet(buf, qq - 4)
-            qa1 = load_octet(buf, qq - 5)
-            qa2 = load_octet(buf, qq - 6)
-            qa3 = load_octet(buf, qq - 7)
+            pa0, pa1, pa2, pa3 = _four(load_octet(buf, pp + 12), buf, pp + 12, 1)
+            qa0, qa1, qa2, qa3 = _four(load_octet(buf, qq - 4), buf, qq - 4, -1)
             a0 = a0 + _taps4(p, j + 4, pb0, pb1, pb2, pb3, qa0, qa1, qa2, qa3)
             a1 = a1 + _taps4(p, j + 4, pa0, pa1, pa2, pa3, qb0, qb1, qb2, qb3)
             # the next step's first group reuses this step's first loads, its second these
@@ -309,12 +296,8 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
             r = min(4, m - j + 1)
             s0 = _taps_at(buf, p, j, r, pp, qq, a0)
             s1 = _taps_at(buf, p, j, r, pp + 8, qq + 8, a0)
-            if j == 1:
-                a0 = s0
-                a1 = s1
-            else:
-                a0 = a0 + s0
-                a1 = a1 + s1
+            a0 = _summed(j, a0, s0)
+            a1 = _summed(j, a1, s1)
             pp += 4
             qq -= 4
             j += 4
@@ -324,34 +307,18 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
         pp = base + k          # p operands of group j at pp + t (+ 4 for the 2nd register)
         qq = base + k - 1      # q operands at qq - t (+ 4)
         # the operands the previous group would hand over: p of register 0, q of register 1
-        c0 = load_quad(buf, pp)
-        c1 = load_quad(buf, pp + 1)
-        c2 = load_quad(buf, pp + 2)
-        c3 = load_quad(buf, pp + 3)
-        b0 = load_quad(buf, qq + 4)
-        b1 = load_quad(buf, qq + 3)
-        b2 = load_quad(buf, qq + 2)
-        b3 = load_quad(buf, qq + 1)
+        c0, c1, c2, c3 = _four(load_quad(buf, pp), buf, pp, 1)
+        b0, b1, b2, b3 = _four(load_quad(buf, qq + 4), buf, qq + 4, -1)
         a0 = c0
         a1 = c0
         j = 1
         while j + 3 <= m:
-            n0 = load_quad(buf, qq)
-            n1 = load_quad(buf, qq - 1)
-            n2 = load_quad(buf, qq - 2)
-            n3 = load_quad(buf, qq - 3)
-            e0 = load_quad(buf, pp + 4)
-            e1 = load_quad(buf, pp + 5)
-            e2 = load_quad(buf, pp + 6)
-            e3 = load_quad(buf, pp + 7)
+            n0, n1, n2, n3 = _four(load_quad(buf, qq), buf, qq, -1)
+            e0, e1, e2, e3 = _four(load_quad(buf, pp + 4), buf, pp + 4, 1)
             s0 = _taps4(p, j, c0, c1, c2, c3, n0, n1, n2, n3)
             s1 = _taps4(p, j, e0, e1, e2, e3, b0, b1, b2, b3)
-            if j == 1:
-                a0 = s0
-                a1 = s1
-            else:
-                a0 = a0 + s0
-                a1 = a1 + s1
+            a0 = _summed(j, a0, s0)
+            a1 = _summed(j, a1, s1)
             c0, c1, c2, c3 = e0, e1, e2, e3
             b0, b1, b2, b3 = n0, n1, n2, n3
             pp += 4
@@ -360,12 +327,8 @@ def _sym_fir(buf, base, p, m, c, emit, aux, dst, dst2):
         if j <= m:             # the last one to three taps
             s0 = _taps_at(buf, p, j, m - j + 1, pp, qq, a0)
             s1 = _taps_at(buf, p, j, m - j + 1, pp + 4, qq + 4, a0)
-            if j == 1:
-                a0 = s0
-                a1 = s1
-            else:
-                a0 = a0 + s0
-                a1 = a1 + s1
+            a0 = _summed(j, a0, s0)
+            a1 = _summed(j, a1, s1)
         _emit_vectors(emit, dst, dst2, k, a0, a1, load_quad(aux, k), load_quad(aux, k + 4))
         k += 8
     for i in range(k, c):
