@@ -13,6 +13,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python=$(bash tools/setup.sh --python)
 
+# A fresh checkout's first rtq process compiles rtq's kernels and the audio callback
+# (minutes on a cold cache under load: it once outlasted a test's 120 s guard in CI; 1 s
+# warm). Build them once here, as a user's first start does, so the tests' hang guards
+# (timeouts on the rtq processes they start) time the tests, not the compiler: rtq live
+# on its silent built-in output for 0.1 s. A failure here is left to the tests to report.
+JACK_DEFAULT_SERVER="rtq-no-server-$$" JACK_NO_START_SERVER=1 \
+  "$python" -m rtq live --duration 0.1 >/dev/null || echo "tools/test.sh: the warm-up start failed (the tests will say why)" >&2
+
 name="rtq-test-$$"
 coproc server { "$python" tools/jack_server.py serve "$name"; }
 read -r server_pid server_log _ <&"${server[0]}" || { wait "$server_PID" || true; exit 1; }
