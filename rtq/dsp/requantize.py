@@ -53,9 +53,9 @@ from llvmlite import ir
 from ..jit import cgutils, intrinsic, kernel, literal_unroll, njit, types
 from .ntf import MAX_ORDER
 from .rng import advanced, mix_lanes, next_bits, next_uniform
-from .simd import (clear_lane, first_word, float64x2, float64x8, fma_vector, fused_multiply_add, lane_sums, lanes_of,
-                   load_octet, load_pair, make_pair, pair_count, store_octet, store_pair, store_word_pairs, vector_of,
-                   word_pairs)
+from .simd import (OCTET, c_float64, clear_lane, first_word, float64x2, float64x8, fma_vector, fused_multiply_add,
+                   lane_sums, lanes_of, load_lanes, load_octet, load_pair, make_pair, pair_count, shuffle, splat,
+                   store_lanes, store_octet, store_pair, store_word_pairs, vector_of, word_pairs)
 
 DITHER_NONE = 0
 DITHER_RPDF = 1
@@ -140,7 +140,7 @@ HISTORY_SLACK = 64
 # groups' errors in registers: filters of up to GROUP_TAPS taps (see _requantize_fir_pair).
 _GROUPS = 4
 GROUP_TAPS = NEAR_TAPS * (_GROUPS + 1)
-_FAR_TAPS = (0.0,) * (GROUP_TAPS - NEAR_TAPS)
+_FAR_TAPS = GROUP_TAPS - NEAR_TAPS     # taps NEAR_TAPS .. GROUP_TAPS - 1 of a group
 # tpdf-hp draw, newest error (FIR), overload run length (recursive), far sums of the
 # current sub-block (FIR), TPDF dither of the current sub-block (FIR pairs; scratch: drawn
 # again at a block's start, so no state)
@@ -497,7 +497,7 @@ def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, 
     return p * NEAR_TAPS + sub
 
 
-def _splat(builder, values, k):
+def _pair_splat(builder, values, k):
     """A pair with both lanes ``values[k]`` (code generation)."""
     value = builder.extract_value(values, k)
     return make_pair(builder, value, value)
@@ -523,15 +523,15 @@ def _emit_fir_pair(builder, g, near, errors, far, xr, xo, saturating):
     e4]``, ``far``, ``xr``, ``xo`` pairs; returns ``(e, q, events)``, ``q`` the rounded value
     (the output is ``(q + off) step``; see :func:`_fir_pair_sample`)."""
 
-    def splat(k, values=g):
-        return _splat(builder, values, k)
+    def both(k, values=g):
+        return _pair_splat(builder, values, k)
 
     # rest = far + a3 e4 + a2 e3 + a1 e2, in that order, each product rounded
     rest = far
     for k in range(NEAR_TAPS - 1, 0, -1):
-        rest = builder.fadd(rest, builder.fmul(splat(k, near), errors[k]))
-    o = fma_vector(builder, splat(0, near), errors[0], rest)
-    _, _, off, lo, hi, ebound = (splat(k) for k in range(6))
+        rest = builder.fadd(rest, builder.fmul(both(k, near), errors[k]))
+    o = fma_vector(builder, both(0, near), errors[0], rest)
+    off, lo, hi, ebound = (both(k) for k in range(2, 6))
     rint = cgutils.get_or_insert_function(builder.module, ir.FunctionType(o.type, [o.type]), "llvm.rint.v2f64")
     q, clipped = _bounded(builder, builder.call(rint, [builder.fsub(xr, o)]), builder.fsub(lo, off),
                           builder.fsub(hi, off), saturating)
@@ -556,7 +556,7 @@ def _fir_pair_intrinsic(saturating: bool):
             errs = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
             e, q, events = _emit_fir_pair(builder, g, near_, errs, make_pair(builder, fc, fd),
                                           make_pair(builder, xrc, xrd), make_pair(builder, xoc, xod), saturating)
-            y = builder.fmul(builder.fadd(q, _splat(builder, g, 2)), _splat(builder, g, 0))
+            y = builder.fmul(builder.fadd(q, _pair_splat(builder, g, 2)), _pair_splat(builder, g, 0))
             i32 = ir.IntType(32)
             out = [e, builder.extract_element(y, ir.Constant(i32, 0)), builder.extract_element(y, ir.Constant(i32, 1)),
                    events]
@@ -648,9 +648,9 @@ def _pair_samples(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h
     the channels' scratch words, so a block may end inside a sub-block), and so does TPDF
     dither (:func:`_tpdf_ahead`, drawn again from the generators rewound to the sub-block's
     start when the first sample is inside one: SplitMix64 is counter-based); the other
-    kinds are drawn per sample.  Returns ``(p, sub, gens, prevs, errors)``.  Compiled on
-    its own, once for every dither kind (a branch per sample on it, for a few samples
-    per block): inlined, it cost each kind's loop 10 s of compiling."""
+    kinds are drawn per sample.  Returns ``(p, sub, gens, prevs, errors)``.  Compiled
+    once for all dither kinds (a runtime branch on the kind), not inlined into each
+    kind's loop."""
     hl = h2.shape[0] // 2
     keep = hl - HISTORY_SLACK
     gen_c, gen_d = gens
@@ -802,27 +802,15 @@ def _group_dither(kind, amp, gen_c, gen_d, prev_c, prev_d):
     return (r0c, r0d, r1c, r1d, r2c, r2d, r3c, r3d), gen_c, gen_d, prev_c, prev_d
 
 
-def _i32s(values):
-    return ir.Constant(ir.VectorType(ir.IntType(32), len(values)), list(values))
-
-
-def _shuffle(builder, u, v, lanes):
-    """Lanes ``lanes`` of ``u`` followed by ``v`` (``v`` None: ``u`` alone) (code generation)."""
-    return builder.shuffle_vector(u, v if v is not None else ir.Constant(u.type, ir.Undefined), _i32s(lanes))
-
-
 def _widened(builder, pair):
     """A pair in lanes 0, 1 of an eight-lane vector (the others undefined) (code generation)."""
-    return builder.shuffle_vector(pair, ir.Constant(pair.type, ir.Undefined), _i32s([0, 1] + [2] * 6))
+    return shuffle(builder, pair, None, [0, 1] + [2] * 6)
 
 
-def _octet_splat(builder, value):
-    return builder.shuffle_vector(builder.insert_element(ir.Constant(_OCTET_IR, ir.Undefined), value,
-                                                         ir.Constant(ir.IntType(32), 0)),
-                                  ir.Constant(_OCTET_IR, ir.Undefined), _i32s([0] * 8))
-
-
-_OCTET_IR = ir.VectorType(ir.DoubleType(), 8)
+def _octet_of(builder, pairs):
+    """Four pairs in one eight-lane vector, ``pairs[0]`` in lanes 0, 1 (code generation)."""
+    return shuffle(builder, shuffle(builder, pairs[0], pairs[1], range(4)),
+                   shuffle(builder, pairs[2], pairs[3], range(4)), range(8))
 
 
 @intrinsic
@@ -831,7 +819,7 @@ def _far_taps(typingctx, a):
     group (a zero tap leaves the sums, which start at +0, as they were)."""
     if not _c_array(a):
         return None
-    count = len(_FAR_TAPS)
+    count = _FAR_TAPS
 
     def codegen(context, builder, signature, args):
         array = context.make_array(signature.args[0])(context, builder, args[0])
@@ -861,7 +849,7 @@ def _group_far_sums(typingctx, taps, errors, groups, ahead):
     one-channel loop's sum over taps 19 .. 4 (:func:`~rtq.dsp.simd.lane_sums`), to the bit.
     ``W_5 .. W_7`` are built a pair at a time from the newest errors so that each waits
     only for the errors it holds."""
-    if not (isinstance(taps, types.UniTuple) and taps.count == len(_FAR_TAPS) and pair_count(errors) == NEAR_TAPS
+    if not (isinstance(taps, types.UniTuple) and taps.count == _FAR_TAPS and pair_count(errors) == NEAR_TAPS
             and isinstance(groups, types.UniTuple) and groups.dtype == float64x8 and groups.count == _GROUPS
             and ahead == float64x8):
         return None
@@ -872,17 +860,15 @@ def _group_far_sums(typingctx, taps, errors, groups, ahead):
         g = [None] + [builder.extract_value(groups_, m) for m in range(_GROUPS)]
         windows = {8: g[2]}
         for s in (7, 6, 5):     # W_s: W_{s+1} shifted one pair down, E[p-s+3] on top
-            windows[s] = _shuffle(builder, windows[s + 1], _widened(builder, e[s - 4]), range(2, 10))
+            windows[s] = shuffle(builder, windows[s + 1], _widened(builder, e[s - 4]), range(2, 10))
         for s in range(9, 4 * _GROUPS + 1):
             m, r = divmod(s, NEAR_TAPS)
-            windows[s] = g[m] if r == 0 else _shuffle(builder, g[m + 1], g[m], range(2 * (4 - r), 2 * (4 - r) + 8))
+            windows[s] = g[m] if r == 0 else shuffle(builder, g[m + 1], g[m], range(2 * (4 - r), 2 * (4 - r) + 8))
 
-        def tap(j, lanes=8):
-            value = builder.extract_value(taps_, j - NEAR_TAPS)
-            return _shuffle(builder, builder.insert_element(ir.Constant(_OCTET_IR, ir.Undefined), value,
-                                                            ir.Constant(ir.IntType(32), 0)), None, [0] * lanes)
+        def tap(j):
+            return splat(builder, builder.extract_value(taps_, j - NEAR_TAPS), 8)
 
-        ahead_next = ir.Constant(_OCTET_IR, [0.0] * 8)
+        ahead_next = ir.Constant(OCTET, [0.0] * 8)
         for j in range(GROUP_TAPS - 1, SPLIT_TAPS - 1, -1):
             ahead_next = builder.fadd(ahead_next, builder.fmul(tap(j), windows[j - 3]))
         far = ahead_
@@ -902,8 +888,7 @@ def _shifted_groups(typingctx, groups, errors):
 
     def codegen(context, builder, signature, args):
         e = [builder.extract_value(args[1], k) for k in range(NEAR_TAPS)]
-        newest = _shuffle(builder, _shuffle(builder, e[3], e[2], range(4)), _shuffle(builder, e[1], e[0], range(4)),
-                          range(8))
+        newest = _octet_of(builder, e[::-1])
         older = [builder.extract_value(args[0], m) for m in range(groups.count - 1)]
         return context.make_tuple(builder, signature.return_type, [newest] + older)
 
@@ -911,13 +896,10 @@ def _shifted_groups(typingctx, groups, errors):
 
 
 def _c_array(array):
-    return isinstance(array, types.Array) and array.dtype == types.float64 and array.ndim == 1 and array.layout == "C"
+    return c_float64(array) and array.ndim == 1
 
 
-def _quad_at(context, builder, array_type, array, i):
-    """A pointer to ``array[i : i + 4]`` as one vector (code generation; no checks)."""
-    where = builder.gep(context.make_array(array_type)(context, builder, array).data, [i])
-    return builder.bitcast(where, ir.VectorType(ir.DoubleType(), NEAR_TAPS).as_pointer())
+_GROUP_ROW = ir.VectorType(ir.DoubleType(), NEAR_TAPS)     # one channel's samples of a group
 
 
 @intrinsic
@@ -937,31 +919,29 @@ def _fir_pair_group_fast(typingctx, grid, near, errors, far, r, xc, xd, i):
 
     def codegen(context, builder, signature, args):
         g, near_, errors_, far_, r_ = args[:5]
-        x_c, x_d = (builder.load(_quad_at(context, builder, signature.args[k], args[k], args[7]), align=8)
-                    for k in (5, 6))
-        xs = builder.fmul(_shuffle(builder, x_c, x_d, [0, 4, 1, 5, 2, 6, 3, 7]),
-                          _octet_splat(builder, builder.extract_value(g, 1)))
-        dither = ir.Constant(_OCTET_IR, ir.Undefined)
+        x_c, x_d = (load_lanes(context, builder, signature.args[k], args[k], args[7], _GROUP_ROW) for k in (5, 6))
+        xs = builder.fmul(shuffle(builder, x_c, x_d, [0, 4, 1, 5, 2, 6, 3, 7]),
+                          splat(builder, builder.extract_value(g, 1), 8))
+        dither = ir.Constant(OCTET, ir.Undefined)
         for k in range(2 * NEAR_TAPS):
             dither = builder.insert_element(dither, builder.extract_value(r_, k), ir.Constant(ir.IntType(32), k))
-        off = _octet_splat(builder, builder.extract_value(g, 2))
+        off = splat(builder, builder.extract_value(g, 2), 8)
         xr = builder.fsub(builder.fadd(xs, dither), off)
         xo = builder.fsub(xs, off)
         e = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
         qs = []
         for t in range(NEAR_TAPS):
             lanes = (2 * t, 2 * t + 1)
-            new, q, _ = _emit_fir_pair(builder, g, near_, e, _shuffle(builder, far_, None, lanes),
-                                       _shuffle(builder, xr, None, lanes), _shuffle(builder, xo, None, lanes), False)
+            new, q, _ = _emit_fir_pair(builder, g, near_, e, shuffle(builder, far_, None, lanes),
+                                       shuffle(builder, xr, None, lanes), shuffle(builder, xo, None, lanes), False)
             e = [new] + e[:-1]
             qs.append(q)
-        q8, e8 = (_shuffle(builder, _shuffle(builder, v[0], v[1], range(4)), _shuffle(builder, v[2], v[3], range(4)),
-                           range(8)) for v in (qs, e[::-1]))
-        y8 = builder.fmul(builder.fadd(q8, off), _octet_splat(builder, builder.extract_value(g, 0)))
+        q8, e8 = (_octet_of(builder, v) for v in (qs, e[::-1]))
+        y8 = builder.fmul(builder.fadd(q8, off), splat(builder, builder.extract_value(g, 0), 8))
         # Saturation or a clamped error anywhere in the group, as _emit_fir_pair tests each
         # sample (|e| > ebound is e > ebound or e < -ebound; false for NaN, as they are).
-        lo, hi, ebound = (_octet_splat(builder, builder.extract_value(g, k)) for k in (3, 4, 5))
-        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(_OCTET_IR, [_OCTET_IR]), "llvm.fabs.v8f64")
+        lo, hi, ebound = (splat(builder, builder.extract_value(g, k), 8) for k in (3, 4, 5))
+        fabs = cgutils.get_or_insert_function(builder.module, ir.FunctionType(OCTET, [OCTET]), "llvm.fabs.v8f64")
         outside = builder.or_(builder.or_(builder.fcmp_ordered(">", q8, builder.fsub(hi, off)),
                                           builder.fcmp_ordered("<", q8, builder.fsub(lo, off))),
                               builder.fcmp_ordered(">", builder.call(fabs, [e8]), ebound))
@@ -980,8 +960,7 @@ def _store_group(typingctx, xc, xd, i, y):
 
     def codegen(context, builder, signature, args):
         for k, lanes in ((0, [0, 2, 4, 6]), (1, [1, 3, 5, 7])):
-            builder.store(_shuffle(builder, args[3], None, lanes),
-                          _quad_at(context, builder, signature.args[k], args[k], args[2]), align=8)
+            store_lanes(context, builder, signature.args[k], args[k], args[2], shuffle(builder, args[3], None, lanes))
         return context.get_dummy_value()
 
     return types.void(xc, xd, i, y), codegen
@@ -1010,14 +989,13 @@ def _tpdf_ahead(typingctx, gen_c, gen_d, amp):
     def codegen(context, builder, signature, args):
         c, d, amp_ = args
         states = ir.Constant(i64s, ir.Undefined)
-        amps = ir.Constant(f64s, ir.Undefined)
         for k in range(width):
             states = builder.insert_element(states, d if k % 2 else c, ir.Constant(i32, k))
-            amps = builder.insert_element(amps, amp_, ir.Constant(i32, k))
+        amps = splat(builder, amp_, width)
         z = mix_lanes(builder, states, [k // 2 + 1 for k in range(width)])
         scale = ir.Constant(f64s, [_TWO_M32] * width)
-        high = builder.fmul(builder.uitofp(builder.lshr(z, ir.Constant(i64s, [32] * width)), f64s), scale)
-        low = builder.fmul(builder.uitofp(builder.and_(z, ir.Constant(i64s, [0xFFFFFFFF] * width)), f64s), scale)
+        high = builder.fmul(builder.uitofp(builder.lshr(z, ir.Constant(i64s, [int(_S32)] * width)), f64s), scale)
+        low = builder.fmul(builder.uitofp(builder.and_(z, ir.Constant(i64s, [int(_LOW32)] * width)), f64s), scale)
         r = builder.fmul(amps, builder.fsub(builder.fadd(high, low), ir.Constant(f64s, [1.0] * width)))
         lanes = [builder.extract_element(r, ir.Constant(i32, k)) for k in range(width)]
         return context.make_tuple(builder, signature.return_type, lanes)
@@ -1043,8 +1021,8 @@ def _paired_sample_intrinsic(saturating: bool):
             def pair(u, v):
                 return make_pair(builder, u, v)
 
-            def splat(k):
-                return _splat(builder, g, k)
+            def both(k):
+                return _pair_splat(builder, g, k)
 
             def bounded(v, lo, hi):
                 return _bounded(builder, v, lo, hi, saturating)
@@ -1052,7 +1030,7 @@ def _paired_sample_intrinsic(saturating: bool):
             def lane_bits(mask):
                 return _lane_bits(builder, mask)
 
-            step, inv_step, off, lo, hi, ebound = (splat(k) for k in range(6))
+            step, inv_step, off, lo, hi, ebound = (both(k) for k in range(6))
             s = [builder.extract_value(p_tuple, k) for k in range(words)]
             o = s[0]
             xs = builder.fmul(pair(xc, xd), inv_step)

@@ -14,7 +14,7 @@ many registers as the filter has words.
 
 :data:`float64x4` is four float64 lanes (``<4 x double>``, one AVX register) for loops
 whose operands LLVM would reload on every pass (a FIR's taps read the same input
-vectors as its neighbours): :func:`load_quad`, :func:`store_quad`, :func:`splat_quad`,
+vectors as its neighbours): :func:`load_quad`, :func:`splat_like`, :func:`store_vector`,
 and ``+``, ``*`` lane by lane, each one rounding as the scalar operation (no
 contraction into fused multiply-adds), so vector code gives the scalar code's bits;
 :func:`store_interleaved` / :func:`store_deinterleaved` write two of them as one
@@ -79,10 +79,7 @@ def lane_sums(typingctx, coeffs, hist, pos, first, last, start):
             cj = builder.load(builder.gep(c_arr.data, [j]))
             where = builder.gep(h_arr.data, [builder.mul(builder.sub(builder.sub(pos, j), one), scale)])
             h = builder.load(builder.bitcast(where, vec.as_pointer()), align=8)
-            splat = builder.insert_element(ir.Constant(vec, ir.Undefined), cj, ir.Constant(_I32, 0))
-            splat = builder.shuffle_vector(splat, ir.Constant(vec, ir.Undefined),
-                                           ir.Constant(ir.VectorType(_I32, width), [0] * width))
-            builder.store(builder.fadd(builder.load(acc), builder.fmul(splat, h)), acc)
+            builder.store(builder.fadd(builder.load(acc), builder.fmul(splat(builder, cj, width), h)), acc)
         total = builder.load(acc)
         lanes = [builder.extract_element(total, ir.Constant(_I32, t)) for t in range(width)]
         return context.make_tuple(builder, signature.return_type, lanes)
@@ -111,7 +108,8 @@ def fma_vector(builder, a, b, c):
 
 _PAIR = ir.VectorType(ir.DoubleType(), 2)
 _QUAD = ir.VectorType(ir.DoubleType(), 4)
-_OCTET = ir.VectorType(ir.DoubleType(), 8)
+#: ``<8 x double>`` (for code generation).
+OCTET = ir.VectorType(ir.DoubleType(), 8)
 
 
 def _vector_types():
@@ -137,8 +135,8 @@ def _vector_types():
 
     pair, quad, octet = FloatVector(2), FloatVector(4), FloatVector(8)
     load_pair, store_pair = _vector_access(pair, _PAIR)
-    load_quad, store_quad = _vector_access(quad, _QUAD)
-    load_octet, store_octet = _vector_access(octet, _OCTET)
+    load_quad = _vector_access(quad, _QUAD)[0]
+    load_octet, store_octet = _vector_access(octet, OCTET)
     for wide in (quad, octet):
         _quad_operator(operator.add, wide, lambda builder, a, b: builder.fadd(a, b))
         _quad_operator(operator.mul, wide, lambda builder, a, b: builder.fmul(a, b))
@@ -146,10 +144,11 @@ def _vector_types():
     # when the pair type had a class of its own name it, so the name stays.
     return {"FloatVector": FloatVector, "Float64x2": FloatVector, "float64x2": pair, "float64x4": quad,
             "float64x8": octet, "load_pair": load_pair, "store_pair": store_pair, "load_quad": load_quad,
-            "store_quad": store_quad, "load_octet": load_octet, "store_octet": store_octet}
+            "load_octet": load_octet, "store_octet": store_octet}
 
 
-def _c_float64(array):
+def c_float64(array):
+    """Whether ``array`` is a C-contiguous float64 array (a Numba type)."""
     return isinstance(array, types.Array) and array.dtype == types.float64 and array.layout == "C"
 
 
@@ -170,7 +169,7 @@ def word_pairs(typingctx, c, d, like):
     pair ``k``, for ``n`` the length of the tuple ``like`` (its type carries ``n``).  The
     arrays are C-contiguous float64 and the caller keeps ``n`` inside both (no checks).
     ``word_pairs(a, a, like)`` spreads ``a``."""
-    if not (_c_float64(c) and _c_float64(d) and isinstance(like, types.BaseTuple)):
+    if not (c_float64(c) and c_float64(d) and isinstance(like, types.BaseTuple)):
         return None
     n = len(like)
 
@@ -191,7 +190,7 @@ def word_pairs(typingctx, c, d, like):
 def store_word_pairs(typingctx, c, d, pairs):
     """The inverse of :func:`word_pairs`: lane 0 of pair ``k`` to ``c[k]``, lane 1 to ``d[k]``."""
     n = pair_count(pairs)
-    if not (_c_float64(c) and _c_float64(d)) or n is None:
+    if not (c_float64(c) and c_float64(d)) or n is None:
         return None
 
     def codegen(context, builder, signature, args):
@@ -222,15 +221,17 @@ def _float64_row(array):
     return isinstance(array, types.Array) and array.dtype == types.float64 and array.ndim == 1
 
 
-def _load_lanes(context, builder, array_type, array, index, ir_vector):
-    """``array[index : index + lanes]`` of a C-contiguous array as one vector load."""
+def load_lanes(context, builder, array_type, array, index, ir_vector):
+    """``array[index : index + lanes]`` of a C-contiguous array as one vector load (code
+    generation; no checks)."""
     where = builder.gep(_data(context, builder, array_type, array), [index])
     return builder.load(builder.bitcast(where, ir_vector.as_pointer()), align=8)
 
 
-def _store_lanes(context, builder, array_type, array, index, vector):
+def store_lanes(context, builder, array_type, array, index, vector):
     """``array[index : index + lanes] = vector``: one vector store into a C-contiguous
-    array, lane by lane through the stride into any other 1-D float64 array."""
+    array, lane by lane through the stride into any other 1-D float64 array (code
+    generation; no checks)."""
     if array_type.layout == "C":
         where = builder.gep(_data(context, builder, array_type, array), [index])
         builder.store(vector, builder.bitcast(where, vector.type.as_pointer()), align=8)
@@ -249,11 +250,11 @@ def _vector_access(vector, ir_vector):
 
     @intrinsic
     def load(typingctx, array, index):
-        if not (_c_float64(array) and isinstance(index, types.Integer)):
+        if not (c_float64(array) and isinstance(index, types.Integer)):
             return None
 
         def codegen(context, builder, signature, args):
-            return _load_lanes(context, builder, signature.args[0], args[0], args[1], ir_vector)
+            return load_lanes(context, builder, signature.args[0], args[0], args[1], ir_vector)
 
         return vector(array, index), codegen
 
@@ -263,14 +264,12 @@ def _vector_access(vector, ir_vector):
             return None
 
         def codegen(context, builder, signature, args):
-            _store_lanes(context, builder, signature.args[0], args[0], args[1], args[2])
+            store_lanes(context, builder, signature.args[0], args[0], args[1], args[2])
             return context.get_dummy_value()
 
         return types.void(array, index, value), codegen
 
     return load, store
-
-
 
 
 @intrinsic
@@ -344,19 +343,8 @@ def first_word(typingctx, pairs, lane):
     return types.float64(pairs, lane), codegen
 
 
-@intrinsic
-def splat_quad(typingctx, value):
-    """A :data:`float64x4` with ``value`` (float64) in every lane."""
-    if value != types.float64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return _splat(builder, args[0], 4)
-
-    return float64x4(value), codegen
-
-
-def _splat(builder, value, lanes):
+def splat(builder, value, lanes):
+    """A ``<lanes x double>`` value with ``value`` in every lane (code generation)."""
     vector = ir.VectorType(ir.DoubleType(), lanes)
     one = builder.insert_element(ir.Constant(vector, ir.Undefined), value, ir.Constant(_I32, 0))
     return builder.shuffle_vector(one, ir.Constant(vector, ir.Undefined),
@@ -382,11 +370,12 @@ def _quad_operator(op, quad, emit):
 
 
 #: ``load_pair(array, index)``: ``array[index : index + 2]`` as a :data:`float64x2`;
-#: ``store_pair(array, index, pair)`` writes it back; ``load_quad``, ``store_quad``
-#: the same for :data:`float64x4`, ``load_octet``, ``store_octet`` for :data:`float64x8`.
-(FloatVector, Float64x2, float64x2, float64x4, float64x8, load_pair, store_pair, load_quad, store_quad, load_octet,
+#: ``store_pair(array, index, pair)`` writes it back; ``load_quad`` the same load for
+#: :data:`float64x4` (stored with :func:`store_vector`), ``load_octet``, ``store_octet``
+#: for :data:`float64x8`.
+(FloatVector, Float64x2, float64x2, float64x4, float64x8, load_pair, store_pair, load_quad, load_octet,
  store_octet) = defined_with_numba(_vector_types, "FloatVector", "Float64x2", "float64x2", "float64x4", "float64x8",
-                                   "load_pair", "store_pair", "load_quad", "store_quad", "load_octet", "store_octet")
+                                   "load_pair", "store_pair", "load_quad", "load_octet", "store_octet")
 
 
 def _wide(vector):
@@ -397,11 +386,11 @@ def _wide(vector):
 def load_like(typingctx, array, index, like):
     """``array[index : index + lanes]`` as a vector of ``like``'s type (:data:`float64x4`
     or :data:`float64x8`; a C-contiguous float64 array; no checks)."""
-    if not (_c_float64(array) and isinstance(index, types.Integer) and _wide(like)):
+    if not (c_float64(array) and isinstance(index, types.Integer) and _wide(like)):
         return None
 
     def codegen(context, builder, signature, args):
-        return _load_lanes(context, builder, signature.args[0], args[0], args[1],
+        return load_lanes(context, builder, signature.args[0], args[0], args[1],
                            ir.VectorType(ir.DoubleType(), like.lanes))
 
     return like(array, index, like), codegen
@@ -415,7 +404,7 @@ def store_vector(typingctx, array, index, value):
         return None
 
     def codegen(context, builder, signature, args):
-        _store_lanes(context, builder, signature.args[0], args[0], args[1], args[2])
+        store_lanes(context, builder, signature.args[0], args[0], args[1], args[2])
         return context.get_dummy_value()
 
     return types.void(array, index, value), codegen
@@ -428,7 +417,7 @@ def splat_like(typingctx, like, value):
         return None
 
     def codegen(context, builder, signature, args):
-        return _splat(builder, args[1], like.lanes)
+        return splat(builder, args[1], like.lanes)
 
     return like(like, value), codegen
 
@@ -445,8 +434,11 @@ def lane_count(typingctx, vector):
     return types.int64(vector), codegen
 
 
-def _shuffle(builder, a, b, lanes):
-    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
+def shuffle(builder, a, b, lanes):
+    """Lanes ``lanes`` of ``a`` followed by ``b`` (``b`` None: ``a`` alone) (code generation)."""
+    lanes = list(lanes)
+    return builder.shuffle_vector(a, b if b is not None else ir.Constant(a.type, ir.Undefined),
+                                  ir.Constant(ir.VectorType(_I32, len(lanes)), lanes))
 
 
 @intrinsic
@@ -459,8 +451,8 @@ def store_interleaved(typingctx, array, index, a, b):
     n = a.lanes
 
     def codegen(context, builder, signature, args):
-        both = _shuffle(builder, args[2], args[3], [lane for t in range(n) for lane in (t, n + t)])
-        _store_lanes(context, builder, signature.args[0], args[0], args[1], both)
+        both = shuffle(builder, args[2], args[3], [lane for t in range(n) for lane in (t, n + t)])
+        store_lanes(context, builder, signature.args[0], args[0], args[1], both)
         return context.get_dummy_value()
 
     return types.void(array, index, a, b), codegen
@@ -479,8 +471,8 @@ def store_deinterleaved(typingctx, evens, even_index, odds, odd_index, a, b):
 
     def codegen(context, builder, signature, args):
         for array, lane in ((0, 0), (2, 1)):
-            values = _shuffle(builder, args[4], args[5], list(range(lane, 2 * n, 2)))
-            _store_lanes(context, builder, signature.args[array], args[array], args[array + 1], values)
+            values = shuffle(builder, args[4], args[5], list(range(lane, 2 * n, 2)))
+            store_lanes(context, builder, signature.args[array], args[array], args[array + 1], values)
         return context.get_dummy_value()
 
     return types.void(evens, even_index, odds, odd_index, a, b), codegen

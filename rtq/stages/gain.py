@@ -24,8 +24,7 @@ class Gain(Stage):
 
     def emit(self, builder, ctx):
         # 0 dB multiplies by exactly 1.0, which changes no sample: no op, no pass over
-        # the buffer (at an oversampled level that pass costs as much as a filter stage's
-        # copies)
+        # the buffer
         if self.net_gain() != 1.0:
             builder.add_op(OP_GAIN, ctx.level, **kernel.pack(self.net_gain()))
 

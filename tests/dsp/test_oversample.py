@@ -318,11 +318,11 @@ def _sym_fir_reference(buf, base, g, c):
 
 @pytest.mark.parametrize("m", [1, 2, 3, 4, 5, 7, 8, 9, 13, 48])
 def test_halfband_fir_sum_order(m):
-    """The vector kernel (eight outputs per step, operands reused across tap groups) and
-    its one-by-one tail give the documented sum to the bit, for any tap count and any
-    output count (whole steps, a tail, only a tail), merged with the other branch as
-    each stage does (up: interleaved, 2 w and aux; down: w + aux / 2, whole or split
-    into even and odd outputs), into contiguous and strided outputs."""
+    """The vector kernel (sixteen outputs per step, then one step of eight, then one at a
+    time; operands reused across tap groups) gives the documented sum to the bit, for any
+    tap count and any output count (whole steps, a tail, only a tail), merged with the
+    other branch as each stage does (up: interleaved, 2 w and aux; down: w + aux / 2,
+    whole or split into even and odd outputs), into contiguous and strided outputs."""
     rng = np.random.default_rng(m)
     g = rng.standard_normal(m)
     p = np.concatenate(([0.0, float(m)], g))         # a stage block: [kind, M, g_1 .. g_M]
