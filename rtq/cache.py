@@ -35,7 +35,7 @@ def is_rtq_source(path) -> bool:
 @functools.cache
 def _files() -> dict[str, bytes]:
     """rtq's modules by dotted name (a package's as ``package.__init__``), with their source."""
-    # rglob's paths are under the resolved package already: no resolve per file (4 ms).
+    # rglob's paths are under the resolved package already: no resolve per file (resolve stats every component of every path).
     return {_dotted(path.relative_to(_PACKAGE)): path.read_bytes() for path in sorted(_PACKAGE.rglob("*.py"))}
 
 
@@ -154,7 +154,7 @@ def stored_design(fn):
     """
     @functools.cache
     def designed(*args):
-        from importlib import metadata     # 10 ms of imports, here only where a design is used
+        from importlib import metadata     # imports of its own: here only where a design is used
 
         key = repr((fn.__module__, fn.__qualname__, args, metadata.version("numpy"), metadata.version("scipy"),
                     module_digest(fn.__code__.co_filename)))

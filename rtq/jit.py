@@ -8,8 +8,8 @@ instead of taking the GIL to raise).
 
 Numba is loaded only when something needs it.  A warm process runs rtq's compiled code
 through the machine code :mod:`rtq.native` stored, and never imports Numba's package
-(importing it costs ~0.2 s of CPU, more than a do-nothing render of a 10-minute file
-spends on its audio).  So rtq's modules take every name of Numba's from here:
+(importing it costs more CPU than a do-nothing render of a 10-minute file spends on its
+audio: BENCHMARKS.md).  So rtq's modules take every name of Numba's from here:
 ``kernel``, ``njit``, ``intrinsic``, ``register_jitable``, ``literal_unroll``,
 ``carray``, ``types`` and ``cgutils``.  Until Numba is loaded each is a stand-in
 (:class:`StandIn`) for what Numba would have made; :func:`load_numba` (run by the
@@ -48,7 +48,7 @@ from .cache import is_rtq_source, module_digest
 
 _lock = threading.RLock()
 _loaded = False
-_definitions = []     # functions defined_with_numba, run on loading
+_definitions = []     # functions register_jitable and defined_with_numba queued (_on_load), run on loading
 
 
 class StandIn:
@@ -106,8 +106,8 @@ def _decorator(module: str, name: str, **options):
         return lambda fn: _wrapped(fn, {**options, **kwargs})
 
     def _wrapped(fn, opts):
-        real = getattr(__import__(module, fromlist=[name]), name) if _loaded else None
-        if real is not None:
+        if _loaded:
+            real = getattr(__import__(module, fromlist=[name]), name)
             return real(**opts)(fn) if opts else real(fn)
         return StandIn(lambda: _wrapped(fn, opts), like=fn)
 
@@ -125,6 +125,20 @@ types = _numba_name("numba.core", "types")
 cgutils = _numba_name("numba.core", "cgutils")
 
 
+def _on_load(run) -> bool:
+    """Run ``run`` now if Numba is loaded (returning True), else queue it for
+    :func:`load_numba` (returning False).  The check and the queueing hold the lock
+    load_numba runs the queue under, so a module imported on another thread while
+    Numba loads cannot queue a definition after the queue ran.  ``run`` itself runs
+    outside the lock: Numba is loaded by then."""
+    with _lock:
+        if not _loaded:
+            _definitions.append(run)
+            return False
+    run()
+    return True
+
+
 def register_jitable(fn):
     """``numba.extending.register_jitable``: ``fn`` stays a Python function (called from
     Python, it runs as Python), which compiled code can call once Numba is loaded."""
@@ -133,10 +147,7 @@ def register_jitable(fn):
 
         register_with_numba(fn)
 
-    if _loaded:
-        register()
-    else:
-        _definitions.append(register)
+    _on_load(register)
     return fn
 
 
@@ -146,16 +157,26 @@ def defined_with_numba(define, *names):
     def run():
         define.__globals__.update(define())
 
-    if _loaded:
-        run()
-    else:
-        _definitions.append(run)
+    ran = _on_load(run)
     namespace = define.__globals__
-    return tuple(namespace[name] if _loaded else StandIn(lambda name=name: namespace[name]) for name in names)
+    return tuple(namespace[name] if ran else StandIn(lambda name=name: namespace[name]) for name in names)
 
 
 def numba_loaded() -> bool:
     return _loaded
+
+
+def _attach_submodules(package: str) -> None:
+    """Make every loaded submodule of ``package`` an attribute of its parent, as importing
+    it normally does.  rtq.native loads Numba's C helpers from their files before Numba's
+    package exists, and a later import finds them in ``sys.modules`` without setting the
+    attribute: Numba itself is unaffected (it imports them with ``from numba import``,
+    which falls back to ``sys.modules``), but ``numba._helperlib`` would not be there."""
+    for name, module in list(sys.modules.items()):
+        parent, _, child = name.rpartition(".")
+        if module is not None and parent.split(".")[0] == package and parent in sys.modules \
+                and not hasattr(sys.modules[parent], child):
+            setattr(sys.modules[parent], child, module)
 
 
 def load_numba() -> None:
@@ -187,10 +208,16 @@ def load_numba() -> None:
             pass
 
         CacheImpl._locator_classes[:0] = [_InTree, _UserWide]
+        _attach_submodules("numba")
+        # Under the lock, as _on_load checks and queues: a definition queued is run here,
+        # one made after sees _loaded.  A definition that needs Numba again (a stand-in,
+        # load_numba) re-enters this lock on this thread (an RLock) and finds _loaded;
+        # another thread's resolve waits here until every definition has run.
         _loaded = True
-        for define in _definitions:    # in the order the modules made them
-            define()
+        queued = _definitions[:]
         _definitions.clear()
+        for define in queued:    # in the order the modules made them
+            define()
         for name, module in list(sys.modules.items()):
             if (name == "rtq" or name.startswith("rtq.")) and module is not None:
                 namespace = vars(module)

@@ -73,7 +73,7 @@ TOP_LEVEL = Fields({
 
 def _stage_kinds():
     """The stage kinds (:data:`rtq.stages.KINDS`) and the stage limit, with its words."""
-    from rtq.stages import KINDS   # start-up cost: the stage kinds load Numba, which parsing rtq's command line does without
+    from rtq.stages import KINDS   # start-up cost: the stage kinds import NumPy and the DSP modules, which parsing rtq's command line does without
     from rtq.stages.limits import MAX_STAGES, TOO_MANY_STAGES
 
     return KINDS, (MAX_STAGES, TOO_MANY_STAGES)

@@ -108,8 +108,8 @@ def render(tmp_path, *argv, **env):
 
 @pytest.mark.parametrize("preset", ["cd-16-shibata", "dsd64-1bit"])
 def test_a_warm_render_imports_neither_numba_nor_scipy(tmp_path, preset):
-    """Importing Numba's package costs ~0.2 s of CPU, more than a do-nothing render of a
-    10-minute file spends on its audio: once rtq's compiled code is in its cache, ``rtq
+    """Importing Numba's package costs more CPU than a do-nothing render of a 10-minute
+    file spends on its audio (BENCHMARKS.md): once rtq's compiled code is in its cache, ``rtq
     render`` (with ``--report``, which adds a compiled meter) links it without Numba, and
     writes the bytes a process that runs Numba writes.  Filter designs come from the
     cache too (rtq.cache.stored_design), so SciPy is not imported either."""
@@ -169,3 +169,59 @@ def test_functions_jitted_around_rtqs_kernels_before_numba_is_loaded():
     assert result["before"] is False
     assert result["compiled"][0] == result["python"]
     assert result["total"] == 3.5
+
+
+NUMBA_AFTER_LINKING = """
+import json, sys
+import numpy as np
+from rtq.cli import main
+import rtq.jit
+
+status = main(["render", "cd-16-shibata", "in.wav", "out.wav", "--force"])
+linked_first = sorted(m for m in sys.modules if m.startswith("numba"))
+
+import numba
+from numba import _helperlib, cfunc, njit, types
+from numba.core.runtime import _nrt_python
+from rtq.dsp.rng import next_uniform
+
+
+@njit
+def scaled(x, state):
+    state, u = next_uniform(state)
+    return [x * i + u for i in range(3)]      # a list: the runtime's allocator (NRT)
+
+
+@cfunc(types.float64(types.float64))
+def plus_one(x):
+    return x + 1.0
+
+
+own = sys.modules["numba._helperlib"] is _helperlib and sys.modules["numba.core.runtime._nrt_python"] is _nrt_python
+rtq.jit.load_numba()
+attributes = (numba._helperlib, numba._dynfunc, numba.core.runtime._nrt_python) == tuple(
+    sys.modules[m] for m in ("numba._helperlib", "numba._dynfunc", "numba.core.runtime._nrt_python"))
+print(json.dumps({"status": status, "linked_first": linked_first, "from_sys_modules": own, "attributes": attributes,
+                  "scaled": scaled(2.0, np.uint64(1)), "python": next_uniform(np.uint64(1))[1],
+                  "plus_one": plus_one.ctypes(1.5)}))
+"""
+
+
+def test_numba_imported_after_a_stored_object_was_linked_compiles(tmp_path):
+    """A warm process links rtq's stored machine code with Numba's C helpers loaded from
+    their files (rtq.native._engine), before Numba's package exists.  Importing Numba
+    afterwards reuses those modules: Numba still compiles (njit with the runtime's
+    allocator, cfunc, a kernel of rtq's) with its C helpers its own, reachable as Numba
+    imports them and, once rtq.jit loaded Numba, as attributes of their packages."""
+    x = np.random.default_rng(4).uniform(-0.7, 0.7, (4410, 2))
+    sf.write(tmp_path / "in.wav", x, 44100, subtype="PCM_24")
+    render(tmp_path, "cd-16-shibata", tmp_path / "in.wav", tmp_path / "warm-up.wav", RTQ_NATIVE_CACHE="1")  # may compile
+    done = subprocess.run([sys.executable, "-c", NUMBA_AFTER_LINKING], env={**os.environ, "RTQ_NATIVE_CACHE": "1"},
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["status"] == 0
+    assert result["linked_first"] == ["numba._dynfunc", "numba._helperlib", "numba.core.runtime._nrt_python"]
+    assert result["from_sys_modules"] is True and result["attributes"] is True
+    assert result["scaled"] == [result["python"] + 2.0 * i for i in range(3)]
+    assert result["plus_one"] == 2.5

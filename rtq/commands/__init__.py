@@ -3,7 +3,7 @@
 A subcommand module has ``add(subparsers)``, which declares its arguments and sets
 ``run`` (``run(args) -> int``, the exit status).  To add a subcommand, write such a module
 and list it in :data:`rtq.cli.COMMANDS`.  Modules import their heavy dependencies
-(Numba kernels, PortAudio) inside ``run``, so parsing stays fast and ``rtq presets``
+(NumPy and the DSP modules, rtq's compiled code, PortAudio) inside ``run``, so parsing stays fast and ``rtq presets``
 never pays for them.
 """
 from __future__ import annotations

@@ -18,7 +18,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtq.chain import Chain   # start-up cost: Numba, which parsing the command line does without
+    from rtq.chain import Chain   # start-up cost: NumPy and the DSP modules, which parsing the command line does without
     from rtq.presets import load_preset
 
     check_samplerate(args.samplerate)
@@ -45,7 +45,7 @@ def default_rate(stages) -> tuple[float, str]:
     """The rate ``rtq info`` resolves a chain at when none is asked for: 48000 Hz if the
     chain can run at it, else the first of :data:`COMMON_RATES` it can, said so (else
     48000 Hz, where preparing it says why not)."""
-    from rtq.stages import format_rates, usable_rates   # start-up cost (Numba), as in run
+    from rtq.stages import format_rates, usable_rates   # start-up cost (NumPy, the DSP modules), as in run
 
     ranges, _ = usable_rates(stages)
     usable = [rate for rate in COMMON_RATES if any(rate in r for r in ranges)]
@@ -56,7 +56,7 @@ def default_rate(stages) -> tuple[float, str]:
 
 def describe_lines(stages, stream_rate: float) -> list[str]:
     """One line per stage (nested stages indented), with the rate each runs at."""
-    from rtq.stages import walk   # start-up cost (Numba), as in run
+    from rtq.stages import walk   # start-up cost (NumPy, the DSP modules), as in run
 
     return [f"{'  ' * len(place.path)}{place.path[-1] + 1}. "
             f"{place.stage.info_line(stream_rate * place.factor, stream_rate)}  [{rate_text(stream_rate * place.factor)}]"

@@ -45,7 +45,7 @@ def _check(file: str, rate: float | None) -> str:
     """What ``file`` is good for (``ok``, with the rates it is limited to); raises
     :class:`PresetError` for the problems found (every one in the file itself; the
     first one at ``rate``)."""
-    from rtq.chain import Chain   # start-up cost: Numba, which parsing the command line does without
+    from rtq.chain import Chain   # start-up cost: NumPy and the DSP modules, which parsing the command line does without
     from rtq.stages import format_rates, usable_rates
 
     chain = Chain.from_spec(load_preset(file))

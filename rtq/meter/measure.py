@@ -494,7 +494,7 @@ class ErrorMeter:
             for side, (power, which) in enumerate(powers):   # (channels, segments, bins): [e, x]
                 totals, recent, ring_rows = self._rows(blocks[which])
                 # The total rows (the open row for segments ending in the current block) ...
-                for row in sorted(set(totals.tolist())):     # not np.unique: it imports numpy.ma (8 ms)
+                for row in sorted(set(totals.tolist())):     # not np.unique: it imports numpy.ma
                     mine = totals == row
                     self._spec[row, :, side] += power[:, mine].sum(axis=1)
                     if side == 0:
