@@ -41,8 +41,7 @@ import numpy as np
 from ..chain import Chain
 from ..dsp.overload import COUNT_OVERLOADS
 from ..dsp.requantize import COUNT_CLIPS, COUNT_RESETS
-from ..program import (CAPTURE_ALWAYS, COL_FACTOR, COL_I_OFF, COL_OPCODE, COUNT_NONFINITE, META_CAPTURE,
-                       META_MAX_BLOCK, OP_TAP, TapReader)
+from ..program import CAPTURE_ALWAYS, COUNT_NONFINITE, META_CAPTURE, META_MAX_BLOCK, TapReader
 from .delay import ERROR_FLOOR_DB, FractionalDelay
 from .measure import MOMENTARY_S, NFFT, ErrorMeter, db_list, grid_step
 
@@ -821,8 +820,8 @@ class _SampledCapture:
                          for info in chain.quantizer_info.values() if info.taps[0].factor > 1), default=0)
         self.programs = [part.program for part in parts]
         self.stream = [part.input_tap.written_index for part in parts]
-        self.taps = [[(int(op[COL_I_OFF]), int(op[COL_FACTOR])) for op in prog.ops
-                      if op[COL_OPCODE] == OP_TAP and op[COL_FACTOR] > 1] for prog in self.programs]
+        self.taps = [[(tap.written_index, tap.factor) for info in part.quantizer_info.values() for tap in info.taps
+                      if tap.factor > 1] for part in parts]
         piece = max(int(prog.meta[META_MAX_BLOCK]) for prog in self.programs)
         self.active = any(self.taps) and self.every - self.length - self.lead >= self.SPACING * piece
 
