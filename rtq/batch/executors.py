@@ -31,28 +31,25 @@ def cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-_BATCH_PID = "RTQ_BATCH_PID"
-
-
-def _start_worker() -> None:
+def _start_worker(batch: int) -> None:
     # Ctrl-C reaches the whole process group: the batch process stops the workers itself.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    exit_with_batch()
+    exit_with(batch)
 
 
-def exit_with_batch() -> None:
-    """End this worker process as soon as the batch process that started it is gone.
+def exit_with(batch: int) -> None:
+    """End this worker process as soon as the batch process (PID ``batch``, the one
+    that created the pool) is gone.
 
     A pool's worker forked from the server waits for work on a queue it holds both ends
     of, so it would outlive a batch killed alone (SIGKILL of its PID, the OOM killer),
     and keep the server alive with it (Dask's worker processes watch their nanny
     themselves).  A thread waits on the batch's pidfd (Linux >= 5.3): no
     polling, no CPU."""
-    pid = os.environ.get(_BATCH_PID)
-    if not pid or not hasattr(os, "pidfd_open"):
+    if not hasattr(os, "pidfd_open"):
         return
     try:
-        fd = os.pidfd_open(int(pid))
+        fd = os.pidfd_open(batch)
     except ProcessLookupError:
         os._exit(1)
     except OSError:
@@ -72,7 +69,6 @@ def start_server(cluster: bool = False):
     the renderer while this process plans the batch; the first call's ``cluster`` decides
     what the server preloads."""
     context = multiprocessing.get_context("forkserver")
-    os.environ[_BATCH_PID] = str(os.getpid())      # the server and its workers inherit it
     context.set_forkserver_preload(["distributed", "rtq.batch.warm"] if cluster else ["rtq.batch.warm"])
     from multiprocessing import forkserver
 
@@ -95,7 +91,10 @@ class ProcessPool(Executor):
         self._pool: ProcessPoolExecutor | None = None
 
     def _new_pool(self) -> ProcessPoolExecutor:
-        return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_start_worker)
+        # Created in the batch process (here, as the broken pool's replacement too): its
+        # workers watch this process, not the server they fork from.
+        return ProcessPoolExecutor(self.workers, mp_context=self._context, initializer=_start_worker,
+                                   initargs=(os.getpid(),))
 
     def submit(self, fn, /, *args, **kwargs):
         if self._pool is None:
