@@ -13,9 +13,10 @@ noise, peaks under 0.5), then times, cache warm, each into an empty folder:
 For each it prints the wall time, the speed in times real time (audio / wall), the
 steady rate between the first and the last output written (file times: start-up
 excluded) and the CPU time of all its processes (with the cores it kept busy on
-average: on a shared machine the one figure the others' load hardly changes); then the ratios the issue targets, the CPU model, and the load average
-before and after each measurement (the machine may be shared).  Also the fixed cost of
-a batch of one short file, per executor, against one ``rtq render``.
+average: on a shared machine the one figure the others' load hardly changes); then
+the ratios the issue targets, the CPU model, and the load average before and after
+each measurement (the machine may be shared).  Also the fixed cost of a batch of one
+short file, per executor, against one ``rtq render``.
 
 Usage: ``python tools/bench_batch.py [--files 200] [--seconds 20] [--dir DIR] [--tools batch,sox,...]
 [--rounds N] [--no-fixed]``: ``--tools`` and fewer ``--files`` for a quick same-run check,
