@@ -238,7 +238,7 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                 subtype: str | None = None, force: bool = False,
                 compensate_latency: bool = True, progress: bool = True,
                 observer=None, allow_short: bool = False, threads: int | None = None,
-                io_threads: bool = True, sha256: bool = False, keep_identical: bool = False) -> RenderResult:
+                sha256: bool = False, keep_identical: bool = False) -> RenderResult:
     """Render ``input_path`` through ``chain`` into ``output_path``.
 
     Parameters
@@ -266,13 +266,17 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         taps) that run the channel groups, in channel order.  An ``observer.before_piece``
         is called before every piece (see :class:`_Observing`).
     threads : int, optional
-        Most channel groups run in parallel (default: one per core, but one core left to
-        a concurrent observer, which measures beside the chain; one with an observer
-        without ``channel_groups``).
-    io_threads : bool
-        Read, and encode and write, on threads of their own, overlapping the chain
-        (default).  False: all on the calling thread, so a render with one channel
-        group uses one core (``rtq batch``, whose workers are one core each).
+        The render's core budget: the most channel groups that run in parallel (fewer
+        when the chain has fewer channels, or pairs of them), as given, with an observer
+        too (its own threads come on top: ``rtq batch`` passes each render its share of
+        the cores, ``RenderMeter(workers=threads)`` with ``--report``); one with an
+        observer without ``channel_groups``.  Default: the cores this process may run on,
+        one fewer (at least one) with a concurrent observer, whose measuring needs a core
+        of its own (README, "Which report figures are exact, which estimated").  A budget
+        of one core (``threads=1``, or the default on one core) reads, and encodes and
+        writes, on the calling thread in turn with the chain (``rtq batch``'s one-core
+        workers; README, "Threads per render"); otherwise on threads of their own,
+        overlapping the chain.
     sha256 : bool
         Compute the SHA-256 of OUTPUT's bytes (``result.sha256``) from the finished
         file, before it gets its name.
@@ -304,15 +308,16 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         with Destination(out, force=force) as destination:
             dst = open_output(destination, rate, channels, subtype, fmt)
             try:
+                budget = threads or cores()
                 grouped = not observer or getattr(observer, "channel_groups", False)
-                # A concurrent observer (the report's meter) keeps a core of its own: on two
-                # cores a dsd64-1bit report takes 2.0 s of CPU in one group, 2.6 s in two.
-                spare = 1 if getattr(observer, "concurrent", False) else 0
-                with _ChannelGroups(chain, threads or max(1, cores() - spare) if grouped else 1) as groups:
+                # By default a concurrent observer (the report's meter) keeps a core of its
+                # own (README, "Which report figures are exact, which estimated").
+                spare = 1 if threads is None and getattr(observer, "concurrent", False) else 0
+                with _ChannelGroups(chain, max(1, budget - spare) if grouped else 1) as groups:
                     length = block_size if src.promised is None else src.promised + latency
                     written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
                                       _Progress(src.promised) if progress and src.promised else None, observer,
-                                      io_threads)
+                                      budget > 1)
                 dst.close()
             except (OSError, sf.LibsndfileError) as err:
                 raise output_failure(dst, out, err) from None

@@ -249,15 +249,15 @@ class ThreadsSeen:
 
 
 @pytest.mark.parametrize("preset", ["cd-16-shibata", "bitcrush-4bit-oversampled"])
-def test_a_render_without_io_threads_writes_the_same_bytes_on_one_thread(tmp_path, preset):
-    """io_threads=False (rtq batch's one-core workers): reading and writing in turn with
-    the chain on the calling thread, latency flush included, gives the same file."""
+def test_a_render_of_one_core_writes_the_same_bytes_on_one_thread(tmp_path, preset):
+    """threads=1 (rtq batch's one-core workers): reading and writing in turn with the
+    chain on the calling thread, latency flush included, gives the same file."""
     inp = write_input(tmp_path / "in.wav", make_signal(20000, 2, seed=5), 44100)
     render_file(Chain.from_preset(preset), inp, tmp_path / "threaded.wav", progress=False, block_size=3000)
     seen = ThreadsSeen()
     before = threading.active_count()
     result = render_file(Chain.from_preset(preset), inp, tmp_path / "inline.wav", progress=False, block_size=3000,
-                         threads=1, io_threads=False, observer=seen)
+                         threads=1, observer=seen)
     assert seen.counts == {before}
     assert result.frames == 20000
     assert (tmp_path / "inline.wav").read_bytes() == (tmp_path / "threaded.wav").read_bytes()

@@ -138,11 +138,8 @@ def _render(job, threads: int, replace: bool) -> dict:
         from ..meter.chain_meter import RenderMeter
 
         meter = RenderMeter(workers=threads)
-    # A render given one core reads and writes on its own thread too, so N workers of
-    # one core each use N cores, not N x 1.3 (the I/O threads' share of a render).
     result = render_file(chain, job.input, job.output, subtype=job.subtype, force=replace, keep_identical=not replace,
-                         progress=False, observer=meter, allow_short=job.allow_short, threads=threads,
-                         io_threads=threads > 1, sha256=True)
+                         progress=False, observer=meter, allow_short=job.allow_short, threads=threads, sha256=True)
     fields = {"subtype": result.subtype, "output_sha256": result.sha256, "sample_rate": result.sample_rate,
               "channels": result.channels, "frames": result.frames, "missing": result.missing, "clips": result.clips,
               "nonfinite": result.nonfinite, "loop_resets": result.resets}
