@@ -362,9 +362,10 @@ class _Entry:
     its own meter would have measured.
 
     ``measurer``: an executor of one thread that measures the frames held (``batch``)
-    while the reading goes on; at most one measurement is pending (memory stays
-    bounded), and its meter, level history and counts are touched only there until
-    :meth:`wait`.  None: measured at once."""
+    while the reading goes on, running its jobs in order; at most one measurement is
+    pending (memory stays bounded: a measurement waits for the one before), counts are
+    queued behind it without waiting, and its meter, level history and counts are
+    touched only there until :meth:`wait`.  None: measured at once."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
                  rows, gain=1.0, factor=1, scales: _ScaleCounts | None = None, sample=None):
@@ -379,7 +380,7 @@ class _Entry:
         self.twin: _Entry | None = None
         self.batch = 0           # frames to gather before measuring them (offline); 0: at once
         self.measurer = None     # the one-thread executor measuring held frames (with batch), or None
-        self._measuring = None   # the Future of the measurement pending there
+        self._pending: list = []  # the Futures of the jobs submitted there, oldest first
         self._held: list[tuple[np.ndarray, np.ndarray]] = []    # frames read, not yet measured
         self._held_at = (0, False)   # their first y position, and whether frames before were lost
 
@@ -451,26 +452,32 @@ class _Entry:
         """Measure the frames held (on :attr:`measurer`, if any)."""
         if self._held:
             held, self._held = self._held, []
-            self._submit(self._measure_held, held, *self._held_at)
+            self._submit(self._measure_held, (held, *self._held_at))
 
     def _measure_held(self, held: list[tuple[np.ndarray, np.ndarray]], start: int, lost: bool) -> None:
         x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
         self._measure(x, y, start, lost)
 
-    def _submit(self, work, *args, **kwargs) -> None:
-        """``work(*args, **kwargs)`` on :attr:`measurer` after the pending measurement
-        (at once without one)."""
-        self.wait()
+    def _submit(self, work, args=(), kwargs=None, measurement: bool = True) -> None:
+        """``work(*args, **kwargs)`` on :attr:`measurer`, after the jobs before it (at
+        once without one); a ``measurement`` first waits for those (the frames held stay
+        bounded), other work (counts) does not."""
+        if measurement:
+            self.wait()
+        while self._pending and self._pending[0].done():      # their errors raised here
+            self._pending.pop(0).result()
         if self.measurer is None:
-            work(*args, **kwargs)
+            work(*args, **(kwargs or {}))
         else:
-            self._measuring = self.measurer.submit(work, *args, **kwargs)
+            self._pending.append(self.measurer.submit(work, *args, **(kwargs or {})))
 
     def wait(self) -> None:
-        """Until the pending measurement is done (its error raised here)."""
-        job, self._measuring = self._measuring, None
-        if job is not None:
-            job.result()
+        """Until the jobs submitted are done (the first error raised here)."""
+        pending, self._pending = self._pending, []
+        errors = [job.exception() for job in pending]
+        for error in errors:
+            if error is not None:
+                raise error
 
     def forget_held(self) -> None:
         self.wait()
@@ -497,7 +504,7 @@ class _Entry:
 
     def add_counts(self, **counts) -> None:
         if self.twin is None:      # a twin's meter has the same counts (one quantizer)
-            self._submit(self.meter.add_counts, **counts)
+            self._submit(self.meter.add_counts, kwargs=counts, measurement=False)
 
     def report(self, window: str) -> dict:
         source = self.twin or self
