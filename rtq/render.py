@@ -264,7 +264,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         then runs as one channel group, unless ``observer.channel_groups`` is true:
         then it is called as ``observer(chain, parts)``, ``parts`` the chains (with
         taps) that run the channel groups, in channel order.  An ``observer.before_piece``
-        is called before every piece (see :class:`_Observing`).
+        is called before every piece (see :class:`_Observing`), and an
+        ``observer.close()`` when the render fails (to stop its threads).
     threads : int, optional
         The render's core budget: the most channel groups that run in parallel (fewer
         when the chain has fewer channels, or pairs of them), as given, with an observer
@@ -295,46 +296,53 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         could not be written, or it appeared during the render
         (:class:`~rtq.files.destination.DestinationTaken`); OUTPUT was not changed.
     """
-    inp, out = Path(input_path), Path(output_path)
-    check_block_size(block_size)
-    check_destination(out, "OUTPUT", keep=[("INPUT", inp)], force=force or keep_identical)
-    fmt = output_format(out)
-    started = time.perf_counter()
-    with AudioInput(inp, allow_short=allow_short) as src:
-        rate, channels = src.samplerate, src.channels
-        chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
-        subtype = choose_subtype(chain, fmt, subtype)
-        latency = chain.latency_samples if compensate_latency else 0
-        with Destination(out, force=force) as destination:
-            dst = open_output(destination, rate, channels, subtype, fmt)
-            try:
-                budget = threads or cores()
-                grouped = not observer or getattr(observer, "channel_groups", False)
-                # By default a concurrent observer (the report's meter) keeps a core of its
-                # own (README, "Which report figures are exact, which estimated").
-                spare = 1 if threads is None and getattr(observer, "concurrent", False) else 0
-                with _ChannelGroups(chain, max(1, budget - spare) if grouped else 1) as groups:
-                    length = block_size if src.promised is None else src.promised + latency
-                    written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
-                                      _Progress(src.promised) if progress and src.promised else None, observer,
-                                      budget > 1)
-                dst.close()
-            except (OSError, sf.LibsndfileError) as err:
-                raise output_failure(dst, out, err) from None
-            finally:
-                if not dst.closed:    # failing already: the header's rewrite no longer matters
-                    with contextlib.suppress(Exception):
-                        dst.close()
-            digest = _sha256(destination.fd) if sha256 or keep_identical else None
-            kept = keep_identical and not force and out.exists()
-            if kept and _sha256(out) != digest:
-                raise UsageError(f"OUTPUT {out} exists; use --force to replace it")
-            if not kept:
-                destination.publish()
-    counts = groups.counts()
-    return RenderResult(written, rate, channels, subtype, latency, time.perf_counter() - started, counts.clips,
-                        counts.nonfinite, counts.loop_resets, src.missing, src.shortfall, digest if sha256 else None,
-                        kept, counts.overloads, counts.limited)
+    try:
+        inp, out = Path(input_path), Path(output_path)
+        check_block_size(block_size)
+        check_destination(out, "OUTPUT", keep=[("INPUT", inp)], force=force or keep_identical)
+        fmt = output_format(out)
+        started = time.perf_counter()
+        with AudioInput(inp, allow_short=allow_short) as src:
+            rate, channels = src.samplerate, src.channels
+            chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
+            subtype = choose_subtype(chain, fmt, subtype)
+            latency = chain.latency_samples if compensate_latency else 0
+            with Destination(out, force=force) as destination:
+                dst = open_output(destination, rate, channels, subtype, fmt)
+                try:
+                    budget = threads or cores()
+                    grouped = not observer or getattr(observer, "channel_groups", False)
+                    # By default a concurrent observer (the report's meter) keeps a core of its
+                    # own (README, "Which report figures are exact, which estimated").
+                    spare = 1 if threads is None and getattr(observer, "concurrent", False) else 0
+                    with _ChannelGroups(chain, max(1, budget - spare) if grouped else 1) as groups:
+                        length = block_size if src.promised is None else src.promised + latency
+                        written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
+                                          _Progress(src.promised) if progress and src.promised else None, observer,
+                                          budget > 1)
+                    dst.close()
+                except (OSError, sf.LibsndfileError) as err:
+                    raise output_failure(dst, out, err) from None
+                finally:
+                    if not dst.closed:    # failing already: the header's rewrite no longer matters
+                        with contextlib.suppress(Exception):
+                            dst.close()
+                digest = _sha256(destination.fd) if sha256 or keep_identical else None
+                kept = keep_identical and not force and out.exists()
+                if kept and _sha256(out) != digest:
+                    raise UsageError(f"OUTPUT {out} exists; use --force to replace it")
+                if not kept:
+                    destination.publish()
+        counts = groups.counts()
+        return RenderResult(written, rate, channels, subtype, latency, time.perf_counter() - started, counts.clips,
+                            counts.nonfinite, counts.loop_resets, src.missing, src.shortfall,
+                            digest if sha256 else None, kept, counts.overloads, counts.limited)
+    except BaseException:
+        close = getattr(observer, "close", None)
+        if close is not None:        # its threads stop; the render's error is the one raised
+            with contextlib.suppress(Exception):
+                close()
+        raise
 
 
 def _sha256(file) -> str:

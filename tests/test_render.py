@@ -380,6 +380,33 @@ def test_a_metered_render_leaves_a_core_to_its_meter(tmp_path, monkeypatch):
             assert len(observer.finish(chain).parts) == groups
 
 
+def test_a_metered_render_whose_reading_fails_midway_leaves_no_meter_threads(tmp_path, monkeypatch):
+    """The render's error is raised, and its report meter's threads (measuring, spectrum
+    transforms, the pool) are stopped: render_file closes a failing render's observer."""
+    from rtq.files.audio import AudioInput, InputError
+    from rtq.meter.chain_meter import RenderMeter
+    from rtq.stages import Oversample
+
+    inp = write_input(tmp_path / "in.wav", exact32(make_signal(40000, 2) * 0.5), 44100)
+    read_into, reads = AudioInput.read_into, []
+
+    def failing(self, buf):
+        reads.append(len(buf))
+        if len(reads) == 8:
+            raise InputError("the disk went away")
+        return read_into(self, buf)
+
+    monkeypatch.setattr(AudioInput, "read_into", failing)
+    before = set(threading.enumerate())
+    observer = RenderMeter(workers=3)
+    chain = Chain([Oversample(2, [Requantize(8, "tpdf")], integer_latency=True)], seed=1)
+    with pytest.raises(InputError, match="the disk went away"):
+        render_file(chain, inp, tmp_path / "out.wav", progress=False, observer=observer, threads=2, block_size=2048)
+    assert observer.meter is not None and observer.meter._transforms is None     # it was measuring, and closed
+    assert set(threading.enumerate()) == before
+    assert not (tmp_path / "out.wav").exists()
+
+
 def test_a_metered_render_records_its_oversampled_taps_only_around_the_sampled_windows(tmp_path):
     """The render arms the taps at oversampled rates before each piece to record only
     around RenderMeter's windows (a sixteenth of a 64x stage, not all of it): the

@@ -738,18 +738,29 @@ class ChainMeter:
                 job.result()
 
     def close(self) -> None:
-        """Stop the worker threads (the meter still reports)."""
-        for entry in (*self._entries, self._end_to_end):
-            entry.wait()
-            if entry.measurer is not None:
-                entry.measurer.shutdown()
-            entry.measurer = None
-        for pool in (self._pool, self._transforms):
-            if pool is not None:
-                pool.shutdown()
-        self._pool = self._transforms = None
-        for entry in (*self._entries, self._end_to_end):
-            entry.meter.executor = None
+        """Stop the worker threads (the meter still reports), all of them even when a
+        pending measurement failed; the first such error is raised then."""
+        entries = (*self._entries, self._end_to_end)
+        error = None
+        try:
+            for entry in entries:
+                try:
+                    entry.wait()
+                except BaseException as err:     # raised once every thread is stopped
+                    error = error or err
+        finally:
+            for entry in entries:
+                if entry.measurer is not None:
+                    entry.measurer.shutdown()
+                entry.measurer = None
+            for pool in (self._pool, self._transforms):
+                if pool is not None:
+                    pool.shutdown()
+            self._pool = self._transforms = None
+            for entry in entries:
+                entry.meter.executor = None
+        if error is not None:
+            raise error
 
     def report(self, window: str = "integrated") -> dict:
         """The measurements over ``window`` ("integrated" or "momentary") as a JSON-ready
@@ -903,6 +914,14 @@ class RenderMeter:
 
     def finish(self, chain) -> ChainMeter:
         """Read what is left after the render (the flush) and return the meter."""
-        self(chain)
-        self.meter.close()
+        try:
+            self(chain)
+        finally:
+            self.close()
         return self.meter
+
+    def close(self) -> None:
+        """Stop the meter's threads (:meth:`ChainMeter.close`); ``render_file`` calls it
+        when the render fails."""
+        if self.meter is not None:
+            self.meter.close()

@@ -382,6 +382,25 @@ def test_batches_measured_on_threads_of_their_own_give_the_same_figures():
             assert_same_figures(reports[2], reports[0])
 
 
+def test_close_stops_every_thread_when_a_measurement_failed():
+    """close() waits for every point, stops every thread, then raises the first error."""
+    chain = Chain([Gain(-0.1), Requantize(8, "tpdf")], seed=5)
+    before = set(threading.enumerate())
+    _, meter = run(chain, noise(8192, 2), block=1024, batch_frames=2000, workers=3)
+    entries = [*meter._entries, meter._end_to_end]
+    assert all(entry.measurer is not None for entry in entries)
+
+    def fails(message):
+        raise RuntimeError(message)
+
+    for entry, message in zip(entries, ("first", "second")):
+        entry._pending.append(entry.measurer.submit(fails, message))
+    with pytest.raises(RuntimeError, match="first"):
+        meter.close()
+    assert all(entry.measurer is None for entry in entries) and meter._pool is None and meter._transforms is None
+    assert set(threading.enumerate()) == before
+
+
 def test_end_to_end_goes_its_own_way_when_its_frames_differ_from_the_stages():
     """A low-pass before the requantizer: the stage's input is filtered, end to end's
     is the delayed input, so end to end measures alone (and reads the filtering)."""
