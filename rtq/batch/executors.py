@@ -186,10 +186,18 @@ class Starting:
     Dask cluster's start, a scheduler's answer) overlaps the caller's own work (the
     batch's planning); :meth:`result` waits for what it gave (or raises its error).
     Used as a context manager itself, it exits the other one (after waiting for it to
-    have entered), with its error, if any, left unraised when the caller's is on its way."""
+    have entered), with its error, if any, left unraised when the caller's is on its way.
 
-    def __init__(self, manager):
+    ``abandon_on_interrupt``: when the caller's error is a KeyboardInterrupt (Ctrl-C)
+    and the other one is still entering, it is left to its (daemon) thread, neither
+    waited for nor exited: for a connection to a remote scheduler, which holds nothing
+    of this machine's and which an unreachable scheduler keeps waiting (Dask's connect
+    timeout, or longer), while the process is ending.  Not for a local cluster, whose
+    processes its exit stops."""
+
+    def __init__(self, manager, abandon_on_interrupt: bool = False):
         self._manager = manager
+        self._abandon = abandon_on_interrupt
         self._value = self._error = None
         # Entered and exited in one context (Dask's client keeps itself in a ContextVar).
         self._context = contextvars.copy_context()
@@ -212,6 +220,8 @@ class Starting:
         return self
 
     def __exit__(self, *exc):
+        if self._abandon and isinstance(exc[1], KeyboardInterrupt) and self._thread.is_alive():
+            return None
         self._thread.join()
         if self._error is None:
             return self._context.run(self._manager.__exit__, *exc)

@@ -60,8 +60,11 @@ def run(args: argparse.Namespace) -> int:
                 executors.start_server(cluster=bool(args.local_cluster))    # its imports overlap the planning's
             if args.local_cluster or args.scheduler:
                 # The cluster starts (or the scheduler is reached) while this thread plans.
-                cluster = stack.enter_context(executors.Starting(executors.dask_executor(
-                    local_cluster=args.local_cluster, scheduler=args.scheduler)))
+                # Ctrl-C does not wait for a remote scheduler's answer (a local cluster's
+                # start, yes: its processes are to be stopped).
+                cluster = stack.enter_context(executors.Starting(
+                    executors.dask_executor(local_cluster=args.local_cluster, scheduler=args.scheduler),
+                    abandon_on_interrupt=bool(args.scheduler)))
         from rtq.batch.jobs import plan
 
         jobs = plan(args.presets, args.inputs, args.out, name=args.name, seed=args.seed, subtype=args.subtype,

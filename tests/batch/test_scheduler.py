@@ -23,7 +23,7 @@ from rtq.batch.scheduler import WORKER_DIED
 from rtq.cli import main
 
 from .helpers import (audio_files, environment, final_records, make_corpus, manifest_lines, processes_holding,
-                      run_rtq, start_rtq)
+                      rtq_command, run_rtq, start_rtq)
 
 PRESETS = ("cd-16-shibata", "dsd64-1bit")
 NAME = "{relpath}.{preset}{ext}"
@@ -213,6 +213,35 @@ def finish(process, timeout: float = 120) -> str:
         os.killpg(process.pid, signal.SIGKILL)
         process.communicate()
         raise
+
+
+def test_ctrl_c_while_planning_does_not_wait_for_a_silent_scheduler(tmp_path):
+    """--scheduler at an address that accepts the connection and never answers (the
+    handshake waits): Ctrl-C during the planning (paths still coming on standard
+    input) ends the batch at once, not after Dask's connect timeout."""
+    pytest.importorskip("distributed")
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        batch = subprocess.Popen(rtq_command("batch", "cd-16-shibata", "--inputs", "-", "--out", tmp_path / "out",
+                                             "--scheduler", "tcp://127.0.0.1:%d" % silent.getsockname()[1]),
+                                 env=environment(), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, start_new_session=True,
+                                 preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+        silent.settimeout(60)
+        connection, _ = silent.accept()          # the batch is connecting, and planning
+        with connection:
+            time.sleep(0.5)
+            interrupted = time.monotonic()
+            batch.send_signal(signal.SIGINT)
+            try:
+                stderr = batch.communicate(timeout=5)[1]
+            except subprocess.TimeoutExpired:
+                os.killpg(batch.pid, signal.SIGKILL)
+                batch.communicate()
+                raise AssertionError("Ctrl-C waited for the scheduler") from None
+    assert batch.returncode == 130, stderr
+    assert time.monotonic() - interrupted < 5
 
 
 def test_a_killed_worker_fails_nothing(corpus, reference, tmp_path):
