@@ -349,8 +349,8 @@ def test_without_audio_device_plays_into_the_null_stream(no_server_env, tmp_path
 
 
 def test_a_cold_cache_says_it_is_compiling(no_server_env, tmp_path):
-    """A first start on an empty rtq cache compiles the callback for 10-12 s here (Numba's
-    own cache of the kernels warm): rtq says so instead of looking hung."""
+    """A first start on an empty rtq cache compiles the callback (Numba's own cache of the
+    kernels warm, as earlier tests left it): rtq says so instead of looking hung."""
     env = dict(no_server_env, RTQ_CACHE_DIR=str(tmp_path / "cache"))
     done = run_rtq("live", "--duration", 0.5, env=env)
     assert done.returncode == 0, done.stderr
@@ -594,7 +594,7 @@ def test_cpu_latency_request_can_be_declined(jack_server, tmp_path):
 
 
 def test_ctrl_c_while_a_cold_start_compiles_ends_rtq_live(no_server_env, tmp_path):
-    """Ctrl-C during the first compile (10-12 s; the notice comes after 2 s) stops rtq:
+    """Ctrl-C during the first compile (the notice comes after 2 s) stops rtq:
     status 130, nothing printed after the notices.  Where the key lands is chance; one
     that lands in a ctypes callback, which drops it, is tested in
     tests/test_cli_interrupts.py."""
