@@ -133,12 +133,56 @@ def _import_distributed():
     return distributed
 
 
+CONNECT_TIMEOUT = 10.0
+"""Seconds ``--scheduler`` waits for the scheduler to answer (``--connect-timeout``)."""
+
+
+def _connect(distributed, scheduler: str, timeout: float):
+    """A Dask client of the scheduler at ``scheduler``, connected within ``timeout``
+    seconds, else a one-line :class:`UsageError`.
+
+    ``Client(timeout=...)`` bounds the TCP connection but not Dask's handshake, which
+    waits for ever on a port that accepts and never answers (some other server, a
+    scheduler that is stuck): the client is made on a daemon thread, left to itself
+    (and closed if it ever connects) when the time is up."""
+    outcome: list = []          # the client, or its error, while the caller waits
+    ready, lock = threading.Event(), threading.Lock()
+
+    def make() -> None:
+        try:
+            # Not the process's default client: nothing looks it up, and Dask's exit
+            # hook would wait for an abandoned one to close.
+            made = distributed.Client(scheduler, timeout=timeout, set_as_default=False)
+        except BaseException as err:     # handed to the caller
+            made = err
+        with lock:
+            if not ready.is_set():
+                outcome.append(made)
+                ready.set()
+                return
+        if not isinstance(made, BaseException):     # too late: the caller has given up
+            made.close()
+
+    threading.Thread(target=make, name="rtq-batch-connect", daemon=True).start()
+    ready.wait(timeout)
+    with lock:
+        ready.set()
+    if not outcome:
+        raise UsageError(f"--scheduler {scheduler}: cannot connect (no Dask scheduler answered within {timeout:g} s)")
+    if isinstance(outcome[0], (OSError, TimeoutError)):
+        raise UsageError(f"--scheduler {scheduler}: cannot connect ({outcome[0]})") from None
+    if isinstance(outcome[0], BaseException):
+        raise outcome[0]
+    return outcome[0]
+
+
 @contextlib.contextmanager
-def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = None):
+def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = None,
+                  timeout: float = CONNECT_TIMEOUT):
     """A ``concurrent.futures`` executor on a Dask cluster: a ``LocalCluster`` of
     ``local_cluster`` single-threaded worker processes, or the scheduler at
-    ``scheduler`` (``tcp://HOST:8786``).  Yields ``(executor, workers)``: ``workers``
-    counts the threads the cluster has now."""
+    ``scheduler`` (``tcp://HOST:8786``), which must answer within ``timeout`` seconds.
+    Yields ``(executor, workers)``: ``workers`` counts the threads the cluster has now."""
     distributed = _import_distributed()
     import dask
 
@@ -173,10 +217,7 @@ def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = N
                     silence_logs=logging.CRITICAL, preload=["rtq.batch.warm"]))
                 client = stack.enter_context(distributed.Client(cluster))
             else:
-                try:
-                    client = stack.enter_context(distributed.Client(scheduler, timeout="10s"))
-                except (OSError, TimeoutError) as err:
-                    raise UsageError(f"--scheduler {scheduler}: cannot connect ({err})") from None
+                client = stack.enter_context(_connect(distributed, scheduler, timeout))
             workers = sum(w.get("nthreads", 1) for w in client.scheduler_info()["workers"].values())
             yield client.get_executor(pure=False), max(workers, 1)
 
@@ -201,17 +242,21 @@ class Starting:
         self._value = self._error = None
         # Entered and exited in one context (Dask's client keeps itself in a ContextVar).
         self._context = contextvars.copy_context()
-        self._thread = threading.Thread(target=self._enter, name="rtq-batch-start", daemon=True)
-        self._thread.start()
+        # An event, not Thread.join: a join interrupted by Ctrl-C marks the thread ended
+        # while it runs on (CPython 3.11), and the next join would not wait.
+        self._entered = threading.Event()
+        threading.Thread(target=self._enter, name="rtq-batch-start", daemon=True).start()
 
     def _enter(self) -> None:
         try:
             self._value = self._context.run(self._manager.__enter__)
         except BaseException as err:     # handed to result()
             self._error = err
+        finally:
+            self._entered.set()
 
     def result(self):
-        self._thread.join()
+        self._entered.wait()
         if self._error is not None:
             raise self._error
         return self._value
@@ -220,9 +265,9 @@ class Starting:
         return self
 
     def __exit__(self, *exc):
-        if self._abandon and isinstance(exc[1], KeyboardInterrupt) and self._thread.is_alive():
+        if self._abandon and isinstance(exc[1], KeyboardInterrupt) and not self._entered.is_set():
             return None
-        self._thread.join()
+        self._entered.wait()
         if self._error is None:
             return self._context.run(self._manager.__exit__, *exc)
         return None

@@ -28,6 +28,9 @@ def add(subparsers: argparse._SubParsersAction) -> None:
                        help="start a Dask LocalCluster of N worker processes (needs rtq[cluster])")
     where.add_argument("--scheduler", metavar="ADDRESS",
                        help="run on the Dask cluster of this scheduler, tcp://HOST:8786 (needs rtq[cluster])")
+    parser.add_argument("--connect-timeout", metavar="SECONDS", type=float,
+                        help="with --scheduler: how long to wait for its answer before failing "
+                             "(default 10)")
     parser.add_argument("--seed", type=int, help="base seed (default each preset's, else 0)")
     parser.add_argument("--subtype", metavar="S", help="output subtype for every job (default follows each preset)")
     parser.add_argument("--report", action="store_true",
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
         value = getattr(args, option)
         if value is not None and value < 1:
             raise UsageError(f"--{option.replace('_', '-')} must be at least 1, got {value}")
+    if args.connect_timeout is not None and not 0 < args.connect_timeout < 1e6:
+        raise UsageError(f"--connect-timeout must be a number of seconds above 0, got {args.connect_timeout:g}")
     with contextlib.ExitStack() as stack:
         cluster = None
         if not args.dry_run:
@@ -63,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
                 # Ctrl-C does not wait for a remote scheduler's answer (a local cluster's
                 # start, yes: its processes are to be stopped).
                 cluster = stack.enter_context(executors.Starting(
-                    executors.dask_executor(local_cluster=args.local_cluster, scheduler=args.scheduler),
+                    executors.dask_executor(local_cluster=args.local_cluster, scheduler=args.scheduler,
+                                            timeout=args.connect_timeout or executors.CONNECT_TIMEOUT),
                     abandon_on_interrupt=bool(args.scheduler)))
         from rtq.batch.jobs import plan
 

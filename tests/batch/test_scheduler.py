@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -123,10 +124,49 @@ def test_an_unreachable_scheduler_is_one_line(corpus, tmp_path):
     with socket.socket() as free:       # a port nothing listens on
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    result = run_rtq(*batch_argv(corpus, tmp_path / "out", "--scheduler", f"tcp://127.0.0.1:{port}"))
+    result = run_rtq(*batch_argv(corpus, tmp_path / "out", "--scheduler", f"tcp://127.0.0.1:{port}",
+                                 "--connect-timeout", "1"))
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"rtq: --scheduler tcp://127.0.0.1:{port}: cannot connect ("), result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
+
+
+@contextlib.contextmanager
+def silent_server():
+    """A port that accepts connections and never answers (some other server, a stuck
+    scheduler); yields its address."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+
+    def accept():
+        with contextlib.suppress(OSError):
+            while True:
+                held.append(server.accept()[0])
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield "tcp://127.0.0.1:%d" % server.getsockname()[1]
+    finally:
+        server.close()
+        for connection in held:
+            connection.close()
+
+
+def test_a_scheduler_that_never_answers_fails_in_one_line_within_the_timeout(corpus, tmp_path):
+    """Dask's Client(timeout=...) bounds the TCP connection, not its handshake: a port
+    that accepts and never answers kept the batch waiting for ever."""
+    pytest.importorskip("distributed")
+    with silent_server() as address:
+        try:
+            result = run_rtq(*batch_argv(corpus, tmp_path / "out", "--scheduler", address, "--connect-timeout", "1"),
+                             timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("the batch waited for the silent scheduler past its timeout") from None
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"rtq: --scheduler {address}: cannot connect (no Dask scheduler answered within 1 s)\n"
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
 
 
