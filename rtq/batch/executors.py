@@ -214,7 +214,11 @@ def dask_executor(*, local_cluster: int | None = None, scheduler: str | None = N
             if local_cluster is not None:
                 cluster = stack.enter_context(distributed.LocalCluster(
                     n_workers=local_cluster, threads_per_worker=1, processes=True, dashboard_address=None,
-                    silence_logs=logging.CRITICAL, preload=["rtq.batch.warm"]))
+                    silence_logs=logging.CRITICAL, preload=["rtq.batch.warm"],
+                    # With no dashboard the scheduler still serves HTTP (health, metrics),
+                    # by default on port 8787, and warns on standard error when another
+                    # cluster holds it: any free port on this machine's loopback instead.
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}))
                 client = stack.enter_context(distributed.Client(cluster))
             else:
                 client = stack.enter_context(_connect(distributed, scheduler, timeout))

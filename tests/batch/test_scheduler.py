@@ -53,10 +53,22 @@ def batch_argv(corpus, out, *extra):
     return ("batch", *PRESETS, "--inputs", corpus, "--out", out, "--name", NAME, *extra)
 
 
+@contextlib.contextmanager
+def dask_default_port_taken():
+    """Port 8787 (Dask's dashboard) held on the loopback, as another cluster on this
+    machine would (if it is not taken already)."""
+    with socket.socket() as held:
+        with contextlib.suppress(OSError):
+            held.bind(("127.0.0.1", 8787))
+            held.listen(1)
+        yield
+
+
 @pytest.mark.parametrize("where", [("--jobs", "1"), ("--local-cluster", "2")])
 def test_same_bytes_and_manifest_whatever_runs_the_jobs(corpus, reference, tmp_path, where):
     out = tmp_path / "out"
-    result = run_rtq(*batch_argv(corpus, out, *where))
+    with dask_default_port_taken():      # Dask would warn that it uses another port
+        result = run_rtq(*batch_argv(corpus, out, *where))
     assert result.returncode == 0, result.stderr
     assert len(result.stderr.splitlines()) == 1, result.stderr      # no Dask chatter
     assert audio_files(out) == audio_files(reference)
