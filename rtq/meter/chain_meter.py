@@ -362,9 +362,11 @@ class _Entry:
     its own meter would have measured.
 
     ``measurer``: an executor of one thread that measures the frames held (``batch``)
-    while the reading goes on, running its jobs in order; at most one measurement is
-    pending (memory stays bounded: a measurement waits for the one before), counts are
-    queued behind it without waiting, and its meter, level history and counts are
+    while the reading goes on, running its jobs in order; the measurements queued there
+    hold at most ``queue`` frames besides the newest (memory stays bounded: a
+    measurement waits for older ones until they do; a queue of a tap ring's frames lets
+    a sampled window's burst of frames queue while the chain goes on), counts are
+    queued behind them without waiting, and its meter, level history and counts are
     touched only there until :meth:`wait`.  None: measured at once."""
 
     def __init__(self, meter: ErrorMeter, pair: TapPair, history: LevelHistory, path, extra,
@@ -379,8 +381,9 @@ class _Entry:
         self.window_starts: list[int] = []   # tap positions where a capture window began
         self.twin: _Entry | None = None
         self.batch = 0           # frames to gather before measuring them (offline); 0: at once
+        self.queue = 0           # frames the measurements queued on measurer may hold besides the newest
         self.measurer = None     # the one-thread executor measuring held frames (with batch), or None
-        self._pending: list = []  # the Futures of the jobs submitted there, oldest first
+        self._pending: list = []  # (Future, frames) of the jobs submitted there, oldest first
         self._held: list[tuple[np.ndarray, np.ndarray]] = []    # frames read, not yet measured
         self._held_at = (0, False)   # their first y position, and whether frames before were lost
 
@@ -452,29 +455,29 @@ class _Entry:
         """Measure the frames held (on :attr:`measurer`, if any)."""
         if self._held:
             held, self._held = self._held, []
-            self._submit(self._measure_held, (held, *self._held_at))
+            self._submit(self._measure_held, (held, *self._held_at), frames=sum(len(x) for x, _ in held))
 
     def _measure_held(self, held: list[tuple[np.ndarray, np.ndarray]], start: int, lost: bool) -> None:
         x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
         self._measure(x, y, start, lost)
 
-    def _submit(self, work, args=(), kwargs=None, measurement: bool = True) -> None:
+    def _submit(self, work, args=(), kwargs=None, frames: int = 0) -> None:
         """``work(*args, **kwargs)`` on :attr:`measurer`, after the jobs before it (at
-        once without one); a ``measurement`` first waits for those (the frames held stay
-        bounded), other work (counts) does not."""
-        if measurement:
-            self.wait()
-        while self._pending and self._pending[0].done():      # their errors raised here
-            self._pending.pop(0).result()
+        once without one); a measurement of ``frames`` frames first waits for the
+        oldest until those queued hold at most :attr:`queue` frames (memory stays
+        bounded), other work (counts, no frames) does not wait."""
+        while self._pending and (self._pending[0][0].done()
+                                 or frames and sum(n for _, n in self._pending) > self.queue):
+            self._pending.pop(0)[0].result()      # their errors raised here
         if self.measurer is None:
             work(*args, **(kwargs or {}))
         else:
-            self._pending.append(self.measurer.submit(work, *args, **(kwargs or {})))
+            self._pending.append((self.measurer.submit(work, *args, **(kwargs or {})), frames))
 
     def wait(self) -> None:
         """Until the jobs submitted are done (the first error raised here)."""
         pending, self._pending = self._pending, []
-        errors = [job.exception() for job in pending]
+        errors = [job.exception() for job, _ in pending]
         for error in errors:
             if error is not None:
                 raise error
@@ -504,7 +507,7 @@ class _Entry:
 
     def add_counts(self, **counts) -> None:
         if self.twin is None:      # a twin's meter has the same counts (one quantizer)
-            self._submit(self.meter.add_counts, kwargs=counts, measurement=False)
+            self._submit(self.meter.add_counts, kwargs=counts)
 
     def report(self, window: str) -> dict:
         source = self.twin or self
@@ -665,6 +668,9 @@ class ChainMeter:
         for entry in (*self._entries, self._end_to_end):
             entry.meter.executor = self._transforms
             entry.batch = batch_frames
+            # As much as the taps' rings hold (the stream time of the fastest tap's): a
+            # sampled window's frames queue up, the chain is not held back by its burst.
+            entry.queue = ring // top * entry.factor
             if workers > 1 and batch_frames:    # measuring a batch overlaps reading the next
                 entry.measurer = ThreadPoolExecutor(1, thread_name_prefix="rtq-measure")
         self._stream = parts[0].input_tap     # always recording: the stream position

@@ -382,6 +382,31 @@ def test_batches_measured_on_threads_of_their_own_give_the_same_figures():
             assert_same_figures(reports[2], reports[0])
 
 
+def test_measurements_wait_for_older_ones_only_beyond_the_queue():
+    """A point's measurements queue on its measurer while those queued hold at most
+    ``queue`` frames (the stream time of the tap rings, at the point's rate: a sampled
+    window's burst queues while the chain goes on); beyond, they wait for the oldest."""
+    chain = Chain([Gain(-0.1), Requantize(8, "tpdf")], seed=5)
+    _, meter = run(chain, noise(8192, 2), block=1024, batch_frames=2000, workers=2)
+    entry = meter._entries[0]
+    assert entry.queue == chain.program.taps.shape[2]
+    release = threading.Event()
+    done = []
+    entry.queue = 3000
+    entry._submit(release.wait, frames=1)                  # the measurer busy
+    entry._submit(done.append, (1,), frames=2000)          # 1 frame queued before it
+    entry._submit(done.append, (2,), frames=2000)          # 2001
+    third = threading.Thread(target=entry._submit, args=(done.append, (3,)), kwargs={"frames": 10})
+    third.start()                                          # 4001 queued: waits for the oldest
+    third.join(0.2)
+    assert third.is_alive() and done == []
+    release.set()
+    third.join(10)
+    entry.wait()
+    assert done == [1, 2, 3]
+    meter.close()
+
+
 def test_close_stops_every_thread_when_a_measurement_failed():
     """close() waits for every point, stops every thread, then raises the first error."""
     chain = Chain([Gain(-0.1), Requantize(8, "tpdf")], seed=5)
@@ -394,7 +419,7 @@ def test_close_stops_every_thread_when_a_measurement_failed():
         raise RuntimeError(message)
 
     for entry, message in zip(entries, ("first", "second")):
-        entry._pending.append(entry.measurer.submit(fails, message))
+        entry._pending.append((entry.measurer.submit(fails, message), 0))
     with pytest.raises(RuntimeError, match="first"):
         meter.close()
     assert all(entry.measurer is None for entry in entries) and meter._pool is None and meter._transforms is None
