@@ -67,10 +67,11 @@ def band_tables(thresholds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 @kernel
-def _close_block(fsums, counts, state):
-    """Add the current ring row into row 0, move to the next ring row and clear it."""
+def _close_block(fsums, counts, state, c0, c1):
+    """Add the current ring row of channels ``c0 .. c1 - 1`` into row 0, move to the
+    next ring row and clear it (for those channels)."""
     cur = state[1]
-    for c in range(fsums.shape[1]):
+    for c in range(c0, c1):
         for k in range(F_WIDTH):
             if k == F_PEAK:
                 fsums[0, c, k] = max(fsums[0, c, k], fsums[cur, c, k])
@@ -82,18 +83,20 @@ def _close_block(fsums, counts, state):
             else:
                 counts[0, c, k] += counts[cur, c, k]
     cur = cur + 1 if cur + 1 < fsums.shape[0] else 1
-    fsums[cur] = 0.0
-    counts[cur] = 0
+    fsums[cur, c0:c1] = 0.0
+    counts[cur, c0:c1] = 0
     state[0] = 0
     state[1] = cur
     state[2] += 1
 
 
 @kernel
-def accumulate(x, y, ex, grid, last, fsums, counts, hop, state):
-    """Add the frames of ``x``, ``y`` (frames, channels) to the current ring row, closing
-    a block every ``hop`` frames; write ``y - x`` and ``x`` into ``ex`` (channels, 2,
-    frames).  A frame where ``x`` or ``y`` is not finite counts as non-finite and as
+def accumulate(x, y, ex, grid, last, fsums, counts, hop, state, c0, c1):
+    """Add the frames of ``x``, ``y`` (frames, channels) of channels ``c0 .. c1 - 1`` to
+    the current ring row, closing a block every ``hop`` frames; write ``y - x`` and
+    ``x`` into ``ex`` (channels, 2, frames).  Channels are independent: calls for
+    disjoint channel ranges (each with its own copy of ``state``) may run side by side
+    and sum exactly as one call for all.  A frame where ``x`` or ``y`` is not finite counts as non-finite and as
     ``x = y = 0``.  ``last[c]`` is the previous
     ``x`` (NaN before the first).  ``state``: frames in the current block, its row,
     blocks closed.  Returns the non-finite frames seen."""
@@ -111,7 +114,7 @@ def accumulate(x, y, ex, grid, last, fsums, counts, hop, state):
     while start < frames:
         stop = min(frames, start + hop - state[0])
         cur = state[1]
-        for c in range(channels):
+        for c in range(c0, c1):
             f = fsums[cur, c]
             n = counts[cur, c]
             s_e = f[F_SUM_E]
@@ -180,15 +183,17 @@ def accumulate(x, y, ex, grid, last, fsums, counts, hop, state):
             bad_total += bad
         state[0] += stop - start
         if state[0] == hop:
-            _close_block(fsums, counts, state)
+            _close_block(fsums, counts, state, c0, c1)
         start = stop
     return bad_total
 
 
-@Entry(f"int64({', '.join(['int64'] * 15)})")
+@Entry(f"int64({', '.join(['int64'] * 17)})")
 def accumulate_entry(x_address, y_address, frames, channels, ex_address, ex_capacity, ex_offset, grid_address,
-                     grid_words, last_address, fsums_address, counts_address, rows, hop, state_address):
-    """C entry point of :func:`accumulate`: every array C-contiguous at its address:
+                     grid_words, last_address, fsums_address, counts_address, rows, hop, state_address,
+                     first_channel, end_channel):
+    """C entry point of :func:`accumulate` (channels ``first_channel .. end_channel -
+    1``): every array C-contiguous at its address:
     ``x``, ``y`` float64 (frames, channels); ``ex`` float64 (channels, 2, ex_capacity), of
     which frames ``ex_offset ..`` are written; ``grid`` float64 (grid_words,); ``last``
     float64 (channels,); ``fsums`` float64 and ``counts`` int64 (rows, channels, width);
@@ -202,4 +207,5 @@ def accumulate_entry(x_address, y_address, frames, channels, ex_address, ex_capa
                       carray(address_as_void_pointer(last_address), (channels,), np.float64),
                       carray(address_as_void_pointer(fsums_address), (rows, channels, F_WIDTH), np.float64),
                       carray(address_as_void_pointer(counts_address), (rows, channels, I_WIDTH), np.int64),
-                      hop, carray(address_as_void_pointer(state_address), (3,), np.int64))
+                      hop, carray(address_as_void_pointer(state_address), (3,), np.int64),
+                      first_channel, end_channel)

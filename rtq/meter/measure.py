@@ -261,7 +261,7 @@ class ErrorMeter:
         the output's levels (``level_histogram``).
     """
 
-    executor = None     # an Executor sharing the spectra's transforms (set by the owner), or None
+    executor = None     # an Executor sharing the compiled pass and the spectra's transforms (set by the owner)
 
     def __init__(self, sample_rate: float, channels: int, bits: int | None = None,
                  dither: str = "tpdf", ntf: Ntf | None = None, *, dither_amplitude: float = 1.0,
@@ -358,10 +358,10 @@ class ErrorMeter:
             grown = np.empty((self.channels, 2, max(pending + n, 2 * self._ex.shape[-1])))
             grown[:, :, :pending] = self._ex[:, :, :pending]
             self._ex = grown
-        bad = acc.accumulate_entry.ctypes(x.ctypes.data, y.ctypes.data, n, self.channels, self._ex.ctypes.data,
-                                    self._ex.shape[-1], pending, self._grid.ctypes.data, len(self._grid),
-                                    self._last.ctypes.data, self._fsums.ctypes.data, self._counts.ctypes.data,
-                                    len(self._fsums), self._hop, self._state.ctypes.data)
+        bad = self._accumulate(x.ctypes.data, y.ctypes.data, n, self.channels, self._ex.ctypes.data,
+                               self._ex.shape[-1], pending, self._grid.ctypes.data, len(self._grid),
+                               self._last.ctypes.data, self._fsums.ctypes.data, self._counts.ctypes.data,
+                               len(self._fsums), self._hop)
         before = self._frames
         self._frames += n
         self._pending += n
@@ -374,6 +374,20 @@ class ErrorMeter:
         e = self._ex[:, 0, pending:pending + n].T
         self._add_segments()
         return e
+
+    def _accumulate(self, *args) -> int:
+        """The compiled pass (:func:`rtq.meter.accumulate.accumulate_entry`'s ``args``
+        but the state and channels) over every channel; with an :attr:`executor`, the
+        upper half of the channels on its thread meanwhile (the pass releases the GIL),
+        with a copy of the block state, which both calls advance alike."""
+        run = acc.accumulate_entry.ctypes
+        half = self.channels // 2
+        if self.executor is None or not half:
+            return run(*args, self._state.ctypes.data, 0, self.channels)
+        state = self._state.copy()
+        other = self.executor.submit(run, *args, state.ctypes.data, half, self.channels)
+        bad = run(*args, self._state.ctypes.data, 0, half)
+        return bad + other.result()
 
     def _extras(self) -> list[np.ndarray]:
         """The per-block figures formed outside the compiled pass (rows: total, ring, open)."""

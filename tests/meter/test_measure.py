@@ -415,6 +415,32 @@ def test_any_chunking_gives_the_same_result(sizes):
         assert_same_result(whole.result(window), chunked.result(window))
 
 
+def test_channels_measured_side_by_side_give_the_same_result():
+    """With an executor the compiled pass runs the upper half of the channels on its
+    thread (each with its own copy of the block state): the figures are those of one
+    thread, blocks closing inside chunks and non-finite samples included (the sums
+    are the same, the spectra to rounding: their transforms are batched otherwise)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 3 * 4096 + 777
+    x, y = _stream_case(n)
+    x = np.column_stack([x, 0.5 * x[:, :1]])
+    y = np.column_stack([y, np.rint(x[:, 2:] / Q16) * Q16])
+    y[100, 2] = np.nan
+    sizes = [5000, 3001, n]
+    alone = _feed(ErrorMeter(FS, 3, bits=16), x, y, sizes)
+    side_by_side = ErrorMeter(FS, 3, bits=16)
+    with ThreadPoolExecutor(1) as executor:
+        side_by_side.executor = executor
+        _feed(side_by_side, x, y, sizes)
+    for window in ("integrated", "momentary"):
+        reference = alone.result(window)
+        assert reference["nonfinite"] == [0, 0, 1]
+        assert_same_result(reference, side_by_side.result(window), rtol=1e-12)
+        for key in ("mse", "peak_dbfs", "histogram", "noise_modulation", "bits_in_use", "sinad_db"):
+            assert side_by_side.result(window)[key] == reference[key]
+
+
 @pytest.mark.parametrize("sizes", [[1000], [7] * 143, [333, 1, 666]])
 def test_segments_after_a_restart_all_count(sizes):
     """After restart_segment the segments end inside blocks, not at their ends: every one
