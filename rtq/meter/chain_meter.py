@@ -31,8 +31,11 @@ neighbours (doubling its interval) when full.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
+import ctypes
 import math
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -867,6 +870,30 @@ class _SampledCapture:
             prog.meta[META_CAPTURE] = k * self.every + self.length - position
 
 
+_MADV_POPULATE_WRITE = 23    # Linux 5.14 and later
+
+
+def _same(programs: list, others: list | None) -> bool:
+    """Whether ``others`` are the very ``programs`` (not None)."""
+    return others is not None and len(others) == len(programs) and all(a is b for a, b in zip(programs, others))
+
+
+def populate(arrays) -> None:
+    """Fault in the memory of ``arrays`` as writing them would, without touching their
+    contents (``madvise(MADV_POPULATE_WRITE)``), so safe while another thread writes
+    them: the kernel zeroes the fresh pages here rather than in that thread's first
+    writes.  Nothing where the system cannot (before Linux 5.14, not Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        madvise = ctypes.CDLL(None, use_errno=True).madvise
+        madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+        page = os.sysconf("SC_PAGE_SIZE")
+        for array in arrays:
+            start = -(-array.ctypes.data // page) * page
+            end = (array.ctypes.data + array.nbytes) // page * page
+            if end > start:
+                madvise(start, end - start, _MADV_POPULATE_WRITE)
+
+
 class RenderMeter:
     """A :func:`rtq.render.render_file` observer that meters the chain through its taps.
 
@@ -880,7 +907,9 @@ class RenderMeter:
     sample all the same).  The metered points are measured on ``workers`` threads, while
     the chain goes on (``concurrent``: see :func:`rtq.render.render_file`), and the
     chain keeps running its channel groups on their cores (``channel_groups``: the
-    meter reads the taps of every group's program).
+    meter reads the taps of every group's program).  Before the first piece, a thread
+    of its own faults in the taps' rings (:func:`populate`: a DSD chain's are 128 MB),
+    which the chain's first writes would otherwise do.
     """
 
     SAMPLE = (16384, 16 * 16384)    # stream frames measured, of every so many
@@ -893,25 +922,33 @@ class RenderMeter:
         self.meter: ChainMeter | None = None
         self._parts: list[Chain] | None = None
         self._capture: _SampledCapture | None = None
+        self._populated: list | None = None     # the programs whose taps were faulted in
+        self._populating: threading.Thread | None = None
 
     def before_piece(self, chain, frames: int, parts: list[Chain] | None = None) -> None:
         """Before the render runs the next piece of ``frames`` stream frames: let the taps
         at oversampled rates record only around the sampled windows
-        (:class:`_SampledCapture`); the figures are those of taps recording everything."""
+        (:class:`_SampledCapture`); the figures are those of taps recording everything.
+        Before the first piece of new programs, start faulting in their taps."""
+        parts = parts or [chain]
+        programs = [part.program for part in parts]
+        if not _same(programs, self._populated):
+            self._populated = programs
+            self._join_populating()
+            self._populating = threading.Thread(target=populate, args=([prog.taps for prog in programs],),
+                                                name="rtq-taps", daemon=True)
+            self._populating.start()
         if self.options["sample"] is None:
             return
-        parts = parts or [chain]
         capture = self._capture
-        if capture is None or len(capture.programs) != len(parts) or \
-                any(a is not b.program for a, b in zip(capture.programs, parts)):
+        if capture is None or not _same(programs, capture.programs):
             capture = self._capture = _SampledCapture(chain, parts, self.options["sample"])
         capture.arm(frames)
 
     def __call__(self, chain, parts: list[Chain] | None = None) -> None:
         parts = parts or (self._parts if self.meter is not None and self.meter.chain is chain else None) or [chain]
         programs = [part.program for part in parts]
-        if self.meter is None or len(programs) != len(self.meter.programs) or \
-                any(a is not b for a, b in zip(programs, self.meter.programs)):
+        if self.meter is None or not _same(programs, self.meter.programs):
             if self.meter is not None:
                 self.meter.close()
             self.meter = ChainMeter(chain, from_start=True, workers=self.workers, parts=parts, **self.options)
@@ -929,5 +966,11 @@ class RenderMeter:
     def close(self) -> None:
         """Stop the meter's threads (:meth:`ChainMeter.close`); ``render_file`` calls it
         when the render fails."""
+        self._join_populating()
         if self.meter is not None:
             self.meter.close()
+
+    def _join_populating(self) -> None:
+        if self._populating is not None:
+            self._populating.join()
+            self._populating = None

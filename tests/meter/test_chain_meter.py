@@ -8,7 +8,7 @@ import pytest
 
 from rtq.chain import Chain
 from rtq.dsp.shaping import select_table
-from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair
+from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair, populate
 from rtq.stages import Gain, Quantize, Requantize
 from figures import assert_same_figures
 from signals import faded_sine
@@ -405,6 +405,15 @@ def test_measurements_wait_for_older_ones_only_beyond_the_queue():
     entry.wait()
     assert done == [1, 2, 3]
     meter.close()
+
+
+def test_populate_leaves_the_contents_as_they_are():
+    """RenderMeter faults in the taps' rings while the chain writes them: populate
+    must not write (a madvise that discards pages would zero them)."""
+    written = np.arange(3 << 20, dtype=np.float64)
+    fresh = np.zeros(1 << 20)
+    populate([written, fresh, written[1:7], fresh[:0]])
+    assert np.array_equal(written, np.arange(3 << 20)) and not fresh.any()
 
 
 def test_close_stops_every_thread_when_a_measurement_failed():
