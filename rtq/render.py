@@ -4,8 +4,10 @@ The input is streamed through soundfile (libsndfile) in blocks, so memory stays 
 for any length (and any block size: :data:`MAX_BUFFER_BYTES`); an input that ends before
 its header's length is an error unless allowed (:class:`~rtq.files.audio.AudioInput`).
 OUTPUT is a :class:`~rtq.files.destination.Destination`: written as an anonymous file
-beside it and linked into place only when complete, never over a file that exists at
-that moment unless forced, so an interrupted or killed render leaves nothing.  Integer
+beside it and linked into place only when complete and synced to its disk (its
+write-out started while it is written: :mod:`rtq.files.writeback`), never over a file
+that exists at that moment unless forced, so an interrupted or killed render leaves
+nothing, and a crash after it leaves the whole new file or the old one.  Integer
 output is written from the chain's exact codes (the grid value scaled to the file's own
 samples, written as bytes, for uncompressed PCM; to int16 or int32 codes, which
 libsndfile stores without further rounding, otherwise: :class:`_Encoding`), so reading
@@ -41,6 +43,7 @@ from .errors import UsageError
 from .files import pcm
 from .files.audio import AudioInput, open_output, output_failure, output_format, raw_layout, write_raw
 from .files.destination import Destination, check_destination
+from .files.writeback import WriteBack
 from .processor import Counts, flush_and_trim
 
 DEFAULT_BLOCK = 32768
@@ -319,8 +322,11 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
                         length = block_size if src.promised is None else src.promised + latency
                         written = _stream(groups, src, dst, io_frames(block_size, channels, length), latency, subtype,
                                           _Progress(src.promised) if progress and src.promised else None, observer,
-                                          budget > 1)
+                                          budget > 1, WriteBack(destination.fd))
                     dst.close()
+                    # soundfile's close syncs before libsndfile rewrites the header (its lengths)
+                    # for the last time: the whole file is synced here, before it gets its name.
+                    os.fdatasync(destination.fd)
                 except (OSError, sf.LibsndfileError) as err:
                     raise output_failure(dst, out, err) from None
                 finally:
@@ -462,13 +468,15 @@ class _Pipeline:
     release the GIL, so the three run in parallel.  ``DEPTH`` input buffers circulate:
     read, processed in place, then encoded and written, and read into again; one
     buffer holds the encoded bytes.  So memory stays bounded, and the chain's thread
-    does nothing but the chain.
+    does nothing but the chain.  After each write, ``write_back()`` (a
+    :class:`~rtq.files.writeback.WriteBack`) starts the write-out of what was written.
     """
 
     DEPTH = 4
 
-    def __init__(self, src, dst, block_size: int, work_dtype, encoding: "_Encoding", threaded: bool = True):
-        self.src, self.dst, self.encoding = src, dst, encoding
+    def __init__(self, src, dst, block_size: int, work_dtype, encoding: "_Encoding", write_back,
+                 threaded: bool = True):
+        self.src, self.dst, self.encoding, self.write_back = src, dst, encoding, write_back
         self.free_in: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
         self.to_write: queue.Queue = queue.Queue()
@@ -521,6 +529,7 @@ class _Pipeline:
     def _write_one(self, block, skip, buf):
         if block.shape[0] > skip and not self.stop.is_set():
             self.encoding.write(self.dst, self.encoding.encode(block[skip:], self.out))
+            self.write_back()
         if buf is not None:
             self.free_in.put(buf)
 
@@ -619,13 +628,15 @@ class _Observing:
             raise self.error
 
 
-def _stream(groups, src, dst, block_size, latency, subtype, progress, observer, io_threads: bool) -> int:
-    """The block loop: read, process in place, drop the latency, write, flush."""
+def _stream(groups, src, dst, block_size, latency, subtype, progress, observer, io_threads: bool,
+            write_back) -> int:
+    """The block loop: read, process in place, drop the latency, write (``write_back()``
+    after each write), flush."""
     work_dtype = _work_dtype(src.subtype, subtype)
     tail = np.zeros((min(latency, block_size) if latency else 1, src.channels), dtype=work_dtype)
     done = 0
     written = 0
-    with _Pipeline(src, dst, block_size, work_dtype, _Encoding(dst), io_threads) as pipe, \
+    with _Pipeline(src, dst, block_size, work_dtype, _Encoding(dst), write_back, io_threads) as pipe, \
             _Observing(observer, groups) as watch:
         for block, start in flush_and_trim(pipe.blocks(), latency, tail):
             n = block.shape[0]

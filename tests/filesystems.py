@@ -52,16 +52,18 @@ def fill(directory: Path) -> None:
 
 
 @contextlib.contextmanager
-def without_tmpfile(base: Path, links: bool = True):
+def without_tmpfile(base: Path, links: bool = True, log: Path | None = None):
     """A directory on a real filesystem that has no O_TMPFILE (and, unless ``links``, no
-    hard links): :mod:`passthrough_fs` over ``base/fuse-root``, mounted at ``base/fuse``."""
+    hard links): :mod:`passthrough_fs` over ``base/fuse-root``, mounted at ``base/fuse``;
+    with ``log``, it logs there what reached it, in order (``--log``)."""
     if os.geteuid() != 0 or not os.path.exists("/dev/fuse"):
         pytest.skip("mounting a FUSE filesystem needs root and /dev/fuse (CI has both)")
     root, mountpoint = base / "fuse-root", base / "fuse"
     root.mkdir()
     mountpoint.mkdir()
     server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("passthrough_fs.py")), str(root),
-                               str(mountpoint), *([] if links else ["--no-links"])],
+                               str(mountpoint), *([] if links else ["--no-links"]),
+                               *([] if log is None else ["--log", str(log)])],
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 20

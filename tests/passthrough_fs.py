@@ -1,9 +1,14 @@
 """A FUSE filesystem that passes every call through to a directory, without O_TMPFILE
 (as network and many FUSE filesystems are), optionally without hard links too.
 
-    python passthrough_fs.py ROOT MOUNTPOINT [--no-links]
+    python passthrough_fs.py ROOT MOUNTPOINT [--no-links] [--log FILE]
 
-Runs in the foreground until unmounted (``fusermount3 -u MOUNTPOINT``).  Built on
+Runs in the foreground until unmounted (``fusermount3 -u MOUNTPOINT``).  With ``--log``,
+every write, sync, link, rename and unlink is appended to FILE as it is done, one line
+each (``write PATH OFFSET SIZE``, ``fsync PATH``, ``link SOURCE TARGET``, ``rename OLD
+NEW``, ``unlink PATH``; paths from the mount's root): the order in which a program's
+data reached the filesystem (the kernel passes a write on before the call returns; the
+filesystem keeps no cache of its own).  Built on
 mfusepy (libfuse 3); the kernel answers O_TMPFILE with EOPNOTSUPP because the filesystem
 has no ``tmpfile`` operation.  ``flock`` is the kernel's own (local) locking; renames
 honour RENAME_NOREPLACE (as vfat and exfat do, which have no hard links either).
@@ -14,6 +19,7 @@ import ctypes
 import errno
 import os
 import sys
+import threading
 
 from mfusepy import FUSE, FuseOSError, Operations
 
@@ -31,9 +37,16 @@ class FlagsFUSE(FUSE):
 class Passthrough(Operations):
     use_ns = True
 
-    def __init__(self, root: str, links: bool):
+    def __init__(self, root: str, links: bool, log: str | None = None):
         self.root = os.path.realpath(root)
         self.links = links
+        self._log = None if log is None else open(log, "a", buffering=1)
+        self._log_lock = threading.Lock()
+
+    def _logged(self, *event) -> None:
+        if self._log is not None:
+            with self._log_lock:
+                self._log.write(" ".join(map(str, event)) + "\n")
 
     def _full(self, path: str) -> str:
         return os.path.join(self.root, path.lstrip("/"))
@@ -73,7 +86,9 @@ class Passthrough(Operations):
         return self._call(os.pread, fh, size, offset)
 
     def write(self, path, data, offset, fh):
-        return self._call(os.pwrite, fh, data, offset)
+        written = self._call(os.pwrite, fh, data, offset)
+        self._logged("write", path, offset, written)
+        return written
 
     def truncate(self, path, length, fh=None):
         self._call(os.truncate, fh if fh is not None else self._full(path), length)
@@ -84,6 +99,7 @@ class Passthrough(Operations):
 
     def fsync(self, path, datasync, fh):
         self._call(os.fsync, fh)
+        self._logged("fsync", path)
         return 0
 
     def release(self, path, fh):
@@ -92,6 +108,7 @@ class Passthrough(Operations):
 
     def unlink(self, path):
         self._call(os.unlink, self._full(path))
+        self._logged("unlink", path)
         return 0
 
     def rename(self, old, new, flags=0):
@@ -99,12 +116,14 @@ class Passthrough(Operations):
             self._call(os.rename, self._full(old), self._full(new))
         elif _LIBC.renameat2(-100, os.fsencode(self._full(old)), -100, os.fsencode(self._full(new)), flags):
             raise FuseOSError(ctypes.get_errno())    # (-100: AT_FDCWD)
+        self._logged("rename", old, new)
         return 0
 
     def link(self, target, source):
         if not self.links:
             raise FuseOSError(errno.EPERM)
         self._call(os.link, self._full(source), self._full(target))
+        self._logged("link", source, target)
         return 0
 
     def chmod(self, path, mode):
@@ -125,6 +144,7 @@ class Passthrough(Operations):
 
 
 if __name__ == "__main__":
-    root, mountpoint = sys.argv[1:3]
-    FlagsFUSE(Passthrough(root, links="--no-links" not in sys.argv[3:]), mountpoint, foreground=True,
+    root, mountpoint, *options = sys.argv[1:]
+    log = options[options.index("--log") + 1] if "--log" in options else None
+    FlagsFUSE(Passthrough(root, links="--no-links" not in options, log=log), mountpoint, foreground=True,
               allow_other=True, use_ino=True)

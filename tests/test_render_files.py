@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from filesystems import anonymous_files, fill, small_tmpfs
-from signals import make_signal
+from filesystems import anonymous_files, fill, small_tmpfs, without_tmpfile
+from signals import make_signal, write_input
 
 from rtq.chain import Chain
 from rtq.cli import main
@@ -108,6 +108,24 @@ def test_two_renders_to_one_output_one_wins_the_other_exits_1(medium):
     assert (work / "out.wav").read_bytes() == (work / "out.rtq-1.wav").read_bytes()
     assert sf.info(str(work / "out.wav")).frames == MEDIUM_FRAMES
     assert listing(work) == {"medium.wav", "out.wav", "out.rtq-1.wav"}
+
+
+def test_output_is_synced_after_its_last_write_before_it_gets_its_name(tmp_path, capsys):
+    """soundfile's close syncs before libsndfile's last rewrite of the header (its
+    lengths): after a crash, OUTPUT (over the file it replaced, with --force) could have
+    had the header of an empty file.  A filesystem logs what reaches it, in order."""
+    source = write_input(tmp_path / "in.wav", make_signal(4800, 2, seed=5, rate=48000), 48000)
+    log = tmp_path / "filesystem.log"
+    with without_tmpfile(tmp_path, log=log) as directory:
+        (directory / "out.wav").write_bytes(b"the user's file")
+        assert main(["render", "tpdf-16", str(source), str(directory / "out.wav"), "--force"]) == 0, capsys.readouterr()
+        assert sf.info(str(directory / "out.wav")).frames == 4800
+    events = [line.split() for line in log.read_text().splitlines()]
+    published = next(i for i, event in enumerate(events) if event[0] == "rename" and event[2] == "/out.wav")
+    temporary = events[published][1]
+    last_write = max(i for i, event in enumerate(events) if event[:2] == ["write", temporary])
+    assert events[last_write][2] == "0"      # the header, rewritten on closing
+    assert ["fsync", temporary] in events[last_write:published], events[last_write:]
 
 
 @pytest.mark.parametrize("force", [False, True], ids=["plain", "force"])
