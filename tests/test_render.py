@@ -264,13 +264,13 @@ def test_a_render_of_one_core_writes_the_same_bytes_on_one_thread(tmp_path, pres
 
 
 def test_memory_stays_bounded_for_a_long_file(tmp_path):
-    rate, seconds = 48000, 60
+    rate, seconds = 48000, 240
     inp = tmp_path / "long.wav"
     rng = np.random.default_rng(11)
     with sf.SoundFile(str(inp), "w", rate, 2, "PCM_16") as f:
         for _ in range(seconds):
             f.write((0.25 * rng.standard_normal((rate, 2))).astype(np.float32))
-    decoded_bytes = seconds * rate * 2 * 8                # 46 MB as float64
+    decoded_bytes = seconds * rate * 2 * 8                # 184 MB as float64
 
     chain = Chain.from_preset("cd-16-shibata")
     # Warm up (JIT cache loading and first-call dispatch allocate ~26 MB of Python
@@ -287,9 +287,9 @@ def test_memory_stays_bounded_for_a_long_file(tmp_path):
         _, peak = tracemalloc.get_traced_memory()
     finally:
         tracemalloc.stop()
-    # Measured: peak 1.5 MB (default 32768-frame blocks, three in flight each way, and a
-    # chain copy per core) against 46 MB for the float64 decode (26 MB on a cold first
-    # call, before warm-up).
+    # Measured: peak 5.4 MB (default 131072-frame blocks, four in flight, and a chain copy
+    # per core; 1.5 MB with 32768-frame blocks) against 184 MB for the float64 decode
+    # (26 MB allocated on a cold first call, before warm-up).
     assert result.frames == seconds * rate
     assert sf.info(str(tmp_path / "out.wav")).frames == seconds * rate
     assert peak < 10_000_000

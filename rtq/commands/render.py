@@ -16,7 +16,7 @@ def add(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--seed", type=int, help="dither seed (overrides the preset's)")
     parser.add_argument("--block-size", type=int, metavar="N",
                         help="frames read, processed and written at a time (does not change the output; "
-                             "default 32768, at most 1048576)")
+                             "default 131072, at most 1048576)")
     parser.add_argument("--subtype", metavar="S",
                         help="output subtype (PCM_16, PCM_24, FLOAT, ULAW, ...); default follows the last stage")
     parser.add_argument("--force", action="store_true",
