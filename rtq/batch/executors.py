@@ -64,12 +64,12 @@ def exit_with(batch: int) -> None:
 
 def start_server(cluster: bool = False):
     """Start the server worker processes on this machine fork from (it imports
-    :mod:`rtq.batch.warm`, and Dask's ``distributed`` too for a ``LocalCluster``'s
-    workers); returns its ``multiprocessing`` context.  Called early, the server loads
-    the renderer while this process plans the batch; the first call's ``cluster`` decides
-    what the server preloads."""
+    :mod:`rtq.batch.warm`, or for a ``LocalCluster``'s workers :mod:`rtq.batch.warm_dask`:
+    Dask's ``distributed`` too); returns its ``multiprocessing`` context.  Called early,
+    the server loads the renderer while this process plans the batch; the first call's
+    ``cluster`` decides what the server preloads."""
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["distributed", "rtq.batch.warm"] if cluster else ["rtq.batch.warm"])
+    context.set_forkserver_preload(["rtq.batch.warm_dask" if cluster else "rtq.batch.warm"])
     from multiprocessing import forkserver
 
     forkserver.ensure_running()

@@ -1,12 +1,16 @@
 """rtq.batch.executors.Starting: a context manager entered on a thread of its own."""
 from __future__ import annotations
 
+import gc
 import signal
 import threading
 
 import pytest
 
-from rtq.batch.executors import Starting
+from rtq.batch.executors import ProcessPool, Starting
+from rtq.cli import main
+
+from .helpers import make_corpus
 
 
 class Slow:
@@ -74,3 +78,31 @@ def test_the_value_and_the_error_of_the_start():
         with Starting(failing) as starting:
             starting.result()
     assert failing.log == []
+
+
+def collector_state() -> tuple[bool, int]:
+    return gc.isenabled(), gc.get_freeze_count()
+
+
+def test_local_workers_collect_garbage_and_start_with_the_renderer_frozen():
+    """The fork server imports the renderer with the cyclic collector off (rtq.batch.warm):
+    its workers must have it on again, with what was imported frozen."""
+    pool = ProcessPool(1)
+    try:
+        enabled, frozen = pool.submit(collector_state).result(timeout=60)
+    finally:
+        pool.shutdown()
+    assert enabled
+    assert frozen > 10000
+
+
+def test_the_batch_command_turns_the_collector_back_on(tmp_path, capsys):
+    """`rtq batch` starts with the collector off (its imports and plan); it is on again
+    once the workers run, and after the command, whatever happened."""
+    make_corpus(tmp_path / "in", 1, seconds=0.1)
+    assert main(["batch", "cd-16-shibata", "--inputs", str(tmp_path / "in"), "--out", str(tmp_path / "out"),
+                 "--jobs", "1"]) == 0
+    assert gc.isenabled()
+    assert main(["batch", "no-such-preset", "--inputs", str(tmp_path / "in"), "--out", str(tmp_path / "out")]) == 2
+    assert gc.isenabled()
+    capsys.readouterr()
