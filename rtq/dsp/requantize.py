@@ -54,7 +54,7 @@ from ..jit import cgutils, intrinsic, kernel, literal_unroll, njit, types
 from .ntf import MAX_ORDER
 from .rng import advanced, mix_lanes, next_bits, next_uniform
 from .simd import (OCTET, c_float64, clear_lane, first_word, float64x2, float64x8, fma_vector, fused_multiply_add,
-                   lane_sums, lanes_of, load_lanes, load_octet, load_pair, make_pair, pair_count, shuffle, splat,
+                   lane_sums, lanes_of, load_lanes, load_pair, make_pair, pair_count, shuffle, splat,
                    store_lanes, store_octet, store_pair, store_word_pairs, vector_of, word_pairs)
 
 DITHER_NONE = 0
@@ -136,8 +136,8 @@ _ZEROS4 = (0.0,) * NEAR_TAPS
 _ZEROS8 = (0.0,) * (2 * NEAR_TAPS)
 # Extra history slots: the linear history is compacted once per HISTORY_SLACK samples.
 HISTORY_SLACK = 64
-# A pair of channels runs a group of NEAR_TAPS samples at a time with the last _GROUPS
-# groups' errors in registers: filters of up to GROUP_TAPS taps (see _requantize_fir_pair).
+# A pair of channels runs a group of NEAR_TAPS samples at a time from the last _GROUPS
+# groups' errors: filters of up to GROUP_TAPS taps (see _requantize_fir_pair).
 _GROUPS = 4
 GROUP_TAPS = NEAR_TAPS * (_GROUPS + 1)
 _FAR_TAPS = GROUP_TAPS - NEAR_TAPS     # taps NEAR_TAPS .. GROUP_TAPS - 1 of a group
@@ -710,8 +710,8 @@ def _requantize_fir_pair(dither_kind, args):
 
     Filters of up to GROUP_TAPS taps run whole sub-blocks (groups of NEAR_TAPS samples)
     at a time: the group's far sums (eight lanes, :func:`_group_far_sums`) and the next
-    group's early part are formed from the last groups' errors held in registers (no
-    store and reload of the sums, no reload of history just written), the dither is
+    group's early part are formed from the last groups' errors (the newest in registers,
+    older ones loaded from the history; no store and reload of the sums), the dither is
     drawn for the whole group (TPDF: :func:`_tpdf_ahead`, eight lanes), the inputs are
     loaded and the outputs stored as vectors, and the group's four samples run
     back to back (:func:`_fir_pair_group_fast`); a group where something saturates runs
@@ -755,14 +755,12 @@ def _pair_groups(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2
     gen_c, gen_d = gens
     prev_c, prev_d = prevs
     taps = _far_taps(a)
-    groups = (load_octet(h2, 2 * (p - 4)), load_octet(h2, 2 * (p - 8)), load_octet(h2, 2 * (p - 12)),
-              load_octet(h2, 2 * (p - 16)))
     ahead = vector_of(lane_sums(a, h2, p, SPLIT_TAPS, a.shape[0], _ZEROS8))
     for i in range(start, stop, NEAR_TAPS):
         if p == hl:
             _compact_pair_history(h2, hl, keep)
             p = keep
-        far, ahead = _group_far_sums(taps, errors, groups, ahead)
+        far, ahead = _group_far_sums(taps, errors, h2, p, ahead)
         if dither_kind == DITHER_TPDF:
             r = _tpdf_ahead(gen_c, gen_d, dither_amp)
             gen_c = advanced(gen_c, NEAR_TAPS)
@@ -780,8 +778,7 @@ def _pair_groups(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2
                                                        xd[i + t] * grid[1], r[2 * t], r[2 * t + 1], counters_c,
                                                        counters_d)
                 errors = (e, errors[0], errors[1], errors[2])
-        groups = _shifted_groups(groups, errors)
-        store_octet(h2, 2 * p, groups[0])
+        store_octet(h2, 2 * p, _group_of(errors))
         p += NEAR_TAPS
     return p, (gen_c, gen_d), (prev_c, prev_d), errors
 
@@ -836,34 +833,33 @@ def _far_taps(typingctx, a):
 
 
 @intrinsic
-def _group_far_sums(typingctx, taps, errors, groups, ahead):
+def _group_far_sums(typingctx, taps, errors, h2, p, ahead):
     """A group's far sums and the next group's early part, eight lanes (lane ``2 t + c``:
     channel c, sample t): ``(far, ahead')``.
 
     ``errors`` are the newest error pairs ``(E[p-1], ..., E[p-4])`` (the group starts at
-    history position p), ``groups[m - 1]`` the pairs ``E[p-4m .. p-4m+3]`` in one vector
-    (``groups[0]`` is only carried on); window ``W_s = E[p-s .. p-s+3]`` is formed from
-    them by shuffles, never reloaded.  ``far = ahead + a7 W_8 + a6 W_7 + a5 W_6 + a4 W_5``
-    and ``ahead' = +0 + a19 W_16 + ... + a8 W_5`` (the next group's taps 19 .. 8), each
-    product rounded and added in turn: with ``ahead`` this group's ``ahead'``, the
+    history position p), ``h2`` the interleaved history (``E[k]`` at ``2 k``), which holds
+    them too.  ``far = ahead + a7 W_8 + a6 W_7 + a5 W_6 + a4 W_5`` and ``ahead' = +0 + a19
+    W_16 + ... + a8 W_5`` (the next group's taps 19 .. 8), window ``W_s = E[p-s .. p-s+3]``,
+    each product rounded and added in turn: with ``ahead`` this group's ``ahead'``, the
     one-channel loop's sum over taps 19 .. 4 (:func:`~rtq.dsp.simd.lane_sums`), to the bit.
-    ``W_5 .. W_7`` are built a pair at a time from the newest errors so that each waits
-    only for the errors it holds."""
+    ``W_8 .. W_16`` are loaded from the history (written a group ago or earlier: no
+    shuffles on the vector units, which the group's arithmetic keeps busy); ``W_5 ..
+    W_7``, which hold errors of the last group, are formed from ``W_8`` and the newest
+    errors a pair at a time, so that each waits only for the errors it holds."""
     if not (isinstance(taps, types.UniTuple) and taps.count == _FAR_TAPS and pair_count(errors) == NEAR_TAPS
-            and isinstance(groups, types.UniTuple) and groups.dtype == float64x8 and groups.count == _GROUPS
-            and ahead == float64x8):
+            and _c_array(h2) and isinstance(p, types.Integer) and ahead == float64x8):
         return None
 
     def codegen(context, builder, signature, args):
-        taps_, errors_, groups_, ahead_ = args
+        taps_, errors_, h2_, p_, ahead_ = args
         e = [builder.extract_value(errors_, k) for k in range(NEAR_TAPS)]
-        g = [None] + [builder.extract_value(groups_, m) for m in range(_GROUPS)]
-        windows = {8: g[2]}
+        windows = {}
+        for s in range(2 * NEAR_TAPS, GROUP_TAPS - NEAR_TAPS + 1):
+            at = builder.mul(builder.sub(p_, ir.Constant(p_.type, s)), ir.Constant(p_.type, 2))
+            windows[s] = load_lanes(context, builder, signature.args[2], h2_, at, OCTET)
         for s in (7, 6, 5):     # W_s: W_{s+1} shifted one pair down, E[p-s+3] on top
             windows[s] = shuffle(builder, windows[s + 1], _widened(builder, e[s - 4]), range(2, 10))
-        for s in range(9, 4 * _GROUPS + 1):
-            m, r = divmod(s, NEAR_TAPS)
-            windows[s] = g[m] if r == 0 else shuffle(builder, g[m + 1], g[m], range(2 * (4 - r), 2 * (4 - r) + 8))
 
         def tap(j):
             return splat(builder, builder.extract_value(taps_, j - NEAR_TAPS), 8)
@@ -876,23 +872,20 @@ def _group_far_sums(typingctx, taps, errors, groups, ahead):
             far = builder.fadd(far, builder.fmul(tap(j), windows[j + 1]))
         return context.make_tuple(builder, signature.return_type, [far, ahead_next])
 
-    return types.UniTuple(float64x8, 2)(taps, errors, groups, ahead), codegen
+    return types.UniTuple(float64x8, 2)(taps, errors, h2, p, ahead), codegen
 
 
 @intrinsic
-def _shifted_groups(typingctx, groups, errors):
-    """``groups`` one group on: the pairs of ``errors`` (newest first) in one vector,
-    oldest in lanes 0, 1, then ``groups[0 .. -2]``."""
-    if not (isinstance(groups, types.UniTuple) and groups.dtype == float64x8 and pair_count(errors) == NEAR_TAPS):
+def _group_of(typingctx, errors):
+    """The pairs of ``errors`` (newest first) in one vector, oldest in lanes 0, 1: the
+    group's errors as the history holds them."""
+    if pair_count(errors) != NEAR_TAPS:
         return None
 
     def codegen(context, builder, signature, args):
-        e = [builder.extract_value(args[1], k) for k in range(NEAR_TAPS)]
-        newest = _octet_of(builder, e[::-1])
-        older = [builder.extract_value(args[0], m) for m in range(groups.count - 1)]
-        return context.make_tuple(builder, signature.return_type, [newest] + older)
+        return _octet_of(builder, [builder.extract_value(args[0], k) for k in range(NEAR_TAPS)][::-1])
 
-    return groups(groups, errors), codegen
+    return float64x8(errors), codegen
 
 
 def _c_array(array):
@@ -993,10 +986,12 @@ def _tpdf_ahead(typingctx, gen_c, gen_d, amp):
             states = builder.insert_element(states, d if k % 2 else c, ir.Constant(i32, k))
         amps = splat(builder, amp_, width)
         z = mix_lanes(builder, states, [k // 2 + 1 for k in range(width)])
-        scale = ir.Constant(f64s, [_TWO_M32] * width)
-        high = builder.fmul(builder.uitofp(builder.lshr(z, ir.Constant(i64s, [int(_S32)] * width)), f64s), scale)
-        low = builder.fmul(builder.uitofp(builder.and_(z, ir.Constant(i64s, [int(_LOW32)] * width)), f64s), scale)
-        r = builder.fmul(amps, builder.fsub(builder.fadd(high, low), ir.Constant(f64s, [1.0] * width)))
+        # high 2^-32 + low 2^-32 - 1 is (high + low - 2^32) 2^-32 exactly (every step of
+        # the scalar code is exact): one conversion and one product for its four.
+        high = builder.lshr(z, ir.Constant(i64s, [int(_S32)] * width))
+        low = builder.and_(z, ir.Constant(i64s, [int(_LOW32)] * width))
+        centred = builder.add(builder.add(high, low), ir.Constant(i64s, [-(1 << 32)] * width))
+        r = builder.fmul(amps, builder.fmul(builder.sitofp(centred, f64s), ir.Constant(f64s, [_TWO_M32] * width)))
         lanes = [builder.extract_element(r, ir.Constant(i32, k)) for k in range(width)]
         return context.make_tuple(builder, signature.return_type, lanes)
 
