@@ -21,7 +21,8 @@ from .program import (COUNT_NONFINITE, OP_SANITIZE, Program, ProgramBuilder, Tap
 from .spec import checked_integer, stream_rate
 
 DEFAULT_MAX_BLOCK = 4096
-_BLOCK_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_FLOAT64 = np.dtype(np.float64)
+_BLOCK_DTYPES = (np.dtype(np.float32), _FLOAT64)
 
 
 @dataclass(frozen=True)
@@ -132,12 +133,13 @@ class Processor:
         # The program's addresses belong to this object's arrays, not to a copy's.
         state = self.__dict__.copy()
         state.pop("_words", None)
+        state.pop("_words_address", None)
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         if self.program is not None:
-            self._words = program_words(self.program)
+            self._locate()
 
     def prepare(self, sample_rate: float, channels: int, max_block: int = DEFAULT_MAX_BLOCK,
                 taps: bool = False, first_channel: int = 0):
@@ -165,7 +167,7 @@ class Processor:
         self.quantizer_info = ctx.quantizers
         self.output_tap = builder.add_tap(0) if taps else None
         self.program, self._init = builder.build()
-        self._words = program_words(self.program)
+        self._locate()
         process_in_place.ctypes  # resolved (loaded or compiled) here, not in process()
         self.sample_rate = sample_rate
         self.channels = channels
@@ -232,14 +234,21 @@ class Processor:
             expected = (f"a (frames, {self.channels}) block" if whole else
                         f"a block with columns {first} .. {first + self.channels - 1}")
             raise ValueError(f"expected {expected}, got shape {block.shape}")
-        wrong = [what for what, bad in ((str(block.dtype), block.dtype not in _BLOCK_DTYPES),
-                                        ("not C-contiguous", not block.flags.c_contiguous),
-                                        ("read-only", not block.flags.writeable)) if bad]
-        if wrong:
+        dtype, flags = block.dtype, block.flags
+        wrong = [what for what, bad in ((dtype, dtype not in _BLOCK_DTYPES),
+                                        ("not C-contiguous", not flags.c_contiguous),
+                                        ("read-only", not flags.writeable)) if bad]
+        if wrong:   # the dtype's name is made only here: str() of a dtype costs more than the checks
             raise ValueError(f"expected a writeable C-contiguous float32 or float64 block (processed in "
-                             f"place), got one that is {', '.join(wrong)}")
-        process_in_place.ctypes(self._words.ctypes.data, block.ctypes.data, block.shape[0], width, first,
-                                block.dtype == np.float64)
+                             f"place), got one that is {', '.join(map(str, wrong))}")
+        process_in_place.ctypes(self._words_address, block.ctypes.data, block.shape[0], width, first,
+                                dtype == _FLOAT64)
+
+    def _locate(self) -> None:
+        """The words locating the program, and their address, for :meth:`_run` (a call's
+        own cost: reading an array's address makes a ctypes object)."""
+        self._words = program_words(self.program)
+        self._words_address = self._words.ctypes.data
 
     def reset(self) -> None:
         """Clear state and counters and rewind dither; the next output repeats the first."""
