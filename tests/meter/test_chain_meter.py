@@ -8,7 +8,7 @@ import pytest
 
 from rtq.chain import Chain
 from rtq.dsp.shaping import select_table
-from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair, populate
+from rtq.meter.chain_meter import ChainMeter, LevelHistory, RenderMeter, TapPair, keep_freed_memory, populate
 from rtq.stages import Gain, Quantize, Requantize
 from figures import assert_same_figures
 from signals import faded_sine
@@ -414,6 +414,19 @@ def test_populate_leaves_the_contents_as_they_are():
     fresh = np.zeros(1 << 20)
     populate([written, fresh, written[1:7], fresh[:0]])
     assert np.array_equal(written, np.arange(3 << 20)) and not fresh.any()
+
+
+def test_keep_freed_memory_reuses_a_freed_block():
+    """RenderMeter keeps the memory the process frees for reuse: a block of a few MB
+    (a 64x tap's read) freed and taken again faults in no page (without it: 500 here)."""
+    import resource
+
+    keep_freed_memory()
+    block = np.ones(1 << 20)
+    del block
+    before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
+    block = np.ones(1 << 20)
+    assert resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before == 0
 
 
 def test_close_stops_every_thread_when_a_measurement_failed():
