@@ -35,8 +35,9 @@ state is cleared and the event counted (``reset_after = 0``: never).
 Guards (auto-blank, passthrough of input on the grid, the soft limit; see
 :func:`pack`): the same kernels, compiled a second time with a ``guard`` tuple instead of
 None (Numba removes the guard's code where it is None, so the unguarded loops are as
-they were).  A *quiet* sample passes exactly: after ``blank_after`` samples of exact
-zeros (auto-blank), or while the last ``pass_run`` samples were on the grid
+they were); a guarded FIR filter runs each channel through the one-channel loop (the
+paired loops are compiled only unguarded).  A *quiet* sample passes exactly: after
+``blank_after`` samples of exact zeros (auto-blank), or while the last ``pass_run`` samples were on the grid
 (passthrough; on from the start).  Dither is drawn all the same, so the noise that
 comes back is the noise a chain without the guard would have added; the error filter's
 state is cleared, so it comes back from a clean state.  The limit maps input above
@@ -291,28 +292,30 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
         _requantize_recursive(buf, n, grid, dither_kind, dither_amp, a, b, state, stride, rng, counters, guard,
                               guard_state)
         return
-    end = 0
-    # Shaped and unguarded: two channels at a time, an odd one alone.
-    paired = nch - nch % 2 if a.shape[0] and guard is None else 0
-    g6 = (grid[0], grid[1], grid[2], grid[3], grid[4], grid[5])
-    for c in range(0, paired, 2):
-        base, bd = c * stride, (c + 1) * stride
-        args = (buf[c, :n], buf[c + 1, :n], g6, dither_amp, a, state[base:base + memory],
-                state[base + memory:base + stride], state[bd + memory:bd + stride], pos[0], pos[1],
-                rng[c:c + 1], rng[c + 1:c + 2], counters[c], counters[c + 1])
-        # One loop per dither kind (the kind a constant in each): no branch on it per sample.
-        if dither_kind == DITHER_TPDF:
-            end = _requantize_fir_pair(DITHER_TPDF, args)
-        elif dither_kind == DITHER_NONE:
-            end = _requantize_fir_pair(DITHER_NONE, args)
-        elif dither_kind == DITHER_RPDF:
-            end = _requantize_fir_pair(DITHER_RPDF, args)
-        elif dither_kind == DITHER_TPDF_HP:
-            end = _requantize_fir_pair(DITHER_TPDF_HP, args)
-        else:
-            end = _requantize_fir_pair(DITHER_GAUSSIAN, args)
-    if not a.shape[0] and guard is None:
-        for c in range(nch):    # one loop per dither kind, as above
+    if guard is None:   # pruned by type: each variant compiles only its own branch
+        end = _requantize_unguarded(buf, n, grid, dither_kind, dither_amp, a, state, stride, pos, rng, counters)
+    else:
+        end = 0
+        for c in range(nch):
+            base = c * stride
+            end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory // 2],
+                                  state[base + memory:base + stride], pos[0], pos[1], rng[c:c + 1], counters[c],
+                                  guard, guard_state[c * GUARD_WORDS:(c + 1) * GUARD_WORDS])
+    if a.shape[0]:
+        pos[0] = end // NEAR_TAPS
+        pos[1] = end % NEAR_TAPS
+
+
+@njit(inline="always")
+def _requantize_unguarded(buf, n, grid, dither_kind, dither_amp, a, state, stride, pos, rng, counters):
+    """:func:`requantize_block` without a guard and with an FIR error filter (or none):
+    shaped channels two at a time (:func:`_requantize_fir_pair`), an odd one alone;
+    unshaped ones in a branch-free loop per dither kind (:func:`_requantize_plain`).
+    Returns ``p * NEAR_TAPS + sub`` at the end (shaped)."""
+    nch = buf.shape[0]
+    memory = stride - _MISC
+    if not a.shape[0]:
+        for c in range(nch):    # a loop per kind (a constant in each): no branch on it per sample
             args = (buf[c, :n], grid, dither_amp, state[c * stride + memory:(c + 1) * stride], rng[c:c + 1], counters[c])
             if dither_kind == DITHER_NONE:
                 _requantize_plain(DITHER_NONE, args)
@@ -324,15 +327,28 @@ def requantize_block(buf, n, grid, dither_kind, dither_amp, a, b, state, pos, rn
                 _requantize_plain(DITHER_TPDF_HP, args)
             else:
                 _requantize_plain(DITHER_GAUSSIAN, args)
-        return
+        return 0
+    end = 0
+    paired = nch - nch % 2
+    g6 = (grid[0], grid[1], grid[2], grid[3], grid[4], grid[5])
+    for c in range(0, paired, 2):
+        base, bd = c * stride, (c + 1) * stride
+        args = (buf[c, :n], buf[c + 1, :n], g6, dither_kind, dither_amp, a, state[base:base + memory],
+                state[base + memory:base + stride], state[bd + memory:bd + stride], pos[0], pos[1],
+                rng[c:c + 1], rng[c + 1:c + 2], counters[c], counters[c + 1])
+        # TPDF (every shipped preset's dither) in a loop of its own, drawn eight lanes at a
+        # time; the other kinds share one loop that branches on the kind per draw (a loop
+        # per kind saved that branch at the price of a cold compile per kind).
+        if dither_kind == DITHER_TPDF:
+            end = _requantize_fir_pair(True, args)
+        else:
+            end = _requantize_fir_pair(False, args)
     for c in range(paired, nch):
         base = c * stride
         end = _requantize_fir(buf[c, :n], grid, dither_kind, dither_amp, a, state[base:base + memory // 2],
                               state[base + memory:base + stride], pos[0], pos[1], rng[c:c + 1], counters[c],
-                              guard, guard_state[c * GUARD_WORDS:(c + 1) * GUARD_WORDS])
-    if a.shape[0]:
-        pos[0] = end // NEAR_TAPS
-        pos[1] = end % NEAR_TAPS
+                              None, pos[:0])
+    return end
 
 
 @njit(inline="always")
@@ -427,7 +443,7 @@ def _requantize_plain(dither_kind, args):
     misc[0] = prev
 
 
-@njit(inline="always")
+@kernel
 def _requantize_fir(x, grid, dither_kind, dither_amp, a, he, misc, p, sub, rng, counters, guard, gs):
     """One channel with an FIR error filter; returns ``p * NEAR_TAPS + sub`` at the end.
 
@@ -702,7 +718,7 @@ def _pair_sample(grid, near, errors, far_c, far_d, xs_c, xs_d, r_c, r_d, counter
 
 
 @njit(inline="always")
-def _requantize_fir_pair(dither_kind, args):
+def _requantize_fir_pair(tpdf, args):
     """Channels c and d with an FIR error filter, as :func:`_requantize_fir` runs each, in
     the two lanes of vector registers: their errors, interleaved in one history ``h2``
     (``h2[2 k + 0/1]``: channel c/d), and their loop-carried paths
@@ -717,10 +733,11 @@ def _requantize_fir_pair(dither_kind, args):
     back to back (:func:`_fir_pair_group_fast`); a group where something saturates runs
     again a sample at a time.  A block's samples before its first sub-block boundary and
     after its last whole group run a sample at a time (:func:`_pair_samples`).  All sums
-    in the same order as the one-channel loop.  ``args``: ``xc, xd, grid, dither_amp, a,
-    h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``; inlined where
-    ``dither_kind`` is a constant, so the loop has no branch on it."""
-    xc, xd, grid, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d = args
+    in the same order as the one-channel loop.  ``args``: ``xc, xd, grid, dither_kind,
+    dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d``; ``tpdf`` (a
+    constant where this is inlined: one group loop for TPDF, one for every other kind)
+    says the kind is TPDF."""
+    xc, xd, grid, dither_kind, dither_amp, a, h2, mc, md, p, sub, rng_c, rng_d, counters_c, counters_d = args
     near = (a[0], a[1], a[2], a[3])
     n = xc.shape[0]
     gens = (rng_c[0], rng_d[0])
@@ -730,11 +747,12 @@ def _requantize_fir_pair(dither_kind, args):
     i = 0
     if a.shape[0] <= GROUP_TAPS:
         i = min(n, (NEAR_TAPS - sub) % NEAR_TAPS)
-        p, sub, gens, prevs, errors = _pair_samples(dither_kind, xc, xd, 0, i, grid, dither_amp, near, a, h2, mc, md,
-                                                    p, sub, gens, prevs, errors, counters_c, counters_d)
+        p, sub, gens, prevs, errors = _pair_samples(dither_kind, xc, xd, np.int64(0), i, grid, dither_amp, near, a,
+                                                    h2, mc, md, p, sub, gens, prevs, errors, counters_c, counters_d)
         if n - i >= NEAR_TAPS:
-            p, gens, prevs, errors = _pair_groups(dither_kind, xc, xd, i, n - (n - i) % NEAR_TAPS, grid, dither_amp,
-                                                  near, a, h2, p, gens, prevs, errors, counters_c, counters_d)
+            p, gens, prevs, errors = _pair_groups(tpdf, dither_kind, xc, xd, i, n - (n - i) % NEAR_TAPS, grid,
+                                                  dither_amp, near, a, h2, p, gens, prevs, errors, counters_c,
+                                                  counters_d)
             i = n - (n - i) % NEAR_TAPS
     p, sub, gens, prevs, errors = _pair_samples(dither_kind, xc, xd, i, n, grid, dither_amp, near, a, h2, mc, md, p,
                                                 sub, gens, prevs, errors, counters_c, counters_d)
@@ -745,11 +763,11 @@ def _requantize_fir_pair(dither_kind, args):
 
 
 @njit(inline="always")
-def _pair_groups(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2, p, gens, prevs, errors,
+def _pair_groups(tpdf, dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2, p, gens, prevs, errors,
                  counters_c, counters_d):
     """Samples ``start .. stop - 1`` (whole groups, the first at a sub-block's start) of
-    channels c and d a group at a time (see :func:`_requantize_fir_pair`); returns ``(p,
-    gens, prevs, errors)``."""
+    channels c and d a group at a time (see :func:`_requantize_fir_pair`; ``tpdf``: the
+    ``dither_kind`` is TPDF); returns ``(p, gens, prevs, errors)``."""
     hl = h2.shape[0] // 2
     keep = hl - HISTORY_SLACK
     gen_c, gen_d = gens
@@ -761,7 +779,7 @@ def _pair_groups(dither_kind, xc, xd, start, stop, grid, dither_amp, near, a, h2
             _compact_pair_history(h2, hl, keep)
             p = keep
         far, ahead = _group_far_sums(taps, errors, h2, p, ahead)
-        if dither_kind == DITHER_TPDF:
+        if tpdf:
             r = _tpdf_ahead(gen_c, gen_d, dither_amp)
             gen_c = advanced(gen_c, NEAR_TAPS)
             gen_d = advanced(gen_d, NEAR_TAPS)
