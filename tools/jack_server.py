@@ -156,7 +156,10 @@ def stop_pid(pid: int, timeout: float = 5.0) -> None:
     deadline = time.monotonic() + timeout
     sig = signal.SIGTERM
     while _alive(pid):
-        os.kill(pid, sig)
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:  # it ended between the check and the signal
+            return
         sig = signal.SIGKILL if time.monotonic() > deadline else 0
         time.sleep(0.02)
 
