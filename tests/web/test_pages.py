@@ -63,6 +63,9 @@ def photograph(browser, name):
                                     {"width": width, "height": height, "deviceScaleFactor": scale, "mobile": mobile})
             size = (width * scale, height * scale)
         try:
+            # The override reaches the layout a moment later (on a loaded machine, after the
+            # first measurement: the desktop page's width was read against the small screen).
+            wait_until(lambda: browser.execute_script("return window.innerWidth") == width)
             wait_until(lambda: browser.execute_script("return document.readyState") == "complete")
             overflow = browser.execute_script("return document.documentElement.scrollWidth") - width
             assert overflow <= 0, f"{name} on {screen}: {overflow} px wider than the screen"
