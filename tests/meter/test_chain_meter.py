@@ -418,7 +418,9 @@ def test_populate_leaves_the_contents_as_they_are():
 
 def test_keep_freed_memory_reuses_a_freed_block():
     """RenderMeter keeps the memory the process frees for reuse: a block of a few MB
-    (a 64x tap's read) freed and taken again faults in no page (without it: 500 here)."""
+    (a 64x tap's read, 2048 pages) freed and taken again faults in none of its pages
+    (without it: 483 faults here). The thread's count also holds the interpreter's own
+    small allocations (2 seen once in CI, 0 usually): at most 16 faults are allowed."""
     import resource
 
     keep_freed_memory()
@@ -426,7 +428,7 @@ def test_keep_freed_memory_reuses_a_freed_block():
     del block
     before = resource.getrusage(resource.RUSAGE_THREAD).ru_minflt
     block = np.ones(1 << 20)
-    assert resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before == 0
+    assert resource.getrusage(resource.RUSAGE_THREAD).ru_minflt - before <= 16
 
 
 def test_close_stops_every_thread_when_a_measurement_failed():
