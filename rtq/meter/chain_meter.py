@@ -432,6 +432,9 @@ class _Entry:
             if self.pair.position >= start + length:      # between windows: skip to the next
                 start += every
                 self.pair.skip_to(start)
+                if self.pair.ry.position < start:   # skip_to stops at the frames written: the
+                    none = np.zeros((0, self.meter.channels))   # chain is not there yet
+                    return none, none
             until = start + length if until is None else min(until, start + length)
         x, y = self.pair.read(settled, until)
         if len(x) and self.gain != 1.0:
