@@ -389,6 +389,7 @@ class _Entry:
         self._pending: list = []  # (Future, frames) of the jobs submitted there, oldest first
         self._held: list[tuple[np.ndarray, np.ndarray]] = []    # frames read, not yet measured
         self._held_at = (0, False)   # their first y position, and whether frames before were lost
+        self._held_end = 0           # the y position after them
 
     def mark_window(self) -> None:
         """A capture window starts with the tap's next frame (the taps are stopped now)."""
@@ -422,7 +423,7 @@ class _Entry:
         shared = {id(twin.meter.executor): twin.meter.executor}      # the thread, not a copy
         self.meter, self.history = copy.deepcopy(twin.meter, shared), copy.deepcopy(twin.history)
         self.meter.index, self.meter.stage = index, stage
-        self._held, self._held_at = list(twin._held), twin._held_at
+        self._held, self._held_at, self._held_end = list(twin._held), twin._held_at, twin._held_end
 
     def _read(self, settled: bool, until: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The pair's new frames (x scaled by the gain), none from ``y`` position ``until``."""
@@ -443,25 +444,51 @@ class _Entry:
 
     def _take(self, x: np.ndarray, y: np.ndarray, dropped: int) -> None:
         """Frames the pair just gave (``dropped``: its count before reading): measured,
-        or held until :attr:`batch` frames are (fewer, longer meter updates)."""
+        or held until :attr:`batch` frames are (fewer, longer meter updates); then the
+        whole pieces of :attr:`piece` frames among them are measured, the rest held."""
         start = self.pair.position - len(x)
         lost = self.pair.dropped > dropped
         if not self.batch:
             self._measure(x, y, start, lost)
             return
-        if self._held and (lost or start != self._held_at[0] + sum(len(held) for held, _ in self._held)):
+        if self._held and (lost or start != self._held_end):
             self.flush()
         if not self._held:
             self._held_at = (start, lost)
         self._held.append((x, y))
-        if sum(len(held) for held, _ in self._held) >= self.batch:
-            self.flush()
+        self._held_end = start + len(x)
+        if self._held_end - self._held_at[0] >= self.batch:
+            self.flush(self._held_end - self._held_end % self.piece)
 
-    def flush(self) -> None:
-        """Measure the frames held (on :attr:`measurer`, if any)."""
-        if self._held:
-            held, self._held = self._held, []
-            self._submit(self._measure_held, (held, *self._held_at), frames=sum(len(x) for x, _ in held))
+    @property
+    def piece(self) -> int:
+        """The meter is updated with the frames of stream pieces ``[k piece, (k + 1)
+        piece)`` (a piece cut short where frames were lost, a window starts, or the
+        stream ends), however they were read: the figures' sums then add the same
+        numbers in the same order in every run, whatever the threads' timing and the
+        blocks (with :attr:`batch`; else every read is measured as it comes)."""
+        return self.batch or MEASURE_FRAMES
+
+    def flush(self, until: int | None = None) -> None:
+        """Measure the frames held (on :attr:`measurer`, if any); those before ``y``
+        position ``until`` only, if given."""
+        if not self._held:
+            return
+        held, self._held = self._held, []
+        start, lost = self._held_at
+        if until is not None and until < self._held_end:
+            if until <= start:
+                self._held = held
+                return
+            at, k = start, 0
+            while at + len(held[k][0]) <= until:     # the reads wholly before until
+                at += len(held[k][0])
+                k += 1
+            cut = until - at
+            x, y = held[k]
+            held, self._held = [*held[:k], (x[:cut], y[:cut])], [(x[cut:], y[cut:]), *held[k + 1:]]
+            self._held_at = (until, False)
+        self._submit(self._measure_held, (held, start, lost), frames=sum(len(x) for x, _ in held))
 
     def _measure_held(self, held: list[tuple[np.ndarray, np.ndarray]], start: int, lost: bool) -> None:
         x, y = (np.concatenate(side) if len(held) > 1 else side[0] for side in zip(*held))
@@ -503,10 +530,13 @@ class _Entry:
         if lost and cuts[:1] != [0]:
             cuts.insert(0, 0)
         done = 0
+        piece = self.piece
         for k, cut in enumerate([*cuts, len(x)]):
-            for first in range(done, cut, MEASURE_FRAMES):     # pieces whose work stays in cache
-                last = min(first + MEASURE_FRAMES, cut)
+            first = done
+            while first < cut:      # the stream's pieces (their work stays in cache)
+                last = min((start + first) // piece * piece + piece - start, cut)
                 self.history.update(self.meter.update(x[first:last], y[first:last]))
+                first = last
             if k < len(cuts):
                 self.meter.restart_segment()
             done = cut
@@ -573,8 +603,10 @@ class ChainMeter:
         one chain's.  Default: ``chain`` itself.  Not with ``windowed``.
     batch_frames : int
         Frames each point gathers before measuring them (offline: fewer, longer meter
-        updates; :meth:`report` measures what is held first).  0: at every poll.  Not
-        with ``windowed``.
+        updates; :meth:`report` measures what is held first), in pieces of the stream
+        ``[k batch_frames, (k + 1) batch_frames)`` whatever the reads were (so the
+        figures are the same to the bit in every run).  0: at every poll.  Not with
+        ``windowed``.
 
     Examples
     --------
