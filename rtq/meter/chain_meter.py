@@ -705,6 +705,10 @@ class ChainMeter:
         self._transforms = ThreadPoolExecutor(1, thread_name_prefix="rtq-fft") if workers > 1 else None
         for entry in (*self._entries, self._end_to_end):
             entry.meter.executor = self._transforms
+            # Only a stage at an oversampled rate shares its compiled pass: at the stream
+            # rate the transforms' thread has the spectra to do, and the split cost more
+            # than it gained (a CD report's wall time).
+            entry.meter.split_channels = entry.factor > 1
             entry.batch = batch_frames
             # As much as the taps' rings hold (the stream time of the fastest tap's): a
             # sampled window's frames queue up, the chain is not held back by its burst.

@@ -262,6 +262,7 @@ class ErrorMeter:
     """
 
     executor = None     # an Executor sharing the compiled pass and the spectra's transforms (set by the owner)
+    split_channels = True   # whether the compiled pass shares its channels with the executor
 
     def __init__(self, sample_rate: float, channels: int, bits: int | None = None,
                  dither: str = "tpdf", ntf: Ntf | None = None, *, dither_amplitude: float = 1.0,
@@ -379,10 +380,11 @@ class ErrorMeter:
         """The compiled pass (:func:`rtq.meter.accumulate.accumulate_entry`'s ``args``
         but the state and channels) over every channel; with an :attr:`executor`, the
         upper half of the channels on its thread meanwhile (the pass releases the GIL),
-        with a copy of the block state, which both calls advance alike."""
+        with a copy of the block state, which both calls advance alike (unless
+        :attr:`split_channels` is false)."""
         run = acc.accumulate_entry.ctypes
         half = self.channels // 2
-        if self.executor is None or not half:
+        if self.executor is None or not half or not self.split_channels:
             return run(*args, self._state.ctypes.data, 0, self.channels)
         state = self._state.copy()
         other = self.executor.submit(run, *args, state.ctypes.data, half, self.channels)
