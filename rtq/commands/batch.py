@@ -100,6 +100,9 @@ def _render(jobs, args, started: float, cluster) -> int:
     from rtq.batch.scheduler import run, threads_per_render
 
     tally = Tally(jobs, started)
+    # Made while the workers start: its library (rich) takes tens of milliseconds to
+    # import, which would otherwise come between the cluster's start and its first task.
+    bar = ProgressBar(jobs)
     if cluster is not None:
         executor, workers = cluster.result()
         # A Dask worker thread is the unit of CPU, here as on a remote cluster: one
@@ -114,7 +117,7 @@ def _render(jobs, args, started: float, cluster) -> int:
     gc.enable()
     finals = {}
     try:
-        with ProgressBar(jobs) as bar:
+        with bar:
             for record in run(jobs, executor, workers=workers, threads=threads):
                 tally.add(record)
                 finals[record["output"]] = record
