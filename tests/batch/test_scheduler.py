@@ -81,9 +81,10 @@ def test_same_bytes_and_manifest_whatever_runs_the_jobs(corpus, reference, tmp_p
 
 @pytest.fixture
 def dask_cluster(tmp_path):
-    """A running Dask cluster as the README starts one: ``dask scheduler`` and two
-    ``dask worker ADDRESS --nthreads 1`` processes; yields the scheduler's address."""
-    env = environment()
+    """A running Dask cluster as the README starts one: ``dask scheduler`` (retrying no
+    task itself) and two ``dask worker ADDRESS --nthreads 1 --preload rtq.batch.warm``
+    processes; yields the scheduler's address."""
+    env = {**environment(), "DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "0"}
     started = []
 
     def start(*argv):
@@ -100,7 +101,7 @@ def dask_cluster(tmp_path):
             time.sleep(0.1)
         address = json.loads(info.read_text())["address"]
         for _ in range(2):
-            start("dask_worker", address, "--nthreads", "1", "--no-dashboard")
+            start("dask_worker", address, "--nthreads", "1", "--no-dashboard", "--preload", "rtq.batch.warm")
         yield address
     finally:
         for process in reversed(started):
