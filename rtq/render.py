@@ -468,10 +468,10 @@ class _Pipeline:
     compute (``threaded``; else both on the chain's thread, in turn).
 
     libsndfile calls (through cffi), the compiled conversions and the compiled chain
-    release the GIL, so the three run in parallel.  ``DEPTH`` input buffers circulate:
-    read, processed in place, then encoded and written, and read into again; one
-    buffer holds the encoded bytes.  So memory stays bounded, and the chain's thread
-    does nothing but the chain.  After each write, ``write_back()`` (a
+    release the GIL, so the three run in parallel.  ``DEPTH`` input buffers circulate
+    (threaded; else one): read, processed in place, then encoded and written, and read
+    into again; one buffer holds the encoded bytes.  So memory stays bounded, and the
+    chain's thread does nothing but the chain.  After each write, ``write_back()`` (a
     :class:`~rtq.files.writeback.WriteBack`) starts the write-out of what was written.
     """
 
@@ -483,7 +483,10 @@ class _Pipeline:
         self.free_in: queue.Queue = queue.Queue()
         self.filled: queue.Queue = queue.Queue()
         self.to_write: queue.Queue = queue.Queue()
-        self.inputs = [np.zeros((block_size, src.channels), dtype=work_dtype) for _ in range(self.DEPTH)]
+        # In turn with the chain, a block is written before the next is read: one buffer,
+        # used again while it is in the cache (a ring of DEPTH cost a tenth of the render).
+        self.inputs = [np.zeros((block_size, src.channels), dtype=work_dtype)
+                       for _ in range(self.DEPTH if threaded else 1)]
         for buf in self.inputs:
             self.free_in.put(buf)
         self.out = encoding.buffer(block_size, src.channels)
