@@ -7,11 +7,11 @@ be deleted at any time.
 """
 from __future__ import annotations
 
-import ast
 import functools
 import hashlib
 import json
 import os
+import time
 from pathlib import Path
 
 from .files.destination import DestinationError, write_atomic
@@ -33,10 +33,27 @@ def is_rtq_source(path) -> bool:
 
 
 @functools.cache
+def _sources() -> list[tuple[str, os.stat_result]]:
+    """rtq's modules as ``(path relative to the package, its stat)``, in path order: every
+    ``*.py`` under the package, not through symbolic links to folders (as ``Path.rglob``)."""
+    found = []
+
+    def walk(folder: str, prefix: str) -> None:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    walk(entry.path, f"{prefix}{entry.name}/")
+                elif entry.name.endswith(".py"):
+                    found.append((f"{prefix}{entry.name}", entry.stat()))
+
+    walk(str(_PACKAGE), "")
+    return sorted(found)
+
+
+@functools.cache
 def _files() -> dict[str, bytes]:
     """rtq's modules by dotted name (a package's as ``package.__init__``), with their source."""
-    # rglob's paths are under the resolved package already: no resolve per file (resolve stats every component of every path).
-    return {_dotted(path.relative_to(_PACKAGE)): path.read_bytes() for path in sorted(_PACKAGE.rglob("*.py"))}
+    return {_dotted(Path(name)): (_PACKAGE / name).read_bytes() for name, _ in _sources()}
 
 
 def _module_name(path: Path) -> str:
@@ -47,13 +64,57 @@ def _dotted(relative: Path) -> str:
     return ".".join(("rtq", *relative.with_suffix("").parts))
 
 
+# A file changed this recently may change again within its time stamps' resolution (a
+# clock tick) without its stat changing: such a state of the source gets no stamp.
+_SETTLED_NS = 2_000_000_000
+
+
+def _stamp() -> str | None:
+    """A name for the present state of rtq's files, from their stat alone; None while
+    one of them changed in the last two seconds.
+
+    Every change to a file's bytes, its replacement or its removal changes its stat: the
+    inode change time (``st_ctime_ns``) is set by the kernel, to the present, on every
+    write, rename, link or ``touch``, and cannot be set back by a program (unlike the
+    modification time, which ``touch -d``, ``cp -p`` or ``tar`` can); a new file or a
+    new place of the package is a new list.  The one way a stat stays the same across
+    a change is a change within the same clock tick as the stat's time stamps, and a
+    state with a file that recent gets no stamp (git's "racy" entries, treated alike).
+    """
+    now = time.time_ns()
+    sources = _sources()
+    if any(now - stat.st_ctime_ns < _SETTLED_NS for _, stat in sources):
+        return None
+    state = [(name, stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+             for name, stat in sources]
+    return hashlib.sha256(repr((str(_PACKAGE), state)).encode()).hexdigest()[:32]
+
+
 @functools.cache
 def source_digest() -> str:
-    """Digest of all of rtq's source."""
+    """Digest of all of rtq's source.
+
+    Hashing the source means reading every module at every start; the digest is stored
+    under the files' :func:`_stamp`, so a start finds it by stat-ing them while they stay
+    as they were.  The files are stat-ed before they are read: a file that changed in
+    between has a new stamp, and the one stored is never used again.
+    """
+    stamp = _stamp()
+    path = cache_dir() / "source" / f"stamp-{stamp}.txt"
+    if stamp is not None:
+        try:
+            stored = path.read_text()
+            if len(stored) == 64 and int(stored, 16) >= 0:
+                return stored
+        except (OSError, ValueError):
+            pass
     digest = hashlib.sha256()
     for name, source in _files().items():
         digest.update(name.encode() + b"\0" + source + b"\0")
-    return digest.hexdigest()
+    digest = digest.hexdigest()
+    if stamp is not None:
+        write_atomically(path, digest.encode())
+    return digest
 
 
 def module_digest(path) -> str:
@@ -78,7 +139,7 @@ def _module_digests() -> dict[str, str]:
     path = cache_dir() / "source" / f"{source_digest()}.json"
     try:
         table = json.loads(path.read_text())
-        if isinstance(table, dict) and table.keys() == _files().keys():
+        if isinstance(table, dict) and table.keys() == {_dotted(Path(name)) for name, _ in _sources()}:
             return table
     except (OSError, ValueError):
         pass
@@ -108,6 +169,8 @@ def closure_digests(files: dict[str, bytes]) -> dict[str, str]:
 
 def _imported(name: str, source: bytes, files) -> set[str]:
     """The modules of ``files`` that module ``name`` imports, with their packages."""
+    import ast     # only where the table of module digests is made
+
     package = name.rpartition(".")[0]
     found = {package}    # a module's packages run before it
     for node in ast.walk(ast.parse(source)):
