@@ -17,7 +17,8 @@ way, so the results are bit-identical (``tests/test_native.py`` checks both rout
 
 A stored object is used only when its key matches: the rtq source its module can reach
 (:func:`rtq.cache.module_digest`), the Python, NumPy, Numba and llvmlite versions,
-``NUMBA_*`` settings and the host CPU's name and features.  Objects are written atomically (in
+``NUMBA_*`` settings and the host CPU's name and features as LLVM sees them
+(:func:`_host_cpu`).  Objects are written atomically (in
 :func:`rtq.cache.cache_dir`); one that cannot be read or linked is compiled again.
 ``RTQ_NATIVE_CACHE=0`` always compiles with Numba, from Numba's own cache.
 
@@ -35,13 +36,12 @@ import functools
 import hashlib
 import importlib.machinery
 import importlib.util
+import json
 import os
 import platform
 import sys
 import threading
 from pathlib import Path
-
-import numpy as np
 
 from .cache import cache_dir, module_digest, write_atomically
 from .jit import load_numba
@@ -202,13 +202,67 @@ def _numba_extension(module: str):
 
 @functools.cache
 def _host_description() -> str:
-    import llvmlite
-    import llvmlite.binding as llvm
+    import llvmlite    # its version: the package, without the binding that loads LLVM
+    import numpy
 
     settings = sorted((k, v) for k, v in os.environ.items() if k.startswith("NUMBA_") and k != "NUMBA_CACHE_DIR")
     numba_version = _numba_file("numba._version").read_text()    # version and revision, without importing Numba
-    return repr((sys.version, platform.machine(), np.__version__, numba_version, llvmlite.__version__,
-                 llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten(), settings))
+    return repr((sys.version, platform.machine(), numpy.__version__, numba_version, llvmlite.__version__,
+                 *_host_cpu(), settings))
+
+
+# The lines of /proc/cpuinfo that name the processor, its microcode and its features (x86, Arm).
+_CPU_LINES = ("vendor_id", "cpu family", "model", "model name", "stepping", "microcode", "flags",
+              "CPU implementer", "CPU architecture", "CPU variant", "CPU part", "CPU revision", "Features")
+
+
+def _host_cpu() -> tuple[str, str]:
+    """The host CPU's name and features as LLVM gives them (what Numba compiles for),
+    remembered in the cache directory for this boot of this machine.
+
+    Asking LLVM means loading its library before a key can be made.  What
+    LLVM answers comes from the processor's identification (CPUID on x86, the ID
+    registers on Arm) and the extended states the kernel enabled at boot; neither
+    changes while the machine runs, except by a microcode update loaded late, or by
+    moving a virtual machine to another host, which hypervisors allow only where the
+    guest keeps the processor it booted with (its kernel chose features at boot too).
+    So the answer is stored under the kernel's boot id (a new random one every boot,
+    and another on every machine sharing the cache directory), the llvmlite version, and
+    the lines of /proc/cpuinfo that name the processor, its microcode revision and its
+    features: a late microcode update, or anything else the kernel sees change, asks
+    LLVM again.  Objects' keys hold LLVM's own answer, as before; without /proc (not
+    Linux) LLVM is asked every time.
+    """
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        with open("/proc/cpuinfo") as cpuinfo:
+            lines = []
+            for line in cpuinfo:     # the first processor's block, the same on every core
+                if not line.strip():
+                    break
+                if line.partition(":")[0].strip() in _CPU_LINES:
+                    lines.append(" ".join(line.split()))
+    except OSError:
+        return _llvm_host_cpu()
+    import llvmlite
+
+    key = repr((boot, lines, llvmlite.__version__))
+    path = cache_dir() / "host" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.json"
+    try:
+        stored = json.loads(path.read_text())
+        if isinstance(stored, list) and len(stored) == 2 and all(isinstance(text, str) for text in stored):
+            return stored[0], stored[1]
+    except (OSError, ValueError):
+        pass
+    answer = _llvm_host_cpu()
+    write_atomically(path, json.dumps(answer).encode())
+    return answer
+
+
+def _llvm_host_cpu() -> tuple[str, str]:
+    import llvmlite.binding as llvm
+
+    return llvm.get_host_cpu_name(), llvm.get_host_cpu_features().flatten()
 
 
 def _cache_key(pyfunc, signature) -> str:

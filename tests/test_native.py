@@ -171,3 +171,23 @@ def test_processes_on_one_machine_compile_an_entry_once(tmp_path):
                                 text=True) for _ in range(3)]
     assert [w.communicate(timeout=120)[0] for w in workers] == ["42\n"] * 3
     assert count.read_text() == "compiled\n"
+
+
+HOST = """
+import json, sys
+from rtq import native
+remembered = native._host_cpu()
+loaded = "llvmlite.binding" in sys.modules
+print(json.dumps({"remembered": remembered, "llvm_loaded": loaded, "llvm": native._llvm_host_cpu()}))
+"""
+
+
+def test_the_cpu_llvm_compiles_for_is_asked_once_per_boot(tmp_path):
+    first = run_probe(HOST, tmp_path)
+    assert first["remembered"] == first["llvm"] and first["llvm_loaded"]
+    (stored,) = (tmp_path / "host").glob("*.json")
+    stored.write_text('["a-cpu", "+a-feature"]')
+    again = run_probe(HOST, tmp_path)
+    assert again["remembered"] == ["a-cpu", "+a-feature"] and not again["llvm_loaded"]
+    stored.write_text('["damaged"')
+    assert run_probe(HOST, tmp_path)["remembered"] == first["llvm"]
