@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
-from rtq.commands import interrupts_kept, report_error
+from rtq.commands import interrupts_kept, report_error, starting
 from rtq.errors import RtqError
 
 COMMANDS = ("presets", "validate", "render", "batch", "train", "info", "analyze", "report", "live", "listen",
@@ -70,7 +70,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     # rtq's work runs in its own compiled kernels, not in BLAS: OpenBLAS starting a thread
     # per core when NumPy loads only costs every command's start-up (30-50 ms of CPU).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    args = build_parser().parse_args(argv)
+    with starting():
+        args = build_parser().parse_args(argv)
     try:
         with _sigterm_as_interrupt(), interrupts_kept():
             return args.run(args)

@@ -408,6 +408,27 @@ def test_clean_render_prints_nothing(work, capsys):
     assert rtq(["render", "cd-16-gesemann", "quiet.wav", "out.wav"], capsys) == (0, [])
 
 
+def test_the_start_runs_without_the_cyclic_collector_and_the_render_with_it(work, capsys, monkeypatch):
+    """rtq.commands.starting: the preset is read with the collector off; it is back on
+    for the render, and after the command, whether it succeeded or failed."""
+    import gc
+
+    from rtq import presets, render
+
+    seen = {}
+    for module, name in ((presets, "load_preset"), (render, "render_file")):
+        def spy(*args, __real=getattr(module, name), __name=name, **kwargs):
+            seen[__name] = gc.isenabled()
+            return __real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, spy)
+    assert gc.isenabled()
+    assert rtq(["render", "cd-16-gesemann", "in.wav", "out.wav"], capsys)[0] == 0
+    assert seen == {"load_preset": False, "render_file": True} and gc.isenabled()
+    assert rtq(["render", "no-such-preset", "in.wav", "out2.wav"], capsys)[0] == 2
+    assert gc.isenabled()
+
+
 # --- latency compensation --------------------------------------------------------------
 
 @pytest.mark.parametrize("preset", ["cd-16-shibata", "telephone-mulaw"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rtq.commands import check_seed
+from rtq.commands import check_seed, starting
 from rtq.errors import UsageError
 
 
@@ -41,27 +41,28 @@ def add(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rtq.chain import Chain
-    from rtq.presets import load_preset
-    from rtq.render import DEFAULT_BLOCK, check_block_size, cores, render_file
+    with starting():
+        from rtq.chain import Chain
+        from rtq.presets import load_preset
+        from rtq.render import DEFAULT_BLOCK, check_block_size, cores, render_file
 
-    metering = bool(args.report or args.plot)
-    observer = None
-    if metering:   # checked before rendering; taps only copy the signal: same output
-        from rtq.meter.chain_meter import RenderMeter
-        from rtq.report import check_outputs
+        metering = bool(args.report or args.plot)
+        observer = None
+        if metering:   # checked before rendering; taps only copy the signal: same output
+            from rtq.meter.chain_meter import RenderMeter
+            from rtq.report import check_outputs
 
-        check_outputs(args.report, args.plot, keep=[("INPUT", args.input), ("OUTPUT", args.output)],
-                      force=args.force)
-        observer = RenderMeter(workers=cores())
-    check_seed(args.seed)
-    block_size = DEFAULT_BLOCK if args.block_size is None else check_block_size(args.block_size)
-    chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
-    subtype = args.subtype
-    if args.redither and args.bits != "auto":
-        raise UsageError("--redither applies only with --bits auto")
-    if args.bits is not None:
-        chain, subtype = _output_bits(chain, args)
+            check_outputs(args.report, args.plot, keep=[("INPUT", args.input), ("OUTPUT", args.output)],
+                          force=args.force)
+            observer = RenderMeter(workers=cores())
+        check_seed(args.seed)
+        block_size = DEFAULT_BLOCK if args.block_size is None else check_block_size(args.block_size)
+        chain = Chain.from_spec(load_preset(args.preset), seed=args.seed)
+        subtype = args.subtype
+        if args.redither and args.bits != "auto":
+            raise UsageError("--redither applies only with --bits auto")
+        if args.bits is not None:
+            chain, subtype = _output_bits(chain, args)
     result = render_file(chain, args.input, args.output, block_size=block_size,
                          subtype=subtype, force=args.force, allow_short=args.allow_short,
                          compensate_latency=not args.no_latency_compensation, observer=observer)
