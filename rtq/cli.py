@@ -22,11 +22,12 @@ COMMANDS = ("presets", "validate", "render", "batch", "train", "info", "analyze"
 """Subcommand names, each a module of :mod:`rtq.commands`, in help order."""
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The argument parser with every subcommand in :data:`COMMANDS`."""
+def build_parser(commands: Sequence[str] = COMMANDS) -> argparse.ArgumentParser:
+    """The argument parser with the subcommands ``commands`` (default: every one in
+    :data:`COMMANDS`)."""
     parser = argparse.ArgumentParser(prog="rtq", description="Real-time and offline audio requantizer.")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name in COMMANDS:
+    for name in commands:
         importlib.import_module(f"rtq.commands.{name}").add(subparsers)
     return parser
 
@@ -70,8 +71,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     # rtq's work runs in its own compiled kernels, not in BLAS: OpenBLAS starting a thread
     # per core when NumPy loads only costs every command's start-up (30-50 ms of CPU).
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # A command line that starts with a command's name parses the same with that command's
+    # parser alone (its usage, help and errors are its own), which spares building and
+    # importing the others.
+    commands = argv[:1] if argv[:1] and argv[0] in COMMANDS else COMMANDS
     with starting():
-        args = build_parser().parse_args(argv)
+        args = build_parser(commands).parse_args(argv)
     try:
         with _sigterm_as_interrupt(), interrupts_kept():
             return args.run(args)
