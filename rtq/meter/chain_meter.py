@@ -419,6 +419,7 @@ class _Entry:
         (and of the frames it holds)."""
         twin, self.twin = self.twin, None
         twin.wait()
+        twin.meter.settle()
         index, stage = self.meter.index, self.meter.stage
         shared = {id(twin.meter.executor): twin.meter.executor}      # the thread, not a copy
         self.meter, self.history = copy.deepcopy(twin.meter, shared), copy.deepcopy(twin.history)
@@ -705,10 +706,11 @@ class ChainMeter:
         self._transforms = ThreadPoolExecutor(1, thread_name_prefix="rtq-fft") if workers > 1 else None
         for entry in (*self._entries, self._end_to_end):
             entry.meter.executor = self._transforms
-            # Only a stage at an oversampled rate shares its compiled pass: at the stream
-            # rate the transforms' thread has the spectra to do, and the split cost more
-            # than it gained (a CD report's wall time).
+            # A stage at an oversampled rate shares its compiled pass with that thread (at
+            # the stream rate the split cost more than it gained); in a chain without one
+            # the thread transforms each point's spectra whole while it measures on.
             entry.meter.split_channels = entry.factor > 1
+            entry.meter.defer_spectra = top == 1
             entry.batch = batch_frames
             # As much as the taps' rings hold (the stream time of the fastest tap's): a
             # sampled window's frames queue up, the chain is not held back by its burst.
@@ -794,6 +796,7 @@ class ChainMeter:
             for entry in entries:
                 try:
                     entry.wait()
+                    entry.meter.settle()     # the spectra its transforms' jobs add
                 except BaseException as err:     # raised once every thread is stopped
                     error = error or err
         finally:

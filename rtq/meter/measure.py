@@ -184,6 +184,12 @@ class _Stats:
         return f, n
 
 
+def _close_open_row(figures: np.ndarray) -> None:
+    """A block closed: its figures (the open row, the last) join the total (row 0)."""
+    figures[0] += figures[-1]
+    figures[-1] = 0
+
+
 @functools.cache
 def _band_thresholds() -> np.ndarray:
     """For each band edge, the smallest ``|x|`` whose level ``20 log10|x|`` (as NumPy
@@ -261,8 +267,15 @@ class ErrorMeter:
         the output's levels (``level_histogram``).
     """
 
-    executor = None     # an Executor sharing the compiled pass and the spectra's transforms (set by the owner)
-    split_channels = True   # whether the compiled pass shares its channels with the executor
+    # An Executor of one thread (it runs its jobs in order), set by the owner: it shares
+    # each batch of the spectra's transforms with the caller, and with split_channels
+    # the compiled pass too (the upper half of the channels); with defer_spectra it
+    # transforms and adds the spectra of each update as a job of their own instead,
+    # while the caller goes on (the next update waits only for the job before the last:
+    # two [e, x] buffers take turns).
+    executor = None
+    split_channels = True
+    defer_spectra = False
 
     def __init__(self, sample_rate: float, channels: int, bits: int | None = None,
                  dither: str = "tpdf", ntf: Ntf | None = None, *, dither_amplitude: float = 1.0,
@@ -311,10 +324,12 @@ class ErrorMeter:
             sets = [np.asarray(s, dtype=np.float64) for s in levels]
             self._levels = [sets[c if len(sets) > 1 else 0] for c in range(self.channels)]
         self._momentary_blocks = max(1, round(momentary_s * self.sample_rate / self._hop))
+        self._jobs: list = []     # the spectra's jobs on the executor (Futures), oldest first
         self.reset()
 
     def reset(self) -> None:
         """Forget everything measured (both windows)."""
+        self.settle()
         rows = self._momentary_blocks + 2     # the closed blocks' total, then a ring: current + momentary
         self._fsums = np.zeros((rows, self.channels, acc.F_WIDTH))
         self._counts = np.zeros((rows, self.channels, acc.I_WIDTH), dtype=np.int64)
@@ -328,6 +343,7 @@ class ErrorMeter:
         self._last = np.full(self.channels, np.nan)          # previous x, for the sine fit
         self._frames = 0
         self._ex = np.empty((self.channels, 2, 2 * self._nfft))   # [e, x] from the next segment's start
+        self._spare = None       # the other such buffer, while a job on the executor reads it
         self._pending = 0                                     # frames of it
         self._done = 0                                        # frames of it already measured
         self._seen = 0                                        # segments transformed since reset
@@ -346,19 +362,15 @@ class ErrorMeter:
             raise ValueError(f"x and y differ in shape: {x.shape} vs {y.shape}")
         n = len(x)
         ring = len(self._fsums) - 1
-        extras = self._extras()
-        for block in range(self._frames // self._hop + 1, (self._frames + n) // self._hop + 1)[-ring:]:
+        deferred = self.executor is not None and self.defer_spectra
+        extras = self._extras(spectra=not deferred)
+        taken = [1 + block % ring for block in range(self._frames // self._hop + 1,
+                                                       (self._frames + n) // self._hop + 1)[-ring:]]
+        for row in taken:
             for figures in extras:
-                figures[1 + block % ring] = 0       # a ring row taken by a new block
-        if self._done:
-            self._pending -= self._done
-            self._ex[:, :, :self._pending] = self._ex[:, :, self._done:self._done + self._pending].copy()
-            self._done = 0
+                figures[row] = 0       # a ring row taken by a new block
+        self._next_buffer(n, deferred)
         pending = self._pending
-        if pending + n > self._ex.shape[-1]:
-            grown = np.empty((self.channels, 2, max(pending + n, 2 * self._ex.shape[-1])))
-            grown[:, :, :pending] = self._ex[:, :, :pending]
-            self._ex = grown
         bad = self._accumulate(x.ctypes.data, y.ctypes.data, n, self.channels, self._ex.ctypes.data,
                                self._ex.shape[-1], pending, self._grid.ctypes.data, len(self._grid),
                                self._last.ctypes.data, self._fsums.ctypes.data, self._counts.ctypes.data,
@@ -366,15 +378,40 @@ class ErrorMeter:
         before = self._frames
         self._frames += n
         self._pending += n
-        if before // self._hop < self._frames // self._hop:    # the block that was current has closed
+        closed = before // self._hop < self._frames // self._hop    # the block that was current has closed
+        if closed:
             for figures in extras:
-                figures[0] += figures[-1]
-                figures[-1] = 0
+                _close_open_row(figures)
         if self._levels is not None:
             self._add_levels(np.where(np.isfinite(x) & np.isfinite(y), y, 0.0) if bad else y, before)
         e = self._ex[:, 0, pending:pending + n].T
-        self._add_segments()
+        self._add_segments(taken, closed, deferred)
         return e
+
+    def _next_buffer(self, n: int, deferred: bool) -> None:
+        """Make :attr:`_ex` hold the unfinished segment's frames from its start and room
+        for ``n`` more.  ``deferred``: in the other buffer (a job on the executor may
+        still read this one), once the job before that one is done."""
+        source, keep = self._ex, self._pending - self._done
+        target = source
+        if deferred:
+            while len(self._jobs) > 1:
+                self._jobs.pop(0).result()
+            target = self._spare if self._spare is not None else np.empty_like(source)
+            self._spare = source
+        if keep + n > target.shape[-1]:
+            target = np.empty((self.channels, 2, max(keep + n, 2 * target.shape[-1])))
+        if target is not source or self._done:
+            target[:, :, :keep] = source[:, :, self._done:self._done + keep].copy() if target is source else \
+                source[:, :, self._done:self._done + keep]
+        self._ex, self._pending, self._done = target, keep, 0
+
+    def settle(self) -> None:
+        """Wait until the spectra handed to the executor are added (their first error is
+        raised here)."""
+        jobs, self._jobs = self._jobs, []
+        for job in jobs:
+            job.result()
 
     def _accumulate(self, *args) -> int:
         """The compiled pass (:func:`rtq.meter.accumulate.accumulate_entry`'s ``args``
@@ -391,15 +428,17 @@ class ErrorMeter:
         bad = run(*args, self._state.ctypes.data, 0, half)
         return bad + other.result()
 
-    def _extras(self) -> list[np.ndarray]:
-        """The per-block figures formed outside the compiled pass (rows: total, ring, open)."""
-        return [self._spec, self._segments] + ([self._level_n] if self._level_n is not None else [])
+    def _extras(self, spectra: bool = True) -> list[np.ndarray]:
+        """The per-block figures formed outside the compiled pass (rows: total, ring, open);
+        the spectra's only with ``spectra``."""
+        return ([self._spec, self._segments] if spectra else []) + \
+            ([self._level_n] if self._level_n is not None else [])
 
-    def _rows(self, blocks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _rows(self, blocks: np.ndarray, block_now: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Where figures of stream blocks ``blocks`` (integers) go: each one's total row
         (the open row while the block is current, added to the total when it closes);
-        whether it is recent (the momentary window may see it); and its ring row then."""
-        block_now = self._frames // self._hop
+        whether it is recent (the momentary window may see it); and its ring row then.
+        ``block_now``: the current block."""
         ring = len(self._fsums) - 1
         return np.where(blocks < block_now, 0, ring + 1), block_now - blocks < ring, 1 + blocks % ring
 
@@ -410,7 +449,7 @@ class ErrorMeter:
         while done < len(y):
             block = (start + done) // self._hop
             stop = min(len(y), (block + 1) * self._hop - start)
-            total, recent, ring_row = self._rows(np.int64(block))
+            total, recent, ring_row = self._rows(np.int64(block), self._frames // self._hop)
             rows = [int(total), int(ring_row)] if recent else [int(total)]
             for c, levels in enumerate(self._levels):
                 v = y[done:stop, c]
@@ -448,6 +487,7 @@ class ErrorMeter:
 
     def result(self, window: str = "integrated") -> dict:
         """The figures over ``window`` (``"integrated"`` or ``"momentary"``) as a JSON-ready dict."""
+        self.settle()
         current = int(self._state[1])
         if window == "integrated":
             rows, extra_rows, frames = [0, current], [0, len(self._fsums)], self._frames
@@ -491,37 +531,60 @@ class ErrorMeter:
         power += np.square(spectra.imag)
         return power
 
-    def _add_segments(self) -> None:
+    def _add_segments(self, taken: list[int], closed: bool, deferred: bool) -> None:
         """Spectra of the segments the pending frames complete (all at once), each added
-        to the block its last frame belongs to (:meth:`_rows`)."""
-        data = self._ex[:, :, :self._pending]      # (channels, [e, x], frames)
+        to the block its last frame belongs to (:meth:`_rows`).  ``deferred``: as a job
+        on the executor, which first does what the update did to the spectra's other
+        rows (clears the ring rows ``taken``; adds the open row to the total if
+        ``closed``), so the spectra see the same steps in the same order."""
         count = (self._pending - self._nfft) // self._hop + 1 if self._pending >= self._nfft else 0
+        if count or deferred and (taken or closed):
+            args = (self._ex[:, :, :self._pending], count, self._frames - self._pending + self._nfft,
+                    self._frames // self._hop, self._seen, self._spec, self._segments)
+            if deferred:
+                self._jobs.append(self.executor.submit(self._spectra_job, taken, closed, *args))
+            else:
+                self._add_spectra(*args, power=self._power)
+        self._seen += count
+        self._done = count * self._hop     # dropped at the next update (the error returned stays valid)
+
+    def _spectra_job(self, taken, closed, *args) -> None:
+        spec, segments = args[-2:]
+        for row in taken:
+            spec[row] = 0
+            segments[row] = 0
+        if closed:
+            _close_open_row(spec)
+            _close_open_row(segments)
+        self._add_spectra(*args, power=self._power_of)
+
+    def _add_spectra(self, data, count, first_end, block_now, seen, spec, segments, power) -> None:
+        """Add the spectra of the ``count`` segments of ``data`` (channels, [e, x], frames;
+        the first ends at stream position ``first_end``; ``seen`` segments before them
+        since the reset) into the rows of ``spec`` and ``segments``."""
         if not count:
             return
-        segments = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
-        first_end = self._frames - self._pending + self._nfft    # stream position after the first segment
+        windows = sliding_window_view(data, self._nfft, axis=-1)[:, :, ::self._hop][:, :, :count]
         batch = max(1, _FFT_BATCH_SAMPLES // (2 * self.channels * self._nfft))   # temporaries stay small
         for first in range(0, count, batch):
-            chosen = segments[:, :, first:first + batch]
+            chosen = windows[:, :, first:first + batch]
             index = first + np.arange(chosen.shape[2])
             blocks = (first_end + index * self._hop - 1) // self._hop      # where each segment ends
-            picks = (self._seen + index) % SINE_TEST_EVERY == 0
-            powers = [(self._power(chosen[:, 0]), slice(None)), (self._power(chosen[:, 1, picks]), picks)]
-            for side, (power, which) in enumerate(powers):   # (channels, segments, bins): [e, x]
-                totals, recent, ring_rows = self._rows(blocks[which])
+            picks = (seen + index) % SINE_TEST_EVERY == 0
+            powers = [(power(chosen[:, 0]), slice(None)), (power(chosen[:, 1, picks]), picks)]
+            for side, (power_of_side, which) in enumerate(powers):   # (channels, segments, bins): [e, x]
+                totals, recent, ring_rows = self._rows(blocks[which], block_now)
                 # The total rows (the open row for segments ending in the current block) ...
                 for row in sorted(set(totals.tolist())):     # not np.unique: it imports numpy.ma
                     mine = totals == row
-                    self._spec[row, :, side] += power[:, mine].sum(axis=1)
+                    spec[row, :, side] += power_of_side[:, mine].sum(axis=1)
                     if side == 0:
-                        self._segments[row] += np.count_nonzero(mine)
+                        segments[row] += np.count_nonzero(mine)
                 # ... and the ring row of each recent block (one segment ends in each block).
                 rows = ring_rows[recent]
-                self._spec[rows, :, side] += power[:, recent].transpose(1, 0, 2)
+                spec[rows, :, side] += power_of_side[:, recent].transpose(1, 0, 2)
                 if side == 0:
-                    self._segments[rows] += 1
-        self._seen += count
-        self._done = count * self._hop     # dropped at the next update (the error returned stays valid)
+                    segments[rows] += 1
 
     # -- figures --------------------------------------------------------------------------
 

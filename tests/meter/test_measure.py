@@ -441,6 +441,34 @@ def test_channels_measured_side_by_side_give_the_same_result():
             assert side_by_side.result(window)[key] == reference[key]
 
 
+def test_spectra_transformed_on_the_executor_give_the_same_result_to_the_bit():
+    """With defer_spectra, each update's spectra are transformed and added as a job
+    on the executor while the next update goes on (two buffers taking turns): the
+    figures are those measured in line to the bit, across a restart and chunks longer
+    than the buffers, in both windows, as soon as result() returns."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = 9 * 4096 + 555
+    x, y = _stream_case(n)
+    sizes = [3000, 1, 21999, 4095, 9999]
+
+    def feed(meter):
+        _feed(meter, x[:25000], y[:25000], sizes[:3])
+        meter.restart_segment()
+        return _feed(meter, x[25000:], y[25000:], sizes[3:])
+
+    alone = feed(ErrorMeter(FS, 2, bits=16))
+    deferred = ErrorMeter(FS, 2, bits=16)
+    deferred.defer_spectra = True
+    with ThreadPoolExecutor(1) as executor:
+        deferred.executor = executor
+        feed(deferred)
+        assert deferred._jobs      # handed to the executor, the last ones perhaps not yet done
+        for window in ("integrated", "momentary"):
+            assert deferred.result(window) == alone.result(window)
+    assert alone.result()["spectrum"]["segments"] > 10
+
+
 @pytest.mark.parametrize("sizes", [[1000], [7] * 143, [333, 1, 666]])
 def test_segments_after_a_restart_all_count(sizes):
     """After restart_segment the segments end inside blocks, not at their ends: every one
