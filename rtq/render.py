@@ -59,6 +59,10 @@ MAX_BUFFER_BYTES = 16 << 20
 # Largest piece the chain's program works on at once (its work buffers, at every rate
 # level, are sized for it); longer blocks are taken in pieces, with the same output.
 PROGRAM_BLOCK = 8192
+# Pieces of a metered chain that runs at the stream rate: its meter reads after every
+# piece (render_file's observer), and with pieces of 8192 frames the hand-overs between
+# the chain and the reader held a cd-16-shibata report back more than its work did.
+METERED_PIECE = 32768
 _INT_PCM_BITS = {"PCM_S8": 8, "PCM_U8": 8, "PCM_16": 16, "PCM_24": 24, "PCM_32": 32}
 _LAW_SUBTYPES = {"mu-law": "ULAW", "a-law": "ALAW"}
 
@@ -262,7 +266,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         Render an input that ends before the length its header promises (the result
         says how much was missing) instead of failing.
     observer : callable, optional
-        Called as ``observer(chain)`` after every program piece (with a true
+        Called as ``observer(chain)`` after every program piece (pieces of
+        :data:`METERED_PIECE` frames for a chain at the stream rate; with a true
         ``observer.concurrent``: on a thread of its own, at most one piece behind the
         chain, the last call before this returns); the chain is then prepared
         with meter taps (:class:`~rtq.program.TapReader` reads them), which is how
@@ -311,6 +316,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         with AudioInput(inp, allow_short=allow_short) as src:
             rate, channels = src.samplerate, src.channels
             chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
+            if observer is not None and block_size > PROGRAM_BLOCK and runs_at_stream_rate(chain):
+                chain.prepare(rate, channels, min(block_size, METERED_PIECE), taps=True)
             subtype = choose_subtype(chain, fmt, subtype)
             latency = chain.latency_samples if compensate_latency else 0
             with Destination(out, force=force) as destination:
