@@ -38,13 +38,14 @@ import numpy as np
 import soundfile as sf
 
 from .chain import Chain
-from .program import COL_FACTOR, META_MAX_BLOCK
+from .program import META_MAX_BLOCK
 from .errors import UsageError
 from .files import pcm
 from .files.audio import AudioInput, open_output, output_failure, output_format, raw_layout, write_raw
 from .files.destination import Destination, check_destination
 from .files.writeback import WriteBack
 from .processor import Counts, flush_and_trim
+from .stages.base import walk
 
 # Frames read, processed and written at a time by default: each block costs calls and a
 # write that updates the file's inode, paid 4x less often than with 32768-frame blocks;
@@ -315,9 +316,8 @@ def render_file(chain: Chain, input_path, output_path, *, block_size: int = DEFA
         started = time.perf_counter()
         with AudioInput(inp, allow_short=allow_short) as src:
             rate, channels = src.samplerate, src.channels
-            chain.prepare(rate, channels, min(block_size, PROGRAM_BLOCK), taps=observer is not None)
-            if observer is not None and block_size > PROGRAM_BLOCK and runs_at_stream_rate(chain):
-                chain.prepare(rate, channels, min(block_size, METERED_PIECE), taps=True)
+            piece = METERED_PIECE if observer is not None and runs_at_stream_rate(chain) else PROGRAM_BLOCK
+            chain.prepare(rate, channels, min(block_size, piece), taps=observer is not None)
             subtype = choose_subtype(chain, fmt, subtype)
             latency = chain.latency_samples if compensate_latency else 0
             with Destination(out, force=force) as destination:
@@ -390,8 +390,9 @@ def group_bounds(channels: int, cores: int, paired: bool) -> list[int]:
 
 
 def runs_at_stream_rate(chain: Chain) -> bool:
-    """Whether every op of the chain's program runs at the stream rate (no oversampling)."""
-    return bool(np.all(chain.program.ops[:, COL_FACTOR] == 1))
+    """Whether every stage of the chain runs at the stream rate (no oversampler): known
+    from its stages, before it is prepared."""
+    return all(place.stage.rate_factor == 1 for place in walk(chain.stages))
 
 
 class _ChannelGroups:

@@ -108,8 +108,8 @@ def starting():
     the command, and later collections need not walk it) and turn the collector back on.
 
     Imports make next to no cyclic garbage, but their allocations set the collector off
-    over and over, walking every young object each time.  Blocks nest: only the outermost turns the collector back on, and only
-    if it was on."""
+    over and over, walking every young object each time.  Blocks nest: only the
+    outermost turns the collector back on, and only if it was on."""
     if not gc.isenabled():
         yield
         return
